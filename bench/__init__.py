@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure and report, never timed assertions (``python -m bench``)."""

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The one entry point for people and CI. Creates ./.venv on first use (Python 3.11+ only).
+#   ./dev.sh demo [args]   set up, then run `pooler demo` (devnet + Pooler + miners, a few blocks)
+#   ./dev.sh test [args]   set up, then run the whole test suite
+#   ./dev.sh lint          ruff + mypy --strict
+#   ./dev.sh pooler ARGS   any pooler subcommand inside the venv
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=${PYTHON:-python3}
+VENV=.venv
+
+setup() {
+  if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "kale-pooler needs Python 3.11 or newer; '$PY' is $("$PY" --version 2>&1)" >&2
+    exit 1
+  fi
+  local stamp="$VENV/.installed"
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    touch "$stamp"
+  fi
+}
+
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  demo)   setup; exec "$VENV/bin/pooler" demo "$@" ;;
+  test)   setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+  lint)   setup; "$VENV/bin/ruff" check protocol pooler tests examples bench; "$VENV/bin/ruff" format --check protocol pooler tests examples bench; exec "$VENV/bin/mypy" ;;
+  pooler) setup; exec "$VENV/bin/pooler" "$@" ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
+esac

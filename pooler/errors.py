@@ -1,0 +1,94 @@
+"""The project's exception tree, drawn in one place.
+
+    KaleError                       (protocol.errors; the root)
+    +-- ProtocolError               a peer broke protocol v1 (carries a Code)
+    +-- PoolerError                 raised by the Pooler's own code
+        +-- ConfigError             a setting is missing or invalid (names the variable)
+        +-- ChainError              the chain could not be read
+        |   +-- RpcUnavailable      transport fault, 429, JSON-RPC error: retry with backoff
+        |   +-- ChainDataError      the answer was read but makes no sense (bad XDR, missing keys)
+        +-- BackendError            the Backend call failed
+        |   +-- BackendUnavailable  network error, 5xx, 429, timeout: retryable until the deadline
+        |   +-- BackendRejected     a 4xx: our request was wrong; retrying cannot help
+        +-- StoreError              durable storage failed
+        +-- DevnetError             the local devnet was misused
+            +-- ContractError       the contract model refused a call (with the contract's number)
+
+Local vs remote (as in h11): ProtocolError is the remote peer's fault and becomes an
+``error``/``rejected`` message; PoolerError subclasses are ours or a dependency's and are
+logged, counted and retried where the table above says so.
+"""
+
+from __future__ import annotations
+
+from protocol.errors import KaleError, ProtocolError
+
+
+class PoolerError(KaleError):
+    """Base of every error raised by the Pooler's own code."""
+
+
+class ConfigError(PoolerError):
+    """A configuration value is missing or invalid; the message names the variable."""
+
+
+class ChainError(PoolerError):
+    """Reading the farm contract's state failed."""
+
+
+class RpcUnavailable(ChainError):
+    """Soroban RPC did not answer usefully (connection, HTTP 429/5xx, JSON-RPC error)."""
+
+
+class ChainDataError(ChainError):
+    """The RPC answered but the data is not what the farm contract stores."""
+
+
+class BackendError(PoolerError):
+    """A Phase-1 Backend call failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class BackendUnavailable(BackendError):
+    """Network error, timeout, 5xx or 429: worth retrying while the phase's deadline allows."""
+
+
+class BackendRejected(BackendError):
+    """A 4xx other than 429: the request itself was refused; retrying cannot help."""
+
+
+class StoreError(PoolerError):
+    """Durable storage failed."""
+
+
+class DevnetError(PoolerError):
+    """The local devnet was used wrongly."""
+
+
+class ContractError(DevnetError):
+    """The farm contract model refused a call, with the real contract's error number."""
+
+    def __init__(self, number: int, name: str) -> None:
+        super().__init__(f"Error(Contract, #{number}) {name}")
+        self.number = number
+        self.name = name
+
+
+__all__ = [
+    "BackendError",
+    "BackendRejected",
+    "BackendUnavailable",
+    "ChainDataError",
+    "ChainError",
+    "ConfigError",
+    "ContractError",
+    "DevnetError",
+    "KaleError",
+    "PoolerError",
+    "ProtocolError",
+    "RpcUnavailable",
+    "StoreError",
+]

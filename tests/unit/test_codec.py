@@ -1,0 +1,269 @@
+"""Protocol v1 codec: round trips, strict decoding, and nothing but ProtocolError escaping."""
+
+from __future__ import annotations
+
+import contextlib
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import Code, ProtocolError
+from protocol.codec import MAX_FRAME, decode_client, decode_server, encode, parse_nonce
+from protocol.messages import (
+    Accepted,
+    Bye,
+    ClientMessage,
+    Difficulty,
+    Error,
+    Hello,
+    Job,
+    More,
+    Rejected,
+    ServerMessage,
+    Share,
+    Stats,
+    StatsRequest,
+    Welcome,
+)
+from protocol.work import MAX_NONCE
+
+ADDRESS = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"
+
+text = st.text(
+    st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=64
+).filter(str.isprintable)
+ids = st.text("abcdef0123456789-", min_size=1, max_size=64)
+nonces = st.integers(0, MAX_NONCE)
+hashes = st.binary(min_size=32, max_size=32)
+zeros = st.integers(0, 64)
+ms = st.integers(0, 2**53 - 1)
+codes = st.sampled_from(list(Code))
+messages_text = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")), max_size=200).filter(
+    str.isprintable
+)
+
+client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
+    st.builds(Hello, token=text, worker=text, agent=st.none() | text, protocol=st.just(1)),
+    st.builds(Share, job=ids, nonce=nonces, hash=st.none() | hashes),
+    st.builds(More, job=st.none() | ids),
+    st.just(StatsRequest()),
+    st.just(Bye()),
+)
+
+
+@st.composite
+def jobs(draw: st.DrawFn) -> Job:
+    start = draw(st.integers(0, MAX_NONCE - 1))
+    return Job(
+        job=draw(ids),
+        block=draw(st.integers(0, 2**32 - 1)),
+        entropy=draw(hashes),
+        farmer=ADDRESS,
+        nonce_start=start,
+        nonce_end=draw(st.integers(start + 1, MAX_NONCE)),
+        share_zeros=draw(zeros),
+        clean=draw(st.booleans()),
+        work_at=draw(ms),
+        block_ends_at=draw(ms),
+    )
+
+
+server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
+    st.builds(
+        Welcome, miner_id=ids, worker=text, farmer_id=ids, farmer=st.just(ADDRESS), protocol=st.just(1)
+    ),
+    jobs(),
+    st.builds(Difficulty, share_zeros=zeros),
+    st.builds(Accepted, job=ids, nonce=nonces, zeros=zeros, best=st.booleans()),
+    st.builds(Rejected, job=st.none() | ids, nonce=st.none() | nonces, code=codes, message=messages_text),
+    st.builds(
+        Stats,
+        miner_id=ids,
+        farmer_id=ids,
+        block=st.none() | st.integers(0, 2**32 - 1),
+        workers=st.integers(0, 1000),
+        hashrate=st.floats(0, 1e15),
+        accepted=st.integers(0, 2**40),
+        rejected=st.integers(0, 2**40),
+        stale=st.integers(0, 2**40),
+        best_zeros=st.none() | zeros,
+        share_zeros=st.none() | zeros,
+        rewards=st.integers(0, 10**30),
+    ),
+    st.builds(Error, code=codes, message=messages_text),
+)
+
+
+@given(client_messages)
+def test_client_round_trip(msg: ClientMessage) -> None:
+    assert decode_client(encode(msg)) == msg
+
+
+@given(server_messages)
+def test_server_round_trip(msg: ServerMessage) -> None:
+    assert decode_server(encode(msg)) == msg
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=512))
+def test_arbitrary_bytes_raise_only_protocol_error(data: bytes) -> None:
+    for decode in (decode_client, decode_server):
+        with contextlib.suppress(ProtocolError):
+            decode(data)
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+field_names = st.sampled_from(
+    [
+        "type",
+        "token",
+        "worker",
+        "agent",
+        "protocol",
+        "job",
+        "nonce",
+        "hash",
+        "block",
+        "entropy",
+        "farmer",
+        "nonceStart",
+        "nonceEnd",
+        "shareZeros",
+        "clean",
+        "workAt",
+        "blockEndsAt",
+        "code",
+        "message",
+        "zeros",
+        "best",
+        "minerId",
+        "farmerId",
+        "workers",
+        "hashrate",
+        "accepted",
+        "rejected",
+        "stale",
+        "bestZeros",
+        "rewards",
+    ]
+)
+types = st.sampled_from(
+    [
+        "hello",
+        "share",
+        "more",
+        "stats",
+        "bye",
+        "welcome",
+        "job",
+        "difficulty",
+        "accepted",
+        "rejected",
+        "error",
+        "x",
+    ]
+)
+
+
+@settings(max_examples=500)
+@given(types, st.dictionaries(field_names, json_values, max_size=12))
+def test_arbitrary_json_objects_raise_only_protocol_error(kind: str, fields: dict[str, object]) -> None:
+    data = orjson.dumps({**fields, "type": kind})
+    for decode in (decode_client, decode_server):
+        with contextlib.suppress(ProtocolError):
+            decode(data)
+
+
+# ------------------------------------------------------------ specific rejections
+
+
+@pytest.mark.parametrize(
+    ("frame", "code", "words"),
+    [
+        (b"not json", Code.MALFORMED, "not valid JSON"),
+        (b"[1,2]", Code.MALFORMED, "JSON object"),
+        (b'"hello"', Code.MALFORMED, "JSON object"),
+        (b'{"token": "t"}', Code.MALFORMED, "'type'"),
+        (b'{"type": "mine"}', Code.MALFORMED, "unknown message type"),
+        (b'{"type": "hello", "token": "t"}', Code.MALFORMED, "protocol"),
+        (b'{"type": "hello", "token": "t", "protocol": 2}', Code.MALFORMED, "not supported"),
+        (b'{"type": "hello", "token": 5, "protocol": 1}', Code.MALFORMED, "must be a string"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "worker": ""}', Code.MALFORMED, "1 to 64"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "worker": "a\\u0000b"}', Code.MALFORMED, "control"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "worker": "a\\u202eb"}', Code.MALFORMED, "control"),
+        (b'{"type": "share", "job": "j"}', Code.MALFORMED, "'nonce'"),
+        (b'{"type": "share", "job": "j", "nonce": -1}', Code.MALFORMED, "outside the u64"),
+        (b'{"type": "share", "job": "j", "nonce": "-1"}', Code.MALFORMED, "not a decimal"),
+        (b'{"type": "share", "job": "j", "nonce": 1.5}', Code.MALFORMED, "float"),
+        (b'{"type": "share", "job": "j", "nonce": 1.0}', Code.MALFORMED, "float"),
+        (b'{"type": "share", "job": "j", "nonce": true}', Code.MALFORMED, "boolean"),
+        (
+            b'{"type": "share", "job": "j", "nonce": "18446744073709551616"}',
+            Code.MALFORMED,
+            "outside the u64",
+        ),
+        (
+            b'{"type": "share", "job": "j", "nonce": 99999999999999999999999}',
+            Code.MALFORMED,
+            "decimal strings",
+        ),
+        (b'{"type": "share", "job": "j", "nonce": "\xef\xbc\x91"}', Code.MALFORMED, "not a decimal"),
+        (b'{"type": "share", "job": "j", "nonce": " 1"}', Code.MALFORMED, "not a decimal"),
+        (b'{"type": "share", "job": "j", "nonce": "1", "hash": "00"}', Code.MALFORMED, "64 hexadecimal"),
+        (
+            b'{"type": "share", "job": "j", "nonce": "1", "hash": "' + b"g" * 64 + b'"}',
+            Code.MALFORMED,
+            "64 hex",
+        ),
+        (b'{"type": "share", "job": 7, "nonce": "1"}', Code.MALFORMED, "must be a string"),
+        (b'{"type": "more", "job": []}', Code.MALFORMED, "must be a string"),
+    ],
+)
+def test_client_rejections(frame: bytes, code: Code, words: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_client(frame)
+    assert info.value.code == code
+    assert words in info.value.message
+
+
+def test_oversized_frame_is_too_large() -> None:
+    frame = b'{"type":"bye","pad":"' + b"x" * MAX_FRAME + b'"}'
+    with pytest.raises(ProtocolError) as info:
+        decode_client(frame)
+    assert info.value.code == Code.TOO_LARGE
+    assert "limit is 4096" in info.value.message
+
+
+@pytest.mark.parametrize("spelling", [31, "31", "0031", "0x1f", "0x1F", "0X001F"])
+def test_every_spelling_of_a_nonce_is_one_integer(spelling: object) -> None:
+    assert parse_nonce(spelling) == 31
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
+    assert decode_client(b'{"type": "bye", "future": 1}') == Bye()
+
+
+def test_nonce_travels_as_decimal_string() -> None:
+    wire = orjson.loads(encode(Accepted(job="j", nonce=MAX_NONCE, zeros=9, best=True)))
+    assert wire == {"type": "accepted", "job": "j", "nonce": str(MAX_NONCE), "zeros": 9, "best": True}
+
+
+def test_rejected_carries_code_and_reason() -> None:
+    wire = orjson.loads(encode(Rejected(job="j", nonce=5, code=Code.LOW_ZEROS, message="3 < 4")))
+    assert wire["code"] == 23 and wire["reason"] == "low-zeros" and wire["nonce"] == "5"
+
+
+def test_hello_defaults() -> None:
+    assert decode_client(b'{"type":"hello","token":"t","protocol":1}') == Hello(token="t")
