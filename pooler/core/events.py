@@ -1,0 +1,179 @@
+"""Everything that can happen to the coordinator, as immutable values.
+
+Each event comes from exactly one adapter (named in its docstring). ``conn`` ids are ints
+the runtime hands out: a WebSocket connection keeps one for its life; a REST request gets
+a fresh one as its reply address. The core answers with ``Send(conn, ...)`` effects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from protocol.messages import Share
+
+BackendOp = Literal["plant", "work", "harvest"]
+
+
+# ---------------------------------------------------------------- chain (block monitor)
+
+
+@dataclass(frozen=True, slots=True)
+class NewBlock:
+    """FarmIndex changed (or was seen for the first time). From the block monitor.
+
+    ``entropy`` is ``Block(index).entropy`` (what miners hash with); ``timestamp`` is the
+    block's ledger timestamp in unix seconds; ``ledger`` the sequence it was read at.
+    """
+
+    index: int
+    entropy: bytes
+    timestamp: int
+    ledger: int
+
+
+@dataclass(frozen=True, slots=True)
+class FarmPaused:
+    """FarmPaused flipped. A paused farm is a phase, not a crash. From the block monitor."""
+
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHealth:
+    """The RPC went down (``ok=False``) or came back. From the block monitor."""
+
+    ok: bool
+    detail: str = ""
+
+
+# ---------------------------------------------------------------- miners (registry / web)
+
+
+@dataclass(frozen=True, slots=True)
+class MinerJoined:
+    """A miner exists (registered now, or loaded at start-up) and mines for ``farmer``."""
+
+    miner_id: str
+    farmer_id: str
+    farmer: str  # G... address of the farmer's custodial wallet
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MinerLeft:
+    """The miner left (``POST /miner/leave``): close its sockets, keep its accepted work."""
+
+    miner_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConnected:
+    """A WebSocket said a valid ``hello``; the web layer already checked the token."""
+
+    conn: int
+    miner_id: str
+    worker: str
+    agent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDisconnected:
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShareSubmitted:
+    """A decoded ``share`` from a WebSocket worker."""
+
+    conn: int
+    share: Share
+
+
+@dataclass(frozen=True, slots=True)
+class MoreRequested:
+    conn: int
+    job: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRequested:
+    """``stats`` from a socket, or ``GET /miner/stats`` (then ``conn`` is the reply id)."""
+
+    conn: int
+    miner_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestWorkRequested:
+    """``GET /miner/work``: reply to ``reply`` with a job for REST worker (miner, worker)."""
+
+    reply: int
+    miner_id: str
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class RestShareSubmitted:
+    """``POST /miner/submit``: reply to ``reply`` with accepted or rejected."""
+
+    reply: int
+    miner_id: str
+    share: Share
+
+
+# ---------------------------------------------------------------- results of effects
+
+
+@dataclass(frozen=True, slots=True)
+class BackendResult:
+    """Outcome of a ``CallBackend`` effect, posted back by the runtime.
+
+    ``response`` is the decoded JSON body on success. On failure ``error`` says why and
+    ``retryable`` tells whether the runtime gave up only because the deadline passed.
+    """
+
+    call_id: int
+    op: BackendOp
+    block: int
+    ok: bool
+    response: Mapping[str, object] = field(default_factory=dict)
+    error: str = ""
+    status: int | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSearchDone:
+    """Result of a ``LocalSearch`` effect: the best nonce found, or None if none in time."""
+
+    block: int
+    farmer_id: str
+    nonce: int | None
+    hash: bytes | None
+    zeros: int
+
+
+Event = (
+    NewBlock
+    | FarmPaused
+    | ChainHealth
+    | MinerJoined
+    | MinerLeft
+    | WorkerConnected
+    | WorkerDisconnected
+    | ShareSubmitted
+    | MoreRequested
+    | StatsRequested
+    | RestWorkRequested
+    | RestShareSubmitted
+    | BackendResult
+    | TimerFired
+    | LocalSearchDone
+)
