@@ -350,10 +350,6 @@ class FarmContract:
         entry = self.pail_entry(farmer, index)
         return None if entry is None else dataclasses.replace(entry.value)
 
-    def pails_of_block(self, index: int) -> list[str]:
-        """Farmers holding a live Pail in ``index``."""
-        return [f for (f, i) in list(self._pails) if i == index and self.pail_entry(f, i) is not None]
-
     def balance(self, address: str) -> int:
         return self.balances.get(address, 0)
 

@@ -126,6 +126,13 @@ async def test_sdk_reads_farm_index_farm_block_and_block(
     assert resp.latest_ledger == 1001
 
 
+async def test_pause_shows_in_instance_storage(sdk: SorobanServerAsync, contract: FarmContract) -> None:
+    contract.pause()
+    assert scval.from_bool((await read_instance(sdk))["FarmPaused"]) is True
+    contract.unpause()
+    assert scval.from_bool((await read_instance(sdk))["FarmPaused"]) is False
+
+
 async def test_unplanted_pail_has_void_options(sdk: SorobanServerAsync, contract: FarmContract) -> None:
     contract.plant(FARMER, 0)
     resp = await sdk.get_ledger_entries([ledger.pail_key(FARMER, 5)])
