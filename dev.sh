@@ -30,7 +30,10 @@ cmd=${1:-help}
 case "$cmd" in
   demo)   setup; exec "$VENV/bin/pooler" demo "$@" ;;
   test)   setup; exec "$VENV/bin/python" -m pytest "$@" ;;
-  lint)   setup; "$VENV/bin/ruff" check protocol pooler tests examples bench; "$VENV/bin/ruff" format --check protocol pooler tests examples bench; exec "$VENV/bin/mypy" ;;
+  lint)   setup
+          dirs=$(for d in protocol pooler tests examples bench; do [ -d "$d" ] && echo "$d"; done)
+          # shellcheck disable=SC2086  # word splitting of the folder list is intended
+          "$VENV/bin/ruff" check $dirs && "$VENV/bin/ruff" format --check $dirs && exec "$VENV/bin/mypy" ;;
   pooler) setup; exec "$VENV/bin/pooler" "$@" ;;
   *) sed -n '2,7p' "$0"; exit 2 ;;
 esac
