@@ -138,6 +138,25 @@ class Events:
         return out
 
 
+class Sleeps:
+    """The monitor's sleep: real, but it wakes the test whenever the monitor finishes a poll."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.changed = asyncio.Event()
+
+    async def __call__(self, delay: float) -> None:
+        self.count += 1
+        self.changed.set()
+        await asyncio.sleep(delay)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        async with asyncio.timeout(10):  # failsafe only
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
+
+
 @contextlib.asynccontextmanager
 async def running(monitor: BlockMonitor) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(monitor.run())
@@ -153,6 +172,7 @@ async def running(monitor: BlockMonitor) -> AsyncIterator[asyncio.Task[None]]:
 
 def make_monitor(net: Net, events: Events, **kw: Any) -> BlockMonitor:
     kw.setdefault("backoff_cap", 0.2)
+    kw.setdefault("sleep", Sleeps())
     return BlockMonitor(net.url, ledger.CONTRACT_ID, events.emit, POLL, request_timeout=2.0, **kw)
 
 
@@ -270,15 +290,15 @@ async def test_a_paused_farm_at_start_is_announced_before_its_block(net: Net) ->
 
 async def test_the_rpc_going_away_and_coming_back(net: Net) -> None:
     events = Events()
-    monitor = make_monitor(net, events)
+    sleeps = Sleeps()
+    monitor = make_monitor(net, events, sleep=sleeps)
     async with running(monitor) as task:
         await events.next(NewBlock)
         await net.server.stop()
         down = await events.next(ChainHealth)
         assert down.ok is False and "connection failed" in down.detail
         # the task lives on, backing off, with the last known state kept
-        while monitor.consecutive_failures < 3:
-            await asyncio.sleep(POLL)
+        await sleeps.until(lambda: monitor.consecutive_failures >= 3)
         assert not task.done()
         assert monitor.last_state is not None and monitor.last_state.state.index == 5
         assert not monitor.healthy
@@ -302,14 +322,14 @@ async def test_the_rpc_going_away_and_coming_back(net: Net) -> None:
 )
 async def test_rpc_faults_are_survived(net: Net, mode: str, detail: str) -> None:
     events = Events()
-    monitor = make_monitor(net, events)
+    sleeps = Sleeps()
+    monitor = make_monitor(net, events, sleep=sleeps)
     async with running(monitor):
         await events.next(NewBlock)
         net.faulty.mode = mode
         down = await events.next(ChainHealth)
         assert down.ok is False and detail in down.detail, down.detail
-        while monitor.consecutive_failures < 2:
-            await asyncio.sleep(POLL)
+        await sleeps.until(lambda: monitor.consecutive_failures >= 2)
         net.open_next_block()
         net.faulty.mode = ""
         assert (await events.next(ChainHealth)).ok is True

@@ -148,7 +148,7 @@ def test_pail_key_is_temporary_vec_of_symbol_address_u32() -> None:
 
 
 def test_bad_contract_id_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="not a valid C... address"):
+    with pytest.raises(ValueError, match=r"not a valid C\.\.\. address"):
         instance_key("CNOTACONTRACT")
 
 
