@@ -33,7 +33,8 @@ from pooler.errors import BackendError, BackendRejected, BackendUnavailable
 log = logging.getLogger("pooler.backend")
 
 Observe = Callable[[str, float, str], None]
-"""Metrics hook: ``(op, seconds, outcome)``; outcome is ok, rejected, unavailable or bad_response."""
+"""Metrics hook: ``(op, seconds, outcome)`` once per call; outcome is ok, rejected, unavailable,
+bad_response or cancelled."""
 
 _DECIMAL = re.compile(r"[0-9]+")
 
@@ -289,7 +290,7 @@ class BackendClient:
         ``answer_statuses`` are returned like a 2xx. Returns the validated JSON object.
         """
         started = self._clock()
-        outcome = "unavailable"
+        outcome = "cancelled"  # what is left if nothing below sets it: the caller gave up on us
         try:
             body = await self._call(
                 op, method, path, payload, deadline, attempts or self.retry_attempts, answer_statuses
@@ -300,6 +301,7 @@ class BackendClient:
             outcome = "rejected"
             raise
         except BackendUnavailable:
+            outcome = "unavailable"
             raise
         except BackendError:
             outcome = "bad_response"
