@@ -15,6 +15,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "version": ("pooler.cli", "print the version"),
+    "devnet": ("pooler.devnet.cli", "run a local KALE devnet: Soroban RPC + Phase-1 Backend on loopback"),
 }
 
 HELP = "print the version"
