@@ -119,7 +119,11 @@ async def test_register_plant_work_harvest_round_trip(
     assert net.contract.farm_index == START + 1
 
     harvested = await client.harvest(START, POOLER, deadline=ft() + 30)
-    assert (harvested["totalEligible"], harvested["successfulHarvests"], harvested["failedHarvests"]) == (2, 2, 0)
+    assert (harvested["totalEligible"], harvested["successfulHarvests"], harvested["failedHarvests"]) == (
+        2,
+        2,
+        0,
+    )
     assert int(harvested["totalRewards"]) > 0
 
     health = await client.health()
@@ -172,7 +176,9 @@ async def test_attempts_are_bounded_by_retry_attempts(net: Devnet, ft: FakeTime,
     net.backend_faults.error_rate = 1.0
     net.backend_faults.error_status = status
     async with BackendClient(net.backend_url, 5.0, 3, sleep=ft.sleep, clock=ft, rng=lambda: 0.0) as c:
-        with pytest.raises(BackendUnavailable, match=rf"gave up after 3 attempt\(s\); last error: HTTP {status}") as e:
+        with pytest.raises(
+            BackendUnavailable, match=rf"gave up after 3 attempt\(s\); last error: HTTP {status}"
+        ) as e:
             await c.harvest(START, POOLER, deadline=ft() + 300)
     assert e.value.status == status
     assert len(ft.sleeps) == 2
@@ -190,7 +196,9 @@ async def test_the_deadline_cuts_retries(
     assert observed[-1][0] == "plant" and observed[-1][2] == "unavailable"
 
 
-async def test_a_deadline_already_past_makes_no_request(net: Devnet, client: BackendClient, ft: FakeTime) -> None:
+async def test_a_deadline_already_past_makes_no_request(
+    net: Devnet, client: BackendClient, ft: FakeTime
+) -> None:
     with pytest.raises(BackendUnavailable, match=r"deadline passed after 0 attempt\(s\)"):
         await client.harvest(START, POOLER, deadline=ft() - 1)
 
@@ -198,7 +206,7 @@ async def test_a_deadline_already_past_makes_no_request(net: Devnet, client: Bac
 async def test_each_attempt_is_bounded_by_the_timeout(net: Devnet, ft: FakeTime) -> None:
     net.backend_faults.latency = 0.5  # real seconds: the devnet sleeps before answering
     async with BackendClient(net.backend_url, 0.05, 2, sleep=ft.sleep, clock=ft) as c:
-        with pytest.raises(BackendUnavailable, match="timed out after 0.05 s"):
+        with pytest.raises(BackendUnavailable, match=r"timed out after 0\.05 s"):
             await c.plant(START, POOLER, 1, deadline=ft() + 30)
 
 
@@ -209,7 +217,9 @@ async def test_a_4xx_is_rejected_at_once_with_the_backends_message(
     net: Devnet, client: BackendClient, ft: FakeTime, observed: Observed
 ) -> None:
     submissions = [{"farmerId": "nobody", "nonce": "1", "timestamp": 1}]
-    with pytest.raises(BackendRejected, match=r"work: HTTP 404: Not Found: .*'nobody' is not a registered") as e:
+    with pytest.raises(
+        BackendRejected, match=r"work: HTTP 404: Not Found: .*'nobody' is not a registered"
+    ) as e:
         await client.work(START, POOLER, submissions, deadline=ft() + 30)
     assert e.value.status == 404
     with pytest.raises(BackendRejected, match="HTTP 400") as e:
@@ -260,7 +270,9 @@ async def test_a_given_session_is_used_and_left_open(net: Devnet) -> None:
 
 
 async def test_bad_arguments_are_refused_before_any_request(client: BackendClient, ft: FakeTime) -> None:
-    with pytest.raises(ValueError, match="stakePercentage must be within 0..1"):
+    with pytest.raises(ValueError, match=r"stakePercentage must be within 0\.\.1"):
         await client.register_farmer(POOLER, 1.5)
     with pytest.raises(ValueError, match=r"submissions\[0\]\.nonce"):
-        await client.work(START, POOLER, [{"farmerId": "f", "nonce": "0x1", "timestamp": 1}], deadline=ft() + 9)
+        await client.work(
+            START, POOLER, [{"farmerId": "f", "nonce": "0x1", "timestamp": 1}], deadline=ft() + 9
+        )

@@ -366,3 +366,23 @@ async def test_wrong_contract_id_is_a_chain_data_error_not_a_crash(net: Net) -> 
         (event,) = events.drain()
         assert isinstance(event, ChainHealth) and not event.ok and "has no instance entry" in event.detail
         assert monitor.consecutive_failures == 1 and monitor.last_state is None
+
+
+async def test_through_the_public_devnet_a_backend_plant_opening_a_block_is_seen() -> None:
+    from pooler.backend import BackendClient
+    from pooler.devnet import Devnet
+
+    clock = FakeClock()
+    events = Events()
+    async with Devnet(block_interval=20, ledger_seconds=1, clock=clock, start_index=3) as dn:
+        monitor = BlockMonitor(dn.rpc_url, dn.contract_id, events.emit, POLL, sleep=Sleeps())
+        async with BackendClient(dn.backend_url, 5.0, 3, clock=clock) as backend, running(monitor):
+            first = await events.next(NewBlock)
+            assert first.index == 3
+            await backend.register_farmer("p", 0.1)
+            clock.t += 20
+            assert (await backend.plant(4, "p", 5, deadline=clock() + 30))["successfulPlants"] == 1
+            seen = await events.next(NewBlock)
+            block = dn.contract.get_block(4)
+            assert block is not None
+            assert (seen.index, seen.entropy, seen.timestamp) == (4, block.entropy, block.timestamp)
