@@ -37,7 +37,7 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.soroban_server_async import SorobanServerAsync
 
 from pooler.chain.backoff import Backoff
-from pooler.chain.reader import ChainSnapshot, FarmReader
+from pooler.chain.reader import ChainSnapshot, FarmReader, instance_key
 from pooler.core.events import ChainHealth, Event, FarmPaused, NewBlock
 from pooler.errors import ChainError
 
@@ -68,6 +68,7 @@ class BlockMonitor:
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
         if request_timeout <= 0:
             raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout}")
+        instance_key(contract_id)  # a bad contract id fails here, not once per poll
         self.rpc_url = rpc_url
         self.contract_id = contract_id
         self.poll_interval = poll_interval
@@ -104,8 +105,9 @@ class BlockMonitor:
     def _ensure_reader(self) -> FarmReader:
         if self._reader is None or self._server is None:
             client = AiohttpClient(request_timeout=self._request_timeout, post_timeout=self._request_timeout)
-            self._server = SorobanServerAsync(self.rpc_url, client=client)
-            self._reader = FarmReader(self._server, self.contract_id)
+            server = SorobanServerAsync(self.rpc_url, client=client)
+            self._reader = FarmReader(server, self.contract_id)
+            self._server = server
         return self._reader
 
     async def aclose(self) -> None:
