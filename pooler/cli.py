@@ -15,6 +15,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "version": ("pooler.cli", "print the version"),
+    "config": ("pooler.config_cli", "print the effective configuration (secrets redacted)"),
 }
 
 HELP = "print the version"

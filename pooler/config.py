@@ -59,112 +59,118 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class _Invalid(Exception):
-    """Raised by a parser; the text says what is expected (the caller names the variable)."""
+    """Raised by a parse function; an optional detail is added after what is expected."""
 
 
-Parser = Callable[[str], object]
+@dataclass(frozen=True, slots=True)
+class Parser:
+    """Turns a variable's text into its typed value; ``expected`` is what the error line says."""
+
+    expected: str
+    parse: Callable[[str], object]
+
+    def __call__(self, text: str) -> object:
+        return self.parse(text)
 
 
 def _int(lo: int, hi: int, unit: str = "") -> Parser:
-    what = f"an integer {lo}..{hi}" + (f" ({unit})" if unit else "")
-
     def parse(text: str) -> int:
         try:
             value = int(text, 10)
         except ValueError:
-            raise _Invalid(what) from None
+            raise _Invalid from None
         if not lo <= value <= hi:
-            raise _Invalid(what)
+            raise _Invalid
         return value
 
-    return parse
+    return Parser(f"an integer {lo}..{hi}" + (f" ({unit})" if unit else ""), parse)
 
 
 def _float(lo: float, hi: float, unit: str = "") -> Parser:
-    what = f"a number {lo:g}..{hi:g}" + (f" ({unit})" if unit else "")
-
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
-            raise _Invalid(what) from None
+            raise _Invalid from None
         if not math.isfinite(value) or not lo <= value <= hi:
-            raise _Invalid(what)
+            raise _Invalid
         return value
 
-    return parse
+    return Parser(f"a number {lo:g}..{hi:g}" + (f" ({unit})" if unit else ""), parse)
 
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
 
-def _bool(text: str) -> bool:
+def _parse_bool(text: str) -> bool:
     word = text.lower()
     if word in _TRUE:
         return True
     if word in _FALSE:
         return False
-    raise _Invalid("true or false (also 1/0, yes/no, on/off)")
+    raise _Invalid
+
+
+_bool = Parser("true or false (also 1/0, yes/no, on/off)", _parse_bool)
 
 
 def _enum(*choices: str, upper: bool = False) -> Parser:
-    what = "one of " + ", ".join(choices)
-
     def parse(text: str) -> str:
         word = text.upper() if upper else text.lower()
         if word not in choices:
-            raise _Invalid(what)
+            raise _Invalid
         return word
 
-    return parse
+    return Parser("one of " + ", ".join(choices), parse)
 
 
 def _http_url(*, strip_slash: bool) -> Parser:
-    what = "an http:// or https:// URL with a host, e.g. http://127.0.0.1:3000"
-
     def parse(text: str) -> str:
-        _check_url(text, ("http", "https"), what)
+        _check_url(text, ("http", "https"))
         return text.rstrip("/") if strip_slash else text
 
-    return parse
+    return Parser("an http:// or https:// URL with a host, e.g. http://127.0.0.1:3000", parse)
 
 
-def _check_url(text: str, schemes: tuple[str, ...], what: str) -> None:
+def _check_url(text: str, schemes: tuple[str, ...]) -> None:
     if any(c.isspace() for c in text):
-        raise _Invalid(what)
+        raise _Invalid
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 -- raises ValueError on a bad port
     except ValueError:
-        raise _Invalid(what) from None
+        raise _Invalid from None
     if parts.scheme.lower() not in schemes or not parts.hostname:
-        raise _Invalid(what)
+        raise _Invalid
 
 
-def _redis_url(text: str) -> str:
-    what = "a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0"
+def _parse_redis_url(text: str) -> str:
     if text.lower().startswith("unix://"):
         if len(text) <= len("unix://") or any(c.isspace() for c in text):
-            raise _Invalid(what)
+            raise _Invalid
         return text
-    _check_url(text, ("redis", "rediss"), what)
+    _check_url(text, ("redis", "rediss"))
     return text
 
 
-def _contract_id(text: str) -> str:
-    what = "a Soroban contract id (a 56-character C... strkey)"
+_redis_url = Parser("a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0", _parse_redis_url)
+
+
+def _parse_contract_id(text: str) -> str:
     try:
         kind, _ = strkey.decode(text)
     except ProtocolError:
-        raise _Invalid(what) from None
+        raise _Invalid from None
     if kind != "C":
-        raise _Invalid(what + "; this is an account (G...), not a contract")
+        raise _Invalid("this is an account (G...), not a contract")
     return text
 
 
-def _origins(text: str) -> tuple[str, ...]:
-    what = "comma-separated origins such as https://pool.example.com,http://127.0.0.1:3001 (or *)"
+_contract_id = Parser("a Soroban contract id (a 56-character C... strkey)", _parse_contract_id)
+
+
+def _parse_origins(text: str) -> tuple[str, ...]:
     items = tuple(item.strip() for item in text.split(",") if item.strip())
     if items == ("*",):
         return items
@@ -173,7 +179,7 @@ def _origins(text: str) -> tuple[str, ...]:
             parts = urlsplit(item)
             parts.port  # noqa: B018 -- raises ValueError on a bad port
         except ValueError:
-            raise _Invalid(f"{what}; {item!r} is not an origin") from None
+            raise _Invalid(f"{item!r} is not an origin") from None
         if (
             parts.scheme not in ("http", "https")
             or not parts.hostname
@@ -182,51 +188,66 @@ def _origins(text: str) -> tuple[str, ...]:
             or parts.fragment
             or "@" in parts.netloc
         ):
-            raise _Invalid(f"{what}; {item!r} is not an origin")
+            raise _Invalid(f"{item!r} is not an origin")
     return tuple(item.rstrip("/") for item in items)
 
+
+_origins = Parser(
+    "comma-separated origins (scheme://host[:port]) such as https://pool.example.com, or *", _parse_origins
+)
 
 _POOLER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 
 
-def _pooler_id(text: str) -> str:
+def _parse_pooler_id(text: str) -> str:
     if not _POOLER_ID.match(text):
-        raise _Invalid("1-128 characters of letters, digits and . _ : - (such as a UUID)")
+        raise _Invalid
     return text
 
 
-def _display_text(text: str) -> str:
+_pooler_id = Parser("1-128 letters, digits and . _ : - (such as a UUID)", _parse_pooler_id)
+
+
+def _parse_display_text(text: str) -> str:
     if len(text) > 100 or not text.isprintable():
-        raise _Invalid("printable text of at most 100 characters")
+        raise _Invalid
     return text
 
+
+_display_text = Parser("printable text of at most 100 characters", _parse_display_text)
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\Z")
 
 
-def _host(text: str) -> str:
+def _parse_host(text: str) -> str:
     try:
         ipaddress.ip_address(text)
     except ValueError:
         if not _HOST_NAME.match(text):
-            raise _Invalid("an IP address or host name to listen on, e.g. 127.0.0.1 or 0.0.0.0") from None
+            raise _Invalid from None
     return text
 
 
-def _path(text: str) -> str:
-    if "\x00" in text or not text.isprintable():
-        raise _Invalid("a file path (or :memory:)")
+_host = Parser("an IP address or host name to listen on, e.g. 127.0.0.1 or 0.0.0.0", _parse_host)
+
+
+def _parse_path(text: str) -> str:
+    if not text.isprintable():
+        raise _Invalid
     return text
+
+
+_path = Parser("a file path (or :memory:)", _parse_path)
 
 
 def _secret(min_len: int) -> Parser:
     def parse(text: str) -> str:
         if len(text) < min_len or any(c.isspace() for c in text) or not text.isprintable():
-            raise _Invalid(f"at least {min_len} printable characters without spaces")
+            raise _Invalid
         return text
 
-    return parse
+    return Parser(f"at least {min_len} printable characters without spaces", parse)
 
 
 # ---------------------------------------------------------------- the table
@@ -576,8 +597,11 @@ class Settings:
                 values[attr] = var.parse(text)
             except _Invalid as exc:
                 shown = "<hidden>" if var.secret else _clip(redact_url(text))
+                detail = f"; {exc}" if str(exc) else ""
                 where = " (from .env)" if source == ".env" else ""
-                raise ConfigError(f"{var.env}={shown} is not valid: expected {exc}{where}") from None
+                raise ConfigError(
+                    f"{var.env}={shown} is not valid: expected {var.parse.expected}{detail}{where}"
+                ) from None
             sources[var.env] = source
         warnings = _horizon_check(raw, "STELLAR_RPC_URL" in raw)
         settings = cls(**cast(dict[str, Any], values), sources=sources, warnings=warnings)
@@ -741,7 +765,7 @@ def parse_env(text: str, path: str = ".env") -> dict[str, str]:
         try:
             out[name] = _env_value(rest.lstrip())
         except _Invalid as exc:
-            raise ConfigError(f"{path} line {number} ({name}) is not valid: expected {exc}") from None
+            raise ConfigError(f"{path} line {number} ({name}) is not valid: {exc}") from None
     return out
 
 
@@ -752,14 +776,14 @@ def _env_value(rest: str) -> str:
     if rest[:1] == "'":
         end = rest.find("'", 1)
         if end < 0:
-            raise _Invalid("a closing ' on the same line")
+            raise _Invalid("expected a closing ' on the same line")
         value, tail = rest[1:end], rest[end + 1 :]
     elif rest[:1] == '"':
         chars: list[str] = []
         i = 1
         while True:
             if i >= len(rest):
-                raise _Invalid('a closing " on the same line')
+                raise _Invalid('expected a closing " on the same line')
             c = rest[i]
             if c == '"':
                 break
@@ -775,7 +799,7 @@ def _env_value(rest: str) -> str:
         return (rest[: cut.start()] if cut else rest).strip()
     tail = tail.strip()
     if tail and not tail.startswith("#"):
-        raise _Invalid("only a # comment after the closing quote")
+        raise _Invalid("expected only a # comment after the closing quote")
     return value
 
 
@@ -784,6 +808,7 @@ __all__ = [
     "DEFAULT_CONTRACT_IDS",
     "REQUIRED_FOR_SERVE",
     "ConfigError",
+    "Parser",
     "Settings",
     "Var",
     "format_value",
