@@ -41,7 +41,7 @@ from prometheus_client.exposition import choose_encoder
 from protocol.errors import Code
 
 # No ``*_created`` series: they double the exposition size, and Prometheus does not use them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in the library
 
 # Label values. Enumerated here so the series exist (at 0) from the start and so callers
 # and docs share one spelling.
