@@ -598,7 +598,7 @@ class Settings:
             except _Invalid as exc:
                 shown = "<hidden>" if var.secret else _clip(redact_url(text))
                 detail = f"; {exc}" if str(exc) else ""
-                where = " (from .env)" if source == ".env" else ""
+                where = f" (from {env_file})" if source == ".env" else ""
                 raise ConfigError(
                     f"{var.env}={shown} is not valid: expected {var.parse.expected}{detail}{where}"
                 ) from None

@@ -186,9 +186,8 @@ def test_long_values_are_clipped_in_the_error() -> None:
 def test_the_error_says_when_the_value_came_from_dotenv(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
     env_file.write_text("PORT=abc\n")
-    assert (
-        error_line({}, str(env_file)) == "PORT='abc' is not valid: expected an integer 0..65535 (from .env)"
-    )
+    expected = f"PORT='abc' is not valid: expected an integer 0..65535 (from {env_file})"
+    assert error_line({}, str(env_file)) == expected
 
 
 # ---------------------------------------------------------------- settings checked together
