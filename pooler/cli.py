@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # name: (module, one-line help)
     "version": ("pooler.cli", "print the version"),
     "devnet": ("pooler.devnet.cli", "run a local KALE devnet: Soroban RPC + Phase-1 Backend on loopback"),
+    "config": ("pooler.config_cli", "print the effective configuration (secrets redacted)"),
 }
 
 HELP = "print the version"

@@ -1,0 +1,819 @@
+"""The Pooler's settings: read once at start-up from the environment and an optional ``.env``.
+
+Every setting is a field of the frozen :class:`Settings`, and each field carries its own
+description (environment variable, parser, help text) in its dataclass metadata. That one
+table drives loading, validation, ``pooler config``, ``.env.example`` and the table in
+``docs/operations.md``, so they cannot drift apart (tests compare them).
+
+Rules an operator can rely on:
+- the real environment wins over ``.env``; ``.env`` wins over the defaults;
+- an empty value counts as not set (docker compose passes ``VAR=`` for undefined variables);
+- a bad value stops start-up with ONE line naming the variable, the value given and what is
+  expected (:class:`~pooler.errors.ConfigError`); secrets are never echoed in that line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, cast
+from urllib.parse import urlsplit
+
+from pooler.errors import ConfigError
+from protocol import strkey
+from protocol.errors import ProtocolError
+
+Network = Literal["testnet", "mainnet", "devnet"]
+StoreKind = Literal["sqlite", "redis", "memory"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Source = Literal["env", ".env", "default"]
+
+# The farm contract per network (KALE.md, "Contract addresses"; testnet as of 2025-08).
+# The devnet id is not deployed anywhere: it is strkey.encode("C", sha256(b"kale-devnet/farm-contract")),
+# pooler.devnet.ledger.CONTRACT_ID, fixed so the local devnet and the Pooler agree without being told.
+DEFAULT_CONTRACT_IDS: Final[Mapping[Network, str]] = {
+    "mainnet": "CDL74RF5BLYR2YBLCCI7F5FB6TPSCLKEJUBSD2RSVWZ4YHF3VMFAIGWA",
+    "testnet": "CDSWUUXGPWDZG76ISK6SUCVPZJMD5YUV66J2FXFXFGDX25XKZJIEITAO",
+    "devnet": "CDJOMGYYFSGNBN6CKKZE7VL7NPH6TMJRFJK6I2ORJDR2TPUN646BM4NH",
+}
+
+# The farm contract's BLOCK_INTERVAL is a constant of the deployed contract; only our own
+# devnet can run a shorter one.
+CONTRACT_BLOCK_INTERVAL_SECONDS: Final = 300
+
+# Variables that must be set for ``pooler serve`` against a real network.
+REQUIRED_FOR_SERVE: Final = ("BACKEND_API_URL", "STELLAR_RPC_URL")
+
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|KEY")
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+# ---------------------------------------------------------------- value parsers
+
+
+class _Invalid(Exception):
+    """Raised by a parse function; an optional detail is added after what is expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parser:
+    """Turns a variable's text into its typed value; ``expected`` is what the error line says."""
+
+    expected: str
+    parse: Callable[[str], object]
+
+    def __call__(self, text: str) -> object:
+        return self.parse(text)
+
+
+def _int(lo: int, hi: int, unit: str = "") -> Parser:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise _Invalid from None
+        if not lo <= value <= hi:
+            raise _Invalid
+        return value
+
+    return Parser(f"an integer {lo}..{hi}" + (f" ({unit})" if unit else ""), parse)
+
+
+def _float(lo: float, hi: float, unit: str = "") -> Parser:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise _Invalid from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise _Invalid
+        return value
+
+    return Parser(f"a number {lo:g}..{hi:g}" + (f" ({unit})" if unit else ""), parse)
+
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _parse_bool(text: str) -> bool:
+    word = text.lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise _Invalid
+
+
+_bool = Parser("true or false (also 1/0, yes/no, on/off)", _parse_bool)
+
+
+def _enum(*choices: str, upper: bool = False) -> Parser:
+    def parse(text: str) -> str:
+        word = text.upper() if upper else text.lower()
+        if word not in choices:
+            raise _Invalid
+        return word
+
+    return Parser("one of " + ", ".join(choices), parse)
+
+
+def _http_url(*, strip_slash: bool) -> Parser:
+    def parse(text: str) -> str:
+        _check_url(text, ("http", "https"))
+        return text.rstrip("/") if strip_slash else text
+
+    return Parser("an http:// or https:// URL with a host, e.g. http://127.0.0.1:3000", parse)
+
+
+def _check_url(text: str, schemes: tuple[str, ...]) -> None:
+    if any(c.isspace() for c in text):
+        raise _Invalid
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        raise _Invalid from None
+    if parts.scheme.lower() not in schemes or not parts.hostname:
+        raise _Invalid
+
+
+def _parse_redis_url(text: str) -> str:
+    if text.lower().startswith("unix://"):
+        if len(text) <= len("unix://") or any(c.isspace() for c in text):
+            raise _Invalid
+        return text
+    _check_url(text, ("redis", "rediss"))
+    return text
+
+
+_redis_url = Parser("a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0", _parse_redis_url)
+
+
+def _parse_contract_id(text: str) -> str:
+    try:
+        kind, _ = strkey.decode(text)
+    except ProtocolError:
+        raise _Invalid from None
+    if kind != "C":
+        raise _Invalid("this is an account (G...), not a contract")
+    return text
+
+
+_contract_id = Parser("a Soroban contract id (a 56-character C... strkey)", _parse_contract_id)
+
+
+def _parse_origins(text: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in text.split(",") if item.strip())
+    if items == ("*",):
+        return items
+    for item in items:
+        try:
+            parts = urlsplit(item)
+            parts.port  # noqa: B018 -- raises ValueError on a bad port
+        except ValueError:
+            raise _Invalid(f"{item!r} is not an origin") from None
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise _Invalid(f"{item!r} is not an origin")
+    return tuple(item.rstrip("/") for item in items)
+
+
+_origins = Parser(
+    "comma-separated origins (scheme://host[:port]) such as https://pool.example.com, or *", _parse_origins
+)
+
+_POOLER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
+
+
+def _parse_pooler_id(text: str) -> str:
+    if not _POOLER_ID.match(text):
+        raise _Invalid
+    return text
+
+
+_pooler_id = Parser("1-128 letters, digits and . _ : - (such as a UUID)", _parse_pooler_id)
+
+
+def _parse_display_text(text: str) -> str:
+    if len(text) > 100 or not text.isprintable():
+        raise _Invalid
+    return text
+
+
+_display_text = Parser("printable text of at most 100 characters", _parse_display_text)
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\Z")
+
+
+def _parse_host(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if not _HOST_NAME.match(text):
+            raise _Invalid from None
+    return text
+
+
+_host = Parser("an IP address or host name to listen on, e.g. 127.0.0.1 or 0.0.0.0", _parse_host)
+
+
+def _parse_path(text: str) -> str:
+    if not text.isprintable():
+        raise _Invalid
+    return text
+
+
+_path = Parser("a file path (or :memory:)", _parse_path)
+
+
+def _secret(min_len: int) -> Parser:
+    def parse(text: str) -> str:
+        if len(text) < min_len or any(c.isspace() for c in text) or not text.isprintable():
+            raise _Invalid
+        return text
+
+    return Parser(f"at least {min_len} printable characters without spaces", parse)
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """How one setting is read: its environment variable, parser and documentation."""
+
+    env: str
+    parse: Parser
+    help: str
+    group: str
+    secret: bool = False
+    example: str = ""  # shown in .env.example for settings without a useful default
+
+
+def _setting(
+    default: object,
+    env: str,
+    parse: Parser,
+    group: str,
+    help: str,
+    *,
+    secret: bool = False,
+    example: str = "",
+) -> Any:
+    """A dataclass field whose metadata says how to read and document it."""
+    secret = secret or bool(_SECRET_NAME.search(env))
+    return field(default=default, metadata={"var": Var(env, parse, help, group, secret, example)})
+
+
+_ID = "Identity and server"
+_BACKEND = "Backend (Phase-1 API)"
+_CHAIN = "Chain"
+_CYCLE = "Block cycle"
+_SHARES = "Miners, shares and difficulty"
+_LIMITS = "Connection limits"
+_STORE = "Storage"
+_OPS = "Logs, metrics and access"
+_MS = "milliseconds"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration. Build it with :meth:`from_env`; fields are validated.
+
+    Direct construction (tests, ``dataclasses.replace``) skips the per-value parsers but
+    still runs the cross-field checks in ``__post_init__``.
+    """
+
+    # -- identity and server
+    pooler_id: str = _setting(
+        "kale-pooler", "POOLER_ID", _pooler_id, _ID, "This Pooler's id as the Backend knows it (poolerId)."
+    )
+    pooler_name: str = _setting(
+        "KALE Pooler", "POOLER_NAME", _display_text, _ID, "Display name shown on the dashboard."
+    )
+    host: str = _setting(
+        "127.0.0.1", "HOST", _host, _ID, "Address to listen on (the Docker image sets 0.0.0.0)."
+    )
+    port: int = _setting(3001, "PORT", _int(0, 65535), _ID, "HTTP/WebSocket port (0 = any free port).")
+    cors_origins: tuple[str, ...] = _setting(
+        (),
+        "CORS_ORIGINS",
+        _origins,
+        _ID,
+        "Extra origins allowed to call the API from a browser; empty = only the dashboard's own origin.",
+        example="https://pool.example.com",
+    )
+    # -- backend
+    backend_api_url: str | None = _setting(
+        None,
+        "BACKEND_API_URL",
+        _http_url(strip_slash=True),
+        _BACKEND,
+        "Base URL of the Phase-1 Backend. Required by `pooler serve` unless STELLAR_NETWORK=devnet.",
+        example="http://127.0.0.1:3000",
+    )
+    backend_timeout_ms: int = _setting(
+        30_000,
+        "BACKEND_TIMEOUT",
+        _int(100, 600_000, _MS),
+        _BACKEND,
+        "Timeout of one Backend request in ms (each call is also bounded by its phase's deadline).",
+    )
+    retry_attempts: int = _setting(
+        3,
+        "RETRY_ATTEMPTS",
+        _int(0, 20),
+        _BACKEND,
+        "Retries after a failed Backend call (network error, 5xx, 429), with backoff and jitter.",
+    )
+    # -- chain
+    stellar_network: Network = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+        "testnet",
+        "STELLAR_NETWORK",
+        _enum("testnet", "mainnet", "devnet"),
+        _CHAIN,
+        "testnet, mainnet, or devnet (the local chain `pooler demo` runs).",
+    )
+    stellar_rpc_url: str | None = _setting(
+        None,
+        "STELLAR_RPC_URL",
+        _http_url(strip_slash=False),
+        _CHAIN,
+        "Soroban RPC server (not Horizon). Required by `pooler serve` unless STELLAR_NETWORK=devnet.",
+        example="https://soroban-testnet.stellar.org",
+    )
+    kale_contract_id: str = _setting(
+        "",
+        "KALE_CONTRACT_ID",
+        _contract_id,
+        _CHAIN,
+        "The KALE farm contract (C...). Default: the known contract of STELLAR_NETWORK.",
+    )
+    block_poll_interval_ms: int = _setting(
+        1000,
+        "BLOCK_POLL_INTERVAL_MS",
+        _int(50, 60_000, _MS),
+        _CHAIN,
+        "How often the block monitor reads the contract's state.",
+    )
+    # -- block cycle
+    block_interval_seconds: int = _setting(
+        CONTRACT_BLOCK_INTERVAL_SECONDS,
+        "BLOCK_INTERVAL_SECONDS",
+        _int(1, 3600, "seconds"),
+        _CYCLE,
+        "Length of a block. Fixed at 300 by the contract on testnet/mainnet; the devnet may shorten it.",
+    )
+    optimal_work_delay_ms: int = _setting(
+        280_000,
+        "OPTIMAL_WORK_DELAY_MS",
+        _int(0, 3_600_000, _MS),
+        _CYCLE,
+        "When to submit work, counted from the BLOCK timestamp (capped by the safety margin below).",
+    )
+    work_safety_margin_ms: int = _setting(
+        15_000,
+        "WORK_SAFETY_MARGIN_MS",
+        _int(0, 3_600_000, _MS),
+        _CYCLE,
+        "Work is submitted no later than block timestamp + interval - this margin; retries stop there.",
+    )
+    late_plant_grace_ms: int = _setting(
+        15_000,
+        "LATE_PLANT_GRACE_MS",
+        _int(0, 3_600_000, _MS),
+        _CYCLE,
+        "If nobody opened the next block by interval + this grace, the Pooler's own /plant opens it.",
+    )
+    work_timeout_minutes: int = _setting(
+        5,
+        "WORK_TIMEOUT_MINUTES",
+        _int(1, 1440, "minutes"),
+        _CYCLE,
+        "How long a block's jobs stay valid for miners; shares for an older block are refused as stale.",
+    )
+    max_farmers_capacity: int = _setting(
+        1000,
+        "MAX_FARMERS_CAPACITY",
+        _int(1, 1_000_000),
+        _CYCLE,
+        "maxFarmersCapacity sent with each /plant: how many farmers the Backend may plant per block.",
+    )
+    stake_percentage: float = _setting(
+        0.1,
+        "STAKE_PERCENTAGE",
+        _float(0.0, 1.0, "fraction"),
+        _CYCLE,
+        "Stake fraction (0..1) for miners that register without one.",
+    )
+    # -- miners and shares
+    max_concurrent_miners: int = _setting(
+        10_000,
+        "MAX_CONCURRENT_MINERS",
+        _int(1, 1_000_000),
+        _SHARES,
+        "Most miner connections (WebSocket) open at once; more are refused.",
+    )
+    share_zeros_initial: int = _setting(
+        6,
+        "SHARE_ZEROS_INITIAL",
+        _int(0, 64, "zeros"),
+        _SHARES,
+        "Share difficulty (leading zero nibbles) a new worker starts at.",
+    )
+    share_zeros_min: int = _setting(4, "SHARE_ZEROS_MIN", _int(0, 64, "zeros"), _SHARES, "Vardiff floor.")
+    share_zeros_max: int = _setting(20, "SHARE_ZEROS_MAX", _int(0, 64, "zeros"), _SHARES, "Vardiff ceiling.")
+    vardiff_target_seconds: float = _setting(
+        10.0,
+        "VARDIFF_TARGET_SECONDS",
+        _float(0.1, 3600.0, "seconds"),
+        _SHARES,
+        "Vardiff aims at one share per worker this often (10 s = 6 a minute).",
+    )
+    # -- connection limits
+    max_frame_bytes: int = _setting(
+        4096,
+        "MAX_FRAME_BYTES",
+        _int(256, 1_048_576, "bytes"),
+        _LIMITS,
+        "Largest WebSocket frame or REST body accepted.",
+    )
+    messages_per_second: float = _setting(
+        20.0,
+        "MESSAGES_PER_SECOND",
+        _float(0.1, 100_000.0, "messages per second"),
+        _LIMITS,
+        "Sustained message rate per connection (token bucket refill rate).",
+    )
+    messages_burst: int = _setting(
+        40,
+        "MESSAGES_BURST",
+        _int(1, 1_000_000, "messages"),
+        _LIMITS,
+        "Token bucket size: messages a connection may send at once before the rate applies.",
+    )
+    max_connections_per_ip: int = _setting(
+        100,
+        "MAX_CONNECTIONS_PER_IP",
+        _int(1, 1_000_000),
+        _LIMITS,
+        "Most simultaneous connections from one IP address.",
+    )
+    hello_timeout_ms: int = _setting(
+        10_000,
+        "HELLO_TIMEOUT_MS",
+        _int(100, 600_000, _MS),
+        _LIMITS,
+        "A socket must say hello within this time (else error 25 and close).",
+    )
+    ws_ping_interval_ms: int = _setting(
+        20_000, "WS_PING_INTERVAL_MS", _int(100, 600_000, _MS), _LIMITS, "WebSocket ping interval."
+    )
+    idle_timeout_ms: int = _setting(
+        60_000,
+        "IDLE_TIMEOUT_MS",
+        _int(200, 3_600_000, _MS),
+        _LIMITS,
+        "A socket with no message and no pong for this long is closed (must exceed WS_PING_INTERVAL_MS).",
+    )
+    outbox_size: int = _setting(
+        64,
+        "OUTBOX_SIZE",
+        _int(1, 100_000, "messages"),
+        _LIMITS,
+        "Bound of each connection's outgoing queue; a client that lets it fill is closed.",
+    )
+    # -- storage
+    store: StoreKind = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+        "sqlite",
+        "STORE",
+        _enum("sqlite", "redis", "memory"),
+        _STORE,
+        "sqlite (one instance), redis (several instances sharing state) or memory (tests only).",
+    )
+    pooler_db: str = _setting(
+        "./pooler.db", "POOLER_DB", _path, _STORE, "SQLite database file (STORE=sqlite)."
+    )
+    redis_url: str | None = _setting(
+        None,
+        "REDIS_URL",
+        _redis_url,
+        _STORE,
+        "Redis server (required when STORE=redis); a password in it is never printed.",
+        example="redis://127.0.0.1:6379/0",
+    )
+    # -- logs, metrics and access
+    log_level: LogLevel = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+        "INFO",
+        "LOG_LEVEL",
+        _enum("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
+        _OPS,
+        "Least severe log level written.",
+    )
+    log_format: LogFormat = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+        "text",
+        "LOG_FORMAT",
+        _enum("text", "json"),
+        _OPS,
+        "text (one readable line) or json (one object a line).",
+    )
+    metrics_enabled: bool = _setting(
+        True, "METRICS_ENABLED", _bool, _OPS, "Serve Prometheus metrics at /metrics."
+    )
+    summary_interval_ms: int = _setting(
+        5000,
+        "SUMMARY_INTERVAL_MS",
+        _int(100, 3_600_000, _MS),
+        _OPS,
+        "How often the dashboard stream gets a summary event.",
+    )
+    admin_token: str | None = _setting(
+        None,
+        "ADMIN_TOKEN",
+        _secret(16),
+        _OPS,
+        "Secret for admin actions (at least 16 characters); unset = no admin actions. Never logged.",
+        example="change-me-to-a-long-random-string",
+    )
+
+    # -- not settings: where each value came from, and warnings to show at start-up
+    sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.kale_contract_id:
+            # A frozen dataclass can only fill a network-dependent default this way.
+            object.__setattr__(self, "kale_contract_id", DEFAULT_CONTRACT_IDS[self.stellar_network])
+        self._check_together()
+
+    # ------------------------------------------------------------ loading
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        env_file: str | None = ".env",
+        *,
+        allow_missing: bool = False,
+    ) -> Settings:
+        """Read every setting from ``environ`` (default ``os.environ``) over ``env_file``.
+
+        A missing ``env_file`` is not an error (pass ``None`` to ignore any). Raises
+        :class:`ConfigError` with one line on the first bad value. Unless ``allow_missing``
+        or STELLAR_NETWORK=devnet, the URLs ``pooler serve`` needs must be set too.
+        """
+        env = os.environ if environ is None else environ
+        file_values = read_env_file(env_file) if env_file is not None and os.path.isfile(env_file) else {}
+        values: dict[str, object] = {}
+        sources: dict[str, Source] = {}
+        raw: dict[str, tuple[str, Source]] = {}
+        for name in (*(var.env for _, var in variables()), "STELLAR_HORIZON_URL"):
+            text = env.get(name, "").strip()
+            if text:
+                raw[name] = (text, "env")
+            elif file_values.get(name, "").strip():
+                raw[name] = (file_values[name].strip(), ".env")
+        for attr, var in variables():
+            if var.env not in raw:
+                sources[var.env] = "default"
+                continue
+            text, source = raw[var.env]
+            try:
+                values[attr] = var.parse(text)
+            except _Invalid as exc:
+                shown = "<hidden>" if var.secret else _clip(redact_url(text))
+                detail = f"; {exc}" if str(exc) else ""
+                where = f" (from {env_file})" if source == ".env" else ""
+                raise ConfigError(
+                    f"{var.env}={shown} is not valid: expected {var.parse.expected}{detail}{where}"
+                ) from None
+            sources[var.env] = source
+        warnings = _horizon_check(raw, "STELLAR_RPC_URL" in raw)
+        settings = cls(**cast(dict[str, Any], values), sources=sources, warnings=warnings)
+        missing = settings.missing_for_serve()
+        if missing and not allow_missing:
+            verb, which = ("is", "it") if len(missing) == 1 else ("are", "each")
+            raise ConfigError(
+                f"{' and '.join(missing)} {verb} not set: expected an http(s) URL for {which} on "
+                f"STELLAR_NETWORK={settings.stellar_network} "
+                "(or set STELLAR_NETWORK=devnet to run on the local devnet)"
+            )
+        return settings
+
+    def _check_together(self) -> None:
+        """Checks across fields, kept here so direct construction gets them too."""
+        if not self.share_zeros_min <= self.share_zeros_max:
+            raise ConfigError(
+                f"SHARE_ZEROS_MIN={self.share_zeros_min} is not valid: expected at most "
+                f"SHARE_ZEROS_MAX={self.share_zeros_max}"
+            )
+        if not self.share_zeros_min <= self.share_zeros_initial <= self.share_zeros_max:
+            raise ConfigError(
+                f"SHARE_ZEROS_INITIAL={self.share_zeros_initial} is not valid: expected a value between "
+                f"SHARE_ZEROS_MIN={self.share_zeros_min} and SHARE_ZEROS_MAX={self.share_zeros_max}"
+            )
+        if self.idle_timeout_ms <= self.ws_ping_interval_ms:
+            raise ConfigError(
+                f"IDLE_TIMEOUT_MS={self.idle_timeout_ms} is not valid: expected more than "
+                f"WS_PING_INTERVAL_MS={self.ws_ping_interval_ms} (a pong needs time to come back)"
+            )
+        if (
+            self.stellar_network != "devnet"
+            and self.block_interval_seconds != CONTRACT_BLOCK_INTERVAL_SECONDS
+        ):
+            raise ConfigError(
+                f"BLOCK_INTERVAL_SECONDS={self.block_interval_seconds} is not valid: expected "
+                f"{CONTRACT_BLOCK_INTERVAL_SECONDS} on {self.stellar_network} (the contract's interval; "
+                "only STELLAR_NETWORK=devnet can shorten it)"
+            )
+        if self.work_safety_margin_ms >= self.block_interval_seconds * 1000:
+            raise ConfigError(
+                f"WORK_SAFETY_MARGIN_MS={self.work_safety_margin_ms} is not valid: expected less than the "
+                f"block interval (BLOCK_INTERVAL_SECONDS={self.block_interval_seconds})"
+            )
+        if self.store == "redis" and not self.redis_url:
+            raise ConfigError("REDIS_URL is not set: expected a redis:// URL because STORE=redis")
+
+    # ------------------------------------------------------------ views
+
+    def missing_for_serve(self) -> list[str]:
+        """Variables ``pooler serve`` needs that are not set (none on the devnet, which brings its own)."""
+        if self.stellar_network == "devnet":
+            return []
+        values = {"BACKEND_API_URL": self.backend_api_url, "STELLAR_RPC_URL": self.stellar_rpc_url}
+        return [name for name in REQUIRED_FOR_SERVE if not values[name]]
+
+    def source(self, env_name: str) -> Source:
+        """Where the variable's value came from: ``env``, ``.env`` or ``default``."""
+        return self.sources.get(env_name, "default")
+
+    def redacted(self) -> dict[str, str]:
+        """``{VARIABLE: value as text}`` for every setting, secrets shown as ``***``.
+
+        Unset optional values are ``""``. Passwords inside URLs are replaced too.
+        """
+        out: dict[str, str] = {}
+        for attr, var in variables():
+            value = getattr(self, attr)
+            if var.secret:
+                out[var.env] = "***" if value else ""
+            else:
+                out[var.env] = redact_url(format_value(value))
+        return out
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def variables() -> list[tuple[str, Var]]:
+    """``(field name, Var)`` for every setting, in declaration order."""
+    return [(f.name, f.metadata["var"]) for f in dataclasses.fields(Settings) if "var" in f.metadata]
+
+
+def format_value(value: object) -> str:
+    """A setting's value as it would be written in ``.env``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def redact_url(text: str) -> str:
+    """Replace the password of any ``scheme://user:password@host`` in ``text`` with ``***``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+def _clip(text: str) -> str:
+    return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def _horizon_check(raw: Mapping[str, tuple[str, Source]], have_rpc: bool) -> tuple[str, ...]:
+    """The seed named a Horizon URL; Horizon cannot read Soroban contract storage.
+
+    Alone it is refused (a Pooler pointed at Horizon would fail obscurely at the first
+    poll); beside STELLAR_RPC_URL it is ignored with a warning.
+    """
+    if "STELLAR_HORIZON_URL" not in raw:
+        return ()
+    shown = _clip(redact_url(raw["STELLAR_HORIZON_URL"][0]))
+    if have_rpc:
+        return (
+            f"STELLAR_HORIZON_URL={shown} is ignored: the Pooler reads contract state through "
+            "STELLAR_RPC_URL (Soroban RPC); Horizon is not used",
+        )
+    raise ConfigError(
+        f"STELLAR_HORIZON_URL={shown} is not used: expected STELLAR_RPC_URL instead, because Soroban "
+        "contract state is only readable through a Soroban RPC server (e.g. https://soroban-testnet.stellar.org)"
+    )
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """Parse a ``.env`` file (see :func:`parse_env`). Raises ConfigError if unreadable."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not valid: expected a UTF-8 text file of NAME=value lines") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
+    return parse_env(text, path)
+
+
+def parse_env(text: str, path: str = ".env") -> dict[str, str]:
+    """Parse ``.env`` text: ``NAME=value`` lines, strict enough to catch typos.
+
+    - blank lines and ``#`` comment lines are skipped; an ``export`` prefix is allowed;
+    - ``'single quotes'`` keep their content literally; ``"double quotes"`` understand
+      ``\\n \\t \\" \\\\ \\$``; both must close on the same line;
+    - unquoted values end at a ``#`` that follows whitespace, and are stripped;
+    - no variable expansion; a later line overrides an earlier one.
+    Errors name the file and line but never echo the line (it may hold a secret).
+    """
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("export ") or stripped.startswith("export\t"):
+            stripped = stripped[len("export") :].lstrip()
+        name, eq, rest = stripped.partition("=")
+        name = name.rstrip()
+        if not eq or not _ENV_NAME.match(name):
+            raise ConfigError(
+                f"{path} line {number} is not valid: expected NAME=value, a # comment or a blank line"
+            )
+        try:
+            out[name] = _env_value(rest.lstrip())
+        except _Invalid as exc:
+            raise ConfigError(f"{path} line {number} ({name}) is not valid: {exc}") from None
+    return out
+
+
+_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
+
+
+def _env_value(rest: str) -> str:
+    if rest[:1] == "'":
+        end = rest.find("'", 1)
+        if end < 0:
+            raise _Invalid("expected a closing ' on the same line")
+        value, tail = rest[1:end], rest[end + 1 :]
+    elif rest[:1] == '"':
+        chars: list[str] = []
+        i = 1
+        while True:
+            if i >= len(rest):
+                raise _Invalid('expected a closing " on the same line')
+            c = rest[i]
+            if c == '"':
+                break
+            if c == "\\" and i + 1 < len(rest) and rest[i + 1] in _ESCAPES:
+                chars.append(_ESCAPES[rest[i + 1]])
+                i += 2
+                continue
+            chars.append(c)
+            i += 1
+        value, tail = "".join(chars), rest[i + 1 :]
+    else:
+        cut = re.search(r"\s#", rest)
+        return (rest[: cut.start()] if cut else rest).strip()
+    tail = tail.strip()
+    if tail and not tail.startswith("#"):
+        raise _Invalid("expected only a # comment after the closing quote")
+    return value
+
+
+__all__ = [
+    "CONTRACT_BLOCK_INTERVAL_SECONDS",
+    "DEFAULT_CONTRACT_IDS",
+    "REQUIRED_FOR_SERVE",
+    "ConfigError",
+    "Parser",
+    "Settings",
+    "Var",
+    "format_value",
+    "parse_env",
+    "read_env_file",
+    "redact_url",
+    "variables",
+]

@@ -1,0 +1,430 @@
+"""Settings: every variable type rejects bad values with one clear line; .env rules; redaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pooler.config import (
+    DEFAULT_CONTRACT_IDS,
+    Settings,
+    format_value,
+    parse_env,
+    read_env_file,
+    redact_url,
+    variables,
+)
+from pooler.errors import ConfigError
+from protocol import strkey
+
+ROOT = Path(__file__).resolve().parents[2]
+# Enough for Settings.from_env to load a testnet configuration without allow_missing.
+REQUIRED = {"BACKEND_API_URL": "http://127.0.0.1:3000", "STELLAR_RPC_URL": "http://127.0.0.1:8000"}
+TESTNET = DEFAULT_CONTRACT_IDS["testnet"]
+
+
+def load(env: dict[str, str], env_file: str | None = None, **kw: bool) -> Settings:
+    return Settings.from_env({**REQUIRED, **env}, env_file, **kw)
+
+
+def error_line(env: dict[str, str], env_file: str | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(env, env_file)
+    message = str(info.value)
+    assert "\n" not in message, "a configuration error is one line"
+    return message
+
+
+# ---------------------------------------------------------------- defaults and types
+
+
+def test_defaults_load_and_match_the_documented_values() -> None:
+    s = load({})
+    assert (s.port, s.host, s.stellar_network) == (3001, "127.0.0.1", "testnet")
+    assert s.kale_contract_id == TESTNET
+    assert s.block_poll_interval_ms == 1000
+    assert s.optimal_work_delay_ms == 280_000
+    assert s.block_interval_seconds == 300
+    assert s.hello_timeout_ms == 10_000
+    assert s.max_frame_bytes == 4096
+    assert s.pooler_db == "./pooler.db"
+    assert (s.store, s.log_format, s.log_level, s.metrics_enabled) == ("sqlite", "text", "INFO", True)
+    assert s.cors_origins == ()
+    assert s.admin_token is None and s.redis_url is None
+    assert s.warnings == ()
+    assert s.source("PORT") == "default" and s.source("BACKEND_API_URL") == "env"
+
+
+def test_values_are_parsed_into_their_types() -> None:
+    s = load(
+        {
+            "PORT": "8080",
+            "STAKE_PERCENTAGE": "0.25",
+            "METRICS_ENABLED": "No",
+            "STELLAR_NETWORK": "MAINNET",
+            "LOG_LEVEL": "debug",
+            "CORS_ORIGINS": " https://a.example , http://127.0.0.1:3001/ ,",
+            "BACKEND_API_URL": "https://backend.example/api/",
+            "STORE": "redis",
+            "REDIS_URL": "redis://:pw@127.0.0.1:6379/0",
+            "MESSAGES_PER_SECOND": "2.5",
+        }
+    )
+    assert s.port == 8080 and s.stake_percentage == 0.25 and s.metrics_enabled is False
+    assert s.stellar_network == "mainnet" and s.kale_contract_id == DEFAULT_CONTRACT_IDS["mainnet"]
+    assert s.log_level == "DEBUG"
+    assert s.cors_origins == ("https://a.example", "http://127.0.0.1:3001")
+    assert s.backend_api_url == "https://backend.example/api"  # trailing slash dropped for path joins
+    assert s.stellar_rpc_url == REQUIRED["STELLAR_RPC_URL"]  # the RPC URL is used exactly as given
+    assert s.messages_per_second == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        # int with range
+        ("PORT", "abc", "PORT='abc' is not valid: expected an integer 0..65535"),
+        ("PORT", "70000", "PORT='70000' is not valid: expected an integer 0..65535"),
+        ("RETRY_ATTEMPTS", "2.5", "RETRY_ATTEMPTS='2.5' is not valid: expected an integer 0..20"),
+        # milliseconds
+        (
+            "BACKEND_TIMEOUT",
+            "10s",
+            "BACKEND_TIMEOUT='10s' is not valid: expected an integer 100..600000 (milli",
+        ),
+        (
+            "HELLO_TIMEOUT_MS",
+            "-1",
+            "HELLO_TIMEOUT_MS='-1' is not valid: expected an integer 100..600000 (milli",
+        ),
+        # float
+        ("STAKE_PERCENTAGE", "1.5", "STAKE_PERCENTAGE='1.5' is not valid: expected a number 0..1 (fraction)"),
+        ("STAKE_PERCENTAGE", "nan", "STAKE_PERCENTAGE='nan' is not valid: expected a number 0..1"),
+        ("VARDIFF_TARGET_SECONDS", "fast", "VARDIFF_TARGET_SECONDS='fast' is not valid: expected a number"),
+        # bool
+        ("METRICS_ENABLED", "maybe", "METRICS_ENABLED='maybe' is not valid: expected true or false"),
+        # enum
+        ("STELLAR_NETWORK", "futurenet", "expected one of testnet, mainnet, devnet"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is not valid: expected one of text, json"),
+        ("STORE", "postgres", "STORE='postgres' is not valid: expected one of sqlite, redis, memory"),
+        ("LOG_LEVEL", "verbose", "expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        # URL
+        (
+            "BACKEND_API_URL",
+            "ftp://x.example",
+            "BACKEND_API_URL='ftp://x.example' is not valid: expected an http",
+        ),
+        (
+            "BACKEND_API_URL",
+            "http://",
+            "BACKEND_API_URL='http://' is not valid: expected an http:// or https://",
+        ),
+        (
+            "STELLAR_RPC_URL",
+            "localhost:8000",
+            "STELLAR_RPC_URL='localhost:8000' is not valid: expected an http",
+        ),
+        ("STELLAR_RPC_URL", "http://h:99999/", "STELLAR_RPC_URL='http://h:99999/' is not valid"),
+        ("REDIS_URL", "http://127.0.0.1:6379", "expected a redis://, rediss:// or unix:// URL"),
+        # Stellar contract id
+        (
+            "KALE_CONTRACT_ID",
+            TESTNET[:-1] + "B",
+            "expected a Soroban contract id (a 56-character C... strkey)",
+        ),
+        (
+            "KALE_CONTRACT_ID",
+            "GBDVX4VELCDSQ54KQJYTNHXAHFLBCA77ZY2USQBM4CSHTTV7DME7KALE",
+            "strkey); this is an account (G...), not a contract",
+        ),
+        # list of origins
+        ("CORS_ORIGINS", "https://a.example/path", "; 'https://a.example/path' is not an origin"),
+        ("CORS_ORIGINS", "https://ok.example,pool.example", "; 'pool.example' is not an origin"),
+        # text, host, path
+        ("POOLER_ID", "has space", "POOLER_ID='has space' is not valid: expected 1-128 letters"),
+        ("POOLER_NAME", "bell\x07", "POOLER_NAME='bell\\x07' is not valid: expected printable text"),
+        ("HOST", "bad host!", "HOST='bad host!' is not valid: expected an IP address or host name"),
+        ("POOLER_DB", "a\x01b", "POOLER_DB='a\\x01b' is not valid: expected a file path"),
+    ],
+)
+def test_a_bad_value_fails_with_one_line_naming_variable_value_and_expectation(
+    name: str, value: str, expected: str
+) -> None:
+    line = error_line({name: value})
+    assert line.startswith(f"{name}=")
+    assert " is not valid: expected " in line
+    assert expected in line
+
+
+@pytest.mark.parametrize(("attr", "name"), [(attr, var.env) for attr, var in variables()])
+def test_every_variable_rejects_garbage_with_its_own_line(attr: str, name: str) -> None:
+    line = error_line({name: "\x07nonsense\x07"})
+    assert line.startswith(f"{name}=") and " is not valid: expected " in line
+
+
+def test_a_secret_is_never_echoed_in_the_error() -> None:
+    line = error_line({"ADMIN_TOKEN": "short secret"})
+    assert (
+        line == "ADMIN_TOKEN=<hidden> is not valid: expected at least 16 printable characters without spaces"
+    )
+    assert "short" not in line
+
+
+def test_a_url_password_is_masked_in_the_error() -> None:
+    line = error_line({"REDIS_URL": "redis://user:hunter2@h:notaport/0"})
+    assert "hunter2" not in line and "user:***@" in line
+
+
+def test_long_values_are_clipped_in_the_error() -> None:
+    line = error_line({"POOLER_NAME": "x" * 500})
+    assert len(line) < 250 and "..." in line
+
+
+def test_the_error_says_when_the_value_came_from_dotenv(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=abc\n")
+    expected = f"PORT='abc' is not valid: expected an integer 0..65535 (from {env_file})"
+    assert error_line({}, str(env_file)) == expected
+
+
+# ---------------------------------------------------------------- settings checked together
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"SHARE_ZEROS_INITIAL": "3"},
+            "SHARE_ZEROS_INITIAL=3 is not valid: expected a value between SHARE_ZEROS_MIN=4 and "
+            "SHARE_ZEROS_MAX=20",
+        ),
+        (
+            {"SHARE_ZEROS_MIN": "9", "SHARE_ZEROS_MAX": "8"},
+            "SHARE_ZEROS_MIN=9 is not valid: expected at most SHARE_ZEROS_MAX=8",
+        ),
+        (
+            {"IDLE_TIMEOUT_MS": "20000"},
+            "IDLE_TIMEOUT_MS=20000 is not valid: expected more than WS_PING_INTERVAL_MS=20000",
+        ),
+        (
+            {"BLOCK_INTERVAL_SECONDS": "60"},
+            "BLOCK_INTERVAL_SECONDS=60 is not valid: expected 300 on testnet",
+        ),
+        (
+            {"STELLAR_NETWORK": "devnet", "BLOCK_INTERVAL_SECONDS": "10"},
+            "WORK_SAFETY_MARGIN_MS=15000 is not valid: expected less than the block interval",
+        ),
+        ({"STORE": "redis"}, "REDIS_URL is not set: expected a redis:// URL because STORE=redis"),
+    ],
+)
+def test_settings_that_depend_on_each_other_are_checked_together(env: dict[str, str], expected: str) -> None:
+    assert expected in error_line(env)
+
+
+def test_direct_construction_runs_the_same_cross_checks() -> None:
+    with pytest.raises(ConfigError, match="SHARE_ZEROS_INITIAL=30"):
+        Settings(share_zeros_initial=30)
+    s = Settings(stellar_network="devnet", block_interval_seconds=20, work_safety_margin_ms=2000)
+    assert s.kale_contract_id == DEFAULT_CONTRACT_IDS["devnet"]
+    assert dataclasses.replace(s, port=1).port == 1
+
+
+def test_devnet_may_shorten_the_block_interval() -> None:
+    s = Settings.from_env(
+        {"STELLAR_NETWORK": "devnet", "BLOCK_INTERVAL_SECONDS": "20", "WORK_SAFETY_MARGIN_MS": "3000"}, None
+    )
+    assert s.block_interval_seconds == 20 and s.missing_for_serve() == []
+
+
+# ---------------------------------------------------------------- required for serve; Horizon
+
+
+def test_missing_urls_fail_at_load_unless_devnet_or_allowed() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({}, None)
+    assert str(info.value) == (
+        "BACKEND_API_URL and STELLAR_RPC_URL are not set: expected an http(s) URL for each on "
+        "STELLAR_NETWORK=testnet (or set STELLAR_NETWORK=devnet to run on the local devnet)"
+    )
+    with pytest.raises(ConfigError, match=r"^STELLAR_RPC_URL is not set: expected an http\(s\) URL for it"):
+        Settings.from_env({"BACKEND_API_URL": "http://127.0.0.1:3000"}, None)
+    relaxed = Settings.from_env({}, None, allow_missing=True)
+    assert relaxed.missing_for_serve() == ["BACKEND_API_URL", "STELLAR_RPC_URL"]
+    assert Settings.from_env({"STELLAR_NETWORK": "devnet"}, None).missing_for_serve() == []
+
+
+def test_horizon_url_alone_is_refused_with_the_reason() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(
+            {"STELLAR_HORIZON_URL": "https://horizon-testnet.stellar.org"}, None, allow_missing=True
+        )
+    line = str(info.value)
+    assert "\n" not in line
+    assert line.startswith("STELLAR_HORIZON_URL='https://horizon-testnet.stellar.org' is not used: expected")
+    assert "STELLAR_RPC_URL" in line and "Soroban RPC" in line
+
+
+def test_horizon_url_beside_an_rpc_url_is_ignored_with_a_warning() -> None:
+    s = load({"STELLAR_HORIZON_URL": "https://horizon-testnet.stellar.org"})
+    assert s.stellar_rpc_url == REQUIRED["STELLAR_RPC_URL"]
+    assert (
+        len(s.warnings) == 1
+        and s.warnings[0].startswith("STELLAR_HORIZON_URL=")
+        and "ignored" in s.warnings[0]
+    )
+
+
+def test_devnet_contract_id_is_the_documented_derivation() -> None:
+    digest = hashlib.sha256(b"kale-devnet/farm-contract").digest()
+    assert DEFAULT_CONTRACT_IDS["devnet"] == strkey.encode("C", digest)
+    for contract in DEFAULT_CONTRACT_IDS.values():
+        assert strkey.decode(contract)[0] == "C"
+
+
+# ---------------------------------------------------------------- .env
+
+
+def test_dotenv_syntax() -> None:
+    text = "\n".join(
+        [
+            "\ufeff# a comment",
+            "",
+            "   # indented comment",
+            "PORT=4000",
+            "export HOST=0.0.0.0",
+            "POOLER_NAME='My pool # one'   # trailing comment",
+            'ADMIN_TOKEN="a\\"quoted\\" \\\\ value\\n"',
+            "LOG_LEVEL = debug # spaces around = are fine",
+            "SINGLE='literal \\n stays'",
+            "HASH=abc#not-a-comment",
+            "EMPTY=",
+            "PORT=4001",
+        ]
+    )
+    assert parse_env(text.lstrip("\ufeff")) == {
+        "PORT": "4001",  # the later line wins
+        "HOST": "0.0.0.0",
+        "POOLER_NAME": "My pool # one",
+        "ADMIN_TOKEN": 'a"quoted" \\ value\n',
+        "LOG_LEVEL": "debug",
+        "SINGLE": "literal \\n stays",
+        "HASH": "abc#not-a-comment",
+        "EMPTY": "",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("PORT 3001", ".env line 2 is not valid: expected NAME=value, a # comment or a blank line"),
+        ("1PORT=3001", ".env line 2 is not valid: expected NAME=value, a # comment or a blank line"),
+        ("ADMIN_TOKEN='abc", ".env line 2 (ADMIN_TOKEN) is not valid: expected a closing ' on the same line"),
+        ('ADMIN_TOKEN="abc', '.env line 2 (ADMIN_TOKEN) is not valid: expected a closing " on the same line'),
+        ("NAME='a' b", ".env line 2 (NAME) is not valid: expected only a # comment after the closing quote"),
+    ],
+)
+def test_bad_dotenv_lines_name_the_line_but_never_echo_it(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_env("# first\n" + text)
+    assert str(info.value) == expected
+    assert "abc" not in str(info.value)
+
+
+def test_real_environment_wins_over_dotenv_and_dotenv_over_defaults(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("PORT=4000\nHOST=0.0.0.0\nPOOLER_NAME=from file\nLOG_FORMAT=json\n")
+    s = load({"PORT": "5000", "POOLER_NAME": "", "LOG_FORMAT": "  "}, str(env_file))
+    assert s.port == 5000 and s.source("PORT") == "env"
+    assert s.host == "0.0.0.0" and s.source("HOST") == ".env"
+    # an empty value in the environment counts as unset: the file's value applies
+    assert s.pooler_name == "from file" and s.source("POOLER_NAME") == ".env"
+    assert s.log_format == "json"
+    assert s.max_frame_bytes == 4096 and s.source("MAX_FRAME_BYTES") == "default"
+
+
+def test_a_missing_env_file_is_no_error_and_an_unreadable_one_is(tmp_path: Path) -> None:
+    assert load({}, str(tmp_path / "absent.env")).port == 3001
+    binary = tmp_path / "binary.env"
+    binary.write_bytes(b"PORT=\xff\xfe\n")
+    with pytest.raises(ConfigError, match="is not valid: expected a UTF-8 text file"):
+        read_env_file(str(binary))
+
+
+# ---------------------------------------------------------------- redaction
+
+
+def test_redacted_hides_secrets_and_url_passwords() -> None:
+    s = load(
+        {
+            "ADMIN_TOKEN": "super-secret-admin-token-123",
+            "STORE": "redis",
+            "REDIS_URL": "redis://pooler:hunter2@127.0.0.1:6379/0",
+            "BACKEND_API_URL": "https://ops:pa55@backend.example",
+        }
+    )
+    shown = s.redacted()
+    assert shown["ADMIN_TOKEN"] == "***"
+    assert shown["REDIS_URL"] == "redis://pooler:***@127.0.0.1:6379/0"
+    assert shown["BACKEND_API_URL"] == "https://ops:***@backend.example"
+    joined = "\n".join(f"{k}={v}" for k, v in shown.items())
+    for secret in ("super-secret-admin-token-123", "hunter2", "pa55"):
+        assert secret not in joined
+    assert set(shown) == {var.env for _, var in variables()}
+    assert shown["METRICS_ENABLED"] == "true" and shown["CORS_ORIGINS"] == ""
+    assert load({}).redacted()["ADMIN_TOKEN"] == ""  # unset secrets are shown as unset
+
+
+def test_names_that_look_secret_are_secret() -> None:
+    secret = {var.env for _, var in variables() if var.secret}
+    assert secret == {"ADMIN_TOKEN"}
+    assert redact_url("see rediss://u:p@h:1/0 and http://x") == "see rediss://u:***@h:1/0 and http://x"
+
+
+def test_redacted_values_read_back_as_the_same_settings() -> None:
+    s = load({"POOLER_NAME": 'A "quoted" name # 1', "CORS_ORIGINS": "https://a.example,https://b.example"})
+    again = load(
+        {name: value for name, value in s.redacted().items() if value and name != "KALE_CONTRACT_ID"}
+    )
+    assert again == s
+    assert format_value(0.5) == "0.5" and format_value(None) == ""
+
+
+# ---------------------------------------------------------------- documentation stays complete
+
+
+def test_every_variable_is_in_env_example_and_the_operations_doc() -> None:
+    example = (ROOT / ".env.example").read_text()
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    for _, var in variables():
+        assert f"{var.env}=" in example, f"{var.env} missing from .env.example"
+        assert f"`{var.env}`" in doc, f"{var.env} missing from docs/operations.md"
+    assert "STELLAR_HORIZON_URL" in example and "STELLAR_HORIZON_URL" in doc
+
+
+def test_env_example_is_what_pooler_config_generates_and_it_loads() -> None:
+    from pooler.config_cli import render_example
+
+    example = (ROOT / ".env.example").read_text()
+    assert example == render_example(), "regenerate with: pooler config --example > .env.example"
+    values = parse_env(example, ".env.example")
+    s = Settings.from_env(values, None)
+    assert s.missing_for_serve() == []
+
+
+def test_the_docs_table_is_what_pooler_config_generates() -> None:
+    from pooler.config_cli import render_markdown
+
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    start = doc.index("<!-- settings:begin")
+    body = doc[doc.index("\n", start) + 1 : doc.index("<!-- settings:end -->")]
+    assert body == render_markdown(), "regenerate the table with: pooler config --markdown"
+
+
+def test_devnet_default_contract_is_the_devnets() -> None:
+    from pooler.config import DEFAULT_CONTRACT_IDS
+    from pooler.devnet.ledger import CONTRACT_ID
+
+    assert DEFAULT_CONTRACT_IDS["devnet"] == CONTRACT_ID

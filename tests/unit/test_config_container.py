@@ -1,0 +1,97 @@
+"""The container image, checked without a Docker engine: entry point, user, health check, context."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTH_ROUTES = ("/health/live", "/health/ready", "/health")
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in (ROOT / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def last(name: str) -> str:
+    values = [args for word, args in instructions() if word == name]
+    assert values, f"no {name} in the Dockerfile"
+    return values[-1]
+
+
+def test_multi_stage_on_slim_python_311() -> None:
+    froms = [args for word, args in instructions() if word == "FROM"]
+    assert len(froms) >= 2
+    assert all(f.startswith("python:3.11-slim") for f in froms)
+    assert any(word == "COPY" and args.startswith("--from=build ") for word, args in instructions())
+
+
+def test_runs_pooler_serve_from_the_declared_console_script() -> None:
+    command = json.loads(last("ENTRYPOINT")) + json.loads(last("CMD"))
+    assert command == ["pooler", "serve"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["pooler"] == "pooler.cli:main"
+    (installed,) = entry_points(group="console_scripts", name="pooler")
+    assert installed.value == "pooler.cli:main"
+    from pooler.cli import main
+
+    assert installed.load() is main
+
+
+def test_runs_as_a_non_root_user() -> None:
+    user = last("USER")
+    uid = user.split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    assert any(word == "RUN" and f"--uid {uid}" in args for word, args in instructions())
+
+
+def test_listens_on_all_interfaces_and_keeps_data_in_a_volume() -> None:
+    env = " ".join(args for word, args in instructions() if word == "ENV")
+    settings = dict(item.split("=", 1) for item in shlex.split(env) if "=" in item)
+    assert settings["HOST"] == "0.0.0.0" and settings["PORT"] == "3001"
+    assert settings["POOLER_DB"].startswith("/data/")
+    assert json.loads(last("VOLUME")) == ["/data"]
+
+
+def test_healthcheck_calls_a_documented_route_with_code_that_compiles() -> None:
+    check = last("HEALTHCHECK")
+    options, _, command = check.partition("CMD ")
+    assert "--interval=" in options and "--timeout=" in options
+    argv = json.loads(command)
+    assert argv[:2] == ["python", "-c"]
+    code = argv[2]
+    compile(code, "HEALTHCHECK", "exec")
+    assert "http://127.0.0.1:%s/health/live" in code and "os.environ.get('PORT'" in code
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    for route in HEALTH_ROUTES:
+        assert f"`GET {route}`" in doc, f"{route} is not documented"
+
+
+def test_build_context_holds_what_pyproject_needs_and_no_secrets() -> None:
+    ignore = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    ignore = [line for line in ignore if line and not line.startswith("#")]
+    assert ignore[0] == "*", "the context is an allow-list"
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert {"pyproject.toml", project["project"]["readme"], *packages} <= allowed
+    assert "**/.env" in ignore
+    copied = " ".join(args for word, args in instructions() if word == "COPY" and "--from" not in args)
+    for needed in ("pyproject.toml", "README.md", *packages):
+        assert needed in copied
