@@ -462,6 +462,8 @@ class Coordinator:
         rec = JobRecord(job_id, sess.miner, sess, fb, start, end, zeros, now)
         self._jobs[job_id] = rec
         if sess.jobs_block != blk.index:
+            if sess.jobs_block < 0:  # its first work ever: time before it had a job says nothing
+                sess.vd.window_start = now
             sess.jobs = []
             sess.jobs_block = blk.index
         sess.jobs.append(rec)
@@ -974,7 +976,10 @@ class Coordinator:
             effects.append(SetTimer("summary", now + self._config.summary_interval))
             return effects
         if key == "vardiff":
+            blk = self._block
             for sess in self._all_sessions():
+                if blk is None or sess.jobs_block != blk.index or blk.closed:
+                    continue  # silent because it has no work: not a reason to lower its difficulty
                 changed = sess.vd.retarget(now, self._config)
                 if changed is not None:
                     self._difficulty_changed(sess, changed, effects)
