@@ -487,3 +487,18 @@ def test_first_event_arms_the_periodic_timers_once() -> None:
     assert timers(effects) == {"summary": rig.now + 5, "vardiff": rig.now + 1}
     assert "summary" not in timers(rig.join("b", 1))
     assert isinstance(effects[-1], Publish)
+
+
+def test_plant_answered_after_work_at_submits_at_once() -> None:
+    rig = _two_farmers()
+    plant = one_call(rig.block(1), "plant")
+    rig.good_share(1, 1, at=T0 + 1)
+    effects = rig.timer("work:1", at=WORK_AT)
+    assert calls(effects) == []  # nothing is known planted yet
+    effects = rig.answer(plant, response={"successfulPlants": 2}, at=WORK_AT + 1)
+    # farmer 1 has no share: a local search now, bounded by the deadline minus the margin
+    [search] = searches(effects)
+    assert search.farmer_id == "farmer-1" and search.deadline == ENDS - CONFIG.safety_margin
+    work = one_call(effects, "work")
+    assert [s["farmerId"] for s in work.payload["submissions"]] == ["farmer-0"]  # type: ignore[attr-defined]
+    assert publishes(effects, "phase")[-1]["phase"] == "submitting"
