@@ -1,0 +1,138 @@
+"""The coordinator's knobs, as one frozen value the runtime fills from settings.
+
+Every duration is in seconds (floats; the core never reads a clock). Defaults are the
+production ones for a 300 s KALE block; tests pass short values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from pooler.errors import ConfigError
+from protocol.work import MAX_NONCE
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Settings of :class:`pooler.core.coordinator.Coordinator`.
+
+    Block cycle:
+        pooler_id: sent as ``poolerId`` in every Backend call.
+        block_interval: the contract's BLOCK_INTERVAL; a block's work deadline is
+            ``timestamp + block_interval``.
+        work_delay: workAt = ``min(timestamp + work_delay, timestamp + block_interval - safety_margin)``.
+        safety_margin: seconds kept free before the deadline (no resubmission after ``deadline - margin``).
+        late_plant_grace: plant block N+1 ourselves when block N is this much past its end and nobody did.
+        late_plant_retry: delay before trying a failed late plant again.
+        max_farmers_capacity: ``maxFarmersCapacity`` of ``/plant``.
+        backend_retry_delay: delay before re-sending a failed ``/work`` while the deadline allows.
+        harvest_retention_blocks: how many block intervals a worked block stays harvestable
+            (its TEMPORARY entries live ~24 h: 288 blocks of 300 s).
+        harvest_retry_delay: first delay before re-trying a failed ``/harvest`` (doubles, capped).
+        local_search_lead: seconds before workAt at which planted farmers without any share
+            get a ``LocalSearch``.
+        local_search_max_hashes: bound of one local search.
+
+    Shares and vardiff:
+        share_zeros_initial / share_zeros_min / share_zeros_max: a new worker's difficulty,
+            the floor and the ceiling (leading zero nibbles).
+        vardiff_target_interval: wanted seconds between a worker's shares (10 s = 6 a minute).
+        vardiff_window: seconds of shares a retarget looks at.
+        vardiff_factor: retarget only when the observed rate is off by more than this factor
+            (one nibble is 16x, so anything below 4 would oscillate).
+        vardiff_grace: after a change, shares meeting the previous difficulty still count this long.
+
+    Nonce ranges:
+        range_min / range_max / range_default: bounds of one job's range, and its size while
+            the worker's hashrate is unknown.
+        range_seconds: a range lasts at least this many seconds of hashing, even near the end
+            of a block (so a fast worker does not spam ``more``).
+        max_jobs_per_worker: jobs kept valid per worker within a block; older ones become stale.
+
+    Housekeeping:
+        rest_worker_idle: a REST worker not heard from for this long is forgotten.
+        summary_interval: period of the dashboard ``summary`` event.
+        history_blocks: blocks kept for the view (statuses, rewards).
+        job_id_prefix: prepended to job ids; the runtime sets it per process start so a job id
+            of a previous run can never name a job of this one.
+    """
+
+    pooler_id: str = "pooler"
+    block_interval: float = 300.0
+    work_delay: float = 280.0
+    safety_margin: float = 10.0
+    late_plant_grace: float = 15.0
+    late_plant_retry: float = 10.0
+    max_farmers_capacity: int = 100
+    backend_retry_delay: float = 3.0
+    harvest_retention_blocks: int = 288
+    harvest_retry_delay: float = 30.0
+    local_search_lead: float = 20.0
+    local_search_max_hashes: int = 2_000_000
+
+    share_zeros_initial: int = 5
+    share_zeros_min: int = 1
+    share_zeros_max: int = 12
+    vardiff_target_interval: float = 10.0
+    vardiff_window: float = 60.0
+    vardiff_factor: float = 4.0
+    vardiff_grace: float = 15.0
+
+    range_min: int = 1 << 20
+    range_max: int = 1 << 40
+    range_default: int = 1 << 32
+    range_seconds: float = 30.0
+    max_jobs_per_worker: int = 64
+
+    rest_worker_idle: float = 120.0
+    summary_interval: float = 5.0
+    history_blocks: int = 50
+    job_id_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                problems.append(f"{f.name} is {value}; expected a value >= 0")
+        if not self.pooler_id:
+            problems.append("pooler_id is empty; expected the pooler's id at the Backend")
+        if self.block_interval <= 0:
+            problems.append(f"block_interval is {self.block_interval}; expected > 0 seconds")
+        if self.safety_margin >= self.block_interval:
+            problems.append(
+                f"safety_margin {self.safety_margin} must be smaller than"
+                f" block_interval {self.block_interval}"
+            )
+        if not 0 <= self.share_zeros_min <= self.share_zeros_initial <= self.share_zeros_max <= 64:
+            problems.append(
+                "share zeros must satisfy 0 <= min <= initial <= max <= 64; got"
+                f" min={self.share_zeros_min} initial={self.share_zeros_initial} max={self.share_zeros_max}"
+            )
+        if self.vardiff_target_interval <= 0 or self.vardiff_window <= 0:
+            problems.append("vardiff_target_interval and vardiff_window must be > 0 seconds")
+        if self.vardiff_factor <= 1:
+            problems.append(f"vardiff_factor is {self.vardiff_factor}; expected > 1")
+        if not 1 <= self.range_min <= self.range_default <= self.range_max <= MAX_NONCE:
+            problems.append(
+                "nonce ranges must satisfy 1 <= range_min <= range_default <= range_max <= 2**64-1; got"
+                f" min={self.range_min} default={self.range_default} max={self.range_max}"
+            )
+        if self.max_jobs_per_worker < 1:
+            problems.append("max_jobs_per_worker must be >= 1")
+        if self.summary_interval <= 0:
+            problems.append("summary_interval must be > 0 seconds")
+        if self.local_search_max_hashes < 1:
+            problems.append("local_search_max_hashes must be >= 1")
+        if problems:
+            raise ConfigError("invalid coordinator settings: " + "; ".join(problems))
+
+    @property
+    def vardiff_fast_shares(self) -> int:
+        """Shares within one window that prove the rate is more than ``vardiff_factor`` too high."""
+        return max(4, int(self.vardiff_factor * self.vardiff_window / self.vardiff_target_interval) + 1)
+
+    @property
+    def harvest_retention(self) -> float:
+        """Seconds after a block's timestamp during which it can still be harvested."""
+        return self.harvest_retention_blocks * self.block_interval

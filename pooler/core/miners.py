@@ -1,0 +1,102 @@
+"""Who mines: farmers, miners (one farmer each) and sessions (a miner's workers).
+
+A session is one worker: a WebSocket connection (``conn`` set) or a REST worker (``conn``
+None, keyed by (miner, worker name), forgotten when idle). Difficulty and hashrate are
+per session; durable share counts are per worker name (:class:`pooler.core.shares.Tally`).
+"""
+
+from __future__ import annotations
+
+from pooler.core.shares import JobRecord, Tally
+from pooler.core.vardiff import VarDiff
+
+
+class FarmerState:
+    """A farmer the Backend holds keys for; known for the life of the process once seen."""
+
+    __slots__ = ("address", "farmer_id", "miners")
+
+    def __init__(self, farmer_id: str, address: str) -> None:
+        self.farmer_id = farmer_id
+        self.address = address  # G... address: jobs and local searches need it
+        self.miners: set[str] = set()  # miner ids mining for it now (for views)
+
+
+class MinerState:
+    """A registered miner. Counters are for its stats; the durable ones are the tallies."""
+
+    __slots__ = (
+        "accepted",
+        "block_accepted",
+        "block_best",
+        "block_rejected",
+        "farmer",
+        "miner_id",
+        "name",
+        "rejected",
+        "rejected_by",
+        "rest",
+        "sessions",
+        "stale",
+    )
+
+    def __init__(self, miner_id: str, farmer: FarmerState, name: str) -> None:
+        self.miner_id = miner_id
+        self.farmer = farmer
+        self.name = name
+        self.sessions: set[int] = set()  # its WebSocket conns: closed when it leaves
+        self.rest: dict[str, Session] = {}  # its REST workers by name
+        self.accepted = 0  # since it joined this process
+        self.rejected = 0
+        self.stale = 0
+        self.rejected_by: dict[str, int] = {}  # reason -> count, for the operator
+        self.block_accepted = 0  # in the current block (reset at NewBlock)
+        self.block_rejected = 0
+        self.block_best = -1  # its best zeros in the current block, -1 = none
+
+
+class Session:
+    """One worker of a miner: its difficulty, hashrate, jobs and current tally."""
+
+    __slots__ = (
+        "accepted",
+        "agent",
+        "alive",
+        "conn",
+        "jobs",
+        "jobs_block",
+        "last_seen",
+        "miner",
+        "more_rate",
+        "name",
+        "rejected",
+        "tally",
+        "vd",
+    )
+
+    def __init__(
+        self, conn: int | None, miner: MinerState, name: str, agent: str | None, zeros: int, now: float
+    ) -> None:
+        self.conn = conn  # None for a REST worker (answers go to each request's reply id)
+        self.miner = miner
+        self.name = name
+        self.agent = agent
+        self.vd = VarDiff(zeros, now)
+        self.alive = True  # False once disconnected/forgotten: its jobs then fall back to job zeros
+        self.jobs: list[JobRecord] = []  # its jobs of ``jobs_block``, oldest first (capped)
+        self.jobs_block = -1
+        self.tally: Tally | None = None  # the (block, miner, name) tally its shares add to
+        self.last_seen = now  # REST workers are forgotten after rest_worker_idle of silence
+        # hashes/s implied by "range of size S exhausted in T s" when it asks for more:
+        # available long before enough shares are, and exact for a miner that exhausts ranges
+        self.more_rate = 0.0
+        self.accepted = 0  # for views
+        self.rejected = 0
+
+    def hashrate(self, now: float) -> float:
+        """Measured from shares: what views show (a client cannot inflate it by asking for more)."""
+        return self.vd.estimate(now)
+
+    def sizing_rate(self, now: float) -> float:
+        """What ranges are sized from: the larger of the share and the ``more`` measurements."""
+        return max(self.vd.estimate(now), self.more_rate)

@@ -1,0 +1,39 @@
+"""Nonce ranges: disjoint per farmer within a block, sized from the worker's hashrate.
+
+The preimage contains the farmer, so two farmers hashing the same nonce do different work;
+within one farmer, every worker of every miner draws from one counter, so no two of them
+ever hash the same nonce. A u64 space per farmer per block is ~1.8e19 nonces: ranges can
+be generous (a GPU at 2e9 H/s for a whole 300 s block takes 6e11), so sizing errs on the
+large side and wasted tails cost nothing.
+"""
+
+from __future__ import annotations
+
+from pooler.core.config import CoreConfig
+from protocol.work import MAX_NONCE
+
+
+class NonceCounter:
+    """Hands out consecutive, disjoint ``[start, end)`` ranges below ``2**64 - 1``."""
+
+    __slots__ = ("next",)
+
+    def __init__(self, start: int = 0) -> None:
+        self.next = start  # first nonce nobody has been given yet (all below were handed out)
+
+    def take(self, size: int) -> tuple[int, int] | None:
+        """The next range of up to ``size`` nonces, or None when the space is exhausted."""
+        start = self.next
+        if start >= MAX_NONCE:
+            return None
+        end = min(start + max(size, 1), MAX_NONCE)  # exclusive end stays a valid u64
+        self.next = end
+        return start, end
+
+
+def range_size(hashrate: float, seconds_left: float, config: CoreConfig) -> int:
+    """Nonces for a worker hashing at ``hashrate`` (0 = unknown) with ``seconds_left`` in the block."""
+    if hashrate <= 0:
+        return config.range_default
+    size = int(hashrate * max(seconds_left, config.range_seconds))
+    return min(max(size, config.range_min), config.range_max)

@@ -1,0 +1,77 @@
+"""What a store must keep so a restarted coordinator resumes where it stopped.
+
+Every record here mirrors a ``Persist`` effect the coordinator emits (kind in brackets),
+so a store that writes those effects can build a :class:`CoreSnapshot` from its tables:
+
+- :class:`BlockRecord` [block]: blocks seen (the newest is the open one);
+- :class:`BestRecord` [best]: each farmer's best of a block;
+- :class:`TallyRecord` [shares]: absolute share counts per (block, miner, worker);
+- :class:`StatusRecord` [farmer_status]: the latest status per (block, farmer);
+- :class:`RewardRecord` [harvest]: rewards per block (farmer_id "" = the block's total).
+
+``nonce_next`` is the one thing no Persist carries (it changes on every job): a store may
+leave it empty; the restored block's counters then restart at the largest nonce any best
+used plus one, so re-issued ranges may overlap earlier ones (duplicates are still refused,
+only hashing is wasted). Miners are not here: the registry replays ``MinerJoined``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pooler.core.cycle import FarmerStatus
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRecord:
+    index: int
+    entropy: bytes
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class BestRecord:
+    block: int
+    farmer_id: str
+    nonce: int
+    hash: bytes
+    zeros: int
+    found_at: float = 0.0  # unix seconds
+    miner_id: str = ""
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TallyRecord:
+    block: int
+    miner_id: str
+    worker: str
+    accepted: int
+    rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRecord:
+    block: int
+    farmer_id: str
+    status: FarmerStatus
+    reason: str = ""
+    zeros: int | None = None  # for "worked": zeros the Backend accepted
+
+
+@dataclass(frozen=True, slots=True)
+class RewardRecord:
+    block: int
+    farmer_id: str  # "" for the block's total
+    reward: int  # stroops
+
+
+@dataclass(frozen=True, slots=True)
+class CoreSnapshot:
+    blocks: tuple[BlockRecord, ...] = ()
+    bests: tuple[BestRecord, ...] = ()
+    tallies: tuple[TallyRecord, ...] = ()
+    statuses: tuple[StatusRecord, ...] = ()
+    rewards: tuple[RewardRecord, ...] = ()
+    nonce_next: Mapping[str, int] = field(default_factory=dict)  # farmer id -> next nonce, open block
