@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import random
+import re
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from typing import Any, NamedTuple
 import aiohttp
 
 from protocol.work import WorkTemplate, count_zeros
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 
 
 class MinerError(Exception):
@@ -214,10 +217,9 @@ def parse_miner_output(stdout: str) -> tuple[int, bytes] | None:
                 isinstance(obj, dict)
                 and isinstance(obj.get("nonce"), int)
                 and isinstance(obj.get("hash"), str)
+                and _HEX64.fullmatch(obj["hash"])
             ):
-                digest = bytes.fromhex(obj["hash"])
-                if len(digest) == 32:
-                    return obj["nonce"], digest
+                return obj["nonce"], bytes.fromhex(obj["hash"])
     return None
 
 
