@@ -148,7 +148,14 @@ def format_event(event: object) -> str:
         else "--:--:--.---"
     )
     data = event.get("data")
-    return f"{stamp} {kind:<8} {_describe(kind, data if isinstance(data, dict) else {})}"
+    return _printable(f"{stamp} {kind:<8} {_describe(kind, data if isinstance(data, dict) else {})}")
+
+
+def _printable(text: str) -> str:
+    """Control characters from the stream are shown escaped, never sent to the terminal raw."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # ---------------------------------------------------------------- stream readers

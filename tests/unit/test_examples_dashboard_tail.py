@@ -67,3 +67,8 @@ def test_format_event(kind: str, data: dict[str, object], text: str) -> None:
 def test_format_event_survives_junk() -> None:
     assert format_event([1]).startswith("??? not an event object")
     assert format_event({"kind": "block", "data": None}).startswith("--:--:--.--- block")
+
+
+def test_format_event_escapes_control_characters() -> None:
+    line = format_event({"kind": "chain", "at": AT, "data": {"ok": True, "detail": "\x1b[2Jcleared\nnext"}})
+    assert line == "08:53:20.123 chain    chain ok: \\x1b[2Jcleared\\nnext"
