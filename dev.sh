@@ -19,8 +19,13 @@ setup() {
     "$PY" -m venv "$VENV"
   fi
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+    echo "setting up $VENV (first run only; log in $VENV/setup.log)..." >&2
+    if ! { "$VENV/bin/python" -m pip install --upgrade pip && "$VENV/bin/python" -m pip install -e '.[test]'; } \
+        >"$VENV/setup.log" 2>&1; then
+      tail -n 30 "$VENV/setup.log" >&2
+      echo "setup failed; full log: $VENV/setup.log" >&2
+      exit 1
+    fi
     touch "$stamp"
   fi
 }

@@ -17,6 +17,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "version": ("pooler.cli", "print the version"),
     "devnet": ("pooler.devnet.cli", "run a local KALE devnet: Soroban RPC + Phase-1 Backend on loopback"),
     "config": ("pooler.config_cli", "print the effective configuration (secrets redacted)"),
+    "demo": ("pooler.demo", "run the devnet, the Pooler and example miners for a few blocks, then report"),
+    "serve": ("pooler.serve", "run the Pooler against the configured chain RPC and Backend"),
 }
 
 HELP = "print the version"

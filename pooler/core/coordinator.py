@@ -630,7 +630,7 @@ class Coordinator:
                     self._set_status(blk, fid, "planted", "", effects)
             else:
                 for fid, item in results.items():
-                    if item.get("ok") is True:
+                    if item.get("ok") is True or _already_planted(item):
                         self._set_status(blk, fid, "planted", "", effects)
                     else:
                         self._set_status(blk, fid, "failed", f"plant failed: {_item_error(item)}", effects)
@@ -780,10 +780,11 @@ class Coordinator:
             effects.append(Publish("plant", self._plant_data(rec.block, ev)))
             if ev.ok:
                 effects.append(Persist("plant", {"block": rec.block, "response": dict(ev.response)}))
-            else:
-                cur = self._block
-                if cur is not None and cur.index == rec.block - 1:
-                    effects.append(SetTimer(f"late-plant:{cur.index}", now + self._config.late_plant_retry))
+            cur = self._block
+            if cur is not None and cur.index == rec.block - 1:
+                # Failed: try again. Succeeded: a watchdog, because the plant may have been applied
+                # in a ledger still inside block N (then N+1 is not open) and only NewBlock proves it.
+                effects.append(SetTimer(f"late-plant:{cur.index}", now + self._config.late_plant_retry))
 
     def _work_result(self, rec: CallRecord, ev: BackendResult, effects: list[Effect], now: float) -> None:
         blk = self._blocks.get(rec.block)
@@ -972,7 +973,7 @@ class Coordinator:
         key = ev.key
         if key == "summary":
             self._forget_idle_rest(now)
-            effects.append(Publish("summary", self._summary(now)))
+            effects.append(Publish("summary", self.summary(now)))
             effects.append(SetTimer("summary", now + self._config.summary_interval))
             return effects
         if key == "vardiff":
@@ -1026,8 +1027,8 @@ class Coordinator:
             effects.append(SetTimer(f"late-plant:{blk.index}", now + self._config.late_plant_retry))
             return
         late = self._late
-        if late is not None and late.index == blk.index + 1 and (late.result is None or late.result.ok):
-            return  # in flight or done: NewBlock will adopt it
+        if late is not None and late.index == blk.index + 1 and late.result is None:
+            return  # in flight: its result re-arms this timer
         call_id = self._plant(blk.index + 1, effects, now + self._config.block_interval / 2, late=True)
         self._late = LatePlant(blk.index + 1, call_id, self._calls[call_id])
 
@@ -1153,7 +1154,8 @@ class Coordinator:
             data["error"] = ev.error
         return data
 
-    def _summary(self, now: float) -> dict[str, object]:
+    def summary(self, now: float) -> dict[str, object]:
+        """The dashboard's ``summary`` event data (also the snapshot sent to a new dashboard)."""
         blk = self._block
         sessions = self._all_sessions()
         online = {s.miner.miner_id for s in sessions}
@@ -1415,6 +1417,15 @@ def _results(response: Mapping[str, object]) -> dict[str, Mapping[str, object]] 
             if isinstance(fid, str):
                 out[fid] = item
     return out
+
+
+def _already_planted(item: Mapping[str, object]) -> bool:
+    """A per-farmer plant refusal that means "planted already" (contract error #8, PailExists).
+
+    A repeated late plant meets it for farmers the earlier one planted: they are planted.
+    """
+    code = item.get("errorCode")
+    return code in (8, "8") or "PailExists" in str(item.get("error", ""))
 
 
 def _item_error(item: Mapping[str, object]) -> str:

@@ -321,8 +321,18 @@ class FarmContract:
         return math.floor(self.genesis_time + (sequence - self.genesis_sequence) * self.ledger_seconds)
 
     def ledger_timestamp(self) -> int:
-        """``env.ledger().timestamp()`` for a call made now."""
+        """Close time of the latest closed ledger (what RPC reports)."""
         return self.ledger_close_time(self.ledger_sequence())
+
+    def exec_timestamp(self) -> int:
+        """``env.ledger().timestamp()`` for a call made now: the close time of the ledger being closed.
+
+        On a real network a transaction sent at time T is applied in the next ledger, whose
+        close time is >= T. The last closed ledger's time would make a plant sent just after a
+        block's end still land in the old block. (Sequences stay those of the last closed
+        ledger, so RPC never shows an entry modified after its latest ledger.)
+        """
+        return self.ledger_close_time(self.ledger_sequence() + 1)
 
     # ------------------------------------------------------------ reading state (RPC, tests)
 
@@ -392,7 +402,7 @@ class FarmContract:
             raise _fail(4)
         if self.farm_block is None:
             raise _fail(3)
-        seq, ts = self.ledger_sequence(), self.ledger_timestamp()
+        seq, ts = self.ledger_sequence(), self.exec_timestamp()
         index = self.farm_index
         farm_block = dataclasses.replace(self.farm_block)
         if ts >= farm_block.timestamp + self.block_interval:

@@ -303,6 +303,29 @@ def test_failed_late_plant_is_retried_and_a_block_opened_by_others_is_planted() 
     assert one_call(rig.block(2, ts=ENDS + 7, at=ENDS + 8), "plant").block == 2
 
 
+def test_late_plant_that_opened_nothing_is_repeated_and_pail_exists_counts_as_planted() -> None:
+    """A plant applied while the chain was still inside block 1 opens nothing: plant again."""
+    rig = _two_farmers()
+    _planted(rig)
+    late = one_call(rig.timer("late-plant:1", at=ENDS + 3), "plant")
+    effects = rig.answer(late, response={"successfulPlants": 2}, at=ENDS + 4)
+    assert timers(effects) == {"late-plant:1": ENDS + 4 + CONFIG.late_plant_retry}  # the watchdog
+    again = one_call(rig.timer("late-plant:1", at=ENDS + 6), "plant")
+    assert again.block == 2 and again.call_id != late.call_id
+    # this one opened block 2; farmer-1 was already planted there by the first one (#8)
+    results = [
+        {"farmerId": "farmer-0", "ok": True, "blockIndex": 2},
+        {"farmerId": "farmer-1", "ok": False, "error": "PailExists", "errorCode": 8},
+    ]
+    rig.answer(again, response={"successfulPlants": 1, "failedPlants": 1, "results": results}, at=ENDS + 7)
+    effects = rig.block(2, ts=ENDS + 6, at=ENDS + 8)
+    assert calls(effects, "plant") == []
+    statuses = {d["farmerId"]: d["status"] for d in persists(effects, "farmer_status") if d["block"] == 2}
+    assert statuses == {"farmer-0": "planted", "farmer-1": "planted"}
+    # once block 2 is seen, block 1's watchdog is stale and plants nothing
+    assert calls(rig.timer("late-plant:1", at=ENDS + 9), "plant") == []
+
+
 def test_local_search_for_a_planted_farmer_with_no_shares() -> None:
     rig = _two_farmers()
     rig.do(WorkerDisconnected(3))  # farmer 1's only worker goes away

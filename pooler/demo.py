@@ -1,0 +1,238 @@
+"""``pooler demo``: the devnet, the Pooler and a few miners on loopback, a few blocks, a report.
+
+Starts everything in this process except the miners, which are the real example miners
+(``examples/ws_miner.py`` and ``examples/rest_miner.py``) run as child processes, so the
+demo exercises exactly what a third-party miner would. Exit 0 only if at least one block
+went through plant -> work -> harvest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+HELP = "run the devnet, the Pooler and example miners for a few blocks, then report"
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--blocks", type=int, default=3, help="blocks to run (0: until interrupted)")
+    parser.add_argument("--miners", type=int, default=3, help="miners (farmers); each runs its own workers")
+    parser.add_argument("--block-interval", type=int, default=20, help="devnet block interval, whole seconds")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3001")), help="Pooler port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--quiet", action="store_true", help="no live progress lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # uvloop is optional; asyncio's loop works, only slower
+        runner = asyncio.run
+    try:
+        return int(runner(_demo(args)))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fmt_kale(stroops: object) -> str:
+    try:
+        return f"{int(str(stroops)) / 1e7:,.4f}"
+    except ValueError:
+        return str(stroops)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from pooler.core.config import CoreConfig
+    from pooler.devnet import Devnet
+    from pooler.service import Pooler, PoolerOptions
+
+    interval = args.block_interval
+    core = CoreConfig(
+        pooler_id="demo-pooler",
+        block_interval=interval,
+        work_delay=interval * 0.6,
+        safety_margin=max(1.0, interval * 0.15),
+        late_plant_grace=0.5,
+        summary_interval=1.0,
+        share_zeros_initial=3,
+        share_zeros_min=1,
+        vardiff_target_interval=2.0,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    async with Devnet(block_interval=interval, ledger_seconds=1.0) as net:
+        options = PoolerOptions(
+            backend_url=net.backend_url,
+            rpc_url=net.rpc_url,
+            contract_id=net.contract_id,
+            pooler_id="demo-pooler",
+            host=args.host,
+            port=args.port,
+            poll_interval=0.25,
+            core=core,
+            default_stake_percentage=0.2,
+            hello_timeout=10.0,
+        )
+        async with Pooler(options) as pooler:
+            print(f"devnet RPC      {net.rpc_url}  (contract {net.contract_id})")
+            print(f"devnet Backend  {net.backend_url}")
+            print(
+                f"Pooler          {pooler.url}   dashboard: {pooler.url}/   miners: ws://{args.host}:{pooler.port}/ws/miner"
+            )
+            print(
+                f"block interval  {interval:g} s; running {args.blocks or 'unlimited'} blocks;"
+                " Ctrl-C to stop\n"
+            )
+            sub = pooler.hub.subscribe()
+            miners = await _start_miners(pooler.url, args.miners, interval)
+            try:
+                result = await _watch(pooler, sub, args, stop)
+            finally:
+                sub.close()
+                for proc in miners:
+                    if proc.returncode is None:
+                        proc.terminate()
+                for proc in miners:
+                    try:
+                        await asyncio.wait_for(proc.wait(), 5)
+                    except TimeoutError:
+                        proc.kill()
+                        await proc.wait()
+    return result
+
+
+async def _start_miners(url: str, count: int, interval: float) -> list[asyncio.subprocess.Process]:
+    procs = []
+    ws_url = url.replace("http://", "ws://") + "/ws/miner"
+    for i in range(count):
+        if i == count - 1 and count > 1:
+            cmd = [
+                sys.executable,
+                str(EXAMPLES / "rest_miner.py"),
+                "--url",
+                url,
+                "--register",
+                url,
+                "--worker",
+                "rest-0",
+            ]
+        else:
+            cmd = [
+                sys.executable,
+                str(EXAMPLES / "ws_miner.py"),
+                "--url",
+                ws_url,
+                "--register",
+                url,
+                "--worker",
+                f"cpu-{i}",
+                "--processes",
+                "1",
+            ]
+        procs.append(
+            await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            )
+        )
+    return procs
+
+
+async def _watch(pooler: Any, sub: Any, args: argparse.Namespace, stop: asyncio.Event) -> int:
+    blocks: dict[int, dict[str, Any]] = {}  # block -> what happened to it, for the final table
+    harvested_ok: set[int] = set()
+    deadline = time.time() + (args.blocks * args.block_interval * 3 + 60 if args.blocks else float("inf"))
+    while not stop.is_set() and time.time() < deadline:
+        waiter = asyncio.create_task(sub.next_batch())
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({waiter, stopper}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if waiter not in done:
+            waiter.cancel()
+            continue
+        for frame in waiter.result():
+            event = orjson.loads(frame)
+            kind, data = event["kind"], event["data"]
+            block = data.get("block")
+            if kind == "block":
+                blocks.setdefault(block, {"plant": None, "work": [], "harvest": None})
+                _line(args, f"block {block} opened  entropy {data['entropy'][:16]}...")
+            elif kind == "plant" and isinstance(block, int):
+                blocks.setdefault(block, {"plant": None, "work": [], "harvest": None})["plant"] = data
+                _line(
+                    args,
+                    f"block {block} planted: {data.get('successfulPlants')} farmers, ok={data.get('ok')}",
+                )
+            elif kind == "work" and isinstance(block, int):
+                blocks.setdefault(block, {"plant": None, "work": [], "harvest": None})["work"].append(data)
+                subs = ", ".join(
+                    f"{s['farmerId'][:8]}:{s.get('zeros')}z" for s in data.get("submissions", [])
+                )
+                _line(args, f"block {block} work submitted ok={data.get('ok')} [{subs}]")
+            elif kind == "harvest" and isinstance(block, int):
+                blocks.setdefault(block, {"plant": None, "work": [], "harvest": None})["harvest"] = data
+                if data.get("ok") and data.get("successfulHarvests"):
+                    harvested_ok.add(block)
+                _line(
+                    args,
+                    f"block {block} harvested: {_fmt_kale(data.get('totalRewards', 0))} KALE,"
+                    f" ok={data.get('ok')}",
+                )
+            elif kind == "summary" and not args.quiet:
+                now = time.time() * 1000
+                work_in = max(0, (data.get("workAt") or now) - now) / 1000
+                ends_in = max(0, (data.get("blockEndsAt") or now) - now) / 1000
+                best = ", ".join(f"{f[:8]}:{z}" for f, z in sorted((data.get("bestZeros") or {}).items()))
+                print(
+                    f"  [{data.get('phase')}] block {data.get('block')}"
+                    f"  work in {work_in:4.1f}s  ends in {ends_in:4.1f}s"
+                    f"  workers {data.get('workers')}  shares {data.get('accepted')}/{data.get('rejected')}"
+                    f"  best {best}",
+                    flush=True,
+                )
+        if args.blocks and len(harvested_ok) >= args.blocks:
+            break
+    _table(blocks)
+    ok = bool(harvested_ok)
+    print(
+        "\nresult:",
+        "at least one full plant -> work -> harvest cycle succeeded" if ok else "no full cycle completed",
+    )
+    return 0 if ok else 1
+
+
+def _line(args: argparse.Namespace, text: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {text}", flush=True)
+
+
+def _table(blocks: dict[int, dict[str, Any]]) -> None:
+    print("\n block | planted | work submitted (farmer: zeros)            | rewards harvested (KALE)")
+    print("-------+---------+--------------------------------------------+-------------------------")
+    for block in sorted(blocks):
+        row = blocks[block]
+        planted = row["plant"].get("successfulPlants") if row["plant"] else "-"
+        subs: dict[str, Any] = {}
+        for w in row["work"]:
+            if w.get("ok"):
+                for s in w.get("submissions", []):
+                    subs[s["farmerId"]] = s.get("zeros")
+        work = ", ".join(f"{f[:8]}: {z}" for f, z in sorted(subs.items())) or "-"
+        harvest = row["harvest"]
+        rewards = _fmt_kale(harvest.get("totalRewards", 0)) if harvest and harvest.get("ok") else "-"
+        print(f" {block:5d} | {planted!s:>7} | {work:<42.42} | {rewards}")

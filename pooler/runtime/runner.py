@@ -1,0 +1,299 @@
+"""The coordinator's runner: one inbox, one loop calling ``Coordinator.handle``, effects performed.
+
+Theory of operation
+-------------------
+Adapters (the WebSocket and REST routes, the block monitor) put events in the inbox.
+The loop takes everything waiting (a batch), hands each event to the pure core with the
+current time, and performs the effects in order:
+
+- ``Send``/``Close`` go to the connection's :class:`Outbox` (never awaited here) or
+  complete a REST request's future;
+- ``CallBackend``, ``LocalSearch`` and timers become tasks/handles owned by the runner
+  that post their outcome back into the inbox as events;
+- ``Persist`` records of the batch are committed to the store in ONE transaction before
+  any ``Send`` that followed them is delivered. Because the loop drains the whole inbox
+  per batch, a busy Pooler commits many shares at once: group commit for free.
+
+The runner is the only caller of ``handle``; nothing else mutates round state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol
+
+from pooler.core.coordinator import Coordinator
+from pooler.core.effects import (
+    CallBackend,
+    CancelTimer,
+    Close,
+    Effect,
+    LocalSearch,
+    Persist,
+    Publish,
+    Send,
+    SetTimer,
+)
+from pooler.core.events import BackendResult, Event, LocalSearchDone, TimerFired
+from pooler.errors import BackendError, BackendUnavailable
+from pooler.runtime import search
+from pooler.runtime.hub import EventHub
+from pooler.runtime.outbox import Outbox
+from protocol.codec import encode
+from protocol.messages import ServerMessage
+
+log = logging.getLogger("pooler.runtime")
+
+_BATCH_MAX = 4096  # events per batch: bounds the latency one batch adds to the first event in it
+
+
+class BackendPort(Protocol):
+    """What the runner needs of the Backend client (pooler.backend.BackendClient)."""
+
+    async def call(
+        self, op: str, method: str, path: str, payload: Mapping[str, object] | None, deadline: float
+    ) -> dict[str, Any]: ...
+
+
+class StorePort(Protocol):
+    """What the runner needs of the store: commit one batch of records durably."""
+
+    async def commit(self, records: list[Persist]) -> None: ...
+
+
+class Runner:
+    """Owns the coordinator, its inbox, the connections' outboxes, timers and effect tasks."""
+
+    def __init__(
+        self,
+        core: Coordinator,
+        backend: BackendPort,
+        hub: EventHub,
+        *,
+        store: StorePort | None = None,
+        clock: Callable[[], float] = time.time,
+        inbox_size: int = 100_000,
+        outbox_size: int = 256,
+    ) -> None:
+        self.core = core  # the round state; only _run_loop touches it
+        self.hub = hub
+        self._backend = backend
+        self._store = store  # None: nothing durable (tests of the runner alone, the bare demo)
+        self._clock = clock
+        self._inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=inbox_size)  # adapters block when full
+        self._outbox_size = outbox_size
+        self._ids = itertools.count(1)  # conn and reply ids share one space: Send(conn) finds either
+        self.conns: dict[int, Outbox] = {}  # live WebSocket connections
+        self._replies: dict[int, asyncio.Future[ServerMessage]] = {}  # REST requests awaiting an answer
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # key -> pending TimerFired
+        self._tasks: set[asyncio.Task[None]] = set()  # backend calls and searches in flight
+        self._executor: ProcessPoolExecutor | None = None  # created on the first LocalSearch
+        self._loop_task: asyncio.Task[None] | None = None
+        self.handled = 0  # events handled since start (metrics, benchmarks)
+        self.failures = 0  # events whose handling raised: a bug, logged and survived
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Runner:
+        self._loop_task = asyncio.create_task(self._run_loop(), name="coordinator")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for fut in self._replies.values():
+            if not fut.done():
+                fut.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ adapters' side
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def open_conn(self) -> tuple[int, Outbox]:
+        conn = next(self._ids)
+        box = self.conns[conn] = Outbox(self._outbox_size)
+        return conn, box
+
+    def forget_conn(self, conn: int) -> None:
+        box = self.conns.pop(conn, None)
+        if box is not None:
+            box.closed = True
+
+    async def submit(self, event: Event) -> None:
+        """Hand an event to the coordinator; waits only while the inbox is full (backpressure)."""
+        await self._inbox.put(event)
+
+    def post(self, event: Event) -> None:
+        """From callbacks that cannot wait: never loses the event, even with a full inbox."""
+        try:
+            self._inbox.put_nowait(event)
+        except asyncio.QueueFull:
+            self._spawn(self._inbox.put(event))
+
+    async def request(self, make: Callable[[int], Event], within: float = 10.0) -> ServerMessage:
+        """Send an event that carries a reply id and wait for the coordinator's answer (REST)."""
+        reply = next(self._ids)
+        fut: asyncio.Future[ServerMessage] = asyncio.get_running_loop().create_future()
+        self._replies[reply] = fut
+        try:
+            await self.submit(make(reply))
+            return await asyncio.wait_for(fut, within)
+        finally:
+            self._replies.pop(reply, None)
+
+    # ------------------------------------------------------------ the loop
+
+    async def _run_loop(self) -> None:
+        inbox = self._inbox
+        core = self.core
+        while True:
+            batch = [await inbox.get()]
+            while len(batch) < _BATCH_MAX:
+                try:
+                    batch.append(inbox.get_nowait())
+                except asyncio.QueueEmpty:
+                    break
+            now = self._clock()
+            effects: list[Effect] = []
+            for event in batch:
+                try:
+                    effects.extend(core.handle(event, now))
+                except Exception:
+                    self.failures += 1
+                    log.exception("coordinator failed on %s", type(event).__name__)
+            self.handled += len(batch)
+            await self._perform(effects)
+
+    async def perform(self, effects: list[Effect]) -> None:
+        """Perform effects produced outside the loop (``Coordinator.restore`` at start-up)."""
+        await self._perform(effects)
+
+    async def _perform(self, effects: list[Effect]) -> None:
+        held: list[Effect] | None = None  # effects waiting for the batch's records to be durable
+        records: list[Persist] = []
+        for effect in effects:
+            if isinstance(effect, Persist):
+                if self._store is not None:
+                    records.append(effect)
+                    if held is None:
+                        held = []
+            elif held is not None and isinstance(effect, Send | Close):
+                held.append(effect)
+            else:
+                self._do(effect)
+        if records and self._store is not None:
+            try:
+                await self._store.commit(records)
+            except Exception:
+                # Not durable: the acks they protect must not go out as if they were.
+                log.exception("store commit of %d records failed; holding back their acks", len(records))
+                held = [e for e in held or [] if not isinstance(e, Send) or _is_not_ack(e)]
+        for effect in held or ():
+            self._do(effect)
+
+    def _do(self, effect: Effect) -> None:
+        match effect:
+            case Send(conn, msg):
+                box = self.conns.get(conn)
+                if box is not None:
+                    box.put(encode(msg).decode())
+                    return
+                fut = self._replies.get(conn)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            case Close(conn, code, reason):
+                box = self.conns.get(conn)
+                if box is not None:
+                    box.close(code, reason)
+            case Publish(kind, data):
+                self.hub.publish(kind, data)
+            case SetTimer(key, at):
+                old = self._timers.pop(key, None)
+                if old is not None:
+                    old.cancel()
+                delay = max(0.0, at - self._clock())
+                self._timers[key] = asyncio.get_running_loop().call_later(delay, self._fire, key)
+            case CancelTimer(key):
+                handle = self._timers.pop(key, None)
+                if handle is not None:
+                    handle.cancel()
+            case CallBackend():
+                self._spawn(self._call_backend(effect))
+            case LocalSearch():
+                self._spawn(self._local_search(effect))
+            case Persist():
+                pass  # no store configured: nothing to make durable
+
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.post(TimerFired(key))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call_backend(self, call: CallBackend) -> None:
+        try:
+            response = await self._backend.call(call.op, "POST", f"/{call.op}", call.payload, call.deadline)
+            result = BackendResult(call.call_id, call.op, call.block, ok=True, response=response)
+        except BackendError as exc:
+            result = BackendResult(
+                call.call_id,
+                call.op,
+                call.block,
+                ok=False,
+                error=str(exc),
+                status=exc.status,
+                retryable=isinstance(exc, BackendUnavailable),
+            )
+        except Exception as exc:  # a bug in the client must still produce a result: the core waits for one
+            log.exception("backend %s for block %d failed unexpectedly", call.op, call.block)
+            result = BackendResult(call.call_id, call.op, call.block, ok=False, error=repr(exc))
+        self.post(result)
+
+    async def _local_search(self, job: LocalSearch) -> None:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=1)
+        loop = asyncio.get_running_loop()
+        try:
+            nonce, digest, zeros = await loop.run_in_executor(
+                self._executor,
+                search.search,
+                job.block,
+                job.entropy,
+                job.farmer,
+                job.nonce_start,
+                job.max_hashes,
+                job.deadline,
+            )
+            done = LocalSearchDone(job.block, job.farmer_id, nonce, digest, zeros)
+        except Exception:
+            log.exception("local search for farmer %s, block %d failed", job.farmer_id, job.block)
+            done = LocalSearchDone(job.block, job.farmer_id, None, None, 0)
+        self.post(done)
+
+
+def _is_not_ack(effect: Send) -> bool:
+    from protocol.messages import Accepted
+
+    return not isinstance(effect.msg, Accepted)

@@ -1,0 +1,368 @@
+"""SQLite store: WAL mode, ``synchronous=FULL``, one writer thread, group commit.
+
+Why a thread: sqlite3 calls block, and the event loop must not. One dedicated thread owns
+the connection (sqlite connections are not shared across threads), so batches are
+applied in order. Each ``commit`` is one transaction: a batch is durable entirely or not
+at all, and the runner sends no ``accepted`` until it returns.
+
+Backup: ``sqlite3 pooler.db ".backup backup.db"`` (or ``VACUUM INTO``) is safe while the
+Pooler runs; copying the file alone is not (the WAL holds the newest commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from pooler.core.effects import Persist
+from pooler.core.snapshot import (
+    BestRecord,
+    BlockRecord,
+    CoreSnapshot,
+    RewardRecord,
+    StatusRecord,
+    TallyRecord,
+)
+from pooler.errors import StoreError
+from pooler.miners import MinerRecord
+from pooler.store import Restored
+
+T = TypeVar("T")
+
+# Each migration takes the schema from version i to i+1. Append; never edit a shipped one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE miners (
+        miner_id TEXT PRIMARY KEY,
+        farmer_id TEXT NOT NULL,
+        farmer TEXT NOT NULL,
+        name TEXT NOT NULL,
+        token_hash BLOB NOT NULL UNIQUE,
+        stake_percentage REAL NOT NULL,
+        created_at REAL NOT NULL,
+        revoked_at REAL
+    );
+    CREATE TABLE blocks (
+        block INTEGER PRIMARY KEY,
+        entropy BLOB NOT NULL,
+        timestamp INTEGER NOT NULL,
+        seen_at REAL NOT NULL
+    );
+    CREATE TABLE bests (
+        block INTEGER NOT NULL,
+        farmer_id TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        hash BLOB NOT NULL,
+        zeros INTEGER NOT NULL,
+        found_at REAL NOT NULL,
+        miner_id TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        PRIMARY KEY (block, farmer_id)
+    );
+    CREATE TABLE shares (
+        block INTEGER NOT NULL,
+        miner_id TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        accepted INTEGER NOT NULL,
+        rejected INTEGER NOT NULL,
+        PRIMARY KEY (block, miner_id, worker)
+    );
+    CREATE TABLE calls (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        op TEXT NOT NULL,
+        block INTEGER NOT NULL,
+        ok INTEGER NOT NULL,
+        request TEXT,
+        response TEXT,
+        error TEXT,
+        at REAL NOT NULL
+    );
+    CREATE INDEX calls_block ON calls (block, op);
+    CREATE TABLE farmer_status (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        farmer_id TEXT NOT NULL,
+        block INTEGER,
+        status TEXT NOT NULL,
+        reason TEXT,
+        zeros INTEGER,
+        reward TEXT,
+        at REAL NOT NULL
+    );
+    CREATE INDEX farmer_status_block ON farmer_status (block, farmer_id);
+    """,
+]
+
+
+class SqliteStore:
+    def __init__(
+        self, path: str | Path, *, clock: Callable[[], float] = time.time, keep_blocks: int = 300
+    ) -> None:
+        self.path = str(path)
+        self.keep_blocks = keep_blocks  # blocks reloaded at start: a KALE block's entries live ~288 blocks
+        self._clock = clock
+        self._db: sqlite3.Connection | None = None  # owned by the writer thread only
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")  # the one writer
+        self.commits = 0  # transactions committed (metrics, benchmarks)
+        self.records = 0  # records written
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> Restored:
+        return await self._run(self._open)
+
+    def _open(self) -> Restored:
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._db = db
+            self._migrate(db)
+            return self._load(db)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store at {self.path}: {exc}") from exc
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"{self.path} has schema version {version}, newer than this Pooler knows ({len(MIGRATIONS)})"
+            )
+        for i in range(version, len(MIGRATIONS)):
+            db.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, MIGRATIONS[i].split(";")):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {i + 1}")
+            db.execute("COMMIT")
+
+    async def close(self) -> None:
+        def _close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(_close)
+        self._thread.shutdown(wait=True)
+
+    # ------------------------------------------------------------ writes
+
+    async def commit(self, records: list[Persist]) -> None:
+        await self._run(lambda: self._commit(records))
+
+    def _commit(self, records: list[Persist]) -> None:
+        db = self._require()
+        now = self._clock()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for record in records:
+                _WRITERS[record.kind](db, record.data, now)
+            db.execute("COMMIT")
+        except Exception as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise StoreError(f"store commit failed: {exc}") from exc
+        self.commits += 1
+        self.records += len(records)
+
+    async def save_miner(self, record: MinerRecord) -> None:
+        def _save() -> None:
+            db = self._require()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO miners VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                    (
+                        record.miner_id,
+                        record.farmer_id,
+                        record.farmer,
+                        record.name,
+                        record.token_hash,
+                        record.stake_percentage,
+                        self._clock(),
+                    ),
+                )
+
+        await self._run(_save)
+
+    async def revoke_miner(self, miner_id: str) -> None:
+        def _revoke() -> None:
+            db = self._require()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("UPDATE miners SET revoked_at = ? WHERE miner_id = ?", (self._clock(), miner_id))
+
+        await self._run(_revoke)
+
+    def _require(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
+    # ------------------------------------------------------------ reads
+
+    def _load(self, db: sqlite3.Connection) -> Restored:
+        miners = [
+            MinerRecord(
+                miner_id=r[0],
+                farmer_id=r[1],
+                farmer=r[2],
+                name=r[3],
+                token_hash=bytes(r[4]),
+                stake_percentage=r[5],
+            )
+            for r in db.execute(
+                "SELECT miner_id, farmer_id, farmer, name, token_hash, stake_percentage FROM miners"
+                " WHERE revoked_at IS NULL ORDER BY created_at"
+            )
+        ]
+        # Blocks whose temporary entries may still live: only those can still be harvested or shown.
+        blocks = [
+            BlockRecord(r[0], bytes(r[1]), r[2])
+            for r in db.execute(
+                "SELECT block, entropy, timestamp FROM blocks ORDER BY block DESC LIMIT ?",
+                (self.keep_blocks,),
+            )
+        ][::-1]
+        if not blocks:
+            return Restored(miners, CoreSnapshot())
+        first, last = blocks[0].index, blocks[-1].index
+        bests = tuple(
+            BestRecord(r[0], r[1], int(r[2]), bytes(r[3]), r[4], r[5], r[6], r[7])
+            for r in db.execute(
+                "SELECT block, farmer_id, nonce, hash, zeros, found_at, miner_id, worker FROM bests"
+                " WHERE block >= ? ORDER BY block",
+                (first,),
+            )
+        )
+        tallies = tuple(
+            TallyRecord(r[0], r[1], r[2], r[3], r[4])
+            for r in db.execute(
+                "SELECT block, miner_id, worker, accepted, rejected FROM shares WHERE block = ?", (last,)
+            )
+        )
+        latest = (
+            "SELECT block, farmer_id, status, reason, zeros, reward FROM farmer_status WHERE id IN"
+            " (SELECT max(id) FROM farmer_status WHERE block >= ? GROUP BY block, farmer_id) ORDER BY id"
+        )
+        statuses: list[StatusRecord] = []
+        rewards: list[RewardRecord] = []
+        for block, farmer_id, status, reason, zeros, reward in db.execute(latest, (first,)):
+            statuses.append(StatusRecord(block, farmer_id, status, reason or "", zeros))
+            if status == "harvested" and reward is not None:
+                rewards.append(RewardRecord(block, farmer_id, int(reward)))
+        for block, response in db.execute(
+            "SELECT block, response FROM calls WHERE op = 'harvest' AND ok = 1 AND block >= ? ORDER BY id",
+            (first,),
+        ):
+            total = orjson.loads(response).get("totalRewards") if response else None
+            if isinstance(total, int | str) and str(total).isdigit():
+                rewards.append(RewardRecord(block, "", int(total)))
+        snapshot = CoreSnapshot(
+            blocks=tuple(blocks),
+            bests=bests,
+            tallies=tallies,
+            statuses=tuple(statuses),
+            rewards=tuple(rewards),
+        )
+        return Restored(miners, snapshot)
+
+    async def integrity_check(self) -> str:
+        return await self._run(lambda: str(self._require().execute("PRAGMA integrity_check").fetchone()[0]))
+
+
+def _json(value: object) -> str | None:
+    return None if value is None else orjson.dumps(value, default=_default).decode()
+
+
+def _default(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _hash(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return bytes.fromhex(value)
+    raise StoreError(f"a hash must be bytes or hex, got {type(value).__name__}")
+
+
+def _w_block(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)",
+        (d["index"], _hash(d["entropy"]), d["timestamp"], now),
+    )
+
+
+def _w_best(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+    found_at = d.get("foundAt")
+    db.execute(
+        "INSERT INTO bests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (block, farmer_id) DO UPDATE SET"
+        " nonce = excluded.nonce, hash = excluded.hash, zeros = excluded.zeros, found_at = excluded.found_at,"
+        " miner_id = excluded.miner_id, worker = excluded.worker WHERE excluded.zeros > bests.zeros",
+        (
+            d["block"],
+            d["farmerId"],
+            str(d["nonce"]),
+            _hash(d["hash"]),
+            d["zeros"],
+            found_at / 1000 if isinstance(found_at, int | float) else now,
+            d.get("minerId", ""),
+            d.get("worker", ""),
+        ),
+    )
+
+
+def _w_shares(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+    db.execute(
+        "INSERT INTO shares VALUES (?, ?, ?, ?, ?) ON CONFLICT (block, miner_id, worker) DO UPDATE SET"
+        " accepted = max(shares.accepted, excluded.accepted),"
+        " rejected = max(shares.rejected, excluded.rejected)",
+        (d["block"], d["minerId"], d["worker"], d["accepted"], d["rejected"]),
+    )
+
+
+def _call_writer(op: str) -> Callable[[sqlite3.Connection, Mapping[str, Any], float], None]:
+    def write(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+        response = d.get("response")
+        error = d.get("error")
+        ok = d.get("ok", error is None and response is not None)
+        request = {k: v for k, v in d.items() if k not in ("response", "error", "ok", "block")}
+        db.execute(
+            "INSERT INTO calls (op, block, ok, request, response, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (op, d["block"], int(bool(ok)), _json(request) if request else None, _json(response), error, now),
+        )
+
+    return write
+
+
+def _w_status(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+    db.execute(
+        "INSERT INTO farmer_status (farmer_id, block, status, reason, zeros, reward, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (d["farmerId"], d.get("block"), d["status"], d.get("reason"), d.get("zeros"), d.get("reward"), now),
+    )
+
+
+_WRITERS: dict[str, Callable[[sqlite3.Connection, Mapping[str, Any], float], None]] = {
+    "block": _w_block,
+    "best": _w_best,
+    "shares": _w_shares,
+    "plant": _call_writer("plant"),
+    "work": _call_writer("work"),
+    "harvest": _call_writer("harvest"),
+    "farmer_status": _w_status,
+}

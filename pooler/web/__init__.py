@@ -1,0 +1,1 @@
+"""The Starlette app: miner WebSocket, REST fallback, dashboard stream and page, health."""

@@ -1,0 +1,189 @@
+"""``/ws/miner``: protocol v1 over a WebSocket, one connection per miner worker.
+
+The handler is a thin driver: it decodes frames (``protocol.codec``), turns them into
+coordinator events, and leaves all answers to the coordinator, which reaches the socket
+only through this connection's :class:`Outbox` and its sender task.
+
+Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, or a
+misbehaving peer; 1009 on a frame over the size limit; 1013 when the client reads too
+slowly to keep its outbox under the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from pooler.core.events import (
+    MoreRequested,
+    ShareSubmitted,
+    StatsRequested,
+    WorkerConnected,
+    WorkerDisconnected,
+)
+from pooler.web.limits import TokenBucket
+from protocol.codec import decode_client, encode
+from protocol.errors import Code, ProtocolError
+from protocol.messages import Bye, Error, Hello, More, Share, StatsRequest
+
+if TYPE_CHECKING:
+    from pooler.service import Pooler
+
+log = logging.getLogger("pooler.web.ws")
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+_MAX_STRIKES = 20  # protocol errors tolerated on one connection before it is closed
+
+
+def _frame(msg: Error) -> str:
+    return encode(msg).decode()
+
+
+async def _receive_text(ws: WebSocket) -> str | bytes | None:
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        return None
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_text(_frame(Error(code, message)))
+        await ws.close(close_code, code.reason)
+
+
+async def miner_socket(ws: WebSocket) -> None:
+    pooler: Pooler = ws.app.state.pooler
+    opts = pooler.options
+    if not pooler.admit(ws):
+        await ws.close(CLOSE_POLICY, "too many connections")
+        return
+    try:
+        await ws.accept()
+        try:
+            first = await asyncio.wait_for(_receive_text(ws), opts.hello_timeout)
+        except TimeoutError:
+            await _refuse(
+                ws, Code.NO_HELLO, f"send 'hello' within {opts.hello_timeout:g} s of connecting", CLOSE_POLICY
+            )
+            return
+        if first is None:
+            return
+        try:
+            hello = decode_client(first, opts.max_frame)
+        except ProtocolError as exc:
+            await _refuse(
+                ws, exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO, exc.message, CLOSE_POLICY
+            )
+            return
+        if not isinstance(hello, Hello):
+            await _refuse(
+                ws, Code.NO_HELLO, "the first message must be 'hello' with your token", CLOSE_POLICY
+            )
+            return
+        miner = pooler.registry.authenticate(hello.token)
+        if miner is None:
+            await _refuse(
+                ws,
+                Code.UNAUTHORIZED,
+                "unknown or revoked token; register with POST /miner/register",
+                CLOSE_POLICY,
+            )
+            return
+        await _serve(ws, pooler, miner.miner_id, hello)
+    finally:
+        pooler.release(ws)
+
+
+async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> None:
+    opts = pooler.options
+    runner = pooler.runner
+    conn, box = runner.open_conn()
+    pooler.miner_conns.setdefault(miner_id, set()).add(conn)
+
+    async def close(code: int, reason: str) -> None:
+        if ws.application_state != WebSocketState.DISCONNECTED:
+            await ws.close(code, reason)
+
+    box_done = [False]  # set once the read loop has ended, so the sender's callback leaves it alone
+    sender = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
+    receiver = asyncio.current_task()
+
+    def sender_stopped(_: asyncio.Task[None]) -> None:
+        # The sender stops after a close or a failed send: stop reading too, the peer is done.
+        if receiver is not None and not box_done[0]:
+            receiver.cancel()
+
+    sender.add_done_callback(sender_stopped)
+    loop = asyncio.get_running_loop()
+    bucket = TokenBucket(opts.messages_per_second, opts.message_burst, loop.time())
+    strikes = 0
+    try:
+        await runner.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent))
+        while not box.closed:
+            raw = await _receive_text(ws)
+            if raw is None:
+                break
+            if not bucket.take(loop.time()):
+                strikes += 1
+                box.put(
+                    _frame(
+                        Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down")
+                    )
+                )
+                if strikes > _MAX_STRIKES:
+                    box.close(CLOSE_POLICY, "rate limit")
+                continue
+            if isinstance(raw, bytes):
+                strikes += 1
+                box.put(
+                    _frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text"))
+                )
+                continue
+            try:
+                msg = decode_client(raw, opts.max_frame)
+            except ProtocolError as exc:
+                box.put(_frame(Error(exc.code, exc.message)))
+                if exc.code == Code.TOO_LARGE:
+                    box.close(CLOSE_TOO_BIG, "frame too large")
+                    break
+                strikes += 1
+                if strikes > _MAX_STRIKES:
+                    box.close(CLOSE_POLICY, "too many protocol errors")
+                continue
+            match msg:
+                case Share():
+                    await runner.submit(ShareSubmitted(conn, msg))
+                case More(job):
+                    await runner.submit(MoreRequested(conn, job))
+                case StatsRequest():
+                    await runner.submit(StatsRequested(conn, miner_id))
+                case Bye():
+                    box.close(CLOSE_NORMAL, "bye")
+                case Hello():
+                    box.put(_frame(Error(Code.MALFORMED, "'hello' was already accepted on this connection")))
+    except (WebSocketDisconnect, asyncio.CancelledError):
+        pass
+    except Exception:
+        log.exception("miner socket %d failed", conn)
+    finally:
+        box_done[0] = True
+        runner.post(WorkerDisconnected(conn))
+        conns = pooler.miner_conns.get(miner_id)
+        if conns is not None:
+            conns.discard(conn)
+        # Let queued frames (a close reason, a last error) go out, but never wait on a stuck peer.
+        if not box.closed:
+            box.close(CLOSE_NORMAL, "")
+        try:
+            await asyncio.wait_for(asyncio.shield(sender), 1.0)
+        except (TimeoutError, asyncio.CancelledError, Exception):
+            sender.cancel()
+        runner.forget_conn(conn)

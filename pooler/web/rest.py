@@ -1,0 +1,177 @@
+"""REST fallback for legacy miners: the same JSON shapes as the WebSocket messages.
+
+Status codes for ``POST /miner/submit`` rejections (docs/protocol.md has the table):
+400 malformed / out-of-range / invalid-hash / low-zeros, 401 unauthorized, 409 duplicate,
+410 stale, 413 too-large, 429 rate-limited.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pooler.core.events import RestShareSubmitted, RestWorkRequested, StatsRequested
+from pooler.errors import BackendError, BackendRejected
+from pooler.miners import MinerRecord
+from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
+from protocol.errors import Code, ProtocolError
+from protocol.messages import Error, Job, Rejected, ServerMessage, Share
+
+if TYPE_CHECKING:
+    from pooler.service import Pooler
+
+STATUS_OF: dict[Code, int] = {
+    Code.MALFORMED: 400,
+    Code.OUT_OF_RANGE: 400,
+    Code.INVALID_HASH: 400,
+    Code.LOW_ZEROS: 400,
+    Code.UNAUTHORIZED: 401,
+    Code.NO_HELLO: 401,
+    Code.DUPLICATE: 409,
+    Code.STALE: 410,
+    Code.TOO_LARGE: 413,
+    Code.RATE_LIMITED: 429,
+}
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
+    """The Phase-1 error shape ``{error, message, timestamp}`` used by every REST error."""
+    return {"error": error, "message": message, "timestamp": int(time.time() * 1000), **extra}
+
+
+def protocol_error(code: Code, message: str) -> JSON:
+    return JSON(error_body(code.reason, message, code=int(code)), status_code=STATUS_OF.get(code, 400))
+
+
+def _pooler(request: Request) -> Pooler:
+    pooler: Pooler = request.app.state.pooler
+    return pooler
+
+
+def _authenticate(request: Request) -> MinerRecord | JSON:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return protocol_error(
+            Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
+        )
+    miner = _pooler(request).registry.authenticate(token.strip())
+    if miner is None:
+        return protocol_error(Code.UNAUTHORIZED, "unknown or revoked token")
+    return miner
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any] | JSON:
+    body = await request.body()
+    if len(body) > limit:
+        return protocol_error(Code.TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
+    if not body:
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return protocol_error(Code.MALFORMED, "body is not valid JSON")
+    if not isinstance(value, dict):
+        return protocol_error(
+            Code.MALFORMED, f"body must be a JSON object, got a JSON {type(value).__name__}"
+        )
+    return value
+
+
+def _answer(msg: ServerMessage, ok_status: int = 200) -> JSON:
+    if isinstance(msg, Rejected):
+        return JSON(server_to_dict(msg), status_code=STATUS_OF.get(msg.code, 400))
+    if isinstance(msg, Error):
+        if msg.code == Code.UNAUTHORIZED:
+            return protocol_error(msg.code, msg.message)
+        return JSON(error_body("no-work", msg.message, code=int(msg.code)), status_code=503)
+    return JSON(server_to_dict(msg), status_code=ok_status)
+
+
+async def register(request: Request) -> JSON:
+    pooler = _pooler(request)
+    body = await _json_body(request, pooler.options.max_frame)
+    if isinstance(body, JSON):
+        return body
+    name = body.get("name", "")
+    stake = body.get("stakePercentage", pooler.options.default_stake_percentage)
+    metadata = body.get("metadata")
+    problems = []
+    if not isinstance(name, str) or len(name) > MAX_WORKER_LEN or not name.isprintable():
+        problems.append(f"name must be a printable string of at most {MAX_WORKER_LEN} characters")
+    if isinstance(stake, bool) or not isinstance(stake, int | float) or not 0 <= stake <= 1:
+        problems.append("stakePercentage must be a number from 0 to 1")
+    if metadata is not None and not isinstance(metadata, dict):
+        problems.append("metadata must be a JSON object")
+    if problems:
+        return JSON(error_body("malformed", "; ".join(problems), code=int(Code.MALFORMED)), status_code=400)
+    try:
+        record, token = await pooler.register_miner(name, float(stake), metadata)
+    except BackendRejected as exc:
+        return JSON(error_body("backend-rejected", str(exc)), status_code=400)
+    except BackendError as exc:
+        return JSON(error_body("backend-unavailable", f"the Backend could not register a farmer: {exc}"), 503)
+    return JSON(
+        {"minerId": record.miner_id, "token": token, "farmerId": record.farmer_id, "farmer": record.farmer},
+        status_code=201,
+    )
+
+
+async def work(request: Request) -> JSON:
+    miner = _authenticate(request)
+    if isinstance(miner, JSON):
+        return miner
+    worker = request.query_params.get("worker", "rest")
+    if not worker or len(worker) > MAX_WORKER_LEN or not worker.isprintable():
+        return protocol_error(Code.MALFORMED, f"worker must be 1 to {MAX_WORKER_LEN} printable characters")
+    msg = await _pooler(request).runner.request(
+        lambda reply: RestWorkRequested(reply, miner.miner_id, worker)
+    )
+    if isinstance(msg, Job | Error):
+        return _answer(msg)
+    return _answer(Error(Code.MALFORMED, "unexpected answer"))
+
+
+async def submit(request: Request) -> JSON:
+    miner = _authenticate(request)
+    if isinstance(miner, JSON):
+        return miner
+    pooler = _pooler(request)
+    body = await _json_body(request, pooler.options.max_frame)
+    if isinstance(body, JSON):
+        return body
+    try:
+        share = decode_client(orjson.dumps({**body, "type": "share"}), pooler.options.max_frame)
+    except ProtocolError as exc:
+        return protocol_error(exc.code, exc.message)
+    assert isinstance(share, Share)
+    return _answer(
+        await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
+    )
+
+
+async def stats(request: Request) -> JSON:
+    miner = _authenticate(request)
+    if isinstance(miner, JSON):
+        return miner
+    return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
+
+
+async def leave(request: Request) -> JSON:
+    miner = _authenticate(request)
+    if isinstance(miner, JSON):
+        return miner
+    pooler = _pooler(request)
+    await pooler.remove_miner(miner.miner_id)
+    return JSON({"minerId": miner.miner_id, "left": True, "timestamp": int(time.time() * 1000)})
