@@ -1,6 +1,6 @@
 """Shares per second through ``Coordinator.handle`` (the coordinator's hot path, no I/O).
 
-python -m bench.core_shares [--n 200000] [--workers 64]
+python -m bench.core_shares [--n 200000] [--workers 64] [--json]
 
 Every share is real (hash recomputed by the coordinator, Persist + Send effects built);
 share difficulty 0 so each one is accepted, and vardiff is kept still so the figure is
@@ -13,6 +13,9 @@ from __future__ import annotations
 import argparse
 import time
 
+import orjson
+
+from bench.common import pin_from_env
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Send
@@ -57,7 +60,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout (for python -m bench)")
     args = parser.parse_args()
+    pin_from_env()
     core, jobs = _setup(args.workers)
     per = args.n // len(jobs)
     plain = [
@@ -65,9 +70,8 @@ def main() -> None:
         for i in range(per)
         for conn, job in enumerate(jobs)
     ]
-    print(f"keccak backend: {KECCAK_BACKEND}; {len(jobs)} workers, {len(plain)} shares per run")
-    print(f"accepted shares (no client hash): {_run(core, plain):,.0f} shares/s")
-    print(f"duplicates (rejected):            {_run(core, plain):,.0f} shares/s")
+    accepted = _run(core, plain)
+    duplicates = _run(core, plain)
 
     core, jobs = _setup(args.workers)
     templates = {job.farmer: WorkTemplate(1, job.entropy, address_bytes(job.farmer)) for job in jobs}
@@ -78,7 +82,23 @@ def main() -> None:
         for i in range(per)
         for conn, job in enumerate(jobs)
     ]
-    print(f"accepted shares (client hash):    {_run(core, hashed):,.0f} shares/s")
+    with_hash = _run(core, hashed)
+    if args.json:
+        print(
+            orjson.dumps(
+                {
+                    "keccak_backend": KECCAK_BACKEND,
+                    "accepted_per_s": round(accepted),
+                    "duplicates_per_s": round(duplicates),
+                    "accepted_with_hash_per_s": round(with_hash),
+                }
+            ).decode()
+        )
+        return
+    print(f"keccak backend: {KECCAK_BACKEND}; {len(jobs)} workers, {len(plain)} shares per run")
+    print(f"accepted shares (no client hash): {accepted:,.0f} shares/s")
+    print(f"duplicates (rejected):            {duplicates:,.0f} shares/s")
+    print(f"accepted shares (client hash):    {with_hash:,.0f} shares/s")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Block detection latency: from the plant that changed FarmIndex to the monitor's NewBlock.
 
-python -m bench.detect [--blocks 40] [--poll 0.2]
+python -m bench.detect [--blocks 40] [--poll 0.2] [--json]
 
 The devnet's contract model runs on real time plus an offset; opening a block advances the
 offset by one block interval and plants, at a random phase relative to the monitor's poll
@@ -17,8 +17,10 @@ import random
 import statistics
 import time
 
+import orjson
 from stellar_sdk import Keypair
 
+from bench.common import pin_from_env, run_on_uvloop, summarize_ms
 from pooler.chain.monitor import BlockMonitor
 from pooler.core.events import Event, NewBlock
 from pooler.devnet import ledger
@@ -69,9 +71,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--blocks", type=int, default=40)
     parser.add_argument("--poll", type=float, default=0.2)
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout (for python -m bench)")
     args = parser.parse_args()
-    lat = sorted(asyncio.run(measure(args.blocks, args.poll)))
+    pin_from_env()
+    lat = sorted(run_on_uvloop(measure(args.blocks, args.poll)))
     target = args.poll + 0.050
+    if args.json:
+        summary = summarize_ms(lat)
+        print(
+            orjson.dumps(
+                {**summary, "poll_ms": args.poll * 1000, "target_ms": target * 1000, "met": lat[-1] <= target}
+            ).decode()
+        )
+        return
     print(f"blocks={len(lat)} poll={args.poll * 1000:.0f} ms")
     print(
         f"detect latency: p50={statistics.median(lat) * 1000:.1f} ms "

@@ -1,6 +1,6 @@
 """Cost of one share verification (preimage + Keccak-256 + zeros) and of the job codec.
 
-python -m bench.verify [--n 200000]
+python -m bench.verify [--n 200000] [--json]
 """
 
 from __future__ import annotations
@@ -8,8 +8,11 @@ from __future__ import annotations
 import argparse
 import time
 
+import orjson
+
 from protocol import address_bytes
-from protocol.codec import decode_client, encode
+from bench.common import pin_from_env
+from protocol.codec import decode_client, decode_server, encode
 from protocol.messages import Job, Share
 from protocol.work import KECCAK_BACKEND, WorkTemplate, count_zeros, work_hash
 
@@ -26,10 +29,8 @@ def _per_call_us(fn: object, n: int) -> float:
     return best / n * 1e6
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200_000)
-    n = parser.parse_args().n
+def measure(n: int) -> dict[str, object]:
+    """Per-call microseconds (best of five runs of ``n`` calls) of verification and the job codec."""
     entropy = bytes.fromhex("0000000009faeb2ff8dc93fb334dabc1398e359a163a6bb538f633fdb9b327ca")
     farmer = address_bytes(FARMER)
     template = WorkTemplate(37, entropy, farmer)
@@ -52,11 +53,38 @@ def main() -> None:
         for _ in range(k):
             decode_client(share_frame)
 
-    print(f"keccak backend: {KECCAK_BACKEND}")
-    print(f"share verification (WorkTemplate.verify): {_per_call_us(verify_template, n):.2f} us")
-    print(f"share verification (work_hash + count_zeros): {_per_call_us(verify_plain, n):.2f} us")
-    print(f"job encode (orjson): {_per_call_us(encode_job, n // 4):.2f} us")
-    print(f"share decode + validate (orjson): {_per_call_us(decode_share, n // 4):.2f} us")
+    job_frame = encode(job)
+
+    def decode_job(k: int) -> None:
+        for _ in range(k):
+            decode_server(job_frame)
+
+    return {
+        "keccak_backend": KECCAK_BACKEND,
+        "verify_template_us": round(_per_call_us(verify_template, n), 3),
+        "verify_plain_us": round(_per_call_us(verify_plain, n), 3),
+        "job_encode_us": round(_per_call_us(encode_job, n // 4), 3),
+        "job_decode_us": round(_per_call_us(decode_job, n // 4), 3),
+        "share_decode_us": round(_per_call_us(decode_share, n // 4), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout (for python -m bench)")
+    args = parser.parse_args()
+    pin_from_env()
+    r = measure(args.n)
+    if args.json:
+        print(orjson.dumps(r).decode())
+        return
+    print(f"keccak backend: {r['keccak_backend']}")
+    print(f"share verification (WorkTemplate.verify): {r['verify_template_us']:.2f} us")
+    print(f"share verification (work_hash + count_zeros): {r['verify_plain_us']:.2f} us")
+    print(f"job encode (orjson): {r['job_encode_us']:.2f} us")
+    print(f"job decode + validate (orjson): {r['job_decode_us']:.2f} us")
+    print(f"share decode + validate (orjson): {r['share_decode_us']:.2f} us")
 
 
 if __name__ == "__main__":

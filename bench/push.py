@@ -1,0 +1,132 @@
+"""New-block push: N live miner sockets, from NewBlock to the last miner holding its job.
+
+The Pooler (``bench.server pooler``) and the bare-websockets baseline (``bench.server baseline``)
+run side by side, each in its own process on uvloop, each with its own load-generator processes
+(``bench.clients``). For each N the sockets are opened (grown from the previous N), then rounds
+alternate: a block on the Pooler, then one on the baseline. A round's latencies are
+``receipt time - t0`` for every socket, both on ``time.time()`` of this host; pooled over the
+rounds they give p50/p99/max. The ratio column is Pooler p99 / baseline p99 of the same run.
+
+The same run measures memory: the server's RSS before any socket and with N idle sockets open
+(after the pushes of the previous level, before this level's), divided by N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from pathlib import Path
+
+from bench.common import Child, Profiler, close_all, cpu_seconds, placement, rss_kb, split, summarize_ms
+
+SERVERS = ("pooler", "baseline")
+
+
+async def _round(server: Child, clients: list[Child]) -> tuple[list[float], int, float]:
+    cpu0 = cpu_seconds(server.pid)
+    started = await server.ask({"cmd": "block"}, 30)
+    t0, block = started["t0"], started["block"]
+    reports = await asyncio.gather(
+        *(c.ask({"cmd": "report", "block": block, "timeout": 60}, 90) for c in clients)
+    )
+    latencies = [t - t0 for r in reports for t in r["times"]]
+    return latencies, sum(r["missing"] for r in reports), cpu_seconds(server.pid) - cpu0
+
+
+async def run(
+    levels: list[int], rounds: int, procs: int, settle: float = 1.0, profile_dir: Path | None = None
+) -> dict[str, Any]:
+    servers: dict[str, Child] = {}
+    clients: dict[str, list[Child]] = {}
+    server_cpus, client_cpus = placement()
+    try:
+        for kind in SERVERS:
+            servers[kind] = await Child.start(
+                "bench.server", kind, "--miners", "8", name=f"{kind} server", cpus=server_cpus
+            )
+        ready = {kind: await servers[kind].read(60) for kind in SERVERS}
+        await asyncio.sleep(0.5)
+        rss0 = {kind: rss_kb(servers[kind].pid) for kind in SERVERS}
+        for s, kind in enumerate(SERVERS):
+            url = f"ws://127.0.0.1:{ready[kind]['port']}/ws/miner"
+            clients[kind] = [
+                await Child.start(
+                    "bench.clients",
+                    "--url",
+                    url,
+                    "--tokens",
+                    ",".join(ready[kind]["tokens"]),
+                    "--ip",
+                    f"127.0.{s + 1}.{p + 1}",
+                    "--prefix",
+                    f"p{p}w",
+                    name=f"{kind} clients {p}",
+                    cpus=client_cpus,
+                )
+                for p in range(procs)
+            ]
+        results: list[dict[str, Any]] = []
+        current = 0
+        for n in levels:
+            add = n - current
+            t_open = time.perf_counter()
+            for kind in SERVERS:
+                parts = split(add, len(clients[kind]))
+                opened = await asyncio.gather(
+                    *(
+                        c.ask({"cmd": "connect", "n": k}, 300)
+                        for c, k in zip(clients[kind], parts, strict=False)
+                    )
+                )
+                total = sum(o["open"] for o in opened)
+                if total != n:
+                    raise RuntimeError(f"{kind}: {total} sockets open, expected {n}")
+            open_seconds = time.perf_counter() - t_open
+            current = n
+            await asyncio.sleep(settle)
+            rss = {kind: rss_kb(servers[kind].pid) for kind in SERVERS}
+            lat: dict[str, list[float]] = {kind: [] for kind in SERVERS}
+            lasts: dict[str, list[float]] = {kind: [] for kind in SERVERS}
+            missing = dict.fromkeys(SERVERS, 0)
+            cpu = dict.fromkeys(SERVERS, 0.0)
+            spy = None
+            if profile_dir is not None:
+                spy = await Profiler.attach(servers["pooler"].pid, profile_dir / f"profile-push-{n}.txt")
+            for _ in range(rounds):
+                for kind in SERVERS:
+                    got, miss, used = await _round(servers[kind], clients[kind])
+                    cpu[kind] += used
+                    lat[kind] += got
+                    lasts[kind].append(max(got))
+                    missing[kind] += miss
+                    await asyncio.sleep(0.2)
+            if spy is not None:
+                await spy.stop()
+            row: dict[str, Any] = {"n": n, "rounds": rounds, "open_seconds": round(open_seconds, 1)}
+            for kind in SERVERS:
+                row[kind] = {
+                    **summarize_ms(lat[kind]),
+                    "last_mean_ms": round(sum(lasts[kind]) / len(lasts[kind]) * 1000, 3),
+                    "missing": missing[kind],
+                    "cpu_ms_per_push": round(cpu[kind] / rounds * 1000, 1),
+                    "rss_kb": rss[kind],
+                    "kb_per_socket": round((rss[kind] - rss0[kind]) / n, 2),
+                }
+            row["p99_ratio"] = round(row["pooler"]["p99_ms"] / row["baseline"]["p99_ms"], 2)
+            row["max_ratio"] = round(row["pooler"]["max_ms"] / row["baseline"]["max_ms"], 2)
+            results.append(row)
+            print(
+                f"  push N={n}: pooler p50/p99/max {row['pooler']['p50_ms']}/{row['pooler']['p99_ms']}/"
+                f"{row['pooler']['max_ms']} ms, baseline {row['baseline']['p50_ms']}/{row['baseline']['p99_ms']}/"
+                f"{row['baseline']['max_ms']} ms, p99 ratio {row['p99_ratio']}x; "
+                f"CPU/push {row['pooler']['cpu_ms_per_push']} ms (baseline {row['baseline']['cpu_ms_per_push']}); "
+                f"{row['pooler']['kb_per_socket']} KB/socket (baseline {row['baseline']['kb_per_socket']})",
+                flush=True,
+            )
+        stats = {kind: await servers[kind].ask({"cmd": "stats"}, 30) for kind in SERVERS}
+        return {"levels": results, "rss0_kb": rss0, "server_stats": stats, "client_procs": procs}
+    finally:
+        await close_all([c for cs in clients.values() for c in cs])
+        await close_all(list(servers.values()))

@@ -1,0 +1,267 @@
+"""The server side of a benchmark, as a child process: the real Pooler, or the bare-websockets baseline.
+
+    python -m bench.server pooler [--db PATH] [--miners K]
+    python -m bench.server baseline
+
+Both run on uvloop (as ``pooler serve`` does) on 127.0.0.1, print one ``ready`` line and then
+answer JSON-line commands on stdin (see :mod:`bench.common`):
+
+- ``{"cmd": "block"}``: a new block. The Pooler: the devnet's contract opens block N+1 (its clock
+  jumps one block interval) and ``NewBlock`` goes straight into ``pooler.runner.post`` with the
+  block's real entropy and timestamp (the monitor, polling later, sees an index it already has).
+  The baseline: one job frame, encoded once, goes to every socket with ``websockets.broadcast``.
+  The answer carries ``t0``, ``time.time()`` just before the hand-off: clients time receipt on
+  the same clock (one host).
+- ``{"cmd": "stats"}``: counters (events handled, store commits and records, sockets open).
+- ``{"cmd": "quit"}`` or end of input: stop cleanly.
+
+The Pooler runs with its devnet in this process (the Backend answers the Pooler's plant calls);
+its share difficulty is 0 (min = initial = max), so any nonce of a job's range is a valid share
+and load generators need no hashing; the per-socket message rate limit is lifted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import gc
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.common import pin_from_env, Stdin, raise_nofile, reply, run_on_uvloop
+
+
+class GcWatch:
+    """Pauses of the cyclic garbage collector, by generation: a full collection over a heap holding
+    ten thousand sockets' objects takes long enough to show up in the push and ack latencies."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}  # generation -> pause seconds
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            f"gen{g}": {
+                "count": len(p),
+                "total_ms": round(sum(p) * 1000, 2),
+                "max_ms": round(max(p, default=0) * 1000, 2),
+            }
+            for g, p in self.pauses.items()
+        }
+
+
+GC = GcWatch()
+gc.callbacks.append(GC)
+
+BLOCK_INTERVAL = 300  # the devnet's and the coordinator's: no block ends during a benchmark
+FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"  # plants to open blocks
+
+
+async def _pooler(args: argparse.Namespace) -> None:
+    from pooler.core.config import CoreConfig
+    from pooler.core.events import NewBlock
+    from pooler.devnet.net import Devnet
+    from pooler.service import Pooler, PoolerOptions
+
+    offset = [0.0]  # the devnet's clock runs ahead by this much: jumping it opens the next block
+
+    def chain_clock() -> float:
+        return time.time() + offset[0]
+
+    stdin = await Stdin.open()
+    with tempfile.TemporaryDirectory(prefix="kale-bench-") as tmp:
+        db = None if args.db == "none" else (args.db or str(Path(tmp) / "pooler.db"))
+        async with Devnet(block_interval=BLOCK_INTERVAL, ledger_seconds=1.0, clock=chain_clock) as net:
+            # Open block 2 a whole interval ahead of real time, so none of the Pooler's block timers
+            # (work, end, late plant) fires while a benchmark runs against it.
+            offset[0] += BLOCK_INTERVAL
+            net.contract.plant(FARMER, 0)
+            core = CoreConfig(
+                pooler_id="kale-bench",
+                block_interval=BLOCK_INTERVAL,
+                work_delay=BLOCK_INTERVAL * 0.9,
+                safety_margin=10,
+                share_zeros_initial=0,
+                share_zeros_min=0,
+                share_zeros_max=0,  # any nonce is a share, and vardiff cannot raise it mid-run
+                range_default=1 << 40,
+                range_max=1 << 44,
+                max_jobs_per_worker=1024,
+            )
+            options = PoolerOptions(
+                backend_url=net.backend_url,
+                rpc_url=net.rpc_url,
+                contract_id=net.contract_id,
+                pooler_id="kale-bench",
+                port=0,
+                poll_interval=args.poll,
+                core=core,
+                db_path=db,
+                messages_per_second=1e9,  # load generators send far above a miner's rate
+                message_burst=1e9,
+                max_connections=100_000,
+                max_connections_per_ip=100_000,
+                outbox_size=4096,
+            )
+            async with Pooler(options) as pooler:
+                tokens = []
+                for i in range(args.miners):
+                    _record, token = await pooler.register_miner(f"bench-{i}", 0.0, None)
+                    tokens.append(token)
+                deadline = time.monotonic() + 30
+                while pooler.core.view(time.time()).block is None:  # the monitor's first read opens it
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the Pooler saw no block within 30 s")
+                    await asyncio.sleep(0.05)
+                if os.environ.get("BENCH_GC_FREEZE"):
+                    gc.freeze()
+                if os.environ.get("BENCH_GC_OFF"):
+                    gc.disable()
+                reply(
+                    {
+                        "ready": True,
+                        "port": pooler.port,
+                        "tokens": tokens,
+                        "db": db,
+                        "gc_tracked": len(gc.get_objects()),
+                    }
+                )
+                while True:
+                    cmd = await stdin.command()
+                    match cmd.get("cmd"):
+                        case "block":
+                            offset[0] += BLOCK_INTERVAL
+                            index = net.contract.plant(FARMER, 0)
+                            blk = net.contract.get_block(index)
+                            assert blk is not None
+                            event = NewBlock(
+                                index, blk.entropy, blk.timestamp, net.contract.ledger_sequence()
+                            )
+                            t0 = time.time()
+                            pooler.runner.post(event)
+                            reply({"t0": t0, "block": index})
+                        case "stats":
+                            store = pooler.store
+                            reply(
+                                {
+                                    "handled": pooler.runner.handled,
+                                    "failures": pooler.runner.failures,
+                                    "commits": store.commits if store else 0,
+                                    "records": store.records if store else 0,
+                                    "sockets": len(pooler.runner.conns),
+                                    "gc": GC.report(),
+                                    "gc_tracked": len(gc.get_objects()),
+                                    "gc_frozen": gc.get_freeze_count(),
+                                }
+                            )
+                        case "census":
+                            counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+                            reply({"census": counts.most_common(int(cmd.get("top", 40)))})
+                        case "quit":
+                            return
+                        case other:
+                            reply({"error": f"unknown command {other!r}"})
+
+
+def _baseline_job(block: int) -> str:
+    """A job frame of the Pooler's shape and size; the baseline sends this one frame to everyone."""
+    return orjson.dumps(
+        {
+            "type": "job",
+            "job": f"b.{block:x}",
+            "block": block,
+            "entropy": "00" * 32,
+            "farmer": FARMER,
+            "nonceStart": "0",
+            "nonceEnd": str(1 << 40),
+            "shareZeros": 0,
+            "clean": True,
+            "workAt": int(time.time() * 1000),
+            "blockEndsAt": int(time.time() * 1000) + 300_000,
+        }
+    ).decode()
+
+
+async def _baseline(args: argparse.Namespace) -> None:
+    """The bare-library baseline: websockets' own server, one set of sockets, ``broadcast``."""
+    from websockets.asyncio.server import ServerConnection, broadcast, serve
+
+    conns: set[ServerConnection] = set()  # sockets that said hello: the broadcast's audience
+    block = [1]
+    welcome = orjson.dumps({"type": "welcome", "minerId": "m", "worker": "w", "farmerId": "f"}).decode()
+
+    async def handler(ws: ServerConnection) -> None:
+        hello = orjson.loads(await ws.recv())
+        if hello.get("type") != "hello":
+            return
+        await ws.send(welcome)
+        await ws.send(_baseline_job(block[0]))
+        conns.add(ws)
+        try:
+            async for _ in ws:  # shares are not part of the baseline; keep reading until close
+                pass
+        finally:
+            conns.discard(ws)
+
+    stdin = await Stdin.open()
+    async with serve(
+        handler, "127.0.0.1", 0, compression=None, ping_interval=20, ping_timeout=20, backlog=4096
+    ) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        reply({"ready": True, "port": port, "tokens": ["baseline"]})
+        while True:
+            cmd = await stdin.command()
+            match cmd.get("cmd"):
+                case "block":
+                    block[0] += 1
+                    t0 = time.time()
+                    broadcast(conns, _baseline_job(block[0]))
+                    reply({"t0": t0, "block": block[0]})
+                case "stats":
+                    reply({"sockets": len(conns), "gc": GC.report()})
+                case "quit":
+                    server.close()
+                    return
+                case other:
+                    reply({"error": f"unknown command {other!r}"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("kind", choices=["pooler", "baseline"])
+    parser.add_argument("--db", default="", help="SQLite path; default a temporary file; 'none' for no store")
+    parser.add_argument("--miners", type=int, default=8, help="miners registered (tokens handed out)")
+    parser.add_argument("--poll", type=float, default=1.0, help="block monitor poll interval, seconds")
+    args = parser.parse_args(argv)
+    raise_nofile(1 << 20)
+    pin_from_env()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args)
+    try:
+        run_on_uvloop(body)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            reply({"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
