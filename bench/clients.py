@@ -38,7 +38,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
-from bench.common import pin_from_env, Stdin, raise_nofile, reply, run_on_uvloop
+from bench.common import Stdin, pin_from_env, raise_nofile, reply, run_on_uvloop
 
 _HANDSHAKES = 64  # handshakes in flight per process: stays well under the server's accept backlog
 _LATENCY_SAMPLE = 200_000  # latencies kept per process per run (uniform by position, not by value)

@@ -15,13 +15,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from bench.common import Child, Profiler, close_all, cpu_seconds, placement, rss_kb, split, summarize_ms
 
 SERVERS = ("pooler", "baseline")
+
+
+def gc_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Collections (and their total pause) by generation between two ``stats`` answers."""
+    return {
+        g: {
+            "count": after[g]["count"] - before[g]["count"],
+            "total_ms": round(after[g]["total_ms"] - before[g]["total_ms"], 1),
+        }
+        for g in after
+    }
 
 
 async def _round(server: Child, clients: list[Child]) -> tuple[list[float], int, float]:
@@ -91,6 +101,7 @@ async def run(
             lasts: dict[str, list[float]] = {kind: [] for kind in SERVERS}
             missing = dict.fromkeys(SERVERS, 0)
             cpu = dict.fromkeys(SERVERS, 0.0)
+            gc_before = {kind: (await servers[kind].ask({"cmd": "stats"}, 30))["gc"] for kind in SERVERS}
             spy = None
             if profile_dir is not None:
                 spy = await Profiler.attach(servers["pooler"].pid, profile_dir / f"profile-push-{n}.txt")
@@ -104,6 +115,7 @@ async def run(
                     await asyncio.sleep(0.2)
             if spy is not None:
                 await spy.stop()
+            gc_after = {kind: (await servers[kind].ask({"cmd": "stats"}, 30))["gc"] for kind in SERVERS}
             row: dict[str, Any] = {"n": n, "rounds": rounds, "open_seconds": round(open_seconds, 1)}
             for kind in SERVERS:
                 row[kind] = {
@@ -113,6 +125,7 @@ async def run(
                     "cpu_ms_per_push": round(cpu[kind] / rounds * 1000, 1),
                     "rss_kb": rss[kind],
                     "kb_per_socket": round((rss[kind] - rss0[kind]) / n, 2),
+                    "gc_during_pushes": gc_delta(gc_before[kind], gc_after[kind]),
                 }
             row["p99_ratio"] = round(row["pooler"]["p99_ms"] / row["baseline"]["p99_ms"], 2)
             row["max_ratio"] = round(row["pooler"]["max_ms"] / row["baseline"]["max_ms"], 2)

@@ -37,7 +37,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import pin_from_env, Stdin, raise_nofile, reply, run_on_uvloop
+from bench.common import Stdin, pin_from_env, raise_nofile, reply, run_on_uvloop
 
 
 class GcWatch:
@@ -66,6 +66,7 @@ class GcWatch:
 
 
 GC = GcWatch()
+MEM: list[Any] = []  # the tracemalloc snapshot taken at "ready" (BENCH_TRACEMALLOC=1 only)
 gc.callbacks.append(GC)
 
 BLOCK_INTERVAL = 300  # the devnet's and the coordinator's: no block ends during a benchmark
@@ -117,6 +118,7 @@ async def _pooler(args: argparse.Namespace) -> None:
                 max_connections=100_000,
                 max_connections_per_ip=100_000,
                 outbox_size=4096,
+                gc_freeze=True,
             )
             async with Pooler(options) as pooler:
                 tokens = []
@@ -128,10 +130,11 @@ async def _pooler(args: argparse.Namespace) -> None:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the Pooler saw no block within 30 s")
                     await asyncio.sleep(0.05)
-                if os.environ.get("BENCH_GC_FREEZE"):
-                    gc.freeze()
-                if os.environ.get("BENCH_GC_OFF"):
-                    gc.disable()
+                if os.environ.get("BENCH_TRACEMALLOC"):
+                    import tracemalloc
+
+                    tracemalloc.start(1)
+                    MEM.append(tracemalloc.take_snapshot())
                 reply(
                     {
                         "ready": True,
@@ -169,6 +172,12 @@ async def _pooler(args: argparse.Namespace) -> None:
                                     "gc_frozen": gc.get_freeze_count(),
                                 }
                             )
+                        case "memtop":  # with BENCH_TRACEMALLOC=1: where the memory since "ready" went
+                            import tracemalloc
+
+                            snap = tracemalloc.take_snapshot()
+                            stats = snap.compare_to(MEM[0], "lineno")[: int(cmd.get("top", 30))]
+                            reply({"memtop": [str(x) for x in stats]})
                         case "census":
                             counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
                             reply({"census": counts.most_common(int(cmd.get("top", 40)))})

@@ -13,6 +13,7 @@ without hashing. For each connection count:
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 

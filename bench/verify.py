@@ -10,8 +10,8 @@ import time
 
 import orjson
 
-from protocol import address_bytes
 from bench.common import pin_from_env
+from protocol import address_bytes
 from protocol.codec import decode_client, decode_server, encode
 from protocol.messages import Job, Share
 from protocol.work import KECCAK_BACKEND, WorkTemplate, count_zeros, work_hash

@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +28,8 @@ from pooler.core.effects import Effect
 from pooler.core.events import MinerJoined, MinerLeft
 from pooler.miners import MinerRecord, MinerRegistry
 from pooler.runtime.hub import EventHub
+from pooler.runtime.lane import AVAILABLE as LANE_AVAILABLE
+from pooler.runtime.lane import LaneProtocol
 from pooler.runtime.runner import Runner
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -62,6 +65,11 @@ class PoolerOptions:
     ws_ping_interval: float | None = 20.0
     shutdown_timeout: float = 5.0
     db_path: str | None = None  # SQLite file; None keeps nothing across restarts (tests, the bare demo)
+    # Move everything allocated before serving (modules, stellar-sdk's XDR classes: ~90k objects) out
+    # of the cyclic GC's reach, so a full collection scans only what sockets and rounds allocate.
+    # For a process that runs one Pooler (pooler serve, the benchmarks); not for test sessions that
+    # start many, where it would keep their garbage for good.
+    gc_freeze: bool = False
 
 
 class Pooler:
@@ -111,7 +119,8 @@ class Pooler:
             self.app,
             host=self.options.host,
             port=self.options.port,
-            ws="websockets-sansio",
+            # websockets-sansio plus the miner socket's direct lane (pooler/runtime/lane.py)
+            ws=LaneProtocol if LANE_AVAILABLE else "websockets-sansio",
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
             ws_ping_timeout=self.options.ws_ping_interval,
@@ -129,6 +138,9 @@ class Pooler:
                 raise RuntimeError("uvicorn stopped before it started")
             await asyncio.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        if self.options.gc_freeze:
+            gc.collect()
+            gc.freeze()
         return self
 
     async def __aexit__(self, *exc: object) -> None:

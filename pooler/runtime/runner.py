@@ -12,7 +12,13 @@ current time, and performs the effects in order:
   that post their outcome back into the inbox as events;
 - ``Persist`` records of the batch are committed to the store in ONE transaction before
   any ``Send`` that followed them is delivered. Because the loop drains the whole inbox
-  per batch, a busy Pooler commits many shares at once: group commit for free.
+  per batch, a busy Pooler commits many shares at once: group commit for free. Share
+  counts are absolute, so of several ``shares`` records for one (block, miner, worker) in a
+  batch only the last is written.
+- After each batch the :class:`Flusher` writes every touched connection's frames at once
+  (one write per socket per batch: a busy worker's acks leave together).
+- The cyclic garbage collector is held off while a batch is handled and performed, so no
+  collection lands between the first and the last job of a new block.
 
 The runner is the only caller of ``handle``; nothing else mutates round state.
 """
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import logging
 import time
@@ -44,7 +51,7 @@ from pooler.core.events import BackendResult, Event, LocalSearchDone, TimerFired
 from pooler.errors import BackendError, BackendUnavailable
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
-from pooler.runtime.outbox import Outbox
+from pooler.runtime.outbox import Flusher, Outbox
 from protocol.codec import encode
 from protocol.messages import ServerMessage
 
@@ -90,6 +97,7 @@ class Runner:
         self._outbox_size = outbox_size
         self._ids = itertools.count(1)  # conn and reply ids share one space: Send(conn) finds either
         self.conns: dict[int, Outbox] = {}  # live WebSocket connections
+        self.flusher = Flusher()  # outboxes with frames for the direct write, flushed per batch
         self._replies: dict[int, asyncio.Future[ServerMessage]] = {}  # REST requests awaiting an answer
         self._timers: dict[str, asyncio.TimerHandle] = {}  # key -> pending TimerFired
         self._tasks: set[asyncio.Task[None]] = set()  # backend calls and searches in flight
@@ -130,7 +138,7 @@ class Runner:
 
     def open_conn(self) -> tuple[int, Outbox]:
         conn = next(self._ids)
-        box = self.conns[conn] = Outbox(self._outbox_size)
+        box = self.conns[conn] = Outbox(self._outbox_size, self.flusher)
         return conn, box
 
     def forget_conn(self, conn: int) -> None:
@@ -141,6 +149,14 @@ class Runner:
     async def submit(self, event: Event) -> None:
         """Hand an event to the coordinator; waits only while the inbox is full (backpressure)."""
         await self._inbox.put(event)
+
+    def offer(self, event: Event) -> bool:
+        """Hand an event over without waiting; False when the inbox is full (the caller backs off)."""
+        try:
+            self._inbox.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
 
     def post(self, event: Event) -> None:
         """From callbacks that cannot wait: never loses the event, even with a full inbox."""
@@ -174,14 +190,23 @@ class Runner:
                     break
             now = self._clock()
             effects: list[Effect] = []
-            for event in batch:
-                try:
-                    effects.extend(core.handle(event, now))
-                except Exception:
-                    self.failures += 1
-                    log.exception("coordinator failed on %s", type(event).__name__)
-            self.handled += len(batch)
-            await self._perform(effects)
+            # No cyclic-GC pass in the middle of a batch: a new block's jobs (one per socket) then leave
+            # in one uninterrupted run, and the collection their allocations trigger comes after them.
+            # With ten thousand sockets a full pass takes about a second (docs/benchmarks.md).
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                for event in batch:
+                    try:
+                        effects.extend(core.handle(event, now))
+                    except Exception:
+                        self.failures += 1
+                        log.exception("coordinator failed on %s", type(event).__name__)
+                self.handled += len(batch)
+                await self._perform(effects)
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
 
     async def perform(self, effects: list[Effect]) -> None:
         """Perform effects produced outside the loop (``Coordinator.restore`` at start-up)."""
@@ -202,13 +227,14 @@ class Runner:
                 self._do(effect)
         if records and self._store is not None:
             try:
-                await self._store.commit(records)
+                await self._store.commit(_coalesce(records))
             except Exception:
                 # Not durable: the acks they protect must not go out as if they were.
                 log.exception("store commit of %d records failed; holding back their acks", len(records))
                 held = [e for e in held or [] if not isinstance(e, Send) or _is_not_ack(e)]
         for effect in held or ():
             self._do(effect)
+        self.flusher.flush()
 
     def _do(self, effect: Effect) -> None:
         match effect:
@@ -291,6 +317,28 @@ class Runner:
             log.exception("local search for farmer %s, block %d failed", job.farmer_id, job.block)
             done = LocalSearchDone(job.block, job.farmer_id, None, None, 0)
         self.post(done)
+
+
+def _coalesce(records: list[Persist]) -> list[Persist]:
+    """Drop ``shares`` records superseded later in the batch: they carry absolute counts.
+
+    A worker sending many shares per batch would otherwise cost one upsert per share; the last
+    record of each (block, miner, worker) holds the highest counts, and the store keeps the max.
+    """
+    last: dict[tuple[object, object, object], int] = {}
+    shares = 0
+    for i, record in enumerate(records):
+        if record.kind == "shares":
+            d = record.data
+            last[(d.get("block"), d.get("minerId"), d.get("worker"))] = i
+            shares += 1
+    if shares == len(last):
+        return records
+    return [
+        r
+        for i, r in enumerate(records)
+        if r.kind != "shares" or last[(r.data.get("block"), r.data.get("minerId"), r.data.get("worker"))] == i
+    ]
 
 
 def _is_not_ack(effect: Send) -> bool:

@@ -2,7 +2,11 @@
 
 The handler is a thin driver: it decodes frames (``protocol.codec``), turns them into
 coordinator events, and leaves all answers to the coordinator, which reaches the socket
-only through this connection's :class:`Outbox` and its sender task.
+only through this connection's :class:`Outbox`. When the server offers a lane
+(:mod:`pooler.runtime.lane`, what ``Pooler`` runs), text frames after ``hello`` skip ASGI both
+ways: each message is decoded as it is parsed and handed to the runner without a task
+switch, and the outbox writes a batch's frames in one go; otherwise the sender task and
+the ASGI receive loop do the same work.
 
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, or a
 misbehaving peer; 1009 on a frame over the size limit; 1013 when the client reads too
@@ -19,12 +23,15 @@ from typing import TYPE_CHECKING
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pooler.core.events import (
+    Event,
     MoreRequested,
     ShareSubmitted,
     StatsRequested,
     WorkerConnected,
     WorkerDisconnected,
 )
+from pooler.runtime.lane import LANE, Lane
+from pooler.runtime.outbox import Outbox
 from pooler.web.limits import TokenBucket
 from protocol.codec import decode_client, encode
 from protocol.errors import Code, ProtocolError
@@ -102,79 +109,147 @@ async def miner_socket(ws: WebSocket) -> None:
         pooler.release(ws)
 
 
+class _Reader:
+    """What one connection does with each client message, for both ways in (ASGI and the lane)."""
+
+    __slots__ = ("_backlog", "_box", "_bucket", "_conn", "_lane", "_loop", "_miner_id", "_opts", "_runner", "strikes")
+
+    def __init__(self, conn: int, miner_id: str, box: Outbox, pooler: Pooler, lane: Lane | None) -> None:
+        self._conn = conn
+        self._miner_id = miner_id
+        self._box = box
+        self._runner = pooler.runner
+        self._opts = pooler.options
+        self._lane = lane
+        self._loop = asyncio.get_running_loop()
+        self._bucket = TokenBucket(self._opts.messages_per_second, self._opts.message_burst, self._loop.time())
+        self.strikes = 0  # protocol errors and rate-limit hits so far; too many closes the socket
+        # events the lane took while the coordinator's inbox was full, submitted in order by a task
+        self._backlog: list[Event] | None = None
+
+    def event_for(self, raw: str | bytes) -> Event | None:
+        """The coordinator event for one message, or None (answered or refused here)."""
+        box = self._box
+        opts = self._opts
+        if not self._bucket.take(self._loop.time()):
+            self.strikes += 1
+            box.put(_frame(Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down")))
+            if self.strikes > _MAX_STRIKES:
+                box.close(CLOSE_POLICY, "rate limit")
+            return None
+        if isinstance(raw, bytes):
+            self.strikes += 1
+            box.put(_frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text")))
+            return None
+        try:
+            msg = decode_client(raw, opts.max_frame)
+        except ProtocolError as exc:
+            box.put(_frame(Error(exc.code, exc.message)))
+            if exc.code == Code.TOO_LARGE:
+                box.close(CLOSE_TOO_BIG, "frame too large")
+                return None
+            self.strikes += 1
+            if self.strikes > _MAX_STRIKES:
+                box.close(CLOSE_POLICY, "too many protocol errors")
+            return None
+        match msg:
+            case Share():
+                return ShareSubmitted(self._conn, msg)
+            case More(job):
+                return MoreRequested(self._conn, job)
+            case StatsRequest():
+                return StatsRequested(self._conn, self._miner_id)
+            case Bye():
+                box.close(CLOSE_NORMAL, "bye")
+            case Hello():
+                box.put(_frame(Error(Code.MALFORMED, "'hello' was already accepted on this connection")))
+        return None
+
+    def on_lane_text(self, text: str) -> None:
+        """A text message straight from the parser (no task switch): to the coordinator without waiting."""
+        if self._box.closed:
+            return  # like the ASGI loop, which stops reading once a close is requested
+        event = self.event_for(text)
+        if event is None:
+            return
+        if self._backlog is not None:
+            self._backlog.append(event)  # keep the order behind events already waiting
+        elif not self._runner.offer(event):
+            # The inbox is full: stop reading this socket until the backlog is in (TCP pushes back).
+            assert self._lane is not None
+            self._lane.pause_reading()
+            self._backlog = [event]
+            task = asyncio.create_task(self._submit_backlog(), name=f"backlog-{self._conn}")
+            _BACKLOG_TASKS.add(task)
+            task.add_done_callback(_BACKLOG_TASKS.discard)
+
+    async def _submit_backlog(self) -> None:
+        backlog = self._backlog
+        assert backlog is not None and self._lane is not None
+        try:
+            while backlog:
+                await self._runner.submit(backlog.pop(0))
+        finally:
+            self._backlog = None
+            self._lane.resume_reading()
+
+
+# Backlog tasks (rare: only while the coordinator's inbox is full); each ends once its events are in.
+_BACKLOG_TASKS: set[asyncio.Task[None]] = set()
+
+
 async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> None:
-    opts = pooler.options
     runner = pooler.runner
     conn, box = runner.open_conn()
     pooler.miner_conns.setdefault(miner_id, set()).add(conn)
+    lane: Lane | None = ws.scope.get("extensions", {}).get(LANE)
 
     async def close(code: int, reason: str) -> None:
         if ws.application_state != WebSocketState.DISCONNECTED:
             await ws.close(code, reason)
 
     box_done = [False]  # set once the read loop has ended, so the sender's callback leaves it alone
-    sender = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
     receiver = asyncio.current_task()
+    senders: list[asyncio.Task[None]] = []  # the sender task, once started (at most one)
 
     def sender_stopped(_: asyncio.Task[None]) -> None:
         # The sender stops after a close or a failed send: stop reading too, the peer is done.
         if receiver is not None and not box_done[0]:
             receiver.cancel()
 
-    sender.add_done_callback(sender_stopped)
-    loop = asyncio.get_running_loop()
-    bucket = TokenBucket(opts.messages_per_second, opts.message_burst, loop.time())
-    strikes = 0
+    def start_sender() -> None:
+        if not senders:
+            task = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
+            task.add_done_callback(sender_stopped)
+            senders.append(task)
+
+    if lane is None:
+        start_sender()
+    else:
+        box.on_wake = start_sender  # with a lane, only backpressure or the close needs the task
+    reader = _Reader(conn, miner_id, box, pooler, lane)
     try:
         await runner.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent))
+        if lane is not None:
+            # From here on text frames skip ASGI both ways; binary frames and the close still come here.
+            box.attach(lane.write)
+            lane.receive_with(reader.on_lane_text)
         while not box.closed:
             raw = await _receive_text(ws)
             if raw is None:
                 break
-            if not bucket.take(loop.time()):
-                strikes += 1
-                box.put(
-                    _frame(
-                        Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down")
-                    )
-                )
-                if strikes > _MAX_STRIKES:
-                    box.close(CLOSE_POLICY, "rate limit")
-                continue
-            if isinstance(raw, bytes):
-                strikes += 1
-                box.put(
-                    _frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text"))
-                )
-                continue
-            try:
-                msg = decode_client(raw, opts.max_frame)
-            except ProtocolError as exc:
-                box.put(_frame(Error(exc.code, exc.message)))
-                if exc.code == Code.TOO_LARGE:
-                    box.close(CLOSE_TOO_BIG, "frame too large")
-                    break
-                strikes += 1
-                if strikes > _MAX_STRIKES:
-                    box.close(CLOSE_POLICY, "too many protocol errors")
-                continue
-            match msg:
-                case Share():
-                    await runner.submit(ShareSubmitted(conn, msg))
-                case More(job):
-                    await runner.submit(MoreRequested(conn, job))
-                case StatsRequest():
-                    await runner.submit(StatsRequested(conn, miner_id))
-                case Bye():
-                    box.close(CLOSE_NORMAL, "bye")
-                case Hello():
-                    box.put(_frame(Error(Code.MALFORMED, "'hello' was already accepted on this connection")))
+            event = reader.event_for(raw)
+            if event is not None:
+                await runner.submit(event)
     except (WebSocketDisconnect, asyncio.CancelledError):
         pass
     except Exception:
         log.exception("miner socket %d failed", conn)
     finally:
         box_done[0] = True
+        if lane is not None:
+            lane.receive_with(None)
+            box.attach(None)
         runner.post(WorkerDisconnected(conn))
         conns = pooler.miner_conns.get(miner_id)
         if conns is not None:
@@ -182,6 +257,8 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         # Let queued frames (a close reason, a last error) go out, but never wait on a stuck peer.
         if not box.closed:
             box.close(CLOSE_NORMAL, "")
+        start_sender()
+        sender = senders[0]
         try:
             await asyncio.wait_for(asyncio.shield(sender), 1.0)
         except (TimeoutError, asyncio.CancelledError, Exception):
