@@ -100,9 +100,10 @@ async def _reap(proc: asyncio.subprocess.Process) -> int:
 
 async def _exited(proc: asyncio.subprocess.Process) -> int:
     # proc.wait() also waits for the pipes to close; the exit status alone comes from polling
-    while proc.returncode is None:
+    while True:
+        if proc.returncode is not None:
+            return proc.returncode
         await asyncio.sleep(0.02)
-    return proc.returncode
 
 
 # ---------------------------------------------------------------- devnet
