@@ -104,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    own_devnet = settings.stellar_rpc_url is None or settings.backend_api_url is None
+    if own_devnet and settings.store == "sqlite" and os.path.isfile(settings.pooler_db):
+        log.warning(
+            "POOLER_DB=%s exists, but the in-process devnet is a new chain on every start: its blocks "
+            "will not match the file's; use a fresh POOLER_DB (or STORE=memory) for the devnet",
+            settings.pooler_db,
+        )
     try:
         import uvloop
 

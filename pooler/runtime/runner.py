@@ -47,6 +47,7 @@ from pooler.core.effects import (
 )
 from pooler.core.events import BackendResult, Event, LocalSearchDone, TimerFired
 from pooler.errors import BackendError, BackendUnavailable, StoreUnavailable
+from pooler.metrics import METRICS
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
 from pooler.runtime.outbox import Outbox
@@ -245,7 +246,8 @@ class Runner:
         if records and self._store is not None:
             batch = self._unsaved + records if self._unsaved else records
             try:
-                await self._store.commit(batch)
+                with METRICS.store_commit_latency.time():
+                    await self._store.commit(batch)
                 self._unsaved = []
             except Exception as exc:
                 # Not durable: the acks they protect must not go out as if they were.
