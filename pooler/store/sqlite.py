@@ -204,55 +204,57 @@ class SqliteStore:
         await self._run(lambda: self._commit(records))
 
     def _commit(self, records: list[Persist]) -> None:
-        db = self._require()
         now = self._clock()
         records = coalesce(records)
-        try:
-            db.execute("BEGIN IMMEDIATE")
+
+        def write(db: sqlite3.Connection) -> None:
             for record in records:
                 _WRITERS[record.kind](db, record.data, now)
+
+        self._transaction("store commit", write)
+        self.commits += 1
+        self.records += len(records)
+
+    def _transaction(self, what: str, body: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``body`` in one write transaction; errors become StoreUnavailable or StoreError."""
+        db = self._require()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            body(db)
             db.execute("COMMIT")
         except Exception as exc:
             if db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):  # a failed ROLLBACK must not hide why
                     db.execute("ROLLBACK")
             self.failures += 1
-            self.last_error = str(exc)
+            self.last_error = f"{what} failed: {exc}"
             if isinstance(exc, sqlite3.OperationalError):  # locked, I/O error, disk full: may pass
-                raise StoreUnavailable(f"store commit failed, will retry: {exc}") from exc
-            raise StoreError(f"store commit failed: {exc}") from exc
-        self.commits += 1
-        self.records += len(records)
+                raise StoreUnavailable(f"{what} failed, will retry: {exc}") from exc
+            raise StoreError(f"{what} failed: {exc}") from exc
         self.last_error = ""
 
     async def save_miner(self, record: MinerRecord) -> None:
-        def _save() -> None:
-            db = self._require()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    "INSERT INTO miners VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                    (
-                        record.miner_id,
-                        record.farmer_id,
-                        record.farmer,
-                        record.name,
-                        record.token_hash,
-                        record.stake_percentage,
-                        self._clock(),
-                    ),
-                )
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO miners VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    record.miner_id,
+                    record.farmer_id,
+                    record.farmer,
+                    record.name,
+                    record.token_hash,
+                    record.stake_percentage,
+                    self._clock(),
+                ),
+            )
 
-        await self._run(_save)
+        await self._run(lambda: self._transaction(f"saving miner {record.miner_id}", insert))
 
     async def revoke_miner(self, miner_id: str) -> None:
-        def _revoke() -> None:
-            db = self._require()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("UPDATE miners SET revoked_at = ? WHERE miner_id = ?", (self._clock(), miner_id))
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE miners SET revoked_at = ? WHERE miner_id = ?", (self._clock(), miner_id))
 
-        await self._run(_revoke)
+        await self._run(lambda: self._transaction(f"revoking miner {miner_id}", revoke))
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:

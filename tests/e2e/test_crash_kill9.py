@@ -54,9 +54,10 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_share_or_best(tmp
                 stop = asyncio.Event()
                 before = sum(acks.accepted.values())
                 miners = [
-                    asyncio.create_task(StreamMiner(pooler.ws_url, r, w, acks).run(stop)) for r, w in workers
+                    asyncio.create_task(StreamMiner(pooler.ws_url, r, w, acks, in_flight=8).run(stop))
+                    for r, w in workers
                 ]
-                await asyncio.sleep(rng.uniform(0.4, 1.2))
+                await asyncio.sleep(rng.uniform(0.4, 1.0))
             finally:
                 await pooler.kill()  # SIGKILL: mid-commit, mid-send, wherever it is
             stop.set()
