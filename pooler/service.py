@@ -173,7 +173,10 @@ class Pooler:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._serve_task
             except asyncio.CancelledError:
-                pass
+                if not self._serve_task.cancelled():
+                    raise  # we are being cancelled ourselves
+            except Exception:
+                log.exception("the web server failed while stopping")
         if self._monitor_task is not None:
             self._monitor_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
