@@ -11,6 +11,7 @@
         |   +-- BackendUnavailable  network error, 5xx, 429, timeout: retryable until the deadline
         |   +-- BackendRejected     a 4xx: our request was wrong; retrying cannot help
         +-- StoreError              durable storage failed
+        |   +-- StoreUnavailable    could not write now (locked, I/O error, disk full): retry later
         +-- DevnetError             the local devnet was misused
             +-- ContractError       the contract model refused a call (with the contract's number)
 
@@ -64,6 +65,11 @@ class StoreError(PoolerError):
     """Durable storage failed."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not write now (database locked, I/O error, disk full); the same records may
+    succeed later. Other StoreErrors mean the records themselves cannot be written."""
+
+
 class DevnetError(PoolerError):
     """The local devnet was used wrongly."""
 
@@ -91,4 +97,5 @@ __all__ = [
     "ProtocolError",
     "RpcUnavailable",
     "StoreError",
+    "StoreUnavailable",
 ]

@@ -2,6 +2,11 @@
 
 With no RPC/Backend configured it says so and offers the devnet, instead of failing
 obscurely; ``STELLAR_NETWORK=devnet`` with no URLs starts a devnet in-process.
+
+SIGTERM or SIGINT stops it gracefully (see ``Pooler.aclose``: stop accepting, answer what
+was received, close miner sockets with 1012, flush the store) and it exits 0; if that takes
+longer than the shutdown bound it exits 1. A second signal exits at once (status 1): every
+acknowledged share is durable already, so even that loses nothing acknowledged.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -98,6 +104,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    own_devnet = settings.stellar_rpc_url is None or settings.backend_api_url is None
+    if own_devnet and settings.store == "sqlite" and os.path.isfile(settings.pooler_db):
+        log.warning(
+            "POOLER_DB=%s exists, but the in-process devnet is a new chain on every start: its blocks "
+            "will not match the file's; use a fresh POOLER_DB (or STORE=memory) for the devnet",
+            settings.pooler_db,
+        )
     try:
         import uvloop
 
@@ -111,13 +124,36 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_EXIT_SLACK = 5.0  # seconds beyond the Pooler's shutdown_timeout for the devnet and the store
+
+
 async def _serve(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():  # asked twice: the operator does not want to wait
+            print(f"pooler serve: {sig.name} again, exiting now", file=sys.stderr, flush=True)
+            os._exit(1)
+        log.info("%s received: stopping", sig.name)
+        stop.set()
+
+    for sig in _SIGNALS:
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
+            loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await _run_until(stop, settings)
+    finally:
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
+    stack = contextlib.AsyncExitStack()
+    bound = _EXIT_SLACK
+    try:
         rpc_url, backend_url = settings.stellar_rpc_url, settings.backend_api_url
         contract_id = settings.kale_contract_id
         if rpc_url is None or backend_url is None:  # devnet with no URLs: bring our own
@@ -129,6 +165,7 @@ async def _serve(settings: Settings) -> int:
         options = options_from_settings(
             settings, rpc_url=rpc_url, backend_url=backend_url, contract_id=contract_id
         )
+        bound += options.shutdown_timeout
         pooler = await stack.enter_async_context(Pooler(options))
         print(
             f"pooler {settings.pooler_id} listening on {pooler.url} (miners: /ws/miner, dashboard: /)",
@@ -136,4 +173,13 @@ async def _serve(settings: Settings) -> int:
         )
         await stop.wait()
         log.info("stopping: closing miner sockets (1012), flushing the store")
+    except BaseException:
+        await stack.aclose()
+        raise
+    try:
+        await asyncio.wait_for(stack.aclose(), bound)
+    except TimeoutError:
+        log.error("shutdown took longer than %.0f s; exiting anyway (acknowledged work is durable)", bound)
+        return 1
+    log.info("stopped")
     return 0

@@ -2,6 +2,12 @@
 
 ``async with Pooler(options) as pooler:`` starts everything on the running loop and stops it
 in reverse order; ``pooler.port`` is the port actually bound (``port=0`` picks a free one).
+
+Start-up with a store: miners and the coordinator's snapshot are reloaded before the server
+listens, so a miner reconnecting with its token resumes the open block where it was.
+Shutdown (:meth:`Pooler.aclose`, bounded by ``shutdown_timeout``): stop listening, let the
+runner answer what it already received (acks committed first), close every miner socket
+with 1012, stop uvicorn, then the monitor and the runner, and flush and close the store.
 """
 
 from __future__ import annotations
@@ -12,8 +18,9 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,8 +86,9 @@ class Pooler:
         self.started_at = clock()
         self.hub = EventHub(clock)
         self.registry = MinerRegistry(options.pooler_id)
-        # A per-start job-id prefix: a job id from before a restart can never name a job of this run.
-        self.core = Coordinator(dataclasses.replace(options.core, job_id_prefix=f"{int(clock()) % 46656:x}."))
+        # A per-start job-id prefix: a job id from before a restart can never name a job of this run
+        # (random: two starts within one clock second must differ too).
+        self.core = Coordinator(dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}."))
         self.backend = BackendClient(options.backend_url, options.backend_timeout, options.retry_attempts)
         self.store = SqliteStore(options.db_path, clock=clock) if options.db_path else None
         self.runner = Runner(
@@ -103,6 +111,13 @@ class Pooler:
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Pooler:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.aclose()  # whatever did start (store, runner, monitor) stops again
+            raise
+
+    async def _start(self) -> Pooler:
         resume: list[Effect] = []
         if self.store is not None:
             restored = await self.store.open()
@@ -130,7 +145,7 @@ class Pooler:
             access_log=False,
             timeout_graceful_shutdown=max(1, round(self.options.shutdown_timeout)),
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._serve_task = asyncio.create_task(self._server.serve(), name="uvicorn")
         while not self._server.started:
             if self._serve_task.done():
@@ -147,21 +162,45 @@ class Pooler:
         await self.aclose()
 
     async def aclose(self) -> None:
-        # Tell miners first so they reconnect elsewhere/later instead of seeing a dropped socket.
+        """Stop gracefully within about ``shutdown_timeout`` seconds (see the module docstring)."""
+        budget = self.options.shutdown_timeout
+        server = self._server
+        if server is not None:
+            for listener in getattr(server, "servers", ()):  # stop accepting; connections stay
+                listener.close()
+        # Answer what was received (its acks are committed before they are queued), so the
+        # close frame follows the last ack; then tell miners to come back later.
+        await self.runner.drain(min(1.0, budget / 4))
         for box in list(self.runner.conns.values()):
             box.close(CLOSE_SERVICE_RESTART, "server restart")
-        if self._server is not None and self._serve_task is not None:
+        if server is not None and self._serve_task is not None and not self._serve_task.done():
             await asyncio.sleep(0)  # let senders flush the close frames
-            self._server.should_exit = True
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._serve_task
+            server.should_exit = True
+            try:  # uvicorn waits for connections up to timeout_graceful_shutdown itself
+                await asyncio.wait_for(asyncio.shield(self._serve_task), budget)
+            except TimeoutError:
+                log.error("the web server did not stop within %.1f s; cancelling it", budget)
+                server.force_exit = True
+                self._serve_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._serve_task
+            except asyncio.CancelledError:
+                if not self._serve_task.cancelled():
+                    raise  # we are being cancelled ourselves
+            except Exception:
+                log.exception("the web server failed while stopping")
         if self._monitor_task is not None:
             self._monitor_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor_task
+        await self.runner.drain(min(1.0, budget / 4))  # events of the closing sockets: counts kept
         await self.runner.aclose()
         await self.backend.__aexit__(None, None, None)
         if self.store is not None:
+            try:
+                await self.runner.flush()
+            except Exception:
+                log.exception("%d records could not be written before the store closed", self.runner.unsaved)
             await self.store.close()
 
     @property
@@ -219,7 +258,12 @@ class Pooler:
         now = self.clock()
         view = self.core.view(now)
         rpc_ok = self.monitor.healthy
-        checks = {"rpc": "ok" if rpc_ok else "down", "backend": "ok", "store": "ok"}
+        store_ok = self.store is None or (not self.store.last_error and not self.runner.unsaved)
+        checks = {
+            "rpc": "ok" if rpc_ok else "down",
+            "backend": "ok",
+            "store": "ok" if store_ok else "failing",
+        }
         status = "ok" if rpc_ok else ("degraded" if view.block is not None else "down")
         return {
             "status": status,
@@ -231,6 +275,15 @@ class Pooler:
             "uptime": round(now - self.started_at, 3),
             "timestamp": int(now * 1000),
         }
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the Pooler's owner (``pooler serve``)
+    decides when to stop, so the shutdown order above holds whatever signal arrives."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _joined(record: MinerRecord) -> MinerJoined:

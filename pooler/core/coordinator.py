@@ -341,6 +341,7 @@ class Coordinator:
         self._sessions[ev.conn] = sess
         miner.sessions.add(ev.conn)
         farmer = miner.farmer
+        effects.append(Persist("worker", {"minerId": miner.miner_id, "worker": ev.worker, "agent": ev.agent}))
         effects.append(Send(ev.conn, Welcome(miner.miner_id, ev.worker, farmer.farmer_id, farmer.address)))
         blk = self._block
         if blk is not None and blk.opened and not blk.closed:
@@ -451,7 +452,7 @@ class Coordinator:
         """A fresh range of ``blk`` for ``sess``, sent to ``conn``."""
         cfg = self._config
         fb = self._farmer_block(blk, sess.miner.farmer)
-        got = fb.counter.take(range_size(sess.sizing_rate(now), blk.ends_at - now, cfg))
+        got = self._take(fb, range_size(sess.sizing_rate(now), blk.ends_at - now, cfg), effects)
         if got is None:
             effects.append(Send(conn, Error(Code.OUT_OF_RANGE, "this farmer's nonce space is used up")))
             return
@@ -496,6 +497,15 @@ class Coordinator:
                 fb.seen.add(best.nonce)
             blk.shares[farmer.farmer_id] = fb
         return fb
+
+    @staticmethod
+    def _take(fb: FarmerBlock, size: int, effects: list[Effect]) -> tuple[int, int] | None:
+        """A range from the farmer's counter, its new high-water mark persisted before it is sent:
+        a restart resumes above every range handed out, so no two workers ever hash the same nonce."""
+        got = fb.counter.take(size)
+        if got is not None:
+            effects.append(Persist("nonces", {"block": fb.block, "farmerId": fb.farmer_id, "next": got[1]}))
+        return got
 
     def _tally(self, block: int, sess: Session) -> Tally:
         key = (sess.miner.miner_id, sess.name)
@@ -662,7 +672,7 @@ class Coordinator:
                     blk, fid, "failed", "no address known for this farmer: cannot search", effects
                 )
                 continue
-            got = self._farmer_block(blk, farmer).counter.take(cfg.local_search_max_hashes)
+            got = self._take(self._farmer_block(blk, farmer), cfg.local_search_max_hashes, effects)
             if got is None:
                 continue
             fr.searching = True

@@ -95,6 +95,8 @@ PersistKind = Literal[
     "work",  # data: block, submissions, response or error
     "harvest",  # data: block, response or error
     "farmer_status",  # data: farmerId, block, status, reason?
+    "nonces",  # data: block, farmerId, next (every nonce below it was handed out; before the job)
+    "worker",  # data: minerId, worker, agent? (a worker said hello)
 ]
 
 

@@ -9,10 +9,12 @@ so a store that writes those effects can build a :class:`CoreSnapshot` from its 
 - :class:`StatusRecord` [farmer_status]: the latest status per (block, farmer);
 - :class:`RewardRecord` [harvest]: rewards per block (farmer_id "" = the block's total).
 
-``nonce_next`` is the one thing no Persist carries (it changes on every job): a store may
-leave it empty; the restored block's counters then restart at the largest nonce any best
-used plus one, so re-issued ranges may overlap earlier ones (duplicates are still refused,
-only hashing is wasted). Miners are not here: the registry replays ``MinerJoined``.
+- ``nonce_next`` [nonces]: each farmer's counter high-water mark in the open block, persisted
+  before the job carrying the range is sent. A store that leaves it empty makes the restored
+  counters start at ``2**63`` (above anything a first run hands out) or above the best's nonce.
+
+Workers [worker] are kept for the record only. Miners are not here: the registry replays
+``MinerJoined``.
 """
 
 from __future__ import annotations

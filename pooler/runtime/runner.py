@@ -12,9 +12,12 @@ current time, and performs the effects in order:
   that post their outcome back into the inbox as events;
 - ``Persist`` records of the batch are committed to the store in ONE transaction before
   any ``Send`` that followed them is delivered. Because the loop drains the whole inbox
-  per batch, a busy Pooler commits many shares at once: group commit for free. Share
-  counts are absolute, so of several ``shares`` records for one (block, miner, worker) in a
-  batch only the last is written.
+  per batch, a busy Pooler commits many shares at once: group commit for free. While a
+  commit runs (on the store's thread) the next batch gathers in the inbox.
+- A commit that fails turns the ``accepted`` it protected into ``rejected`` (code 28, the
+  message says storage failed): an ack is never sent for a share the store may not have.
+  After a transient failure (:class:`StoreUnavailable`) the records are kept and written
+  with the next batch, so the store catches up with what the core holds in memory.
 - After each batch the :class:`Flusher` writes every touched connection's frames at once
   (one write per socket per batch: a busy worker's acks leave together).
 - The cyclic garbage collector is held off while a batch is handled and performed, so no
@@ -48,16 +51,20 @@ from pooler.core.effects import (
     SetTimer,
 )
 from pooler.core.events import BackendResult, Event, LocalSearchDone, TimerFired
-from pooler.errors import BackendError, BackendUnavailable
+from pooler.errors import BackendError, BackendUnavailable, StoreUnavailable
+from pooler.metrics import METRICS
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
 from pooler.runtime.outbox import Flusher, Outbox
+from pooler.store import coalesce
 from protocol.codec import encode
-from protocol.messages import ServerMessage
+from protocol.errors import Code
+from protocol.messages import Accepted, Rejected, ServerMessage
 
 log = logging.getLogger("pooler.runtime")
 
 _BATCH_MAX = 4096  # events per batch: bounds the latency one batch adds to the first event in it
+_UNSAVED_MAX = 200_000  # records kept for retry while the store is unavailable (after coalescing)
 
 
 class BackendPort(Protocol):
@@ -105,6 +112,11 @@ class Runner:
         self._loop_task: asyncio.Task[None] | None = None
         self.handled = 0  # events handled since start (metrics, benchmarks)
         self.failures = 0  # events whose handling raised: a bug, logged and survived
+        # records of failed commits, retried ahead of the next batch's (the store was unavailable)
+        self._unsaved: list[Persist] = []
+        self.refused_acks = 0  # accepted turned into rejected because their commit failed
+        # set while the loop waits on an empty inbox: drain() uses it to know all acks are out
+        self._idle = asyncio.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -114,6 +126,32 @@ class Runner:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def drain(self, within: float) -> bool:
+        """Wait until every event submitted so far is handled and its acks are queued.
+
+        Used at shutdown, before the sockets close, so the miners get the answers to what they
+        sent. Gives up after ``within`` seconds (True if drained). New events may keep coming:
+        it only waits for a moment when the inbox is empty and the loop is idle.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while not (self._idle.is_set() and self._inbox.empty()):
+            if self._loop_task is None or self._loop_task.done() or loop.time() >= end:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    async def flush(self) -> None:
+        """Retry records left by failed commits (shutdown); raises if the store still fails."""
+        if self._unsaved and self._store is not None:
+            await self._store.commit(self._unsaved)
+            self._unsaved = []
+
+    @property
+    def unsaved(self) -> int:
+        """Records not durable yet because the store was unavailable (/health, metrics)."""
+        return len(self._unsaved)
 
     async def aclose(self) -> None:
         for handle in self._timers.values():
@@ -182,7 +220,10 @@ class Runner:
         inbox = self._inbox
         core = self.core
         while True:
+            if inbox.empty():
+                self._idle.set()
             batch = [await inbox.get()]
+            self._idle.clear()
             while len(batch) < _BATCH_MAX:
                 try:
                     batch.append(inbox.get_nowait())
@@ -226,15 +267,38 @@ class Runner:
             else:
                 self._do(effect)
         if records and self._store is not None:
+            batch = self._unsaved + records if self._unsaved else records
             try:
-                await self._store.commit(_coalesce(records))
-            except Exception:
+                with METRICS.store_commit_latency.time():
+                    await self._store.commit(batch)
+                self._unsaved = []
+            except Exception as exc:
                 # Not durable: the acks they protect must not go out as if they were.
-                log.exception("store commit of %d records failed; holding back their acks", len(records))
-                held = [e for e in held or [] if not isinstance(e, Send) or _is_not_ack(e)]
+                if isinstance(exc, StoreUnavailable):
+                    self._unsaved = coalesce(batch)[-_UNSAVED_MAX:]
+                    log.error("%s; %d records kept for the next commit", exc, len(self._unsaved))
+                else:  # these records can never be written: keeping them would fail every batch
+                    self._unsaved = []
+                    log.exception("store commit of %d records failed; dropping them", len(batch))
+                held = self._refuse_acks(held or [])
         for effect in held or ():
             self._do(effect)
         self.flusher.flush()
+
+    def _refuse_acks(self, held: list[Effect]) -> list[Effect]:
+        """``held`` with every ``accepted`` replaced by a ``rejected`` that says storage failed."""
+        out: list[Effect] = []
+        for effect in held:
+            if isinstance(effect, Send) and isinstance(effect.msg, Accepted):
+                ack = effect.msg
+                self.refused_acks += 1
+                why = (
+                    "the pool could not record this share durably (storage failure), so it is not"
+                    " counted; keep mining, later shares are recorded once storage recovers"
+                )
+                effect = Send(effect.conn, Rejected(ack.job, ack.nonce, Code.RATE_LIMITED, why))
+            out.append(effect)
+        return out
 
     def _do(self, effect: Effect) -> None:
         match effect:
@@ -317,31 +381,3 @@ class Runner:
             log.exception("local search for farmer %s, block %d failed", job.farmer_id, job.block)
             done = LocalSearchDone(job.block, job.farmer_id, None, None, 0)
         self.post(done)
-
-
-def _coalesce(records: list[Persist]) -> list[Persist]:
-    """Drop ``shares`` records superseded later in the batch: they carry absolute counts.
-
-    A worker sending many shares per batch would otherwise cost one upsert per share; the last
-    record of each (block, miner, worker) holds the highest counts, and the store keeps the max.
-    """
-    last: dict[tuple[object, object, object], int] = {}
-    shares = 0
-    for i, record in enumerate(records):
-        if record.kind == "shares":
-            d = record.data
-            last[(d.get("block"), d.get("minerId"), d.get("worker"))] = i
-            shares += 1
-    if shares == len(last):
-        return records
-    return [
-        r
-        for i, r in enumerate(records)
-        if r.kind != "shares" or last[(r.data.get("block"), r.data.get("minerId"), r.data.get("worker"))] == i
-    ]
-
-
-def _is_not_ack(effect: Send) -> bool:
-    from protocol.messages import Accepted
-
-    return not isinstance(effect.msg, Accepted)

@@ -2,16 +2,26 @@
 
 Why a thread: sqlite3 calls block, and the event loop must not. One dedicated thread owns
 the connection (sqlite connections are not shared across threads), so batches are
-applied in order. Each ``commit`` is one transaction: a batch is durable entirely or not
-at all, and the runner sends no ``accepted`` until it returns.
+applied in order and no sqlite call ever runs on the loop. Each ``commit`` is one
+transaction: a batch is durable entirely or not at all (WAL + ``synchronous=FULL`` fsyncs
+the log before COMMIT returns), and the runner sends no ``accepted`` until it returns.
+
+Records of one batch are coalesced first (:func:`coalesce`): share counts are absolute and
+bests only grow, so of 4000 share records of one worker only the last is written.
+
+Failures: a commit that could not write now (locked, I/O error, disk full) raises
+:class:`StoreUnavailable` (the runner keeps the records and retries them with the next
+batch); a record that can never be written raises :class:`StoreError`.
 
 Backup: ``sqlite3 pooler.db ".backup backup.db"`` (or ``VACUUM INTO``) is safe while the
-Pooler runs; copying the file alone is not (the WAL holds the newest commits).
+Pooler runs; copying the file alone is not (the WAL holds the newest commits). See
+docs/storage.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -30,9 +40,9 @@ from pooler.core.snapshot import (
     StatusRecord,
     TallyRecord,
 )
-from pooler.errors import StoreError
+from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
-from pooler.store import Restored
+from pooler.store import Restored, coalesce
 
 T = TypeVar("T")
 
@@ -97,20 +107,52 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX farmer_status_block ON farmer_status (block, farmer_id);
     """,
+    # 2: nonce counters (a restart never re-issues a range), workers seen, farmers as a view.
+    # `next` is a u64 (up to 2**64 - 1, past SQLite's signed INTEGER): 20-digit zero-padded
+    # text, so max() and ORDER BY compare it numerically.
+    """
+    CREATE TABLE nonces (
+        block INTEGER NOT NULL,
+        farmer_id TEXT NOT NULL,
+        next TEXT NOT NULL,
+        PRIMARY KEY (block, farmer_id)
+    );
+    CREATE TABLE workers (
+        miner_id TEXT NOT NULL,
+        worker TEXT NOT NULL,
+        agent TEXT,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        PRIMARY KEY (miner_id, worker)
+    );
+    CREATE VIEW farmers AS
+        SELECT farmer_id, farmer, count(*) AS miners, min(created_at) AS first_seen
+        FROM miners GROUP BY farmer_id, farmer;
+    """,
 ]
 
 
 class SqliteStore:
     def __init__(
-        self, path: str | Path, *, clock: Callable[[], float] = time.time, keep_blocks: int = 300
+        self,
+        path: str | Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        keep_blocks: int = 300,
+        busy_timeout: float = 5.0,
     ) -> None:
         self.path = str(path)
         self.keep_blocks = keep_blocks  # blocks reloaded at start: a KALE block's entries live ~288 blocks
+        # how long a write waits for a lock someone else holds (a backup, an operator's sqlite3
+        # shell) before the commit fails with StoreUnavailable; the runner waits that long at most
+        self.busy_timeout = busy_timeout
         self._clock = clock
         self._db: sqlite3.Connection | None = None  # owned by the writer thread only
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")  # the one writer
         self.commits = 0  # transactions committed (metrics, benchmarks)
-        self.records = 0  # records written
+        self.records = 0  # records written (after coalescing)
+        self.failures = 0  # commits that failed (metrics, /health)
+        self.last_error = ""  # why the newest commit failed; "" once one succeeds again (/health)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -122,7 +164,9 @@ class SqliteStore:
 
     def _open(self) -> Restored:
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -160,48 +204,57 @@ class SqliteStore:
         await self._run(lambda: self._commit(records))
 
     def _commit(self, records: list[Persist]) -> None:
-        db = self._require()
         now = self._clock()
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        records = coalesce(records)
+
+        def write(db: sqlite3.Connection) -> None:
             for record in records:
                 _WRITERS[record.kind](db, record.data, now)
-            db.execute("COMMIT")
-        except Exception as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise StoreError(f"store commit failed: {exc}") from exc
+
+        self._transaction("store commit", write)
         self.commits += 1
         self.records += len(records)
 
-    async def save_miner(self, record: MinerRecord) -> None:
-        def _save() -> None:
-            db = self._require()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    "INSERT INTO miners VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
-                    (
-                        record.miner_id,
-                        record.farmer_id,
-                        record.farmer,
-                        record.name,
-                        record.token_hash,
-                        record.stake_percentage,
-                        self._clock(),
-                    ),
-                )
+    def _transaction(self, what: str, body: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``body`` in one write transaction; errors become StoreUnavailable or StoreError."""
+        db = self._require()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            body(db)
+            db.execute("COMMIT")
+        except Exception as exc:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # a failed ROLLBACK must not hide why
+                    db.execute("ROLLBACK")
+            self.failures += 1
+            self.last_error = f"{what} failed: {exc}"
+            if isinstance(exc, sqlite3.OperationalError):  # locked, I/O error, disk full: may pass
+                raise StoreUnavailable(f"{what} failed, will retry: {exc}") from exc
+            raise StoreError(f"{what} failed: {exc}") from exc
+        self.last_error = ""
 
-        await self._run(_save)
+    async def save_miner(self, record: MinerRecord) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO miners VALUES (?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    record.miner_id,
+                    record.farmer_id,
+                    record.farmer,
+                    record.name,
+                    record.token_hash,
+                    record.stake_percentage,
+                    self._clock(),
+                ),
+            )
+
+        await self._run(lambda: self._transaction(f"saving miner {record.miner_id}", insert))
 
     async def revoke_miner(self, miner_id: str) -> None:
-        def _revoke() -> None:
-            db = self._require()
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("UPDATE miners SET revoked_at = ? WHERE miner_id = ?", (self._clock(), miner_id))
+        def revoke(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE miners SET revoked_at = ? WHERE miner_id = ?", (self._clock(), miner_id))
 
-        await self._run(_revoke)
+        await self._run(lambda: self._transaction(f"revoking miner {miner_id}", revoke))
 
     def _require(self) -> sqlite3.Connection:
         if self._db is None:
@@ -250,6 +303,12 @@ class SqliteStore:
                 "SELECT block, miner_id, worker, accepted, rejected FROM shares WHERE block = ?", (last,)
             )
         )
+        nonce_next = {
+            farmer_id: int(next_text)
+            for farmer_id, next_text in db.execute(
+                "SELECT farmer_id, next FROM nonces WHERE block = ?", (last,)
+            )
+        }
         latest = (
             "SELECT block, farmer_id, status, reason, zeros, reward FROM farmer_status WHERE id IN"
             " (SELECT max(id) FROM farmer_status WHERE block >= ? GROUP BY block, farmer_id) ORDER BY id"
@@ -273,6 +332,7 @@ class SqliteStore:
             tallies=tallies,
             statuses=tuple(statuses),
             rewards=tuple(rewards),
+            nonce_next=nonce_next,
         )
         return Restored(miners, snapshot)
 
@@ -357,6 +417,28 @@ def _w_status(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
     )
 
 
+def _w_nonces(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+    db.execute(
+        "INSERT INTO nonces VALUES (?, ?, ?) ON CONFLICT (block, farmer_id) DO UPDATE SET"
+        " next = max(nonces.next, excluded.next)",
+        (d["block"], d["farmerId"], _u64_text(d["next"])),
+    )
+
+
+def _w_worker(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+    db.execute(
+        "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (miner_id, worker) DO UPDATE SET"
+        " agent = coalesce(excluded.agent, workers.agent), last_seen = excluded.last_seen",
+        (d["minerId"], d["worker"], d.get("agent"), now, now),
+    )
+
+
+def _u64_text(value: object) -> str:
+    if not isinstance(value, int) or not 0 <= value < 1 << 64:
+        raise StoreError(f"a nonce counter must be an integer in [0, 2**64), got {value!r}")
+    return f"{value:020d}"
+
+
 _WRITERS: dict[str, Callable[[sqlite3.Connection, Mapping[str, Any], float], None]] = {
     "block": _w_block,
     "best": _w_best,
@@ -365,4 +447,6 @@ _WRITERS: dict[str, Callable[[sqlite3.Connection, Mapping[str, Any], float], Non
     "work": _call_writer("work"),
     "harvest": _call_writer("harvest"),
     "farmer_status": _w_status,
+    "nonces": _w_nonces,
+    "worker": _w_worker,
 }

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pooler.core.events import RestShareSubmitted, RestWorkRequested, StatsRequested
-from pooler.errors import BackendError, BackendRejected
+from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
@@ -122,6 +122,8 @@ async def register(request: Request) -> JSON:
         return JSON(error_body("backend-rejected", str(exc)), status_code=400)
     except BackendError as exc:
         return JSON(error_body("backend-unavailable", f"the Backend could not register a farmer: {exc}"), 503)
+    except StoreError as exc:
+        return JSON(error_body("store-unavailable", f"could not record the miner, try again: {exc}"), 503)
     return JSON(
         {"minerId": record.miner_id, "token": token, "farmerId": record.farmer_id, "farmer": record.farmer},
         status_code=201,

@@ -1,0 +1,170 @@
+"""Restarts against the devnet: work still goes out, harvests happen, miners resume, shutdown is clean.
+
+One devnet (in this process, so the test reads the contract model) outlives four ``pooler
+serve`` processes sharing one database file:
+
+1. killed (SIGKILL) just before workAt and restarted after it, with no miner connected: the
+   restarted Pooler submits the best it reloaded, before the block's deadline;
+2. killed again, down across the block boundary (the next block is opened by someone else):
+   on start-up it harvests the worked block, and the miner's old token still works;
+3. killed before workAt of the next block and restarted at once: work goes out at workAt;
+4. SIGTERM: miners get close code 1012, the process exits 0, nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from stellar_sdk import Keypair
+
+from pooler.devnet import Devnet
+from protocol.messages import Job
+from tests.e2e.crashkit import (
+    FAST_SETTINGS,
+    Acks,
+    Registration,
+    StreamMiner,
+    lost_acks,
+    read_store,
+    register,
+    start_pooler,
+)
+
+INTERVAL = 12  # seconds per block: workAt at +6, deadline at +10
+SETTINGS = {
+    **FAST_SETTINGS,
+    "BLOCK_INTERVAL_SECONDS": str(INTERVAL),
+    "OPTIMAL_WORK_DELAY_MS": "6000",
+    "WORK_SAFETY_MARGIN_MS": "2000",
+    "SHARE_ZEROS_INITIAL": "2",
+}
+
+
+async def _until(check: Callable[[], object], within: float, what: str) -> None:
+    end = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _sleep_until(unix: float) -> None:
+    await asyncio.sleep(max(0.0, unix - time.time()))
+
+
+class Miners:
+    """The test's WebSocket workers, started and stopped around each Pooler process."""
+
+    def __init__(self, reg: Registration, acks: Acks) -> None:
+        self.reg, self.acks = reg, acks
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self, ws_url: str) -> None:
+        self._stop = asyncio.Event()
+        self._tasks = [
+            asyncio.create_task(StreamMiner(ws_url, self.reg, w, self.acks, in_flight=4).run(self._stop))
+            for w in ("w1", "w2")
+        ]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.wait_for(asyncio.gather(*self._tasks), 10)
+
+    def planted_job(self, net: Devnet, after: int = 0) -> Job | None:
+        for job in reversed(self.acks.jobs):
+            if job.block > after and net.contract.get_pail(self.reg.farmer, job.block) is not None:
+                return job
+        return None
+
+
+async def test_restarts_keep_work_harvest_and_tokens_and_sigterm_is_clean(tmp_path: Path) -> None:
+    db = tmp_path / "pooler.db"
+    async with Devnet(block_interval=INTERVAL, ledger_seconds=1.0) as net:
+        settings = {
+            **SETTINGS,
+            "POOLER_DB": str(db),
+            "STELLAR_NETWORK": "devnet",
+            "STELLAR_RPC_URL": net.rpc_url,
+            "BACKEND_API_URL": net.backend_url,
+            "KALE_CONTRACT_ID": net.contract_id,
+        }
+        pooler = await start_pooler(tmp_path, settings)
+        try:
+            reg = await register(pooler.url, "restarts")
+            acks = Acks()
+            miners = Miners(reg, acks)
+            miners.start(pooler.ws_url)
+            # the first block our farmer is planted in is the one the Pooler's late plant opens
+            await _until(lambda: miners.planted_job(net), 3 * INTERVAL, "a planted block")
+            job = miners.planted_job(net)
+            assert job is not None
+            block, work_at, ends_at = job.block, job.work_at / 1000, job.block_ends_at / 1000
+            await _until(lambda: (block, reg.farmer_id) in acks.best, 5, f"a share of block {block}")
+
+            # 1. killed before workAt, restarted after it: the reloaded best is submitted
+            await _sleep_until(work_at - 0.7)
+            await pooler.kill()
+            await miners.stop()
+            assert net.contract.get_pail(reg.farmer, block).zeros is None  # nobody worked it yet
+            stored = read_store(db)
+            assert lost_acks(stored, acks) == []
+            best = stored.best[(block, reg.farmer_id)]
+            await _sleep_until(work_at + 0.2)
+            pooler = await start_pooler(tmp_path, settings)
+            await _until(
+                lambda: net.contract.get_pail(reg.farmer, block).zeros is not None,
+                ends_at - time.time(),
+                f"the restarted Pooler's work for block {block}",
+            )
+            assert net.contract.get_pail(reg.farmer, block).zeros == best
+
+            # 2. down across the block boundary: harvested on start-up; the same token resumes
+            await _until(lambda: ("work", block, 1) in read_store(db).calls, 5, "the work result stored")
+            await pooler.kill()
+            balance = net.contract.balance(reg.farmer)
+            await _sleep_until(ends_at + 0.2)
+            other = Keypair.random().public_key
+            assert net.contract.plant(other, 0) == block + 1  # another farmer opens the next block
+            pooler = await start_pooler(tmp_path, settings)
+            miners.start(pooler.ws_url)
+            await _until(lambda: net.contract.get_pail(reg.farmer, block) is None, 10, f"harvest of {block}")
+            assert net.contract.balance(reg.farmer) > balance
+            await _until(
+                lambda: (block, reg.farmer_id, "harvested") in read_store(db).statuses, 5, "harvest stored"
+            )
+            await _until(lambda: miners.planted_job(net, after=block), INTERVAL, "a job of the next block")
+            assert acks.rejected["unauthorized"] == 0 and acks.welcomes == 4
+
+            # 3. killed before workAt of the next block, restarted at once: work at workAt
+            job = miners.planted_job(net, after=block)
+            assert job is not None
+            block, work_at = job.block, job.work_at / 1000
+            await _until(lambda: (block, reg.farmer_id) in acks.best, 5, f"a share of block {block}")
+            await _sleep_until(work_at - 3.0)
+            await pooler.kill()
+            await miners.stop()
+            best = read_store(db).best[(block, reg.farmer_id)]
+            pooler = await start_pooler(tmp_path, settings)
+            miners.start(pooler.ws_url)
+            await _until(
+                lambda: net.contract.get_pail(reg.farmer, block).zeros is not None,
+                job.block_ends_at / 1000 - time.time(),
+                f"work for block {block}",
+            )
+            assert net.contract.get_pail(reg.farmer, block).zeros >= best
+
+            # 4. SIGTERM: 1012 to the miners, exit 0, nothing acknowledged lost
+            closes = len(acks.close_codes)
+            code, _took = await pooler.stop(signal.SIGTERM, within=15)
+            assert code == 0
+            await miners.stop()
+            assert acks.close_codes[closes:] == [1012, 1012]
+            after = read_store(db)
+            assert after.integrity == "ok"
+            assert lost_acks(after, acks) == []
+        finally:
+            await pooler.kill()
