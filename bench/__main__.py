@@ -49,10 +49,10 @@ class Plan:
 
 
 FULL = Plan((1000, 5000, 10_000), 5, 4, (100, 1000), 8.0, 3, 6.0, 2, 32, 40, 0.2, 200_000)
-QUICK = Plan((200,), 3, 2, (100,), 2.0, 2, 2.0, 1, 16, 5, 0.2, 20_000)
+QUICK = Plan((200,), 3, 2, (100,), 1.5, 2, 1.5, 1, 16, 5, 0.2, 20_000)
 
 
-async def _json_child(module: str, *args: str, timeout: float) -> dict[str, Any]:
+async def _json_child(module: str, *args: str, within: float) -> dict[str, Any]:
     """A ``--json`` benchmark module as a child process on the server's CPU; its one JSON line."""
     server_cpus, _ = placement()
     env = child_env()
@@ -62,11 +62,11 @@ async def _json_child(module: str, *args: str, timeout: float) -> dict[str, Any]
         sys.executable, "-m", module, *args, "--json", stdout=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT)
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        out, _ = await asyncio.wait_for(proc.communicate(), within)
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise RuntimeError(f"{module} did not finish within {timeout:g} s") from None
+        raise RuntimeError(f"{module} did not finish within {within:g} s") from None
     if proc.returncode != 0:
         raise RuntimeError(f"{module} exited with code {proc.returncode}")
     result: dict[str, Any] = orjson.loads(out.strip().splitlines()[-1])
@@ -81,15 +81,16 @@ async def _run(names: list[str], plan: Plan, profile_dir: Path | None) -> dict[s
         match name:
             case "verify":
                 results[name] = {
-                    **await _json_child("bench.verify", "--n", str(plan.verify_n), timeout=300),
+                    **await _json_child("bench.verify", "--n", str(plan.verify_n), within=300),
                     "coordinator": await _json_child(
-                        "bench.core_shares", "--n", str(plan.verify_n), timeout=300
+                        "bench.core_shares", "--n", str(plan.verify_n), within=300
                     ),
                 }
                 v = results[name]
                 print(
                     f"  verify {v['verify_template_us']} us, job encode {v['job_encode_us']} us / decode "
-                    f"{v['job_decode_us']} us; coordinator alone {v['coordinator']['accepted_per_s']:,} shares/s",
+                    f"{v['job_decode_us']} us; coordinator alone "
+                    f"{v['coordinator']['accepted_per_s']:,} shares/s",
                     flush=True,
                 )
             case "detect":
@@ -99,7 +100,7 @@ async def _run(names: list[str], plan: Plan, profile_dir: Path | None) -> dict[s
                     str(plan.detect_blocks),
                     "--poll",
                     str(plan.detect_poll),
-                    timeout=60 + plan.detect_blocks * 2,
+                    within=60 + plan.detect_blocks * 2,
                 )
                 d = results[name]
                 print(f"  detect p50/p99/max {d['p50_ms']}/{d['p99_ms']}/{d['max_ms']} ms", flush=True)

@@ -151,7 +151,7 @@ class Load:
         gate = asyncio.Semaphore(_HANDSHAKES)
         await asyncio.gather(*(self._open_one(gate) for _ in range(n)))
 
-    def on_frame(self, miner: Miner, frame: bytes, at: float) -> None:
+    def on_frame(self, miner: Miner, frame: bytes | bytearray | memoryview, at: float) -> None:
         msg = orjson.loads(frame)
         kind = msg.get("type")
         if kind == "accepted" or kind == "rejected":
@@ -189,8 +189,8 @@ class Load:
 
     # ------------------------------------------------------------ push
 
-    async def report(self, block: int, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def report(self, block: int, within: float) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while True:
             missing = sum(1 for m in self.miners if block not in m.blocks)
             if not missing or time.monotonic() >= deadline:
@@ -224,7 +224,10 @@ class Load:
         return sent
 
     async def _paced(self, rate: float, until: float) -> int:
-        """Open loop: R shares/s over the sockets in turn, whatever the answers do (no coordinated omission)."""
+        """Open loop: R shares/s over the sockets in turn, whatever the answers do.
+
+        (So a slow answer delays no later share: no coordinated omission in the latencies.)
+        """
         sent = 0
         start = time.monotonic()
         live = [m for m in self.miners if not m.done]
@@ -254,8 +257,8 @@ class Load:
         acked_in_time = self.acked + self.rejected
         # let answers to the last shares arrive, so they are not counted as lost
         settle = time.monotonic() + 5
-        while any(m.inflight for m in self.miners) and time.monotonic() < settle:
-            await asyncio.sleep(0.01)
+        while any(m.inflight for m in self.miners) and time.monotonic() < settle:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # polled: answers arrive in protocol callbacks, not on an Event
         for m in self.miners:
             m.waker = None
         lat = self.latencies

@@ -164,12 +164,12 @@ class Child:
         assert self.proc.stdin is not None
         self.proc.stdin.write(orjson.dumps(command) + b"\n")
 
-    async def read(self, timeout: float) -> dict[str, Any]:
+    async def read(self, within: float) -> dict[str, Any]:
         assert self.proc.stdout is not None
         try:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+            line = await asyncio.wait_for(self.proc.stdout.readline(), within)
         except TimeoutError:
-            raise RuntimeError(f"{self.name} (pid {self.pid}) did not answer within {timeout:g} s") from None
+            raise RuntimeError(f"{self.name} (pid {self.pid}) did not answer within {within:g} s") from None
         if not line:
             code = await asyncio.wait_for(self.proc.wait(), 5)
             raise RuntimeError(f"{self.name} (pid {self.pid}) exited with code {code}")
@@ -178,18 +178,18 @@ class Child:
             raise RuntimeError(f"{self.name}: {reply['error']}")
         return reply
 
-    async def ask(self, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def ask(self, command: dict[str, Any], within: float) -> dict[str, Any]:
         self.send(command)
-        return await self.read(timeout)
+        return await self.read(within)
 
-    async def close(self, timeout: float = 20.0) -> None:
+    async def close(self, within: float = 20.0) -> None:
         """Ask the child to quit (stdin closed), then terminate and kill it if it lingers."""
         if self.proc.returncode is None and self.proc.stdin is not None:
             with contextlib.suppress(Exception):
                 self.proc.stdin.write(b'{"cmd": "quit"}\n')
                 self.proc.stdin.close()
         try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
+            await asyncio.wait_for(self.proc.wait(), within)
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
@@ -262,7 +262,7 @@ class Profiler:
     @classmethod
     async def attach(cls, pid: int, out: Path) -> Profiler:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        if not Path(spy).exists():
+        if not os.path.exists(spy):  # noqa: ASYNC240 (one stat before a profile starts)
             print("  (py-spy not installed: pip install py-spy; profiling skipped)", flush=True)
             return cls(None, out)
         out.parent.mkdir(parents=True, exist_ok=True)

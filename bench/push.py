@@ -132,9 +132,11 @@ async def run(
             results.append(row)
             print(
                 f"  push N={n}: pooler p50/p99/max {row['pooler']['p50_ms']}/{row['pooler']['p99_ms']}/"
-                f"{row['pooler']['max_ms']} ms, baseline {row['baseline']['p50_ms']}/{row['baseline']['p99_ms']}/"
+                f"{row['pooler']['max_ms']} ms, baseline {row['baseline']['p50_ms']}/"
+                f"{row['baseline']['p99_ms']}/"
                 f"{row['baseline']['max_ms']} ms, p99 ratio {row['p99_ratio']}x; "
-                f"CPU/push {row['pooler']['cpu_ms_per_push']} ms (baseline {row['baseline']['cpu_ms_per_push']}); "
+                f"CPU/push {row['pooler']['cpu_ms_per_push']} ms "
+                f"(baseline {row['baseline']['cpu_ms_per_push']}); "
                 f"{row['pooler']['kb_per_socket']} KB/socket (baseline {row['baseline']['kb_per_socket']})",
                 flush=True,
             )

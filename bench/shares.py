@@ -13,7 +13,6 @@ without hashing. For each connection count:
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,8 @@ async def run(
                 )
             results.append(row)
             print(
-                f"  shares C={n}: max {peak['rate']:,}/s ({peak['server_us_per_share']} us server CPU a share, "
+                f"  shares C={n}: max {peak['rate']:,}/s "
+                f"({peak['server_us_per_share']} us server CPU a share, "
                 f"{peak['records_per_commit']} records a commit); ack p50/p99 at 50%: "
                 f"{row['at_50']['latency']['p50_ms']}/{row['at_50']['latency']['p99_ms']} ms, at 90%: "
                 f"{row['at_90']['latency']['p50_ms']}/{row['at_90']['latency']['p99_ms']} ms",

@@ -38,7 +38,7 @@ try:
 
     # attributes the lane reads, as the names uvicorn's __init__ assigns
     _NEEDED = {"conn", "transport", "writable", "close_sent", "handshake_complete", "disconnected"}
-    AVAILABLE = _NEEDED <= set(WebSocketsSansIOProtocol.__init__.__code__.co_names) and all(
+    AVAILABLE = set(WebSocketsSansIOProtocol.__init__.__code__.co_names) >= _NEEDED and all(
         hasattr(WebSocketsSansIOProtocol, m) for m in ("handle_connect", "handle_text")
     )
 except ImportError:  # pragma: no cover - uvicorn[standard] is a dependency
@@ -120,7 +120,7 @@ class Lane:
                 self._proto.transport.resume_reading()
 
 
-class LaneProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc,valid-type]
+class LaneProtocol(WebSocketsSansIOProtocol):
     """``ws="websockets-sansio"`` plus the lane; pass the class itself as uvicorn's ``ws``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -138,8 +138,8 @@ class LaneProtocol(WebSocketsSansIOProtocol):  # type: ignore[misc,valid-type]
         if message["type"] == "websocket.accept":
             # uvicorn keeps the handshake's request and response (headers: ~2 KB a socket) for the
             # connection's life; nothing reads them after the accept.
-            self.request = None
-            self.response = None
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]
 
     def handle_text(self, event: Frame) -> None:
         receiver = self.lane_receiver

@@ -94,6 +94,11 @@ class Outbox:
         """Use ``write`` (a lane) for frames from now on; None goes back to the sender task only."""
         self._write = write if self._flusher is not None else None
 
+    @property
+    def direct(self) -> bool:
+        """Frames go out through a lane (synchronous batched writes) rather than the sender task."""
+        return self._write is not None
+
     def put(self, frame: str) -> bool:
         """Queue a frame; False (and a 1013 close is requested) when the peer is too slow."""
         if self.closed:

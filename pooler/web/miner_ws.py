@@ -112,7 +112,18 @@ async def miner_socket(ws: WebSocket) -> None:
 class _Reader:
     """What one connection does with each client message, for both ways in (ASGI and the lane)."""
 
-    __slots__ = ("_backlog", "_box", "_bucket", "_conn", "_lane", "_loop", "_miner_id", "_opts", "_runner", "strikes")
+    __slots__ = (
+        "_backlog",
+        "_box",
+        "_bucket",
+        "_conn",
+        "_lane",
+        "_loop",
+        "_miner_id",
+        "_opts",
+        "_runner",
+        "strikes",
+    )
 
     def __init__(self, conn: int, miner_id: str, box: Outbox, pooler: Pooler, lane: Lane | None) -> None:
         self._conn = conn
@@ -122,7 +133,9 @@ class _Reader:
         self._opts = pooler.options
         self._lane = lane
         self._loop = asyncio.get_running_loop()
-        self._bucket = TokenBucket(self._opts.messages_per_second, self._opts.message_burst, self._loop.time())
+        self._bucket = TokenBucket(
+            self._opts.messages_per_second, self._opts.message_burst, self._loop.time()
+        )
         self.strikes = 0  # protocol errors and rate-limit hits so far; too many closes the socket
         # events the lane took while the coordinator's inbox was full, submitted in order by a task
         self._backlog: list[Event] | None = None
@@ -133,13 +146,17 @@ class _Reader:
         opts = self._opts
         if not self._bucket.take(self._loop.time()):
             self.strikes += 1
-            box.put(_frame(Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down")))
+            box.put(
+                _frame(Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down"))
+            )
             if self.strikes > _MAX_STRIKES:
                 box.close(CLOSE_POLICY, "rate limit")
             return None
         if isinstance(raw, bytes):
             self.strikes += 1
-            box.put(_frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text")))
+            box.put(
+                _frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text"))
+            )
             return None
         try:
             msg = decode_client(raw, opts.max_frame)

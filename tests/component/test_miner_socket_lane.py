@@ -1,0 +1,153 @@
+"""The miner socket's direct lane (pooler/runtime/lane.py) on a real Pooler, and the outbox's two ways out.
+
+What must hold with the lane exactly as without it: every share answered, in the order sent;
+protocol errors answered on the socket; binary frames refused; ``bye`` closes with 1000; and
+the frames on the wire are byte for byte what the websockets library would have written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
+
+from pooler.core.config import CoreConfig
+from pooler.devnet import Devnet
+from pooler.runtime.lane import AVAILABLE, text_frames
+from pooler.runtime.outbox import Flusher, Outbox
+from pooler.service import Pooler, PoolerOptions
+from protocol.codec import decode_server, encode
+from protocol.errors import Code
+from protocol.messages import Accepted, Bye, Error, Hello, Job, ServerMessage, Share, Welcome
+from tests.e2e.crashkit import register
+
+
+async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMessage:
+    while True:
+        msg = decode_server(await asyncio.wait_for(ws.recv(), 10))
+        if isinstance(msg, kinds):
+            return msg
+
+
+@pytest.fixture
+async def pooler() -> AsyncIterator[Pooler]:
+    core = CoreConfig(
+        pooler_id="kale-pooler",
+        block_interval=30,
+        work_delay=18,
+        safety_margin=2,
+        late_plant_grace=0.5,
+        share_zeros_initial=0,
+        share_zeros_min=0,
+        share_zeros_max=0,  # every nonce of the range is a share: no hashing in the test
+        summary_interval=1,
+    )
+    async with Devnet(block_interval=30, ledger_seconds=1.0) as net:
+        options = PoolerOptions(
+            backend_url=net.backend_url,
+            rpc_url=net.rpc_url,
+            contract_id=net.contract_id,
+            port=0,
+            poll_interval=0.1,
+            core=core,
+        )
+        async with Pooler(options) as running:
+            yield running
+
+
+async def _hello(pooler: Pooler, name: str) -> tuple[ClientConnection, Job]:
+    reg = await register(pooler.url, name)
+    ws = await connect(pooler.url.replace("http://", "ws://") + "/ws/miner")
+    await ws.send(encode(Hello(reg.token, "w1")).decode())
+    assert isinstance(await _next(ws, Welcome), Welcome)
+    job = await _next(ws, Job)
+    assert isinstance(job, Job)
+    return ws, job
+
+
+@pytest.mark.skipif(not AVAILABLE, reason="this uvicorn lacks what the lane builds on")
+async def test_a_burst_of_shares_is_answered_in_order_through_the_lane(pooler: Pooler) -> None:
+    ws, job = await _hello(pooler, "burst")
+    async with ws:
+        assert [box.direct for box in pooler.runner.conns.values()] == [True]
+        nonces = [job.nonce_start + i for i in range(200)]
+        for nonce in nonces:  # no waiting between shares: many land in one batch and one write
+            await ws.send(encode(Share(job.job, nonce)).decode())
+        acks = [await _next(ws, Accepted) for _ in nonces]
+        assert [a.nonce for a in acks if isinstance(a, Accepted)] == nonces
+        await ws.send(encode(Share(job.job, nonces[0])).decode())  # a replay: rejected, not lost
+        again = decode_server(await asyncio.wait_for(ws.recv(), 10))
+        assert getattr(again, "code", None) == Code.DUPLICATE
+
+
+async def test_errors_binary_frames_and_bye_behave_as_without_the_lane(pooler: Pooler) -> None:
+    ws, job = await _hello(pooler, "rude")
+    async with ws:
+        await ws.send("{not json")
+        err = await _next(ws, Error)
+        assert isinstance(err, Error) and err.code == Code.MALFORMED
+        await ws.send(b"\x00\x01")  # binary: not part of protocol v1
+        err = await _next(ws, Error)
+        assert isinstance(err, Error) and err.code == Code.MALFORMED and "binary" in err.message
+        await ws.send(encode(Hello("x" * 10, "again")).decode())
+        err = await _next(ws, Error)
+        assert isinstance(err, Error) and "already" in err.message
+        await ws.send(encode(Share(job.job, job.nonce_start)).decode())
+        assert isinstance(await _next(ws, Accepted), Accepted)
+        await ws.send(encode(Bye()).decode())
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1000
+
+
+def test_lane_frames_are_the_librarys_bytes() -> None:
+    texts = ["", "a", "x" * 125, "y" * 126, "z" * 65535, "w" * 65536, '{"type":"accepted","nonce":"1"}']
+    expected = b"".join(Frame(Opcode.TEXT, t.encode()).serialize(mask=False) for t in texts)
+    assert text_frames(texts) == expected
+
+
+async def test_outbox_uses_the_sender_task_while_the_lane_refuses_and_keeps_the_order() -> None:
+    flusher = Flusher()
+    box = Outbox(limit=100, flusher=flusher)
+    wire: list[str] = []
+    open_ = [False]  # the lane refuses until the "transport" drains
+
+    def lane(frames: Iterable[str]) -> bool:
+        if not open_[0]:
+            return False
+        wire.extend(frames)
+        return True
+
+    started: list[asyncio.Task[None]] = []
+
+    async def send(frame: str) -> None:
+        await asyncio.sleep(0)
+        wire.append(frame)
+
+    async def close(code: int, reason: str) -> None:
+        wire.append(f"close {code}")
+
+    def start() -> None:
+        if not started:
+            started.append(asyncio.create_task(box.drain(send, close)))
+
+    box.on_wake = start
+    box.attach(lane)
+    assert box.put("1") and box.put("2")
+    flusher.flush()  # refused: the sender task takes these two
+    assert started and wire == []
+    assert box.put("3")  # queued behind them while the sender works
+    await asyncio.sleep(0.05)
+    assert wire == ["1", "2", "3"]
+    open_[0] = True
+    assert box.put("4") and box.put("5")
+    flusher.flush()
+    assert wire == ["1", "2", "3", "4", "5"]  # the direct way, in one call
+    box.close(1000, "bye")
+    await asyncio.wait_for(started[0], 1)
+    assert wire[-1] == "close 1000"
