@@ -24,6 +24,7 @@ async def _run(
 ) -> dict[str, Any]:
     before = await server.ask({"cmd": "stats"}, 30)
     cpu0 = cpu_seconds(server.pid)
+    client_cpu0 = sum(cpu_seconds(c.pid) for c in clients)
     per = rate / len(clients)
     reports = await asyncio.gather(
         *(
@@ -32,6 +33,7 @@ async def _run(
         )
     )
     cpu = cpu_seconds(server.pid) - cpu0
+    client_cpu = sum(cpu_seconds(c.pid) for c in clients) - client_cpu0
     after = await server.ask({"cmd": "stats"}, 30)
     elapsed = max(r["elapsed"] for r in reports)
     answered = sum(r["answered_in_window"] for r in reports)
@@ -48,6 +50,7 @@ async def _run(
         "rate": round(answered / elapsed),
         "latency": summarize_ms([x for r in reports for x in r["latencies"]]),
         "server_cpu_share": round(cpu / elapsed, 2),
+        "clients_cpu_share": round(client_cpu / elapsed, 2),
         "server_us_per_share": round(cpu / max(accepted, 1) * 1e6, 1),
         "commits_per_s": round(commits / elapsed),
         "records_per_commit": round(records / max(commits, 1), 1),
@@ -91,20 +94,18 @@ async def run(
                 )
             )
             current = n
-            window = max(
-                2, 3200 // n
-            )  # about 3,200 shares in flight in total: enough to keep the server busy
-            spy = None
-            if profile_dir is not None:
-                spy = await Profiler.attach(server.pid, profile_dir / f"profile-shares-{n}.txt")
-            peak = await _run(server, clients, 0, window, seconds)
-            if spy is not None:
-                await spy.stop()
-            row: dict[str, Any] = {"connections": n, "window": window, "max": peak}
-            for frac in (0.5, 0.9):
-                row[f"at_{int(frac * 100)}"] = await _run(
-                    server, clients, frac * peak["rate"], window, seconds
+            window = max(2, 3200 // n)  # ~3,200 shares in flight in total: enough to keep the server busy
+            row: dict[str, Any] = {"connections": n, "window": window}
+            for key, frac in (("max", 0.0), ("at_50", 0.5), ("at_90", 0.9)):
+                spy = None
+                if profile_dir is not None:
+                    spy = await Profiler.attach(server.pid, profile_dir / f"profile-shares-{n}-{key}.txt")
+                row[key] = await _run(
+                    server, clients, frac * row["max"]["rate"] if frac else 0, window, seconds
                 )
+                if spy is not None:
+                    await spy.stop()
+            peak = row["max"]
             results.append(row)
             print(
                 f"  shares C={n}: max {peak['rate']:,}/s "
