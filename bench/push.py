@@ -56,7 +56,7 @@ async def run(
             servers[kind] = await Child.start(
                 "bench.server", kind, "--miners", "8", name=f"{kind} server", cpus=server_cpus
             )
-        ready = {kind: await servers[kind].read(60) for kind in SERVERS}
+        ready = {kind: await servers[kind].read(180) for kind in SERVERS}
         await asyncio.sleep(0.5)
         rss0 = {kind: rss_kb(servers[kind].pid) for kind in SERVERS}
         for s, kind in enumerate(SERVERS):

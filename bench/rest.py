@@ -98,7 +98,7 @@ async def run(seconds: float, procs: int, concurrency: int) -> dict[str, Any]:
         "bench.server", "pooler", "--miners", "2", name="pooler server", cpus=server_cpus
     )
     try:
-        ready = await server.read(60)
+        ready = await server.read(180)
         url = f"http://127.0.0.1:{ready['port']}"
         results: dict[str, Any] = {"concurrency_per_process": concurrency, "client_procs": procs}
         for route in ("work", "submit"):

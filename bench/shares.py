@@ -66,7 +66,7 @@ async def run(
     )
     clients: list[Child] = []
     try:
-        ready = await server.read(60)
+        ready = await server.read(180)
         url = f"ws://127.0.0.1:{ready['port']}/ws/miner"
         clients = [
             await Child.start(
