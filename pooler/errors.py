@@ -10,6 +10,7 @@
         +-- BackendError            the Backend call failed
         |   +-- BackendUnavailable  network error, 5xx, 429, timeout: retryable until the deadline
         |   +-- BackendRejected     a 4xx: our request was wrong; retrying cannot help
+        |       +-- FencedOff       refused here: this instance does not hold the leader lease
         +-- StoreError              durable storage failed
         +-- DevnetError             the local devnet was misused
             +-- ContractError       the contract model refused a call (with the contract's number)
@@ -60,6 +61,10 @@ class BackendRejected(BackendError):
     """A 4xx other than 429: the request itself was refused; retrying cannot help."""
 
 
+class FencedOff(BackendRejected):
+    """This instance no longer (or never) held the cluster's leader lease: the call was not made."""
+
+
 class StoreError(PoolerError):
     """Durable storage failed."""
 
@@ -86,6 +91,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "DevnetError",
+    "FencedOff",
     "KaleError",
     "PoolerError",
     "ProtocolError",

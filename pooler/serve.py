@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
 from typing import Any
 
+from pooler.cluster.options import ClusterOptions
 from pooler.config import Settings
 from pooler.core.config import CoreConfig
 from pooler.errors import ConfigError, StoreError
@@ -92,12 +94,15 @@ def run(args: argparse.Namespace) -> int:
     if missing and settings.stellar_network != "devnet":
         print(_NOT_CONFIGURED.format(missing=" and ".join(missing)), file=sys.stderr)
         return 2
-    if settings.store == "redis":
-        print(
-            "pooler serve: STORE=redis is not available in this version; use sqlite or memory",
-            file=sys.stderr,
-        )
-        return 2
+    cluster = None
+    if settings.store == "redis" and settings.redis_url:  # scale-out hook: one instance of a group
+        from pooler.cluster.options import from_environ
+
+        try:
+            cluster = from_environ(settings.redis_url)
+        except ConfigError as exc:
+            print(f"pooler serve: {exc}", file=sys.stderr)
+            return 2
     try:
         import uvloop
 
@@ -105,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # optional: the stock loop works, only slower
         runner = asyncio.run
     try:
-        return int(runner(_serve(settings)))
+        return int(runner(_serve(settings, cluster)))
     except StoreError as exc:
         print(f"pooler serve: {exc}", file=sys.stderr)
         return 1
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, cluster: ClusterOptions | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -129,6 +134,8 @@ async def _serve(settings: Settings) -> int:
         options = options_from_settings(
             settings, rpc_url=rpc_url, backend_url=backend_url, contract_id=contract_id
         )
+        if cluster is not None:
+            options = dataclasses.replace(options, cluster=cluster)
         pooler = await stack.enter_async_context(Pooler(options))
         print(
             f"pooler {settings.pooler_id} listening on {pooler.url} (miners: /ws/miner, dashboard: /)",

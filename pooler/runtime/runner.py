@@ -80,11 +80,14 @@ class Runner:
         clock: Callable[[], float] = time.time,
         inbox_size: int = 100_000,
         outbox_size: int = 256,
+        review: Callable[[list[Effect]], list[Effect]] | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
         self._backend = backend
         self._store = store  # None: nothing durable (tests of the runner alone, the bare demo)
+        # Scale-out hook: after a commit, may turn held acks into rejects (shared duplicate check)
+        self._review = review
         self._clock = clock
         self._inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=inbox_size)  # adapters block when full
         self._outbox_size = outbox_size
@@ -203,6 +206,8 @@ class Runner:
         if records and self._store is not None:
             try:
                 await self._store.commit(records)
+                if self._review is not None:
+                    held = self._review(held or [])
             except Exception:
                 # Not durable: the acks they protect must not go out as if they were.
                 log.exception("store commit of %d records failed; holding back their acks", len(records))
