@@ -114,6 +114,7 @@ def pooler_env(chain: dict[str, str], redis_url: str, instance: str) -> dict[str
         BLOCK_POLL_INTERVAL_MS="100",
         SHARE_ZEROS_INITIAL="2",
         SHARE_ZEROS_MIN="1",
+        SHARE_ZEROS_MAX="3",  # in-test miners hash ~1e5/s: every block starts with shares at once
         VARDIFF_TARGET_SECONDS="0.5",
         SUMMARY_INTERVAL_MS="1000",
         MESSAGES_PER_SECOND="2000",
@@ -163,7 +164,7 @@ class Ack:
 
 
 @dataclass
-class TestMiner:
+class WsMiner:
     """One WebSocket worker: mines its jobs on this process, reconnects (with its token) elsewhere."""
 
     token: str
@@ -173,14 +174,17 @@ class TestMiner:
     rejects: list[Rejected] = field(default_factory=list)
     errors: list[Error] = field(default_factory=list)
     connects: list[str] = field(default_factory=list)
+    drops: list[str] = field(default_factory=list)  # connections lost, and why
     _stop: bool = False
 
     async def run(self, until: float) -> None:
         i = 0
         while not self._stop and time.time() < until:
             url = self.urls[i % len(self.urls)]
-            with contextlib.suppress(OSError, ConnectionClosed, TimeoutError):
+            try:
                 await self._session(url, until)
+            except (OSError, ConnectionClosed, TimeoutError) as exc:
+                self.drops.append(f"{url}: {exc!r}")
             i += 1  # the instance went away: the balancer sends the next connection elsewhere
             await asyncio.sleep(0.1)
 
@@ -189,7 +193,10 @@ class TestMiner:
 
     async def _session(self, url: str, until: float) -> None:
         ws_url = url.replace("http://", "ws://") + "/ws/miner"
-        async with connect(ws_url, open_timeout=3, close_timeout=1) as ws:
+        # pings: a dead instance is noticed in ~2 s even if no FIN ever comes (host lost, process paused)
+        async with connect(
+            ws_url, open_timeout=3, close_timeout=1, ping_interval=1.0, ping_timeout=1.5
+        ) as ws:
             await ws.send(encode(Hello(self.token, self.name)).decode())
             welcome = decode_server(await asyncio.wait_for(ws.recv(), 5))
             assert isinstance(welcome, Welcome), welcome
