@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import redis.asyncio as aioredis
@@ -42,7 +43,7 @@ async def test_two_instances_draw_disjoint_ranges(rclient: aioredis.Redis) -> No
     await _settle(a, b)
     for fid, ranges in taken.items():
         ranges.sort()
-        for (s1, e1), (s2, _e2) in zip(ranges, ranges[1:], strict=False):
+        for (s1, e1), (s2, _e2) in itertools.pairwise(ranges):
             assert s1 < e1 <= s2, f"{fid}: [{s1}, {e1}) overlaps a range starting at {s2}"
     assert a.chunks + b.chunks > 4  # refills happened: several chunks per instance
     assert await rclient.pttl(KEYS.nonce(7, "f1")) > 0  # counters expire with the block

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -283,3 +284,95 @@ def worked_zeros(calls: list[dict[str, Any]], block: int) -> dict[str, int]:
                 fid = item["farmerId"]
                 best[fid] = max(best.get(fid, -1), int(item["zeros"]))
     return best
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            got = await check()
+        except (aiohttp.ClientError, TimeoutError):
+            got = None  # an instance busy (2 cores) or going away: ask again
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {within} s: {what}")
+
+
+async def roles(
+    session: aiohttp.ClientSession, insts: list[Instance], skip: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
+    out = {}
+    for inst in insts:
+        if inst.proc.popen.poll() is None and inst.name not in skip:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):  # paused or gone
+                out[inst.name] = (await inst.health(session))["cluster"]
+    return out
+
+
+async def leader(
+    session: aiohttp.ClientSession, insts: list[Instance], but: frozenset[str] = frozenset()
+) -> Instance | None:
+    status = await roles(session, insts, but)
+    leaders = [i for i in insts if status.get(i.name, {}).get("role") == "leader"]
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def max_acked_best(miners: list[WsMiner], block: int, farmer: str, before: float) -> int:
+    return max(
+        (
+            a.zeros
+            for m in miners
+            for a in m.acks
+            if a.block == block and a.farmer == farmer and a.best and a.at < before
+        ),
+        default=-1,
+    )
+
+
+async def check_block(
+    r: aioredis.Redis, miners: list[WsMiner], farmers: dict[str, str], block: int, ids: dict[str, str]
+) -> None:
+    """Every best acknowledged before the block's workAt is in (or beaten by) the work the Backend took."""
+    worked = worked_zeros(await work_calls(r), block)
+    work_at = min(a.work_at for m in miners for a in m.acks if a.block == block)
+    for address, fid in farmers.items():
+        acked = max_acked_best(miners, block, address, work_at)
+        mine = [
+            (a.block, a.zeros, a.best, round(a.at - work_at, 2))
+            for m in miners
+            for a in m.acks
+            if a.farmer == address
+        ]
+        assert acked >= 0, (
+            f"no best of farmer {fid} acknowledged before workAt of block {block}: {mine[:3]} {mine[-3:]}"
+        )
+        assert worked.get(fid, -1) >= acked, (
+            f"block {block}: farmer {fid} worked {worked.get(fid)} < acked {acked}"
+        )
+    # every acknowledged share is in the durable tally of the instance that acknowledged it
+    tallies = await redis_json(r, f"kp:tally:{block}")
+    for m in miners:
+        counts: dict[str, int] = {}
+        for a in m.acks:
+            if a.block == block:
+                counts[a.instance] = counts.get(a.instance, 0) + 1
+        for url, n in counts.items():
+            key = f'["{ids[m.token]}","{m.name}","{ids[url]}"]'
+            assert tallies[key][0] >= n, f"block {block}: {key} durable {tallies[key][0]} < acknowledged {n}"
+
+
+async def past(r: aioredis.Redis, block: int) -> bool:
+    """A newer block exists (so ``block``'s work phase is over)."""
+    newest = await r.zrange("kp:blocks", -1, -1, withscores=True)
+    return bool(newest) and int(newest[0][1]) > block
+
+
+async def planted_after(
+    r: aioredis.Redis, inst: Instance, session: aiohttp.ClientSession, after: int
+) -> int | None:
+    h = await inst.health(session)
+    blk = h["block"]
+    if blk is None or blk <= after or h["phase"] != "mining":
+        return None
+    return blk if len(await r.hgetall(f"kp:status:{blk}")) == 2 else None

@@ -1,5 +1,6 @@
-"""Three Pooler processes on one Redis and a devnet: a block cycle across instances, the leader
-killed mid-block, then the next leader partitioned (SIGSTOP past its lease) and resumed.
+"""Three Pooler processes on one Redis and a devnet, one block per scenario (one setup keeps the
+suite fast): a block cycle across instances; the leader killed mid-block; the next leader
+partitioned (SIGSTOP past its lease) and resumed; Redis restarted mid-block.
 
 What is checked is what the chain's Backend accepted (the leaders' /work outcomes, recorded in
 Redis with the Backend's per-farmer results) against what the miners were told (every
@@ -13,118 +14,49 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError
 
 from tests.e2e.cluster_support import (
     LEASE_MS,
     Instance,
     WsMiner,
+    check_block,
+    leader,
+    past,
+    planted_after,
+    pooler_env,
     redis_json,
     register,
+    roles,
     start_devnet,
     start_pooler,
-    work_calls,
-    worked_zeros,
+    wait_for,
 )
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            got = await check()
-        except (aiohttp.ClientError, TimeoutError):
-            got = None  # an instance busy (2 cores) or going away: ask again
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within} s: {what}")
-
-
-async def roles(
-    session: aiohttp.ClientSession, insts: list[Instance], skip: frozenset[str] = frozenset()
-) -> dict[str, dict[str, Any]]:
-    out = {}
-    for inst in insts:
-        if inst.proc.popen.poll() is None and inst.name not in skip:
-            try:
-                out[inst.name] = (await inst.health(session))["cluster"]
-            except (aiohttp.ClientError, TimeoutError):
-                pass  # paused or gone
-    return out
-
-
-async def leader(
-    session: aiohttp.ClientSession, insts: list[Instance], but: frozenset[str] = frozenset()
-) -> Instance | None:
-    status = await roles(session, insts, but)
-    leaders = [i for i in insts if status.get(i.name, {}).get("role") == "leader"]
-    return leaders[0] if len(leaders) == 1 else None
-
-
-def max_acked_best(miners: list[WsMiner], block: int, farmer: str, before: float) -> int:
-    return max(
-        (
-            a.zeros
-            for m in miners
-            for a in m.acks
-            if a.block == block and a.farmer == farmer and a.best and a.at < before
-        ),
-        default=-1,
-    )
-
-
-async def check_block(
-    r: aioredis.Redis, miners: list[WsMiner], farmers: dict[str, str], block: int, ids: dict[str, str]
-) -> None:
-    """Every best acknowledged before the block's workAt is in (or beaten by) the work the Backend took."""
-    worked = worked_zeros(await work_calls(r), block)
-    work_at = min(a.work_at for m in miners for a in m.acks if a.block == block)
-    for address, fid in farmers.items():
-        acked = max_acked_best(miners, block, address, work_at)
-        mine = [
-            (a.block, a.zeros, a.best, round(a.at - work_at, 2))
-            for m in miners
-            for a in m.acks
-            if a.farmer == address
-        ]
-        assert acked >= 0, (
-            f"no best of farmer {fid} acknowledged before workAt of block {block}: {mine[:3]} {mine[-3:]}"
-        )
-        assert worked.get(fid, -1) >= acked, (
-            f"block {block}: farmer {fid} worked {worked.get(fid)} < acked {acked}"
-        )
-    # every acknowledged share is in the durable tally of the instance that acknowledged it
-    tallies = await redis_json(r, f"kp:tally:{block}")
-    for m in miners:
-        counts: dict[str, int] = {}
-        for a in m.acks:
-            if a.block == block:
-                counts[a.instance] = counts.get(a.instance, 0) + 1
-        for url, n in counts.items():
-            key = f'["{ids[m.token]}","{m.name}","{ids[url]}"]'
-            assert tallies[key][0] >= n, f"block {block}: {key} durable {tallies[key][0]} < acknowledged {n}"
-
-
-async def test_block_cycle_leader_kill_and_partition(tmp_path: Path) -> None:
+async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Path) -> None:
     with RedisServer() as rs:
         devnet, chain = await start_devnet(tmp_path)
         insts: list[Instance] = []
-        r = aioredis.Redis.from_url(rs.url, decode_responses=True)
+        # the test's reads are idempotent: retried across the Redis restart (the Pooler's commits are not)
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 20)
+        r = aioredis.Redis.from_url(
+            rs.url, decode_responses=True, retry=retry, retry_on_error=[ConnectionError]
+        )
         miner_tasks: list[asyncio.Task[None]] = []
         miners: list[WsMiner] = []
         try:
-            from tests.e2e.cluster_support import pooler_env
-
             insts = list(
                 await asyncio.gather(
                     *(start_pooler(n, pooler_env(chain, rs.url, n), tmp_path) for n in ("a", "b", "c"))
@@ -174,7 +106,7 @@ async def test_block_cycle_leader_kill_and_partition(tmp_path: Path) -> None:
                 first.proc.signal(signal.SIGKILL)
                 second = await wait_for(lambda: leader(session, insts), 15, "a new leader after the kill")
                 assert second is not first
-                await wait_for(lambda: _past(r, b1), 20, f"block {b1} over")
+                await wait_for(lambda: past(r, b1), 20, f"block {b1} over")
                 await check_block(r, miners, farmers, b1, ids)
                 assert (
                     m1.connects[0] == first.url and len(m1.connects) >= 2
@@ -182,7 +114,7 @@ async def test_block_cycle_leader_kill_and_partition(tmp_path: Path) -> None:
 
                 # 3. Partition the new leader: paused past its lease while block B2 is mined.
                 b2 = await wait_for(
-                    lambda: _planted_after(r, second, session, b1), 20, "a planted block under the new leader"
+                    lambda: planted_after(r, second, session, b1), 20, "a planted block under the new leader"
                 )
                 calls_before = (await second.health(session))["cluster"]["backendCalls"]
                 second.proc.signal(signal.SIGSTOP)
@@ -193,12 +125,33 @@ async def test_block_cycle_leader_kill_and_partition(tmp_path: Path) -> None:
                 )
                 await asyncio.sleep(LEASE_MS / 1000)
                 second.proc.signal(signal.SIGCONT)
-                await wait_for(lambda: _past(r, b2), 20, f"block {b2} over")
-                status = await roles(session, insts)
+                await wait_for(lambda: past(r, b2), 20, f"block {b2} over")
+                status = await wait_for(lambda: _all_answer(session, insts), 10, "every instance answering")
                 assert status[second.name]["role"] == "follower"
                 assert status[second.name]["backendCalls"] == calls_before  # it made no call after waking
                 assert [n for n, s in status.items() if s["role"] == "leader"] == [third.name]
                 await check_block(r, miners, farmers, b2, ids)
+
+                # 4. Redis restarts (SIGTERM, then started again on its AOF) while block B3 is mined.
+                b3 = await wait_for(lambda: planted_after(r, third, session, b2), 20, "a planted block")
+                acked = [a for m in miners for a in m.acks if a.block == b3 and a.best]
+                rs.restart()
+                restarted_at = time.time()
+                table = await redis_json(r, f"kp:best:{b3}")  # every best acknowledged before is still there
+                for a in acked:
+                    assert table[farmers[a.farmer]]["zeros"] >= a.zeros
+                await wait_for(lambda: past(r, b3), 20, f"block {b3} over")
+                await check_block(r, miners, farmers, b3, ids)
+                # ... and the group goes on: the next block is planted, shares are acknowledged again
+                await wait_for(
+                    lambda: planted_after(r, third, session, b3), 20, "a planted block after the restart"
+                )
+                for m in miners:
+                    assert [a for a in m.acks if a.at > restarted_at + 1], (
+                        f"no ack after the restart: {m.drops}"
+                    )
+                status = await wait_for(lambda: _all_answer(session, insts), 10, "every instance answering")
+                assert sorted(s["role"] for s in status.values()) == ["follower", "leader"]
                 assert not [e for m in miners for e in m.errors], [e for m in miners for e in m.errors]
         except BaseException:
             for inst in [*insts]:
@@ -218,17 +171,10 @@ async def test_block_cycle_leader_kill_and_partition(tmp_path: Path) -> None:
             devnet.stop()
 
 
-async def _past(r: aioredis.Redis, block: int) -> bool:
-    """A newer block exists (so ``block``'s work phase is over)."""
-    newest = await r.zrange("kp:blocks", -1, -1, withscores=True)
-    return bool(newest) and int(newest[0][1]) > block
-
-
-async def _planted_after(
-    r: aioredis.Redis, inst: Instance, session: aiohttp.ClientSession, after: int
-) -> int | None:
-    h = await inst.health(session)
-    blk = h["block"]
-    if blk is None or blk <= after or h["phase"] != "mining":
-        return None
-    return blk if len(await r.hgetall(f"kp:status:{blk}")) == 2 else None
+async def _all_answer(
+    session: aiohttp.ClientSession, insts: list[Instance]
+) -> dict[str, dict[str, Any]] | None:
+    """Every live instance's cluster status, or None while one of them does not answer."""
+    status = await roles(session, insts)
+    live = [i for i in insts if i.proc.popen.poll() is None]
+    return status if len(status) == len(live) else None
