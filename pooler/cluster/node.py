@@ -100,11 +100,12 @@ class ClusterNode:
             socket_timeout=options.redis_timeout,
             socket_connect_timeout=options.redis_timeout,
         )
-        block_ttl = core.harvest_retention + core.block_interval  # per-block keys outlive any harvest
+        block_ttl = core.harvest_retention + core.block_interval  # bests, statuses: outlive any harvest
+        open_ttl = 3 * core.block_interval + 60  # nonce counters, duplicate sets: while a block takes shares
         self.lease = LeaderLease(self.redis, self.keys, self.instance, options.lease_ttl, drift=options.drift)
-        self.allocator = RangeAllocator(self.redis, self.keys, chunk_bits=options.chunk_bits, ttl=block_ttl)
+        self.allocator = RangeAllocator(self.redis, self.keys, chunk_bits=options.chunk_bits, ttl=open_ttl)
         self.store = RedisStore(
-            self.redis, self.keys, instance=self.instance, block_ttl=block_ttl, clock=clock
+            self.redis, self.keys, instance=self.instance, block_ttl=block_ttl, seen_ttl=open_ttl, clock=clock
         )
         self.hub = ClusterHub(clock)  # the Pooler's hub: what its dashboards see
         self.relay = RelayHub(clock)  # the cycle runner's hub: forwarded to every instance

@@ -42,9 +42,11 @@ from protocol.messages import Accepted, Rejected
 
 log = logging.getLogger("pooler.store")
 
-# ARGV: prefix, ttl ms, payload JSON, stream maxlen. Returns the 0-based positions of refused credits.
+# ARGV: prefix, ttl ms, payload JSON, stream maxlen, seen-set ttl ms.
+# Returns the 0-based positions of refused credits.
 _COMMIT = """
 local pre, ttl, p, maxlen = ARGV[1], tonumber(ARGV[2]), cjson.decode(ARGV[3]), ARGV[4]
+local seen_ttl = tonumber(ARGV[5])
 local dups, dupset = {}, {}
 for i, c in ipairs(p.seen) do
   local k = pre .. 'seen:' .. c[1] .. ':' .. c[2]
@@ -52,7 +54,7 @@ for i, c in ipairs(p.seen) do
     dups[#dups + 1] = i - 1
     dupset[c[1] .. ':' .. c[2] .. ':' .. c[3]] = true
   end
-  redis.call('PEXPIRE', k, ttl)
+  redis.call('PEXPIRE', k, seen_ttl)
 end
 for _, b in ipairs(p.blocks) do
   redis.call('ZADD', pre .. 'blocks', 'NX', b[1], b[2])
@@ -127,6 +129,7 @@ class RedisStore:
         *,
         instance: str,
         block_ttl: float,
+        seen_ttl: float = 900.0,
         clock: Callable[[], float] = time.time,
         keep_blocks: int = 300,
         stream_maxlen: int = 100_000,
@@ -135,6 +138,8 @@ class RedisStore:
         self._keys = keys
         self.instance = instance  # this instance's name: its tally fields
         self._ttl_ms = max(1000, round(block_ttl * 1000))  # per-block keys live as long as a harvest can
+        # duplicate sets only matter while their block takes shares: they go soon after (memory)
+        self._seen_ttl_ms = max(1000, round(seen_ttl * 1000))
         self._clock = clock
         self.keep_blocks = keep_blocks
         self._maxlen = str(stream_maxlen)
@@ -208,7 +213,14 @@ class RedisStore:
             "blocks": blocks,
         }
         try:
-            dups = await self._commit(args=[self._keys.base, self._ttl_ms, _lua_json(payload), self._maxlen])
+            args: list[str | int] = [
+                self._keys.base,
+                self._ttl_ms,
+                _lua_json(payload),
+                self._maxlen,
+                self._seen_ttl_ms,
+            ]
+            dups = await self._commit(args=args)
         except RedisError as exc:
             self._retry_bests, self._retry_credits = bests[-1000:], credits[-100_000:]
             self._refused = []

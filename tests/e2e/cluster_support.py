@@ -369,10 +369,14 @@ async def past(r: aioredis.Redis, block: int) -> bool:
 
 
 async def planted_after(
-    r: aioredis.Redis, inst: Instance, session: aiohttp.ClientSession, after: int
+    r: aioredis.Redis, inst: Instance, session: aiohttp.ClientSession, after: int, miners: list[WsMiner]
 ) -> int | None:
+    """A block newer than ``after``, planted for both farmers, with a best acknowledged to each miner."""
     h = await inst.health(session)
     blk = h["block"]
     if blk is None or blk <= after or h["phase"] != "mining":
         return None
-    return blk if len(await r.hgetall(f"kp:status:{blk}")) == 2 else None
+    if len(await r.hgetall(f"kp:status:{blk}")) != 2:
+        return None
+    bests = [any(a.block == blk and a.best for a in m.acks) for m in miners]
+    return blk if all(bests) else None

@@ -114,7 +114,9 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
 
                 # 3. Partition the new leader: paused past its lease while block B2 is mined.
                 b2 = await wait_for(
-                    lambda: planted_after(r, second, session, b1), 20, "a planted block under the new leader"
+                    lambda: planted_after(r, second, session, b1, miners),
+                    20,
+                    "a planted block under the new leader",
                 )
                 calls_before = (await second.health(session))["cluster"]["backendCalls"]
                 second.proc.signal(signal.SIGSTOP)
@@ -133,7 +135,9 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
                 await check_block(r, miners, farmers, b2, ids)
 
                 # 4. Redis restarts (SIGTERM, then started again on its AOF) while block B3 is mined.
-                b3 = await wait_for(lambda: planted_after(r, third, session, b2), 20, "a planted block")
+                b3 = await wait_for(
+                    lambda: planted_after(r, third, session, b2, miners), 20, "a planted block"
+                )
                 acked = [a for m in miners for a in m.acks if a.block == b3 and a.best]
                 rs.restart()
                 restarted_at = time.time()
@@ -144,7 +148,9 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
                 await check_block(r, miners, farmers, b3, ids)
                 # ... and the group goes on: the next block is planted, shares are acknowledged again
                 await wait_for(
-                    lambda: planted_after(r, third, session, b3), 20, "a planted block after the restart"
+                    lambda: planted_after(r, third, session, b3, miners),
+                    20,
+                    "a planted block after the restart",
                 )
                 for m in miners:
                     assert [a for a in m.acks if a.at > restarted_at + 1], (
