@@ -33,8 +33,8 @@ from protocol.messages import Accepted, Difficulty, Error, Hello, Job, More, Rej
 from protocol.work import WorkTemplate
 
 POOLER_ID = "cluster-e2e"
-BLOCK = 7  # seconds per block: plant ~0 s, workAt 4.5 s, last resubmission 6 s
-LEASE_MS = 1500
+BLOCK = 8  # seconds per block: plant ~0 s, workAt 5 s, last resubmission 7 s
+LEASE_MS = 2000  # a leader killed after the plant is replaced before workAt, with room for a busy machine
 
 
 def cli() -> list[str]:
@@ -109,7 +109,7 @@ def pooler_env(chain: dict[str, str], redis_url: str, instance: str) -> dict[str
         LEADER_LEASE_MS=str(LEASE_MS),
         PORT="0",
         BLOCK_INTERVAL_SECONDS=str(BLOCK),
-        OPTIMAL_WORK_DELAY_MS="4500",
+        OPTIMAL_WORK_DELAY_MS="5000",
         WORK_SAFETY_MARGIN_MS="1000",
         LATE_PLANT_GRACE_MS="500",
         BLOCK_POLL_INTERVAL_MS="100",

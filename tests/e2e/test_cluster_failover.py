@@ -131,7 +131,7 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
                 status = await wait_for(lambda: _all_answer(session, insts), 10, "every instance answering")
                 assert status[second.name]["role"] == "follower"
                 assert status[second.name]["backendCalls"] == calls_before  # it made no call after waking
-                assert [n for n, s in status.items() if s["role"] == "leader"] == [third.name]
+                assert len([n for n, s in status.items() if s["role"] == "leader"]) == 1
                 await check_block(r, miners, farmers, b2, ids)
 
                 # 4. Redis restarts (SIGTERM, then started again on its AOF) while block B3 is mined.
