@@ -7,7 +7,6 @@ shows what a production restart would keep.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -105,11 +104,3 @@ class RedisServer:
     ) -> None:
         self.stop()
         self._dir.cleanup()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
