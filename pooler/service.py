@@ -21,22 +21,27 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.websockets import WebSocket
 
 from pooler.backend import BackendClient
 from pooler.chain.monitor import BlockMonitor
+from pooler.cluster.options import ClusterOptions
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Effect
 from pooler.core.events import MinerJoined, MinerLeft
 from pooler.miners import MinerRecord, MinerRegistry
 from pooler.runtime.hub import EventHub
-from pooler.runtime.runner import Runner
+from pooler.runtime.runner import BackendPort, Runner
+from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+
+if TYPE_CHECKING:
+    from pooler.cluster.node import ClusterNode
 
 log = logging.getLogger("pooler")
 
@@ -69,6 +74,7 @@ class PoolerOptions:
     ws_ping_interval: float | None = 20.0
     shutdown_timeout: float = 5.0
     db_path: str | None = None  # SQLite file; None keeps nothing across restarts (tests, the bare demo)
+    cluster: ClusterOptions | None = None  # STORE=redis: one instance of a group (pooler/cluster)
 
 
 class Pooler:
@@ -80,14 +86,35 @@ class Pooler:
         self.registry = MinerRegistry(options.pooler_id)
         # A per-start job-id prefix: a job id from before a restart can never name a job of this run
         # (random: two starts within one clock second must differ too).
-        self.core = Coordinator(dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}."))
+        core_config = dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}.")
+        self.core = Coordinator(core_config)
         self.backend = BackendClient(options.backend_url, options.backend_timeout, options.retry_attempts)
-        self.store = SqliteStore(options.db_path, clock=clock) if options.db_path else None
+        self.store: Store | None = SqliteStore(options.db_path, clock=clock) if options.db_path else None
+        # Scale-out hook (pooler/cluster): the node swaps in its hub, coordinator, store and Backend port.
+        self.cluster: ClusterNode | None = None
+        runner_backend: BackendPort = self.backend
+        if options.cluster is not None:
+            from pooler.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(options.cluster, options.core, clock=clock)
+            self.hub = self.cluster.hub
+            self.core = self.cluster.coordinator(core_config)
+            self.store = self.cluster.store
+            runner_backend = self.cluster.follower_backend
         self.runner = Runner(
-            self.core, self.backend, self.hub, store=self.store, clock=clock, outbox_size=options.outbox_size
+            self.core,
+            runner_backend,
+            self.hub,
+            store=self.store,
+            clock=clock,
+            outbox_size=options.outbox_size,
+            review=self.cluster.store.review if self.cluster is not None else None,
         )
         self.monitor = BlockMonitor(
-            options.rpc_url, options.contract_id, emit=self.runner.post, poll_interval=options.poll_interval
+            options.rpc_url,
+            options.contract_id,
+            emit=self.cluster.emit if self.cluster is not None else self.runner.post,
+            poll_interval=options.poll_interval,
         )
         self.app = create_app(self)
         self.miner_conns: dict[str, set[int]] = {}  # miner id -> its live socket conns (leave closes them)
@@ -121,6 +148,8 @@ class Pooler:
         await self.runner.perform(resume)
         for record in self.registry.records():
             self.runner.post(_joined(record))
+        if self.cluster is not None:
+            await self.cluster.start(self)
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="block-monitor")
         config = uvicorn.Config(
             self.app,
@@ -182,6 +211,8 @@ class Pooler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor_task
         await self.runner.drain(min(1.0, budget / 4))  # events of the closing sockets: counts kept
+        if self.cluster is not None:
+            await self.cluster.aclose()
         await self.runner.aclose()
         await self.backend.__aexit__(None, None, None)
         if self.store is not None:
@@ -207,6 +238,8 @@ class Pooler:
             except Exception:
                 self.registry.revoke(record.miner_id)  # a token we could forget must not be handed out
                 raise
+        if self.cluster is not None:
+            await self.cluster.on_registered(record)
         await self.runner.submit(_joined(record))
         return record, token
 
@@ -246,14 +279,16 @@ class Pooler:
         now = self.clock()
         view = self.core.view(now)
         rpc_ok = self.monitor.healthy
-        store_ok = self.store is None or (not self.store.last_error and not self.runner.unsaved)
+        store_ok = self.store is None or (
+            not getattr(self.store, "last_error", None) and not self.runner.unsaved
+        )
         checks = {
             "rpc": "ok" if rpc_ok else "down",
             "backend": "ok",
             "store": "ok" if store_ok else "failing",
         }
         status = "ok" if rpc_ok else ("degraded" if view.block is not None else "down")
-        return {
+        body = {
             "status": status,
             "checks": checks,
             "block": view.block,
@@ -263,6 +298,9 @@ class Pooler:
             "uptime": round(now - self.started_at, 3),
             "timestamp": int(now * 1000),
         }
+        if self.cluster is not None:
+            body["cluster"] = self.cluster.status()
+        return body
 
 
 class _Server(uvicorn.Server):

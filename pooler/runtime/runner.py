@@ -89,11 +89,14 @@ class Runner:
         clock: Callable[[], float] = time.time,
         inbox_size: int = 100_000,
         outbox_size: int = 256,
+        review: Callable[[list[Effect]], list[Effect]] | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
         self._backend = backend
         self._store = store  # None: nothing durable (tests of the runner alone, the bare demo)
+        # Scale-out hook: after a commit, may turn held acks into rejects (shared duplicate check)
+        self._review = review
         self._clock = clock
         self._inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=inbox_size)  # adapters block when full
         self._outbox_size = outbox_size
@@ -249,6 +252,8 @@ class Runner:
                 with METRICS.store_commit_latency.time():
                     await self._store.commit(batch)
                 self._unsaved = []
+                if self._review is not None:
+                    held = self._review(held or [])
             except Exception as exc:
                 # Not durable: the acks they protect must not go out as if they were.
                 if isinstance(exc, StoreUnavailable):
