@@ -30,6 +30,7 @@ from pooler.runtime.hub import EventHub
 from pooler.runtime.runner import Runner
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+from pooler.web.wsproto import AbortableWebSocketProtocol
 
 log = logging.getLogger("pooler")
 
@@ -58,6 +59,7 @@ class PoolerOptions:
     max_connections: int = 20_000
     max_connections_per_ip: int = 20_000
     outbox_size: int = 256
+    slow_client_grace: float = 5.0  # seconds a peer that fell behind gets to take its close frame
     default_stake_percentage: float = 0.1
     ws_ping_interval: float | None = 20.0
     shutdown_timeout: float = 5.0
@@ -111,7 +113,7 @@ class Pooler:
             self.app,
             host=self.options.host,
             port=self.options.port,
-            ws="websockets-sansio",
+            ws=AbortableWebSocketProtocol,  # websockets-sansio that can also drop a peer that stopped reading
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
             ws_ping_timeout=self.options.ws_ping_interval,

@@ -182,6 +182,9 @@ class Runner:
                     log.exception("coordinator failed on %s", type(event).__name__)
             self.handled += len(batch)
             await self._perform(effects)
+            # Let the connections' senders flush this batch before the next one: with a deep inbox,
+            # inbox.get() never suspends, and a sender that never ran would look like a stuck peer.
+            await asyncio.sleep(0)
 
     async def perform(self, effects: list[Effect]) -> None:
         """Perform effects produced outside the loop (``Coordinator.restore`` at start-up)."""
