@@ -75,7 +75,13 @@ class Pooler:
         self.registry = MinerRegistry(options.pooler_id)
         # A per-start job-id prefix: a job id from before a restart can never name a job of this run.
         self.core = Coordinator(dataclasses.replace(options.core, job_id_prefix=f"{int(clock()) % 46656:x}."))
-        self.backend = BackendClient(options.backend_url, options.backend_timeout, options.retry_attempts)
+        self.backend = BackendClient(
+            options.backend_url,
+            options.backend_timeout,
+            options.retry_attempts,
+            observe=self._observe_backend,
+        )
+        self.backend_ok = True  # last Backend call reached it (or none was made yet): /health's "backend"
         self.store = SqliteStore(options.db_path, clock=clock) if options.db_path else None
         self.runner = Runner(
             self.core, self.backend, self.hub, store=self.store, clock=clock, outbox_size=options.outbox_size
@@ -200,6 +206,17 @@ class Pooler:
             await self.store.revoke_miner(miner_id)
         await self.runner.submit(MinerLeft(miner_id))
 
+    def _observe_backend(self, op: str, seconds: float, outcome: str) -> None:
+        """Every Backend call's outcome: /health reports the Backend down after a call found it so."""
+        if outcome == "cancelled":
+            return  # the caller gave up: says nothing about the Backend
+        ok = outcome != "unavailable"
+        if ok != self.backend_ok:
+            self.backend_ok = ok
+            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
+            (log.info if ok else log.warning)("%s", detail)
+            self.hub.publish("chain", {"ok": ok, "detail": detail})
+
     # ------------------------------------------------------------ views
 
     def summary(self) -> dict[str, Any]:
@@ -209,8 +226,15 @@ class Pooler:
         now = self.clock()
         view = self.core.view(now)
         rpc_ok = self.monitor.healthy
-        checks = {"rpc": "ok" if rpc_ok else "down", "backend": "ok", "store": "ok"}
-        status = "ok" if rpc_ok else ("degraded" if view.block is not None else "down")
+        checks = {
+            "rpc": "ok" if rpc_ok else "down",
+            "backend": "ok" if self.backend_ok else "down",
+            "store": "ok",
+        }
+        if not rpc_ok and view.block is None:
+            status = "down"  # no block known: no work to hand out
+        else:
+            status = "ok" if rpc_ok and self.backend_ok else "degraded"
         return {
             "status": status,
             "checks": checks,

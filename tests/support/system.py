@@ -92,9 +92,11 @@ async def running_system(
     vardiff: bool = False,
     paused: bool = False,
     wait_for_block: bool = True,
+    rpc_url: str | None = None,
     **options: Any,
 ) -> AsyncIterator[System]:
-    """Devnet + Pooler on loopback. ``paused`` pauses the farm before the Pooler first looks.
+    """Devnet + Pooler on loopback. ``paused`` pauses the farm before the Pooler first looks;
+    ``rpc_url`` points the Pooler at another chain RPC (a dead port, say) than the devnet's.
 
     With the default 300 s interval no block turns over during a component test, so a job
     stays current for the whole test.
@@ -104,7 +106,7 @@ async def running_system(
             net.contract.pause()
         opts = PoolerOptions(
             backend_url=net.backend_url,
-            rpc_url=net.rpc_url,
+            rpc_url=rpc_url or net.rpc_url,
             contract_id=net.contract_id,
             pooler_id=POOLER_ID,
             port=0,
