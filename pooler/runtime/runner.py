@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -276,7 +277,12 @@ class Runner:
 
     async def _local_search(self, job: LocalSearch) -> None:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=1)
+            # "spawn", never "fork": a forked worker would inherit every socket open at that moment
+            # (listening socket, miners' and dashboards' connections) and keep each one alive after
+            # the Pooler closed it, so those peers would never see their connection end.
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
         loop = asyncio.get_running_loop()
         try:
             nonce, digest, zeros = await loop.run_in_executor(

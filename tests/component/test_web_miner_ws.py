@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -393,3 +395,39 @@ async def test_a_burst_of_requests_within_the_rate_limit_is_answered_in_full() -
             code, frames = await ws.closed()
         assert len(answers) == 300 and frames == []
         assert code == 1000
+
+
+async def test_sockets_open_while_the_pooler_searches_itself_still_close() -> None:
+    # The farmer is planted but its only worker submits nothing: the Pooler finds a nonce itself
+    # (a local search in a worker process). A worker process forked then would inherit this socket
+    # and keep the TCP connection alive after the Pooler closes it: the client would hang.
+    async with running_system(block_interval=6, paused=True) as system, tap_events(system.events_url) as tap:
+        reg = await registered(system)
+        async with MinerSocket.open(system.ws_url) as ws:
+            await ws.send({"type": "hello", "token": reg["token"], "protocol": 1})
+            await ws.expect("welcome")
+            system.net.contract.unpause()
+            job = await ws.expect("job")
+            await wait_until(
+                lambda: tap.has("work", lambda d: d["block"] == job["block"] and d["ok"]),
+                "the Pooler's own nonce to be submitted",
+            )
+            # the search ran in a worker process: it must hold none of the Pooler's sockets
+            executor = system.pooler.runner._executor
+            assert executor is not None
+            for pid in executor._processes:  # type: ignore[union-attr]
+                assert sockets_held_by(pid) == [], f"search worker {pid} holds sockets"
+            await ws.send({"type": "bye"})
+            code, _ = await ws.closed()
+        assert code == 1000
+        work = tap.first("work", lambda d: d["block"] == job["block"] and d["ok"])["data"]
+        assert [s["farmerId"] for s in work["submissions"]] == [reg["farmerId"]]
+        pail = system.net.contract.get_pail(str(reg["farmer"]), job["block"])
+        assert pail is not None and pail.zeros == work["submissions"][0]["zeros"]
+
+
+def sockets_held_by(pid: int) -> list[str]:
+    """The sockets among a process's open file descriptors (Linux /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    held = [os.readlink(fd) for fd in fds.iterdir()] if fds.is_dir() else []
+    return [h for h in held if h.startswith("socket:")]
