@@ -45,7 +45,7 @@ async def test_kale_miner_bridge_with_the_stand_in_binary_gets_shares_accepted(s
         poller = asyncio.create_task(poll())
         try:
             await wait_until(
-                lambda: bool(accepted) and accepted[-1] >= 3 or proc.returncode is not None, "shares"
+                lambda: (bool(accepted) and accepted[-1] >= 3) or proc.returncode is not None, "shares"
             )
         finally:
             poller.cancel()
