@@ -39,6 +39,7 @@ from pooler.runtime.runner import BackendPort, Runner
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+from pooler.web.wsproto import AbortableWebSocketProtocol
 
 if TYPE_CHECKING:
     from pooler.cluster.node import ClusterNode
@@ -70,6 +71,7 @@ class PoolerOptions:
     max_connections: int = 20_000
     max_connections_per_ip: int = 20_000
     outbox_size: int = 256
+    slow_client_grace: float = 5.0  # seconds a peer that fell behind gets to take its close frame
     default_stake_percentage: float = 0.1
     ws_ping_interval: float | None = 20.0
     shutdown_timeout: float = 5.0
@@ -88,7 +90,13 @@ class Pooler:
         # (random: two starts within one clock second must differ too).
         core_config = dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}.")
         self.core = Coordinator(core_config)
-        self.backend = BackendClient(options.backend_url, options.backend_timeout, options.retry_attempts)
+        self.backend = BackendClient(
+            options.backend_url,
+            options.backend_timeout,
+            options.retry_attempts,
+            observe=self._observe_backend,
+        )
+        self.backend_ok = True  # last Backend call reached it (or none was made yet): /health's "backend"
         self.store: Store | None = SqliteStore(options.db_path, clock=clock) if options.db_path else None
         # Scale-out hook (pooler/cluster): the node swaps in its hub, coordinator, store and Backend port.
         self.cluster: ClusterNode | None = None
@@ -155,7 +163,7 @@ class Pooler:
             self.app,
             host=self.options.host,
             port=self.options.port,
-            ws="websockets-sansio",
+            ws=AbortableWebSocketProtocol,  # websockets-sansio that can also drop a peer that stopped reading
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
             ws_ping_timeout=self.options.ws_ping_interval,
@@ -270,6 +278,17 @@ class Pooler:
             await self.store.revoke_miner(miner_id)
         await self.runner.submit(MinerLeft(miner_id))
 
+    def _observe_backend(self, op: str, seconds: float, outcome: str) -> None:
+        """Every Backend call's outcome: /health reports the Backend down after a call found it so."""
+        if outcome == "cancelled":
+            return  # the caller gave up: says nothing about the Backend
+        ok = outcome != "unavailable"
+        if ok != self.backend_ok:
+            self.backend_ok = ok
+            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
+            (log.info if ok else log.warning)("%s", detail)
+            self.hub.publish("chain", {"ok": ok, "detail": detail})
+
     # ------------------------------------------------------------ views
 
     def summary(self) -> dict[str, Any]:
@@ -284,10 +303,13 @@ class Pooler:
         )
         checks = {
             "rpc": "ok" if rpc_ok else "down",
-            "backend": "ok",
+            "backend": "ok" if self.backend_ok else "down",
             "store": "ok" if store_ok else "failing",
         }
-        status = "ok" if rpc_ok else ("degraded" if view.block is not None else "down")
+        if not rpc_ok and view.block is None:
+            status = "down"  # no block known: no work to hand out
+        else:
+            status = "ok" if rpc_ok and self.backend_ok and store_ok else "degraded"
         body = {
             "status": status,
             "checks": checks,

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -228,6 +229,9 @@ class Runner:
                     log.exception("coordinator failed on %s", type(event).__name__)
             self.handled += len(batch)
             await self._perform(effects)
+            # Let the connections' senders flush this batch before the next one: with a deep inbox,
+            # inbox.get() never suspends, and a sender that never ran would look like a stuck peer.
+            await asyncio.sleep(0)
 
     async def perform(self, effects: list[Effect]) -> None:
         """Perform effects produced outside the loop (``Coordinator.restore`` at start-up)."""
@@ -344,7 +348,12 @@ class Runner:
 
     async def _local_search(self, job: LocalSearch) -> None:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=1)
+            # "spawn", never "fork": a forked worker would inherit every socket open at that moment
+            # (listening socket, miners' and dashboards' connections) and keep each one alive after
+            # the Pooler closed it, so those peers would never see their connection end.
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
         loop = asyncio.get_running_loop()
         try:
             nonce, digest, zeros = await loop.run_in_executor(

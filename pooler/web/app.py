@@ -41,4 +41,5 @@ def create_app(pooler: Pooler) -> Starlette:
         routes.append(Mount("/", StaticFiles(directory=dashboard.STATIC, html=True), name="dashboard"))
     app = Starlette(routes=routes)
     app.state.pooler = pooler
+    app.state.rest_buckets = {}  # miner id -> TokenBucket of its REST requests (dropped on leave)
     return app

@@ -6,7 +6,8 @@ only through this connection's :class:`Outbox` and its sender task.
 
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, or a
 misbehaving peer; 1009 on a frame over the size limit; 1013 when the client reads too
-slowly to keep its outbox under the limit.
+slowly to keep its outbox under the limit. A peer that does not even take the close
+frame within ``slow_client_grace`` seconds has its TCP connection dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pooler.core.events import (
     WorkerDisconnected,
 )
 from pooler.web.limits import TokenBucket
+from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
 from protocol.errors import Code, ProtocolError
 from protocol.messages import Bye, Error, Hello, More, Share, StatsRequest
@@ -103,32 +105,47 @@ async def miner_socket(ws: WebSocket) -> None:
 
 
 async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> None:
+    """Read frames until the peer goes or the outbox is closed; see the module docstring.
+
+    Ending: any close (bye, too large, a coordinator ``Close``, outbox overflow) closes the
+    outbox; the sender then sends what was queued and the close frame and stops. A peer that
+    does not read cannot take even that: after ``slow_client_grace`` seconds its TCP connection
+    is dropped (the ``pooler.abort`` extension), so a stuck peer never keeps its slot.
+    """
     opts = pooler.options
     runner = pooler.runner
     conn, box = runner.open_conn()
     pooler.miner_conns.setdefault(miner_id, set()).add(conn)
+    abort = (ws.scope.get("extensions") or {}).get(ABORT)  # None on servers without our protocol class
 
     async def close(code: int, reason: str) -> None:
         if ws.application_state != WebSocketState.DISCONNECTED:
             await ws.close(code, reason)
 
-    box_done = [False]  # set once the read loop has ended, so the sender's callback leaves it alone
+    box_done = [False]  # set once the read loop has ended, so the callbacks leave the receiver alone
+    reading = [False]  # True only while the read loop waits for a frame: safe to interrupt there
     sender = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
     receiver = asyncio.current_task()
 
-    def sender_stopped(_: asyncio.Task[None]) -> None:
-        # The sender stops after a close or a failed send: stop reading too, the peer is done.
-        if receiver is not None and not box_done[0]:
+    def stop_reading() -> None:
+        # The outbox is closed (or the sender stopped): nothing more will be answered, so a read
+        # loop waiting on a silent peer must not wait forever. Elsewhere the loop sees box.closed.
+        if receiver is not None and reading[0] and not box_done[0]:
             receiver.cancel()
 
-    sender.add_done_callback(sender_stopped)
+    box.on_close = stop_reading
+    sender.add_done_callback(lambda _: stop_reading())
     loop = asyncio.get_running_loop()
     bucket = TokenBucket(opts.messages_per_second, opts.message_burst, loop.time())
     strikes = 0
     try:
         await runner.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent))
         while not box.closed:
-            raw = await _receive_text(ws)
+            reading[0] = True
+            try:
+                raw = await _receive_text(ws)
+            finally:
+                reading[0] = False
             if raw is None:
                 break
             if not bucket.take(loop.time()):
@@ -183,7 +200,11 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         if not box.closed:
             box.close(CLOSE_NORMAL, "")
         try:
-            await asyncio.wait_for(asyncio.shield(sender), 1.0)
+            await asyncio.wait_for(asyncio.shield(sender), opts.slow_client_grace)
         except (TimeoutError, asyncio.CancelledError, Exception):
+            stuck = not sender.done()  # still inside a send the peer's full TCP window holds up
             sender.cancel()
+            if stuck and callable(abort):
+                log.info("miner socket %d: the peer took no close frame in time; dropping it", conn)
+                abort()
         runner.forget_conn(conn)
