@@ -15,6 +15,11 @@ current time, and performs the effects in order:
   per batch, a busy Pooler commits many shares at once: group commit for free.
 
 The runner is the only caller of ``handle``; nothing else mutates round state.
+
+An optional :class:`RunnerObserver` (``pooler.observe.Observer``) is told what the runner
+did: each share answer it delivers, each dashboard event, each Backend call's outcome, each
+store commit and how long a new block took to reach every socket's outbox. The calls are
+plain method calls with data already at hand; nothing is formatted or awaited for them.
 """
 
 from __future__ import annotations
@@ -40,13 +45,13 @@ from pooler.core.effects import (
     Send,
     SetTimer,
 )
-from pooler.core.events import BackendResult, Event, LocalSearchDone, TimerFired
+from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
 from pooler.errors import BackendError, BackendUnavailable
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
 from pooler.runtime.outbox import Outbox
 from protocol.codec import encode
-from protocol.messages import ServerMessage
+from protocol.messages import Accepted, Rejected, ServerMessage
 
 log = logging.getLogger("pooler.runtime")
 
@@ -59,6 +64,25 @@ class BackendPort(Protocol):
     async def call(
         self, op: str, method: str, path: str, payload: Mapping[str, object] | None, deadline: float
     ) -> dict[str, Any]: ...
+
+
+class RunnerObserver(Protocol):
+    """What the runner reports as it works (metrics, logs, share-quality limits)."""
+
+    def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
+        """An ``accepted``/``rejected`` went to socket or REST reply ``conn``."""
+
+    def published(self, kind: str, data: Mapping[str, object]) -> None:
+        """A dashboard event was published."""
+
+    def backend_done(self, call: CallBackend, result: BackendResult, missed: bool) -> None:
+        """A Backend call ended; ``missed``: it failed because its deadline ran out."""
+
+    def store_committed(self, seconds: float, records: int, ok: bool) -> None:
+        """A batch of records was committed (or the commit failed)."""
+
+    def block_pushed(self, block: int, seconds: float, sockets: int) -> None:
+        """A new block's effects (jobs included) were performed ``seconds`` after it was taken."""
 
 
 class StorePort(Protocol):
@@ -80,6 +104,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
         inbox_size: int = 100_000,
         outbox_size: int = 256,
+        observer: RunnerObserver | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
@@ -97,6 +122,7 @@ class Runner:
         self._loop_task: asyncio.Task[None] | None = None
         self.handled = 0  # events handled since start (metrics, benchmarks)
         self.failures = 0  # events whose handling raised: a bug, logged and survived
+        self.observer = observer  # None: nobody watches (tests of the runner alone)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -174,7 +200,11 @@ class Runner:
                     break
             now = self._clock()
             effects: list[Effect] = []
+            new_block: NewBlock | None = None  # a NewBlock in this batch: its push latency is measured
+            pushed_from = 0.0
             for event in batch:
+                if type(event) is NewBlock:
+                    new_block, pushed_from = event, time.perf_counter()
                 try:
                     effects.extend(core.handle(event, now))
                 except Exception:
@@ -182,6 +212,10 @@ class Runner:
                     log.exception("coordinator failed on %s", type(event).__name__)
             self.handled += len(batch)
             await self._perform(effects)
+            if new_block is not None and self.observer is not None:
+                self.observer.block_pushed(
+                    new_block.index, time.perf_counter() - pushed_from, len(self.conns)
+                )
 
     async def perform(self, effects: list[Effect]) -> None:
         """Perform effects produced outside the loop (``Coordinator.restore`` at start-up)."""
@@ -201,18 +235,26 @@ class Runner:
             else:
                 self._do(effect)
         if records and self._store is not None:
+            started = time.perf_counter()
             try:
                 await self._store.commit(records)
             except Exception:
                 # Not durable: the acks they protect must not go out as if they were.
                 log.exception("store commit of %d records failed; holding back their acks", len(records))
                 held = [e for e in held or [] if not isinstance(e, Send) or _is_not_ack(e)]
+                if self.observer is not None:
+                    self.observer.store_committed(time.perf_counter() - started, len(records), False)
+            else:
+                if self.observer is not None:
+                    self.observer.store_committed(time.perf_counter() - started, len(records), True)
         for effect in held or ():
             self._do(effect)
 
     def _do(self, effect: Effect) -> None:
         match effect:
             case Send(conn, msg):
+                if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
+                    self.observer.share_answered(conn, msg)
                 box = self.conns.get(conn)
                 if box is not None:
                     box.put(encode(msg).decode())
@@ -226,6 +268,8 @@ class Runner:
                     box.close(code, reason)
             case Publish(kind, data):
                 self.hub.publish(kind, data)
+                if self.observer is not None:
+                    self.observer.published(kind, data)
             case SetTimer(key, at):
                 old = self._timers.pop(key, None)
                 if old is not None:
@@ -253,10 +297,16 @@ class Runner:
         task.add_done_callback(self._tasks.discard)
 
     async def _call_backend(self, call: CallBackend) -> None:
+        missed = False  # failed because the deadline ran out (not because the Backend said no)
         try:
             response = await self._backend.call(call.op, "POST", f"/{call.op}", call.payload, call.deadline)
             result = BackendResult(call.call_id, call.op, call.block, ok=True, response=response)
         except BackendError as exc:
+            # The client stops retrying either at its attempt limit or at the deadline; only the
+            # latter (or a failure with no time left for another try) means the phase was missed.
+            missed = isinstance(exc, BackendUnavailable) and (
+                "deadline" in str(exc) or self._clock() >= call.deadline
+            )
             result = BackendResult(
                 call.call_id,
                 call.op,
@@ -269,6 +319,8 @@ class Runner:
         except Exception as exc:  # a bug in the client must still produce a result: the core waits for one
             log.exception("backend %s for block %d failed unexpectedly", call.op, call.block)
             result = BackendResult(call.call_id, call.op, call.block, ok=False, error=repr(exc))
+        if self.observer is not None:
+            self.observer.backend_done(call, result, missed)
         self.post(result)
 
     async def _local_search(self, job: LocalSearch) -> None:

@@ -19,7 +19,7 @@ from pooler.errors import BackendError, BackendRejected
 from pooler.miners import MinerRecord
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
-from protocol.messages import Error, Job, Rejected, ServerMessage, Share
+from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
 
 if TYPE_CHECKING:
     from pooler.service import Pooler
@@ -59,23 +59,47 @@ def _pooler(request: Request) -> Pooler:
     return pooler
 
 
-def _authenticate(request: Request) -> MinerRecord | JSON:
+def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
+    """The miner of the Bearer token; ``cooldown``: refuse a miner in its invalid-share cool-down."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return protocol_error(
             Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
         )
-    miner = _pooler(request).registry.authenticate(token.strip())
+    pooler = _pooler(request)
+    miner = pooler.registry.authenticate(token.strip())
     if miner is None:
         return protocol_error(Code.UNAUTHORIZED, "unknown or revoked token")
+    cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
+    if cooldown and cooling > 0:
+        return protocol_error(
+            Code.RATE_LIMITED,
+            f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
+        )
     return miner
 
 
+async def _read_limited(request: Request, limit: int) -> bytes | JSON:
+    """The body, read no further than ``limit`` bytes (a huge body is refused, not buffered)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return protocol_error(Code.TOO_LARGE, f"body is {int(declared)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return protocol_error(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request, limit: int) -> dict[str, Any] | JSON:
-    body = await request.body()
-    if len(body) > limit:
-        return protocol_error(Code.TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
+    body = await _read_limited(request, limit)
+    if isinstance(body, JSON):
+        _pooler(request).metrics.limit_hits.labels(limit="frame-size").inc()
+        return body
     if not body:
         return {}
     try:
@@ -156,20 +180,21 @@ async def submit(request: Request) -> JSON:
     except ProtocolError as exc:
         return protocol_error(exc.code, exc.message)
     assert isinstance(share, Share)
-    return _answer(
-        await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
-    )
+    answer = await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
+    if isinstance(answer, Accepted | Rejected):
+        pooler.judge_share(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
+    return _answer(answer)
 
 
 async def stats(request: Request) -> JSON:
-    miner = _authenticate(request)
+    miner = _authenticate(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
 
 async def leave(request: Request) -> JSON:
-    miner = _authenticate(request)
+    miner = _authenticate(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     pooler = _pooler(request)
