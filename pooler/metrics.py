@@ -75,11 +75,11 @@ LIMITS: Final = (
     "connections-per-ip",
     "connections-total",
     "hello-timeout",
-    "idle-timeout",
-    "outbox-full",
     "invalid-shares",
 )
-"""``limit`` of ``pooler_limit_hits_total``: which protective limit refused or closed a client."""
+"""``limit`` of ``pooler_limit_hits_total``: which protective limit refused or closed a client.
+(Idle sockets closed by the WebSocket keepalive and slow readers closed with 1013 are closed
+by uvicorn and the outbox; they are not counted here.)"""
 
 # Buckets, in seconds, around what each thing is expected to take.
 _HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)

@@ -253,15 +253,16 @@ class Runner:
     def _do(self, effect: Effect) -> None:
         match effect:
             case Send(conn, msg):
-                if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
-                    self.observer.share_answered(conn, msg)
                 box = self.conns.get(conn)
                 if box is not None:
                     box.put(encode(msg).decode())
-                    return
-                fut = self._replies.get(conn)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
+                else:
+                    fut = self._replies.get(conn)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                # After delivery: what the observer does about it (a warning, a close) comes second.
+                if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
+                    self.observer.share_answered(conn, msg)
             case Close(conn, code, reason):
                 box = self.conns.get(conn)
                 if box is not None:

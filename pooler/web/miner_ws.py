@@ -39,7 +39,6 @@ log = logging.getLogger("pooler.web.ws")
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
-CLOSE_KEEPALIVE = 1011  # what uvicorn closes with when a ping is not answered in time
 CLOSE_TRY_LATER = 1013
 _MAX_STRIKES = 20  # protocol errors tolerated on one connection before it is closed
 
@@ -51,7 +50,6 @@ def _frame(msg: Error) -> str:
 async def _receive_text(ws: WebSocket) -> str | bytes | None:
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
-        ws.scope["pooler.close_code"] = message.get("code")  # 1011: the keepalive gave up
         return None
     text = message.get("text")
     return text if text is not None else message.get("bytes") or b""
@@ -123,8 +121,6 @@ async def miner_socket(ws: WebSocket) -> None:
         await _serve(ws, pooler, miner.miner_id, hello)
     finally:
         pooler.release(ws)
-        if ws.scope.get("pooler.close_code") == CLOSE_KEEPALIVE:
-            pooler.metrics.limit_hits.labels(limit="idle-timeout").inc()
 
 
 def enforce_share_quality(pooler: Pooler, miner_id: str, verdict: str) -> None:

@@ -88,7 +88,9 @@ async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
                 task = asyncio.create_task(mine(miner, stop))
                 # block 2 is the first planted one; block 3 opening triggers block 2's harvest
                 await until(lambda: pooler.core.view(pooler.clock()).block == 3, within=20)
-                await until(lambda: any(b.block == 2 and b.harvest == "done" for b in pooler.core.view(0).blocks))
+                await until(
+                    lambda: any(b.block == 2 and b.harvest == "done" for b in pooler.core.view(0).blocks)
+                )
                 await asyncio.sleep(0.3)  # one snapshot tick
                 table = samples(await scrape(http, pooler))
                 stop.set()
@@ -110,7 +112,9 @@ async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
             assert value(table, "pooler_miners_connected") == 1
             assert value(table, "pooler_workers_connected", transport="ws") == 1
             assert ("pooler_farmer_hashes_per_second", frozenset({("farmer_id", reg["farmerId"])})) in table
-            phases = [labels for (name, labels), v in table.items() if name == "pooler_block_phase" and v == 1]
+            phases = [
+                labels for (name, labels), v in table.items() if name == "pooler_block_phase" and v == 1
+            ]
             assert len(phases) == 1
             info = {"version": __version__, "pooler_id": "ops-pooler", "network": "devnet"}
             assert value(table, "pooler_info", contract=net.contract_id, **info) == 1
