@@ -22,7 +22,7 @@ from pooler.core.config import CoreConfig
 from pooler.devnet import Devnet
 from pooler.service import Pooler, PoolerOptions
 from protocol.codec import decode_server
-from protocol.messages import Job, ServerMessage, Welcome
+from protocol.messages import Difficulty, Job, ServerMessage, Welcome
 from protocol.work import WorkTemplate, address_bytes
 
 M = TypeVar("M")
@@ -169,3 +169,18 @@ class Miner:
             if isinstance(msg, kind):
                 return msg
             self.inbox.append(msg)
+
+
+async def mine(miner: Miner, stop: asyncio.Event, per_job: int = 3) -> None:
+    """Answer every job with a few shares at the current difficulty (each block needs a best)."""
+    zeros = 1
+    while not stop.is_set():
+        try:
+            msg = await miner.recv(within=0.2)
+        except TimeoutError:
+            continue
+        if isinstance(msg, Difficulty):
+            zeros = msg.share_zeros
+        elif isinstance(msg, Job):
+            for nonce, _ in find_shares(msg, max(zeros, msg.share_zeros), per_job):
+                await miner.send({"type": "share", "job": msg.job, "nonce": str(nonce)})

@@ -19,11 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pooler import __version__
 from pooler.logs import setup_logging
 from pooler.service import Pooler
-from protocol.messages import Difficulty, Job
 from tests.component.reliability_support import (
     SECRET_SEED,
     Miner,
-    find_shares,
+    mine,
     pooler_on_devnet,
     register,
     until,
@@ -55,21 +54,6 @@ def samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(table: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return table[(name, frozenset(labels.items()))]
-
-
-async def mine(miner: Miner, stop: asyncio.Event) -> None:
-    """Answer every job with a few shares at the current difficulty (the block needs a best)."""
-    zeros = 1
-    while not stop.is_set():
-        try:
-            msg = await miner.recv(within=0.5)
-        except TimeoutError:
-            continue
-        if isinstance(msg, Difficulty):
-            zeros = msg.share_zeros
-        elif isinstance(msg, Job):
-            for nonce, _ in find_shares(msg, max(zeros, msg.share_zeros), 3):
-                await miner.send({"type": "share", "job": msg.job, "nonce": str(nonce)})
 
 
 async def scrape(http: aiohttp.ClientSession, pooler: Pooler) -> str:
