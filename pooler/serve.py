@@ -81,7 +81,15 @@ def options_from_settings(
         outbox_size=settings.outbox_size,
         default_stake_percentage=settings.stake_percentage,
         ws_ping_interval=settings.ws_ping_interval_ms / 1000,
+        ws_ping_timeout=(settings.idle_timeout_ms - settings.ws_ping_interval_ms) / 1000,
         db_path=settings.pooler_db if settings.store == "sqlite" else None,
+        network=settings.stellar_network,
+        cors_origins=settings.cors_origins,
+        metrics_enabled=settings.metrics_enabled,
+        health_interval=settings.health_interval_ms / 1000,
+        invalid_share_window=settings.invalid_share_window,
+        invalid_share_ratio=settings.invalid_share_ratio,
+        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
     )
 
 

@@ -26,19 +26,23 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.websockets import WebSocket
 
+from pooler import __version__
 from pooler.backend import BackendClient
-from pooler.chain.monitor import BlockMonitor
 from pooler.cluster.options import ClusterOptions
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Effect
 from pooler.core.events import MinerJoined, MinerLeft
+from pooler.metrics import Metrics
 from pooler.miners import MinerRecord, MinerRegistry
+from pooler.observe import ObservedMonitor, Observer
 from pooler.runtime.hub import EventHub
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+from pooler.web.limits import InvalidShareGuard
+from pooler.web.miner_ws import enforce_share_quality
 from pooler.web.wsproto import AbortableWebSocketProtocol
 
 if TYPE_CHECKING:
@@ -74,9 +78,19 @@ class PoolerOptions:
     slow_client_grace: float = 5.0  # seconds a peer that fell behind gets to take its close frame
     default_stake_percentage: float = 0.1
     ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 40.0  # no pong this long after a ping: closed (IDLE_TIMEOUT - interval)
     shutdown_timeout: float = 5.0
     db_path: str | None = None  # SQLite file; None keeps nothing across restarts (tests, the bare demo)
     cluster: ClusterOptions | None = None  # STORE=redis: one instance of a group (pooler/cluster)
+    network: str = "devnet"  # for pooler_info only
+    cors_origins: tuple[str, ...] = ()  # browser origins besides the dashboard's own ("*" = any)
+    metrics_enabled: bool = True  # serve /metrics
+    metrics_interval: float = 1.0  # loop-lag probe and share-counter flush period
+    snapshot_interval: float = 5.0  # gauges from Coordinator.view
+    health_interval: float = 5.0  # Backend health polls (readiness)
+    invalid_share_window: int = 50  # shares per window of the invalid-share guard
+    invalid_share_ratio: float = 0.9  # a window with more invalid shares than this is a strike
+    invalid_share_cooldown: float = 300.0  # seconds a miner is refused after its third strike
 
 
 class Pooler:
@@ -90,6 +104,21 @@ class Pooler:
         # (random: two starts within one clock second must differ too).
         core_config = dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}.")
         self.core = Coordinator(core_config)
+        self.metrics = Metrics()  # this Pooler's registry: /metrics serves exactly it
+        self.metrics.describe(
+            version=__version__,
+            pooler_id=options.pooler_id,
+            network=options.network,
+            contract=options.contract_id,
+        )
+        self.observer = Observer(
+            self,
+            self.metrics,
+            interval=options.metrics_interval,
+            snapshot_interval=options.snapshot_interval,
+            health_interval=options.health_interval,
+            clock=clock,
+        )
         self.backend = BackendClient(
             options.backend_url,
             options.backend_timeout,
@@ -117,15 +146,23 @@ class Pooler:
             clock=clock,
             outbox_size=options.outbox_size,
             review=self.cluster.store.review if self.cluster is not None else None,
+            observer=self.observer,
         )
-        self.monitor = BlockMonitor(
+        self.monitor = ObservedMonitor(
             options.rpc_url,
             options.contract_id,
             emit=self.cluster.emit if self.cluster is not None else self.runner.post,
             poll_interval=options.poll_interval,
+            metrics=self.metrics,
+        )
+        # Escalation against miners sending mostly invalid shares (pooler/web/limits.py).
+        self.guard = InvalidShareGuard(
+            options.invalid_share_window, options.invalid_share_ratio, options.invalid_share_cooldown
         )
         self.app = create_app(self)
         self.miner_conns: dict[str, set[int]] = {}  # miner id -> its live socket conns (leave closes them)
+        self.conn_miner: dict[int, str] = {}  # live socket conn -> its miner (share-quality guard)
+        self.store_open = False  # the store was opened and not closed yet (readiness)
         self._per_ip: collections.Counter[str] = (
             collections.Counter()
         )  # open miner sockets per client address
@@ -133,6 +170,7 @@ class Pooler:
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
+        self._observer_task: asyncio.Task[None] | None = None
         self.port = options.port  # the bound port once started
 
     # ------------------------------------------------------------ lifecycle
@@ -148,6 +186,7 @@ class Pooler:
         resume: list[Effect] = []
         if self.store is not None:
             restored = await self.store.open()
+            self.store_open = True
             for record in restored.miners:
                 self.registry.add(record)
             resume = self.core.restore(restored.snapshot, self.clock())
@@ -159,6 +198,7 @@ class Pooler:
         if self.cluster is not None:
             await self.cluster.start(self)
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="block-monitor")
+        self._observer_task = asyncio.create_task(self.observer.run(), name="observer")
         config = uvicorn.Config(
             self.app,
             host=self.options.host,
@@ -166,9 +206,10 @@ class Pooler:
             ws=AbortableWebSocketProtocol,  # websockets-sansio that can also drop a peer that stopped reading
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
-            ws_ping_timeout=self.options.ws_ping_interval,
+            ws_ping_timeout=self.options.ws_ping_timeout,
             ws_per_message_deflate=False,
             lifespan="off",
+            log_config=None,  # uvicorn's loggers propagate to ours (setup_logging: text or JSON)
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=max(1, round(self.options.shutdown_timeout)),
@@ -214,16 +255,18 @@ class Pooler:
                     raise  # we are being cancelled ourselves
             except Exception:
                 log.exception("the web server failed while stopping")
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
+        for task in (self._monitor_task, self._observer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.runner.drain(min(1.0, budget / 4))  # events of the closing sockets: counts kept
         if self.cluster is not None:
             await self.cluster.aclose()
         await self.runner.aclose()
         await self.backend.__aexit__(None, None, None)
         if self.store is not None:
+            self.store_open = False
             try:
                 await self.runner.flush()
             except Exception:
@@ -251,17 +294,17 @@ class Pooler:
         await self.runner.submit(_joined(record))
         return record, token
 
-    def admit(self, ws: WebSocket) -> bool:
+    def admit(self, ws: WebSocket) -> str | None:
+        """Count a new miner socket in; None when admitted, else the limit that refused it."""
         host = ws.client.host if ws.client else "?"
-        if (
-            self._open >= self.options.max_connections
-            or self._per_ip[host] >= self.options.max_connections_per_ip
-        ):
-            return False
+        if self._open >= self.options.max_connections:
+            return "connections-total"
+        if self._per_ip[host] >= self.options.max_connections_per_ip:
+            return "connections-per-ip"
         self._open += 1
         self._per_ip[host] += 1
         ws.scope["pooler.admitted"] = host
-        return True
+        return None
 
     def release(self, ws: WebSocket) -> None:
         host = ws.scope.pop("pooler.admitted", None)
@@ -272,7 +315,14 @@ class Pooler:
         if self._per_ip[host] <= 0:
             del self._per_ip[host]
 
+    def judge_share(self, miner_id: str, reason: str) -> None:
+        """Count one answered share of ``miner_id`` against the invalid-share guard, and act on it."""
+        verdict = self.guard.record(miner_id, reason)
+        if verdict != "ok":
+            enforce_share_quality(self, miner_id, verdict)
+
     async def remove_miner(self, miner_id: str) -> None:
+        self.guard.forget(miner_id)
         self.registry.revoke(miner_id)
         if self.store is not None:
             await self.store.revoke_miner(miner_id)
@@ -280,6 +330,7 @@ class Pooler:
 
     def _observe_backend(self, op: str, seconds: float, outcome: str) -> None:
         """Every Backend call's outcome: /health reports the Backend down after a call found it so."""
+        self.observer.backend_call(op, seconds, outcome)
         if outcome == "cancelled":
             return  # the caller gave up: says nothing about the Backend
         ok = outcome != "unavailable"
@@ -295,27 +346,33 @@ class Pooler:
         return self.core.summary(self.clock())
 
     def health(self) -> dict[str, Any]:
+        """Readiness parts and a summary; cheap (no view, no I/O): the Backend is polled on a timer."""
         now = self.clock()
-        view = self.core.view(now)
         rpc_ok = self.monitor.healthy
+        polled = self.observer.backend_ok  # None until the first health poll answered
+        backend_ok = self.backend_ok and polled is True
         store_ok = self.store is None or (
-            not getattr(self.store, "last_error", None) and not self.runner.unsaved
+            self.store_open
+            and self.observer.store_ok
+            and not getattr(self.store, "last_error", None)
+            and not self.runner.unsaved
         )
         checks = {
             "rpc": "ok" if rpc_ok else "down",
-            "backend": "ok" if self.backend_ok else "down",
+            "backend": "ok" if backend_ok else ("unknown" if polled is None and self.backend_ok else "down"),
             "store": "ok" if store_ok else "failing",
         }
-        if not rpc_ok and view.block is None:
-            status = "down"  # no block known: no work to hand out
-        else:
-            status = "ok" if rpc_ok and self.backend_ok and store_ok else "degraded"
+        summary = self.core.summary(now)
+        block = summary["block"]
+        ready = rpc_ok and backend_ok and store_ok
+        # Degraded: it still holds a block and serves miners while a dependency is away.
+        status = "ok" if ready else ("degraded" if block is not None else "down")
         body = {
             "status": status,
             "checks": checks,
-            "block": view.block,
-            "phase": view.phase,
-            "minersOnline": len(self.miner_conns) and sum(1 for c in self.miner_conns.values() if c),
+            "block": block,
+            "phase": summary["phase"],
+            "minersOnline": sum(1 for c in self.miner_conns.values() if c),
             "workers": self._open,
             "uptime": round(now - self.started_at, 3),
             "timestamp": int(now * 1000),

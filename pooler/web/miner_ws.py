@@ -4,10 +4,12 @@ The handler is a thin driver: it decodes frames (``protocol.codec``), turns them
 coordinator events, and leaves all answers to the coordinator, which reaches the socket
 only through this connection's :class:`Outbox` and its sender task.
 
-Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, or a
-misbehaving peer; 1009 on a frame over the size limit; 1013 when the client reads too
-slowly to keep its outbox under the limit. A peer that does not even take the close
-frame within ``slow_client_grace`` seconds has its TCP connection dropped.
+Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
+its invalid-share cool-down, or a misbehaving peer; 1009 on a frame over the size limit;
+1011 when a ping went unanswered (uvicorn's keepalive); 1013 when the client reads too
+slowly to keep its outbox under the limit, or the connection limits are reached. A peer
+that does not even take the close frame within ``slow_client_grace`` seconds has its TCP
+connection dropped.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ log = logging.getLogger("pooler.web.ws")
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
 _MAX_STRIKES = 20  # protocol errors tolerated on one connection before it is closed
 
 
@@ -64,14 +67,21 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int) -> N
 async def miner_socket(ws: WebSocket) -> None:
     pooler: Pooler = ws.app.state.pooler
     opts = pooler.options
-    if not pooler.admit(ws):
-        await ws.close(CLOSE_POLICY, "too many connections")
+    refused_by = pooler.admit(ws)
+    if refused_by is not None:
+        # Accepted only to say why: a bare HTTP 403 would leave the miner guessing.
+        pooler.metrics.limit_hits.labels(limit=refused_by).inc()
+        with contextlib.suppress(Exception):
+            await ws.accept()
+        what = "in total" if refused_by == "connections-total" else "from your address"
+        await _refuse(ws, Code.RATE_LIMITED, f"too many connections {what}; retry later", CLOSE_TRY_LATER)
         return
     try:
         await ws.accept()
         try:
             first = await asyncio.wait_for(_receive_text(ws), opts.hello_timeout)
         except TimeoutError:
+            pooler.metrics.limit_hits.labels(limit="hello-timeout").inc()
             await _refuse(
                 ws, Code.NO_HELLO, f"send 'hello' within {opts.hello_timeout:g} s of connecting", CLOSE_POLICY
             )
@@ -81,6 +91,8 @@ async def miner_socket(ws: WebSocket) -> None:
         try:
             hello = decode_client(first, opts.max_frame)
         except ProtocolError as exc:
+            if exc.code == Code.TOO_LARGE:
+                pooler.metrics.limit_hits.labels(limit="frame-size").inc()
             await _refuse(
                 ws, exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO, exc.message, CLOSE_POLICY
             )
@@ -99,9 +111,51 @@ async def miner_socket(ws: WebSocket) -> None:
                 CLOSE_POLICY,
             )
             return
+        cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
+        if cooling > 0:
+            pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
+            await _refuse(
+                ws,
+                Code.RATE_LIMITED,
+                f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
+                CLOSE_POLICY,
+            )
+            return
         await _serve(ws, pooler, miner.miner_id, hello)
     finally:
         pooler.release(ws)
+
+
+def enforce_share_quality(pooler: Pooler, miner_id: str, verdict: str) -> None:
+    """Act on an :class:`~pooler.web.limits.InvalidShareGuard` verdict for all sockets of a miner.
+
+    Called from the runner's share reports, so it only queues frames and closes; no await.
+    """
+    guard = pooler.guard
+    share = f"more than {guard.max_invalid:.0%} of its last {guard.window} shares"
+    if verdict == "warn":
+        text = (
+            f"warning: {share} were invalid (low-zeros, invalid-hash, out-of-range, duplicate); "
+            "fix the miner, or the next such window closes the connection"
+        )
+        close = False
+    elif verdict == "close":
+        text = f"closing: {share} were invalid again; one more such window and it is refused for a while"
+        close = True
+    else:
+        guard.refuse(miner_id, pooler.clock())
+        text = f"refused for {guard.cooldown:g} s: {share} were invalid three windows running"
+        close = True
+    if close:
+        pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
+    frame = _frame(Error(Code.RATE_LIMITED, text))
+    for conn in list(pooler.miner_conns.get(miner_id, ())):
+        box = pooler.runner.conns.get(conn)
+        if box is None:
+            continue
+        box.put(frame)
+        if close:
+            box.close(CLOSE_POLICY, "too many invalid shares")
 
 
 async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> None:
@@ -117,6 +171,7 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
     conn, box = runner.open_conn()
     pooler.miner_conns.setdefault(miner_id, set()).add(conn)
     abort = (ws.scope.get("extensions") or {}).get(ABORT)  # None on servers without our protocol class
+    pooler.conn_miner[conn] = miner_id
 
     async def close(code: int, reason: str) -> None:
         if ws.application_state != WebSocketState.DISCONNECTED:
@@ -156,19 +211,24 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
                     )
                 )
                 if strikes > _MAX_STRIKES:
+                    pooler.metrics.limit_hits.labels(limit="rate").inc()
                     box.close(CLOSE_POLICY, "rate limit")
+                    break
                 continue
             if isinstance(raw, bytes):
                 strikes += 1
                 box.put(
                     _frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text"))
                 )
+                if strikes > _MAX_STRIKES:
+                    box.close(CLOSE_POLICY, "too many protocol errors")
                 continue
             try:
                 msg = decode_client(raw, opts.max_frame)
             except ProtocolError as exc:
                 box.put(_frame(Error(exc.code, exc.message)))
                 if exc.code == Code.TOO_LARGE:
+                    pooler.metrics.limit_hits.labels(limit="frame-size").inc()
                     box.close(CLOSE_TOO_BIG, "frame too large")
                     break
                 strikes += 1
@@ -192,6 +252,7 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         log.exception("miner socket %d failed", conn)
     finally:
         box_done[0] = True
+        pooler.conn_miner.pop(conn, None)
         runner.post(WorkerDisconnected(conn))
         conns = pooler.miner_conns.get(miner_id)
         if conns is not None:

@@ -25,7 +25,7 @@ from pooler.miners import MinerRecord
 from pooler.web.limits import TokenBucket
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
-from protocol.messages import Error, Job, Rejected, ServerMessage, Share
+from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
 
 if TYPE_CHECKING:
     from pooler.service import Pooler
@@ -72,8 +72,9 @@ def rejected(code: Code, message: str, job: object = None, nonce: int | None = N
     return JSON(body, status_code=STATUS_OF.get(code, 400))
 
 
-def _authenticate(request: Request) -> MinerRecord | Error:
-    """The miner of the bearer token; an Error when missing, unknown or over its rate limit."""
+def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
+    """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
+    (``cooldown``) in its invalid-share cool-down."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -84,6 +85,12 @@ def _authenticate(request: Request) -> MinerRecord | Error:
     miner = pooler.registry.authenticate(token.strip())
     if miner is None:
         return Error(Code.UNAUTHORIZED, "unknown or revoked token")
+    cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
+    if cooldown and cooling > 0:
+        return Error(
+            Code.RATE_LIMITED,
+            f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
+        )
     buckets: dict[str, TokenBucket] = request.app.state.rest_buckets
     now = time.monotonic()
     bucket = buckets.get(miner.miner_id)
@@ -98,15 +105,31 @@ def _authenticate(request: Request) -> MinerRecord | Error:
     return miner
 
 
-def _miner(request: Request) -> MinerRecord | JSON:
-    miner = _authenticate(request)
+def _miner(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
+    miner = _authenticate(request, cooldown=cooldown)
     return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
 
 
+async def _read_limited(request: Request, limit: int) -> bytes | JSON:
+    """The body, read no further than ``limit`` bytes (a huge body is refused, not buffered)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return protocol_error(Code.TOO_LARGE, f"body is {int(declared)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return protocol_error(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request, limit: int) -> dict[str, Any] | JSON:
-    body = await request.body()
-    if len(body) > limit:
-        return protocol_error(Code.TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
+    body = await _read_limited(request, limit)
+    if isinstance(body, JSON):
+        _pooler(request).metrics.limit_hits.labels(limit="frame-size").inc()
+        return body
     if not body:
         return {}
     try:
@@ -181,10 +204,10 @@ async def submit(request: Request) -> JSON:
     if isinstance(miner, Error):
         return rejected(miner.code, miner.message)
     pooler = _pooler(request)
-    raw = await request.body()
     limit = pooler.options.max_frame
-    if len(raw) > limit:
-        return rejected(Code.TOO_LARGE, f"body is {len(raw)} bytes; the limit is {limit}")
+    raw = await _read_limited(request, limit)  # a huge body is refused, never buffered
+    if isinstance(raw, JSON):
+        return rejected(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
     try:
         body = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError:
@@ -199,20 +222,21 @@ async def submit(request: Request) -> JSON:
     except ProtocolError as exc:
         return rejected(exc.code, exc.message, body.get("job"))
     assert isinstance(share, Share)
-    return _answer(
-        await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
-    )
+    answer = await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
+    if isinstance(answer, Accepted | Rejected):
+        pooler.judge_share(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
+    return _answer(answer)
 
 
 async def stats(request: Request) -> JSON:
-    miner = _miner(request)
+    miner = _miner(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
 
 async def leave(request: Request) -> JSON:
-    miner = _miner(request)
+    miner = _miner(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     pooler = _pooler(request)
