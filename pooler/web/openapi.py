@@ -116,6 +116,12 @@ SPEC: dict[str, Any] = {
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
             }
         },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition; OpenMetrics when asked for)",
+                "responses": {"200": {"description": "the metrics", "content": {"text/plain": {}}}},
+            }
+        },
         "/events": {
             "get": {
                 "summary": "Dashboard event stream (Server-Sent Events); also WebSocket /ws/events",

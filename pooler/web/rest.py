@@ -207,6 +207,7 @@ async def submit(request: Request) -> JSON:
     limit = pooler.options.max_frame
     raw = await _read_limited(request, limit)  # a huge body is refused, never buffered
     if isinstance(raw, JSON):
+        pooler.metrics.limit_hits.labels(limit="frame-size").inc()
         return rejected(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
     try:
         body = orjson.loads(raw or b"{}")
