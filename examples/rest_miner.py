@@ -83,6 +83,9 @@ class RestMiner:
         self.blocks_done = 0
         self.accepted = 0
         self.rejected = 0
+        # the job whose low-zeros answer made us fetch work once: REST has no `difficulty` push, the
+        # next job carries the new shareZeros (shares of that old job still in flight are ignored)
+        self._refetched_for: str | None = None
         self.dropped = 0  # finds lost to a full queue
 
     def stop(self) -> None:
@@ -223,6 +226,11 @@ class RestMiner:
                 self.engine.on_disconnect()
                 self._job = None
                 self._live.clear()
+                await self._fetch_work(http)
+            elif (
+                result.code == Code.LOW_ZEROS and result.job is not None and result.job != self._refetched_for
+            ):
+                self._refetched_for = result.job  # the pool raised our difficulty: learn it from a job
                 await self._fetch_work(http)
 
     def _finish_block(self) -> None:

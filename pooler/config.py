@@ -491,6 +491,27 @@ class Settings:
         _LIMITS,
         "A socket with no message and no pong for this long is closed (must exceed WS_PING_INTERVAL_MS).",
     )
+    invalid_share_window: int = _setting(
+        50,
+        "INVALID_SHARE_WINDOW",
+        _int(1, 1_000_000, "shares"),
+        _LIMITS,
+        "Shares per window of the invalid-share guard (a miner's shares are judged window by window).",
+    )
+    invalid_share_ratio: float = _setting(
+        0.9,
+        "INVALID_SHARE_RATIO",
+        _float(0.0, 0.999, "fraction"),
+        _LIMITS,
+        "A window with more invalid shares than this is a strike: warn, then close, then refuse.",
+    )
+    invalid_share_cooldown_ms: int = _setting(
+        300_000,
+        "INVALID_SHARE_COOLDOWN_MS",
+        _int(0, 86_400_000, _MS),
+        _LIMITS,
+        "How long a miner is refused after its third bad window in a row.",
+    )
     outbox_size: int = _setting(
         64,
         "OUTBOX_SIZE",
@@ -534,6 +555,13 @@ class Settings:
     )
     metrics_enabled: bool = _setting(
         True, "METRICS_ENABLED", _bool, _OPS, "Serve Prometheus metrics at /metrics."
+    )
+    health_interval_ms: int = _setting(
+        5000,
+        "HEALTH_INTERVAL_MS",
+        _int(100, 600_000, _MS),
+        _OPS,
+        "How often the Backend's /health is polled for /health/ready (requests never wait on it).",
     )
     summary_interval_ms: int = _setting(
         5000,

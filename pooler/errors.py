@@ -10,6 +10,7 @@
         +-- BackendError            the Backend call failed
         |   +-- BackendUnavailable  network error, 5xx, 429, timeout: retryable until the deadline
         |   +-- BackendRejected     a 4xx: our request was wrong; retrying cannot help
+        |       +-- FencedOff       refused here: this instance does not hold the leader lease
         +-- StoreError              durable storage failed
         |   +-- StoreUnavailable    could not write now (locked, I/O error, disk full): retry later
         +-- DevnetError             the local devnet was misused
@@ -61,6 +62,10 @@ class BackendRejected(BackendError):
     """A 4xx other than 429: the request itself was refused; retrying cannot help."""
 
 
+class FencedOff(BackendRejected):
+    """This instance no longer (or never) held the cluster's leader lease: the call was not made."""
+
+
 class StoreError(PoolerError):
     """Durable storage failed."""
 
@@ -92,6 +97,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "DevnetError",
+    "FencedOff",
     "KaleError",
     "PoolerError",
     "ProtocolError",

@@ -45,9 +45,10 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # 
 
 # Label values. Enumerated here so the series exist (at 0) from the start and so callers
 # and docs share one spelling.
-PHASES: Final = ("idle", "planting", "mining", "working", "worked", "paused")
-"""``pooler_block_phase`` states: no block seen yet; /plant in flight; miners hashing;
-/work in flight; work submitted, waiting for the next block; the farm is paused."""
+PHASES: Final = ("idle", "planting", "mining", "submitting", "worked", "closed", "paused")
+"""``pooler_block_phase`` states, the coordinator's phases (``pooler.core.cycle.Phase``): no
+block seen yet; /plant in flight; miners hashing; /work due or in flight; work recorded; the
+block's deadline passed, waiting for the next one; the farm is paused."""
 
 SHARE_REASONS: Final = ("ok", *(code.reason for code in Code))
 """``reason`` label of ``pooler_shares_total``: ``ok`` for accepted shares, else the
@@ -59,8 +60,9 @@ OP_OUTCOMES: Final = ("ok", "partial", "failed", "missed")
 failed; the deadline passed before the call could succeed."""
 
 BACKEND_OPS: Final = ("register", "plant", "work", "harvest", "health")
-BACKEND_ERROR_KINDS: Final = ("timeout", "unavailable", "rejected")
-"""timeout; network error, 5xx or 429 (retryable); another 4xx (not retryable)."""
+BACKEND_ERROR_KINDS: Final = ("unavailable", "rejected", "bad-response")
+"""network error, timeout, 5xx or 429 until the retries or the deadline ran out; another 4xx
+(not retryable); a 2xx whose body is not the documented shape."""
 
 RPC_METHODS: Final = ("getLedgerEntries", "getLatestLedger", "getHealth", "getNetwork")
 RPC_ERROR_KINDS: Final = ("timeout", "unavailable", "rpc-error", "bad-data")
@@ -73,11 +75,11 @@ LIMITS: Final = (
     "connections-per-ip",
     "connections-total",
     "hello-timeout",
-    "idle-timeout",
-    "outbox-full",
     "invalid-shares",
 )
-"""``limit`` of ``pooler_limit_hits_total``: which protective limit refused or closed a client."""
+"""``limit`` of ``pooler_limit_hits_total``: which protective limit refused or closed a client.
+(Idle sockets closed by the WebSocket keepalive and slow readers closed with 1013 are closed
+by uvicorn and the outbox; they are not counted here.)"""
 
 # Buckets, in seconds, around what each thing is expected to take.
 _HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -152,7 +154,7 @@ class Metrics:
         )
         self.new_block_push_latency = Histogram(
             "pooler_new_block_push_seconds",
-            "From a new block being seen to its job being queued on every connected socket",
+            "From the coordinator taking a new block to its jobs being queued on every connected socket",
             buckets=_FAST_BUCKETS,
             registry=r,
         )
@@ -160,7 +162,7 @@ class Metrics:
         # -- dependencies
         self.backend_latency = Histogram(
             "pooler_backend_request_duration_seconds",
-            "Backend HTTP requests (each attempt), by operation",
+            "Backend calls (all attempts and backoff of one call), by operation",
             ["op"],
             buckets=_HTTP_BUCKETS,
             registry=r,

@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
 from typing import Any
 
+from pooler.cluster.options import ClusterOptions
 from pooler.config import Settings
 from pooler.core.config import CoreConfig
 from pooler.errors import ConfigError, StoreError
@@ -79,7 +81,15 @@ def options_from_settings(
         outbox_size=settings.outbox_size,
         default_stake_percentage=settings.stake_percentage,
         ws_ping_interval=settings.ws_ping_interval_ms / 1000,
+        ws_ping_timeout=(settings.idle_timeout_ms - settings.ws_ping_interval_ms) / 1000,
         db_path=settings.pooler_db if settings.store == "sqlite" else None,
+        network=settings.stellar_network,
+        cors_origins=settings.cors_origins,
+        metrics_enabled=settings.metrics_enabled,
+        health_interval=settings.health_interval_ms / 1000,
+        invalid_share_window=settings.invalid_share_window,
+        invalid_share_ratio=settings.invalid_share_ratio,
+        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
     )
 
 
@@ -98,12 +108,15 @@ def run(args: argparse.Namespace) -> int:
     if missing and settings.stellar_network != "devnet":
         print(_NOT_CONFIGURED.format(missing=" and ".join(missing)), file=sys.stderr)
         return 2
-    if settings.store == "redis":
-        print(
-            "pooler serve: STORE=redis is not available in this version; use sqlite or memory",
-            file=sys.stderr,
-        )
-        return 2
+    cluster = None
+    if settings.store == "redis" and settings.redis_url:  # scale-out hook: one instance of a group
+        from pooler.cluster.options import from_environ
+
+        try:
+            cluster = from_environ(settings.redis_url)
+        except ConfigError as exc:
+            print(f"pooler serve: {exc}", file=sys.stderr)
+            return 2
     own_devnet = settings.stellar_rpc_url is None or settings.backend_api_url is None
     if own_devnet and settings.store == "sqlite" and os.path.isfile(settings.pooler_db):
         log.warning(
@@ -118,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # optional: the stock loop works, only slower
         runner = asyncio.run
     try:
-        return int(runner(_serve(settings)))
+        return int(runner(_serve(settings, cluster)))
     except StoreError as exc:
         print(f"pooler serve: {exc}", file=sys.stderr)
         return 1
@@ -128,7 +141,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _EXIT_SLACK = 5.0  # seconds beyond the Pooler's shutdown_timeout for the devnet and the store
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, cluster: ClusterOptions | None = None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -143,14 +156,14 @@ async def _serve(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await _run_until(stop, settings)
+        return await _run_until(stop, settings, cluster)
     finally:
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
 
 
-async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
+async def _run_until(stop: asyncio.Event, settings: Settings, cluster: ClusterOptions | None = None) -> int:
     stack = contextlib.AsyncExitStack()
     bound = _EXIT_SLACK
     try:
@@ -166,6 +179,8 @@ async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
             settings, rpc_url=rpc_url, backend_url=backend_url, contract_id=contract_id
         )
         bound += options.shutdown_timeout
+        if cluster is not None:
+            options = dataclasses.replace(options, cluster=cluster)
         pooler = await stack.enter_async_context(Pooler(options))
         print(
             f"pooler {settings.pooler_id} listening on {pooler.url} (miners: /ws/miner, dashboard: /)",

@@ -22,24 +22,34 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.websockets import WebSocket
 
+from pooler import __version__
 from pooler.backend import BackendClient
-from pooler.chain.monitor import BlockMonitor
+from pooler.cluster.options import ClusterOptions
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Effect
 from pooler.core.events import MinerJoined, MinerLeft
+from pooler.metrics import Metrics
 from pooler.miners import MinerRecord, MinerRegistry
+from pooler.observe import ObservedMonitor, Observer
 from pooler.runtime.hub import EventHub
 from pooler.runtime.lane import AVAILABLE as LANE_AVAILABLE
 from pooler.runtime.lane import LaneProtocol
-from pooler.runtime.runner import Runner
+from pooler.runtime.runner import BackendPort, Runner
+from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+from pooler.web.limits import InvalidShareGuard
+from pooler.web.miner_ws import enforce_share_quality
+from pooler.web.wsproto import AbortableWebSocketProtocol
+
+if TYPE_CHECKING:
+    from pooler.cluster.node import ClusterNode
 
 log = logging.getLogger("pooler")
 
@@ -68,8 +78,10 @@ class PoolerOptions:
     max_connections: int = 20_000
     max_connections_per_ip: int = 20_000
     outbox_size: int = 256
+    slow_client_grace: float = 5.0  # seconds a peer that fell behind gets to take its close frame
     default_stake_percentage: float = 0.1
     ws_ping_interval: float | None = 20.0
+    ws_ping_timeout: float | None = 40.0  # no pong this long after a ping: closed (IDLE_TIMEOUT - interval)
     shutdown_timeout: float = 5.0
     db_path: str | None = None  # SQLite file; None keeps nothing across restarts (tests, the bare demo)
     # Move everything allocated before serving (modules, stellar-sdk's XDR classes: ~90k objects) out
@@ -77,6 +89,16 @@ class PoolerOptions:
     # For a process that runs one Pooler (pooler serve, the benchmarks); not for test sessions that
     # start many, where it would keep their garbage for good.
     gc_freeze: bool = False
+    cluster: ClusterOptions | None = None  # STORE=redis: one instance of a group (pooler/cluster)
+    network: str = "devnet"  # for pooler_info only
+    cors_origins: tuple[str, ...] = ()  # browser origins besides the dashboard's own ("*" = any)
+    metrics_enabled: bool = True  # serve /metrics
+    metrics_interval: float = 1.0  # loop-lag probe and share-counter flush period
+    snapshot_interval: float = 5.0  # gauges from Coordinator.view
+    health_interval: float = 5.0  # Backend health polls (readiness)
+    invalid_share_window: int = 50  # shares per window of the invalid-share guard
+    invalid_share_ratio: float = 0.9  # a window with more invalid shares than this is a strike
+    invalid_share_cooldown: float = 300.0  # seconds a miner is refused after its third strike
 
 
 class Pooler:
@@ -88,17 +110,67 @@ class Pooler:
         self.registry = MinerRegistry(options.pooler_id)
         # A per-start job-id prefix: a job id from before a restart can never name a job of this run
         # (random: two starts within one clock second must differ too).
-        self.core = Coordinator(dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}."))
-        self.backend = BackendClient(options.backend_url, options.backend_timeout, options.retry_attempts)
-        self.store = SqliteStore(options.db_path, clock=clock) if options.db_path else None
-        self.runner = Runner(
-            self.core, self.backend, self.hub, store=self.store, clock=clock, outbox_size=options.outbox_size
+        core_config = dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}.")
+        self.core = Coordinator(core_config)
+        self.metrics = Metrics()  # this Pooler's registry: /metrics serves exactly it
+        self.metrics.describe(
+            version=__version__,
+            pooler_id=options.pooler_id,
+            network=options.network,
+            contract=options.contract_id,
         )
-        self.monitor = BlockMonitor(
-            options.rpc_url, options.contract_id, emit=self.runner.post, poll_interval=options.poll_interval
+        self.observer = Observer(
+            self,
+            self.metrics,
+            interval=options.metrics_interval,
+            snapshot_interval=options.snapshot_interval,
+            health_interval=options.health_interval,
+            clock=clock,
+        )
+        self.backend = BackendClient(
+            options.backend_url,
+            options.backend_timeout,
+            options.retry_attempts,
+            observe=self._observe_backend,
+        )
+        self.backend_ok = True  # last Backend call reached it (or none was made yet): /health's "backend"
+        self.store: Store | None = SqliteStore(options.db_path, clock=clock) if options.db_path else None
+        # Scale-out hook (pooler/cluster): the node swaps in its hub, coordinator, store and Backend port.
+        self.cluster: ClusterNode | None = None
+        runner_backend: BackendPort = self.backend
+        if options.cluster is not None:
+            from pooler.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(options.cluster, options.core, clock=clock)
+            self.hub = self.cluster.hub
+            self.core = self.cluster.coordinator(core_config)
+            self.store = self.cluster.store
+            runner_backend = self.cluster.follower_backend
+        self.runner = Runner(
+            self.core,
+            runner_backend,
+            self.hub,
+            store=self.store,
+            clock=clock,
+            outbox_size=options.outbox_size,
+            review=self.cluster.store.review if self.cluster is not None else None,
+            observer=self.observer,
+        )
+        self.monitor = ObservedMonitor(
+            options.rpc_url,
+            options.contract_id,
+            emit=self.cluster.emit if self.cluster is not None else self.runner.post,
+            poll_interval=options.poll_interval,
+            metrics=self.metrics,
+        )
+        # Escalation against miners sending mostly invalid shares (pooler/web/limits.py).
+        self.guard = InvalidShareGuard(
+            options.invalid_share_window, options.invalid_share_ratio, options.invalid_share_cooldown
         )
         self.app = create_app(self)
         self.miner_conns: dict[str, set[int]] = {}  # miner id -> its live socket conns (leave closes them)
+        self.conn_miner: dict[int, str] = {}  # live socket conn -> its miner (share-quality guard)
+        self.store_open = False  # the store was opened and not closed yet (readiness)
         self._per_ip: collections.Counter[str] = (
             collections.Counter()
         )  # open miner sockets per client address
@@ -106,6 +178,7 @@ class Pooler:
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._monitor_task: asyncio.Task[None] | None = None
+        self._observer_task: asyncio.Task[None] | None = None
         self.port = options.port  # the bound port once started
 
     # ------------------------------------------------------------ lifecycle
@@ -121,6 +194,7 @@ class Pooler:
         resume: list[Effect] = []
         if self.store is not None:
             restored = await self.store.open()
+            self.store_open = True
             for record in restored.miners:
                 self.registry.add(record)
             resume = self.core.restore(restored.snapshot, self.clock())
@@ -129,18 +203,23 @@ class Pooler:
         await self.runner.perform(resume)
         for record in self.registry.records():
             self.runner.post(_joined(record))
+        if self.cluster is not None:
+            await self.cluster.start(self)
         self._monitor_task = asyncio.create_task(self.monitor.run(), name="block-monitor")
+        self._observer_task = asyncio.create_task(self.observer.run(), name="observer")
         config = uvicorn.Config(
             self.app,
             host=self.options.host,
             port=self.options.port,
-            # websockets-sansio plus the miner socket's direct lane (pooler/runtime/lane.py)
-            ws=LaneProtocol if LANE_AVAILABLE else "websockets-sansio",
+            # websockets-sansio that can drop a peer that stopped reading, plus the miner socket's direct
+            # lane (pooler/runtime/lane.py) where this uvicorn has what the lane builds on
+            ws=LaneProtocol if LANE_AVAILABLE else AbortableWebSocketProtocol,
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
-            ws_ping_timeout=self.options.ws_ping_interval,
+            ws_ping_timeout=self.options.ws_ping_timeout,
             ws_per_message_deflate=False,
             lifespan="off",
+            log_config=None,  # uvicorn's loggers propagate to ours (setup_logging: text or JSON)
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=max(1, round(self.options.shutdown_timeout)),
@@ -189,14 +268,18 @@ class Pooler:
                     raise  # we are being cancelled ourselves
             except Exception:
                 log.exception("the web server failed while stopping")
-        if self._monitor_task is not None:
-            self._monitor_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._monitor_task
+        for task in (self._monitor_task, self._observer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.runner.drain(min(1.0, budget / 4))  # events of the closing sockets: counts kept
+        if self.cluster is not None:
+            await self.cluster.aclose()
         await self.runner.aclose()
         await self.backend.__aexit__(None, None, None)
         if self.store is not None:
+            self.store_open = False
             try:
                 await self.runner.flush()
             except Exception:
@@ -219,20 +302,22 @@ class Pooler:
             except Exception:
                 self.registry.revoke(record.miner_id)  # a token we could forget must not be handed out
                 raise
+        if self.cluster is not None:
+            await self.cluster.on_registered(record)
         await self.runner.submit(_joined(record))
         return record, token
 
-    def admit(self, ws: WebSocket) -> bool:
+    def admit(self, ws: WebSocket) -> str | None:
+        """Count a new miner socket in; None when admitted, else the limit that refused it."""
         host = ws.client.host if ws.client else "?"
-        if (
-            self._open >= self.options.max_connections
-            or self._per_ip[host] >= self.options.max_connections_per_ip
-        ):
-            return False
+        if self._open >= self.options.max_connections:
+            return "connections-total"
+        if self._per_ip[host] >= self.options.max_connections_per_ip:
+            return "connections-per-ip"
         self._open += 1
         self._per_ip[host] += 1
         ws.scope["pooler.admitted"] = host
-        return True
+        return None
 
     def release(self, ws: WebSocket) -> None:
         host = ws.scope.pop("pooler.admitted", None)
@@ -243,11 +328,30 @@ class Pooler:
         if self._per_ip[host] <= 0:
             del self._per_ip[host]
 
+    def judge_share(self, miner_id: str, reason: str) -> None:
+        """Count one answered share of ``miner_id`` against the invalid-share guard, and act on it."""
+        verdict = self.guard.record(miner_id, reason)
+        if verdict != "ok":
+            enforce_share_quality(self, miner_id, verdict)
+
     async def remove_miner(self, miner_id: str) -> None:
+        self.guard.forget(miner_id)
         self.registry.revoke(miner_id)
         if self.store is not None:
             await self.store.revoke_miner(miner_id)
         await self.runner.submit(MinerLeft(miner_id))
+
+    def _observe_backend(self, op: str, seconds: float, outcome: str) -> None:
+        """Every Backend call's outcome: /health reports the Backend down after a call found it so."""
+        self.observer.backend_call(op, seconds, outcome)
+        if outcome == "cancelled":
+            return  # the caller gave up: says nothing about the Backend
+        ok = outcome != "unavailable"
+        if ok != self.backend_ok:
+            self.backend_ok = ok
+            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
+            (log.info if ok else log.warning)("%s", detail)
+            self.hub.publish("chain", {"ok": ok, "detail": detail})
 
     # ------------------------------------------------------------ views
 
@@ -255,26 +359,40 @@ class Pooler:
         return self.core.summary(self.clock())
 
     def health(self) -> dict[str, Any]:
+        """Readiness parts and a summary; cheap (no view, no I/O): the Backend is polled on a timer."""
         now = self.clock()
-        view = self.core.view(now)
         rpc_ok = self.monitor.healthy
-        store_ok = self.store is None or (not self.store.last_error and not self.runner.unsaved)
+        polled = self.observer.backend_ok  # None until the first health poll answered
+        backend_ok = self.backend_ok and polled is True
+        store_ok = self.store is None or (
+            self.store_open
+            and self.observer.store_ok
+            and not getattr(self.store, "last_error", None)
+            and not self.runner.unsaved
+        )
         checks = {
             "rpc": "ok" if rpc_ok else "down",
-            "backend": "ok",
+            "backend": "ok" if backend_ok else ("unknown" if polled is None and self.backend_ok else "down"),
             "store": "ok" if store_ok else "failing",
         }
-        status = "ok" if rpc_ok else ("degraded" if view.block is not None else "down")
-        return {
+        summary = self.core.summary(now)
+        block = summary["block"]
+        ready = rpc_ok and backend_ok and store_ok
+        # Degraded: it still holds a block and serves miners while a dependency is away.
+        status = "ok" if ready else ("degraded" if block is not None else "down")
+        body = {
             "status": status,
             "checks": checks,
-            "block": view.block,
-            "phase": view.phase,
-            "minersOnline": len(self.miner_conns) and sum(1 for c in self.miner_conns.values() if c),
+            "block": block,
+            "phase": summary["phase"],
+            "minersOnline": sum(1 for c in self.miner_conns.values() if c),
             "workers": self._open,
             "uptime": round(now - self.started_at, 3),
             "timestamp": int(now * 1000),
         }
+        if self.cluster is not None:
+            body["cluster"] = self.cluster.status()
+        return body
 
 
 class _Server(uvicorn.Server):

@@ -538,6 +538,10 @@ class Coordinator:
             )
         vd = sess.vd
         need = vd.zeros if now >= vd.grace_until else vd.low
+        if sess.conn is None:
+            # A REST worker cannot be told of a new difficulty; the job it holds states the one it
+            # mines at, so that one counts until it fetches the next job.
+            need = min(need, job.share_zeros)
         if zeros < need:
             return self._reject(
                 miner, sess, conn, share, Code.LOW_ZEROS, f"the hash has {zeros} zeros; {need} are needed"

@@ -15,8 +15,8 @@ the handshake, the ``hello``, binary frames and the close, and lets the socket's
 The protocol offers the lane in ``scope["extensions"][LANE]``; an application that never looks
 gets plain uvicorn behaviour. The subclass relies on attributes of uvicorn's
 ``WebSocketsSansIOProtocol`` (``conn``, ``transport``, ``writable``, ``close_sent``,
-``handshake_complete``, ``disconnected``); :data:`AVAILABLE` is False, and ``Pooler`` uses the
-stock protocol, if an uvicorn release ever lacks them.
+``handshake_complete``, ``disconnected``); :data:`AVAILABLE` is False, and ``Pooler`` uses
+:class:`~pooler.web.wsproto.AbortableWebSocketProtocol` alone, if an uvicorn release ever lacks them.
 """
 
 from __future__ import annotations
@@ -25,25 +25,22 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame
 from websockets.protocol import State
+
+from pooler.web.wsproto import AbortableWebSocketProtocol
 
 log = logging.getLogger("pooler.runtime.lane")
 
 LANE = "kale.lane"  # the ASGI scope extension carrying the Lane
 
-try:
-    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-
-    # attributes the lane reads, as the names uvicorn's __init__ assigns
-    _NEEDED = {"conn", "transport", "writable", "close_sent", "handshake_complete", "disconnected"}
-    AVAILABLE = set(WebSocketsSansIOProtocol.__init__.__code__.co_names) >= _NEEDED and all(
-        hasattr(WebSocketsSansIOProtocol, m) for m in ("handle_connect", "handle_text")
-    )
-except ImportError:  # pragma: no cover - uvicorn[standard] is a dependency
-    WebSocketsSansIOProtocol = object  # type: ignore[misc,assignment]
-    AVAILABLE = False
+# attributes the lane reads, as the names uvicorn's __init__ assigns
+_NEEDED = {"conn", "transport", "writable", "close_sent", "handshake_complete", "disconnected"}
+AVAILABLE = set(WebSocketsSansIOProtocol.__init__.__code__.co_names) >= _NEEDED and all(
+    hasattr(WebSocketsSansIOProtocol, m) for m in ("handle_connect", "handle_text", "send")
+)
 
 Receiver = Callable[[str], None]
 
@@ -120,8 +117,8 @@ class Lane:
                 self._proto.transport.resume_reading()
 
 
-class LaneProtocol(WebSocketsSansIOProtocol):
-    """``ws="websockets-sansio"`` plus the lane; pass the class itself as uvicorn's ``ws``."""
+class LaneProtocol(AbortableWebSocketProtocol):
+    """websockets-sansio with ``pooler.abort`` (pooler/web/wsproto.py) plus the lane; uvicorn's ``ws``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

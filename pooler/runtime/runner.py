@@ -24,6 +24,11 @@ current time, and performs the effects in order:
   collection lands between the first and the last job of a new block.
 
 The runner is the only caller of ``handle``; nothing else mutates round state.
+
+An optional :class:`RunnerObserver` (``pooler.observe.Observer``) is told what the runner
+did: each share answer it delivers, each dashboard event, each Backend call's outcome, each
+store commit and how long a new block took to reach every socket's outbox. The calls are
+plain method calls with data already at hand; nothing is formatted or awaited for them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import contextlib
 import gc
 import itertools
 import logging
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -50,9 +56,8 @@ from pooler.core.effects import (
     Send,
     SetTimer,
 )
-from pooler.core.events import BackendResult, Event, LocalSearchDone, TimerFired
+from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
 from pooler.errors import BackendError, BackendUnavailable, StoreUnavailable
-from pooler.metrics import METRICS
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
 from pooler.runtime.outbox import Flusher, Outbox
@@ -75,6 +80,25 @@ class BackendPort(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class RunnerObserver(Protocol):
+    """What the runner reports as it works (metrics, logs, share-quality limits)."""
+
+    def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
+        """An ``accepted``/``rejected`` went to socket or REST reply ``conn``."""
+
+    def published(self, kind: str, data: Mapping[str, object]) -> None:
+        """A dashboard event was published."""
+
+    def backend_done(self, call: CallBackend, result: BackendResult, missed: bool) -> None:
+        """A Backend call ended; ``missed``: it failed because its deadline ran out."""
+
+    def store_committed(self, seconds: float, records: int, ok: bool) -> None:
+        """A batch of records was committed (or the commit failed)."""
+
+    def block_pushed(self, block: int, seconds: float, sockets: int) -> None:
+        """A new block's effects (jobs included) were performed ``seconds`` after it was taken."""
+
+
 class StorePort(Protocol):
     """What the runner needs of the store: commit one batch of records durably."""
 
@@ -94,11 +118,15 @@ class Runner:
         clock: Callable[[], float] = time.time,
         inbox_size: int = 100_000,
         outbox_size: int = 256,
+        review: Callable[[list[Effect]], list[Effect]] | None = None,
+        observer: RunnerObserver | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
         self._backend = backend
         self._store = store  # None: nothing durable (tests of the runner alone, the bare demo)
+        # Scale-out hook: after a commit, may turn held acks into rejects (shared duplicate check)
+        self._review = review
         self._clock = clock
         self._inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=inbox_size)  # adapters block when full
         self._outbox_size = outbox_size
@@ -117,6 +145,7 @@ class Runner:
         self.refused_acks = 0  # accepted turned into rejected because their commit failed
         # set while the loop waits on an empty inbox: drain() uses it to know all acks are out
         self._idle = asyncio.Event()
+        self.observer = observer  # None: nobody watches (tests of the runner alone)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -231,6 +260,8 @@ class Runner:
                     break
             now = self._clock()
             effects: list[Effect] = []
+            new_block: NewBlock | None = None  # a NewBlock in this batch: its push latency is measured
+            pushed_from = 0.0
             # No cyclic-GC pass in the middle of a batch: a new block's jobs (one per socket) then leave
             # in one uninterrupted run, and the collection their allocations trigger comes after them.
             # With ten thousand sockets a full pass takes about a second (docs/benchmarks.md).
@@ -238,6 +269,8 @@ class Runner:
             gc.disable()
             try:
                 for event in batch:
+                    if type(event) is NewBlock:
+                        new_block, pushed_from = event, time.perf_counter()
                     try:
                         effects.extend(core.handle(event, now))
                     except Exception:
@@ -248,6 +281,13 @@ class Runner:
             finally:
                 if gc_was_enabled:
                     gc.enable()
+            # Let the connections' senders flush this batch before the next one: with a deep inbox,
+            # inbox.get() never suspends, and a sender that never ran would look like a stuck peer.
+            await asyncio.sleep(0)
+            if new_block is not None and self.observer is not None:
+                self.observer.block_pushed(
+                    new_block.index, time.perf_counter() - pushed_from, len(self.conns)
+                )
 
     async def perform(self, effects: list[Effect]) -> None:
         """Perform effects produced outside the loop (``Coordinator.restore`` at start-up)."""
@@ -268,10 +308,12 @@ class Runner:
                 self._do(effect)
         if records and self._store is not None:
             batch = self._unsaved + records if self._unsaved else records
+            started = time.perf_counter()
             try:
-                with METRICS.store_commit_latency.time():
-                    await self._store.commit(batch)
+                await self._store.commit(batch)
                 self._unsaved = []
+                if self._review is not None:
+                    held = self._review(held or [])
             except Exception as exc:
                 # Not durable: the acks they protect must not go out as if they were.
                 if isinstance(exc, StoreUnavailable):
@@ -281,6 +323,11 @@ class Runner:
                     self._unsaved = []
                     log.exception("store commit of %d records failed; dropping them", len(batch))
                 held = self._refuse_acks(held or [])
+                if self.observer is not None:
+                    self.observer.store_committed(time.perf_counter() - started, len(batch), False)
+            else:
+                if self.observer is not None:
+                    self.observer.store_committed(time.perf_counter() - started, len(batch), True)
         for effect in held or ():
             self._do(effect)
         self.flusher.flush()
@@ -306,16 +353,21 @@ class Runner:
                 box = self.conns.get(conn)
                 if box is not None:
                     box.put(encode(msg).decode())
-                    return
-                fut = self._replies.get(conn)
-                if fut is not None and not fut.done():
-                    fut.set_result(msg)
+                else:
+                    fut = self._replies.get(conn)
+                    if fut is not None and not fut.done():
+                        fut.set_result(msg)
+                # After delivery: what the observer does about it (a warning, a close) comes second.
+                if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
+                    self.observer.share_answered(conn, msg)
             case Close(conn, code, reason):
                 box = self.conns.get(conn)
                 if box is not None:
                     box.close(code, reason)
             case Publish(kind, data):
                 self.hub.publish(kind, data)
+                if self.observer is not None:
+                    self.observer.published(kind, data)
             case SetTimer(key, at):
                 old = self._timers.pop(key, None)
                 if old is not None:
@@ -343,10 +395,16 @@ class Runner:
         task.add_done_callback(self._tasks.discard)
 
     async def _call_backend(self, call: CallBackend) -> None:
+        missed = False  # failed because the deadline ran out (not because the Backend said no)
         try:
             response = await self._backend.call(call.op, "POST", f"/{call.op}", call.payload, call.deadline)
             result = BackendResult(call.call_id, call.op, call.block, ok=True, response=response)
         except BackendError as exc:
+            # The client stops retrying either at its attempt limit or at the deadline; only the
+            # latter (or a failure with no time left for another try) means the phase was missed.
+            missed = isinstance(exc, BackendUnavailable) and (
+                "deadline" in str(exc) or self._clock() >= call.deadline
+            )
             result = BackendResult(
                 call.call_id,
                 call.op,
@@ -359,11 +417,18 @@ class Runner:
         except Exception as exc:  # a bug in the client must still produce a result: the core waits for one
             log.exception("backend %s for block %d failed unexpectedly", call.op, call.block)
             result = BackendResult(call.call_id, call.op, call.block, ok=False, error=repr(exc))
+        if self.observer is not None:
+            self.observer.backend_done(call, result, missed)
         self.post(result)
 
     async def _local_search(self, job: LocalSearch) -> None:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(max_workers=1)
+            # "spawn", never "fork": a forked worker would inherit every socket open at that moment
+            # (listening socket, miners' and dashboards' connections) and keep each one alive after
+            # the Pooler closed it, so those peers would never see their connection end.
+            self._executor = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
         loop = asyncio.get_running_loop()
         try:
             nonce, digest, zeros = await loop.run_in_executor(

@@ -5,10 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from pooler.metrics import metrics_response
 from pooler.web import dashboard, health, rest
 from pooler.web.miner_ws import miner_socket
 from pooler.web.openapi import SPEC
@@ -21,7 +25,16 @@ async def openapi(request: Request) -> rest.JSON:
     return rest.JSON(SPEC)
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition of this Pooler's registry (OpenMetrics when the scraper asks)."""
+    pooler: Pooler = request.app.state.pooler
+    pooler.observer.flush()  # shares counted since the last tick
+    body, content_type = metrics_response(request.headers.get("accept"), pooler.metrics)
+    return Response(body, headers={"Content-Type": content_type})
+
+
 def create_app(pooler: Pooler) -> Starlette:
+    """Routes, and CORS only for the configured origins (none: same-origin only, the dashboard's)."""
     routes = [
         WebSocketRoute("/ws/miner", miner_socket),
         WebSocketRoute("/ws/events", dashboard.events_socket),
@@ -36,9 +49,24 @@ def create_app(pooler: Pooler) -> Starlette:
         Route("/health/ready", health.ready),
         Route("/openapi.json", openapi),
     ]
+    if pooler.options.metrics_enabled:
+        routes.append(Route("/metrics", metrics))
     if dashboard.STATIC.is_dir():
         # Last: the page at / and its relative app.js/style.css, after every API route.
         routes.append(Mount("/", StaticFiles(directory=dashboard.STATIC, html=True), name="dashboard"))
-    app = Starlette(routes=routes)
+    middleware = []
+    origins = list(pooler.options.cors_origins)
+    if origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type"],
+                max_age=600,
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.pooler = pooler
+    app.state.rest_buckets = {}  # miner id -> TokenBucket of its REST requests (dropped on leave)
     return app

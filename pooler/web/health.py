@@ -20,10 +20,12 @@ async def health(request: Request) -> JSON:
 
 
 async def live(request: Request) -> JSON:
+    """200 whenever the event loop answers: restarting would not fix a Backend or RPC outage."""
     return JSON({"status": "ok"})
 
 
 async def ready(request: Request) -> JSON:
+    """200 when the chain RPC answers, the Backend's last health poll was healthy and the store is open."""
     pooler: Pooler = request.app.state.pooler
     report = pooler.health()
     ok = report["status"] == "ok"

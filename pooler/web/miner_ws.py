@@ -8,9 +8,12 @@ ways: each message is decoded as it is parsed and handed to the runner without a
 switch, and the outbox writes a batch's frames in one go; otherwise the sender task and
 the ASGI receive loop do the same work.
 
-Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, or a
-misbehaving peer; 1009 on a frame over the size limit; 1013 when the client reads too
-slowly to keep its outbox under the limit.
+Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
+its invalid-share cool-down, or a misbehaving peer; 1009 on a frame over the size limit;
+1011 when a ping went unanswered (uvicorn's keepalive); 1013 when the client reads too
+slowly to keep its outbox under the limit, or the connection limits are reached. A peer
+that does not even take the close frame within ``slow_client_grace`` seconds has its TCP
+connection dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from pooler.core.events import (
 from pooler.runtime.lane import LANE, Lane
 from pooler.runtime.outbox import Outbox
 from pooler.web.limits import TokenBucket
+from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
 from protocol.errors import Code, ProtocolError
 from protocol.messages import Bye, Error, Hello, More, Share, StatsRequest
@@ -45,6 +49,7 @@ log = logging.getLogger("pooler.web.ws")
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_TRY_LATER = 1013
 _MAX_STRIKES = 20  # protocol errors tolerated on one connection before it is closed
 
 
@@ -69,14 +74,21 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int) -> N
 async def miner_socket(ws: WebSocket) -> None:
     pooler: Pooler = ws.app.state.pooler
     opts = pooler.options
-    if not pooler.admit(ws):
-        await ws.close(CLOSE_POLICY, "too many connections")
+    refused_by = pooler.admit(ws)
+    if refused_by is not None:
+        # Accepted only to say why: a bare HTTP 403 would leave the miner guessing.
+        pooler.metrics.limit_hits.labels(limit=refused_by).inc()
+        with contextlib.suppress(Exception):
+            await ws.accept()
+        what = "in total" if refused_by == "connections-total" else "from your address"
+        await _refuse(ws, Code.RATE_LIMITED, f"too many connections {what}; retry later", CLOSE_TRY_LATER)
         return
     try:
         await ws.accept()
         try:
             first = await asyncio.wait_for(_receive_text(ws), opts.hello_timeout)
         except TimeoutError:
+            pooler.metrics.limit_hits.labels(limit="hello-timeout").inc()
             await _refuse(
                 ws, Code.NO_HELLO, f"send 'hello' within {opts.hello_timeout:g} s of connecting", CLOSE_POLICY
             )
@@ -86,6 +98,8 @@ async def miner_socket(ws: WebSocket) -> None:
         try:
             hello = decode_client(first, opts.max_frame)
         except ProtocolError as exc:
+            if exc.code == Code.TOO_LARGE:
+                pooler.metrics.limit_hits.labels(limit="frame-size").inc()
             await _refuse(
                 ws, exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO, exc.message, CLOSE_POLICY
             )
@@ -104,9 +118,51 @@ async def miner_socket(ws: WebSocket) -> None:
                 CLOSE_POLICY,
             )
             return
+        cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
+        if cooling > 0:
+            pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
+            await _refuse(
+                ws,
+                Code.RATE_LIMITED,
+                f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
+                CLOSE_POLICY,
+            )
+            return
         await _serve(ws, pooler, miner.miner_id, hello)
     finally:
         pooler.release(ws)
+
+
+def enforce_share_quality(pooler: Pooler, miner_id: str, verdict: str) -> None:
+    """Act on an :class:`~pooler.web.limits.InvalidShareGuard` verdict for all sockets of a miner.
+
+    Called from the runner's share reports, so it only queues frames and closes; no await.
+    """
+    guard = pooler.guard
+    share = f"more than {guard.max_invalid:.0%} of its last {guard.window} shares"
+    if verdict == "warn":
+        text = (
+            f"warning: {share} were invalid (low-zeros, invalid-hash, out-of-range, duplicate); "
+            "fix the miner, or the next such window closes the connection"
+        )
+        close = False
+    elif verdict == "close":
+        text = f"closing: {share} were invalid again; one more such window and it is refused for a while"
+        close = True
+    else:
+        guard.refuse(miner_id, pooler.clock())
+        text = f"refused for {guard.cooldown:g} s: {share} were invalid three windows running"
+        close = True
+    if close:
+        pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
+    frame = _frame(Error(Code.RATE_LIMITED, text))
+    for conn in list(pooler.miner_conns.get(miner_id, ())):
+        box = pooler.runner.conns.get(conn)
+        if box is None:
+            continue
+        box.put(frame)
+        if close:
+            box.close(CLOSE_POLICY, "too many invalid shares")
 
 
 class _Reader:
@@ -120,8 +176,7 @@ class _Reader:
         "_lane",
         "_loop",
         "_miner_id",
-        "_opts",
-        "_runner",
+        "_pooler",
         "strikes",
     )
 
@@ -129,13 +184,11 @@ class _Reader:
         self._conn = conn
         self._miner_id = miner_id
         self._box = box
-        self._runner = pooler.runner
-        self._opts = pooler.options
+        self._pooler = pooler
         self._lane = lane
         self._loop = asyncio.get_running_loop()
-        self._bucket = TokenBucket(
-            self._opts.messages_per_second, self._opts.message_burst, self._loop.time()
-        )
+        opts = pooler.options
+        self._bucket = TokenBucket(opts.messages_per_second, opts.message_burst, self._loop.time())
         self.strikes = 0  # protocol errors and rate-limit hits so far; too many closes the socket
         # events the lane took while the coordinator's inbox was full, submitted in order by a task
         self._backlog: list[Event] | None = None
@@ -143,13 +196,15 @@ class _Reader:
     def event_for(self, raw: str | bytes) -> Event | None:
         """The coordinator event for one message, or None (answered or refused here)."""
         box = self._box
-        opts = self._opts
+        pooler = self._pooler
+        opts = pooler.options
         if not self._bucket.take(self._loop.time()):
             self.strikes += 1
             box.put(
                 _frame(Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down"))
             )
             if self.strikes > _MAX_STRIKES:
+                pooler.metrics.limit_hits.labels(limit="rate").inc()
                 box.close(CLOSE_POLICY, "rate limit")
             return None
         if isinstance(raw, bytes):
@@ -157,12 +212,15 @@ class _Reader:
             box.put(
                 _frame(Error(Code.MALFORMED, "binary frames are not part of protocol v1; send JSON text"))
             )
+            if self.strikes > _MAX_STRIKES:
+                box.close(CLOSE_POLICY, "too many protocol errors")
             return None
         try:
             msg = decode_client(raw, opts.max_frame)
         except ProtocolError as exc:
             box.put(_frame(Error(exc.code, exc.message)))
             if exc.code == Code.TOO_LARGE:
+                pooler.metrics.limit_hits.labels(limit="frame-size").inc()
                 box.close(CLOSE_TOO_BIG, "frame too large")
                 return None
             self.strikes += 1
@@ -191,7 +249,7 @@ class _Reader:
             return
         if self._backlog is not None:
             self._backlog.append(event)  # keep the order behind events already waiting
-        elif not self._runner.offer(event):
+        elif not self._pooler.runner.offer(event):
             # The inbox is full: stop reading this socket until the backlog is in (TCP pushes back).
             assert self._lane is not None
             self._lane.pause_reading()
@@ -205,7 +263,7 @@ class _Reader:
         assert backlog is not None and self._lane is not None
         try:
             while backlog:
-                await self._runner.submit(backlog.pop(0))
+                await self._pooler.runner.submit(backlog.pop(0))
         finally:
             self._backlog = None
             self._lane.resume_reading()
@@ -216,30 +274,44 @@ _BACKLOG_TASKS: set[asyncio.Task[None]] = set()
 
 
 async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> None:
+    """Read frames until the peer goes or the outbox is closed; see the module docstring.
+
+    Ending: any close (bye, too large, a coordinator ``Close``, outbox overflow) closes the
+    outbox; the sender then sends what was queued and the close frame and stops. A peer that
+    does not read cannot take even that: after ``slow_client_grace`` seconds its TCP connection
+    is dropped (the ``pooler.abort`` extension), so a stuck peer never keeps its slot.
+    """
+    opts = pooler.options
     runner = pooler.runner
     conn, box = runner.open_conn()
     pooler.miner_conns.setdefault(miner_id, set()).add(conn)
-    lane: Lane | None = ws.scope.get("extensions", {}).get(LANE)
+    extensions = ws.scope.get("extensions") or {}
+    abort = extensions.get(ABORT)  # None on servers without our protocol class
+    lane: Lane | None = extensions.get(LANE)  # None likewise: then everything goes through ASGI
+    pooler.conn_miner[conn] = miner_id
 
     async def close(code: int, reason: str) -> None:
         if ws.application_state != WebSocketState.DISCONNECTED:
             await ws.close(code, reason)
 
-    box_done = [False]  # set once the read loop has ended, so the sender's callback leaves it alone
+    box_done = [False]  # set once the read loop has ended, so the callbacks leave the receiver alone
+    reading = [False]  # True only while the read loop waits for a frame: safe to interrupt there
     receiver = asyncio.current_task()
     senders: list[asyncio.Task[None]] = []  # the sender task, once started (at most one)
 
-    def sender_stopped(_: asyncio.Task[None]) -> None:
-        # The sender stops after a close or a failed send: stop reading too, the peer is done.
-        if receiver is not None and not box_done[0]:
+    def stop_reading() -> None:
+        # The outbox is closed (or the sender stopped): nothing more will be answered, so a read
+        # loop waiting on a silent peer must not wait forever. Elsewhere the loop sees box.closed.
+        if receiver is not None and reading[0] and not box_done[0]:
             receiver.cancel()
 
     def start_sender() -> None:
         if not senders:
             task = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
-            task.add_done_callback(sender_stopped)
+            task.add_done_callback(lambda _: stop_reading())
             senders.append(task)
 
+    box.on_close = stop_reading
     if lane is None:
         start_sender()
     else:
@@ -252,7 +324,11 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
             box.attach(lane.write)
             lane.receive_with(reader.on_lane_text)
         while not box.closed:
-            raw = await _receive_text(ws)
+            reading[0] = True
+            try:
+                raw = await _receive_text(ws)
+            finally:
+                reading[0] = False
             if raw is None:
                 break
             event = reader.event_for(raw)
@@ -267,6 +343,7 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         if lane is not None:
             lane.receive_with(None)
             box.attach(None)
+        pooler.conn_miner.pop(conn, None)
         runner.post(WorkerDisconnected(conn))
         conns = pooler.miner_conns.get(miner_id)
         if conns is not None:
@@ -277,7 +354,11 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         start_sender()
         sender = senders[0]
         try:
-            await asyncio.wait_for(asyncio.shield(sender), 1.0)
+            await asyncio.wait_for(asyncio.shield(sender), opts.slow_client_grace)
         except (TimeoutError, asyncio.CancelledError, Exception):
+            stuck = not sender.done()  # still inside a send the peer's full TCP window holds up
             sender.cancel()
+            if stuck and callable(abort):
+                log.info("miner socket %d: the peer took no close frame in time; dropping it", conn)
+                abort()
         runner.forget_conn(conn)

@@ -56,6 +56,7 @@ SPEC: dict[str, Any] = {
                     "200": _json(_ref("Job"), "a job"),
                     "400": _json(_ERR, "bad worker name"),
                     "401": _json(_ERR, "missing or bad token"),
+                    "429": _json(_ERR, "over this miner's request rate"),
                     "503": _json(_ERR, "no block is open"),
                 },
             }
@@ -68,11 +69,11 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Accepted"), "accepted"),
                     "400": _json(_ref("Rejected"), "malformed, out-of-range, invalid-hash or low-zeros"),
-                    "401": _json(_ERR, "missing or bad token"),
+                    "401": _json(_ref("Rejected"), "missing or bad token (code 24)"),
                     "409": _json(_ref("Rejected"), "duplicate"),
                     "410": _json(_ref("Rejected"), "stale job"),
-                    "413": _json(_ERR, "body too large"),
-                    "429": _json(_ERR, "rate limited"),
+                    "413": _json(_ref("Rejected"), "body too large (code 29)"),
+                    "429": _json(_ref("Rejected"), "over this miner's request rate (code 28)"),
                 },
             }
         },
@@ -83,6 +84,7 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Stats"), "stats"),
                     "401": _json(_ERR, "missing or bad token"),
+                    "429": _json(_ERR, "over this miner's request rate"),
                 },
             }
         },
@@ -91,7 +93,7 @@ SPEC: dict[str, Any] = {
                 "summary": "Leave: token revoked, sockets closed; accepted work is still submitted",
                 "security": _BEARER,
                 "responses": {
-                    "200": _json({"type": "object"}, "left"),
+                    "200": _json(_ref("Left"), "left"),
                     "401": _json(_ERR, "missing or bad token"),
                 },
             }
@@ -112,6 +114,12 @@ SPEC: dict[str, Any] = {
             "get": {
                 "summary": "Ready: RPC reachable, Backend healthy, store open",
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text exposition; OpenMetrics when asked for)",
+                "responses": {"200": {"description": "the metrics", "content": {"text/plain": {}}}},
             }
         },
         "/events": {
@@ -194,10 +202,50 @@ SPEC: dict[str, Any] = {
                     "message": {"type": "string"},
                 },
             },
-            "Stats": {"type": "object", "properties": {"type": {"type": "string", "enum": ["stats"]}}},
+            "Stats": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": ["stats"]},
+                    "minerId": {"type": "string"},
+                    "farmerId": {"type": "string"},
+                    "block": {"type": "integer", "nullable": True},
+                    "workers": {"type": "integer"},
+                    "hashrate": {"type": "number", "description": "H/s, estimated from shares"},
+                    "accepted": {"type": "integer"},
+                    "rejected": {"type": "integer"},
+                    "stale": {"type": "integer"},
+                    "bestZeros": {"type": "integer", "nullable": True},
+                    "shareZeros": {"type": "integer", "nullable": True},
+                    "rewards": {"type": "string", "description": "KALE stroops harvested, decimal string"},
+                },
+            },
             "Health": {
                 "type": "object",
-                "properties": {"status": {"type": "string", "enum": ["ok", "degraded", "down"]}},
+                "properties": {
+                    "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
+                    "checks": {
+                        "type": "object",
+                        "properties": {
+                            "rpc": {"type": "string", "enum": ["ok", "down"]},
+                            "backend": {"type": "string", "enum": ["ok", "down"]},
+                            "store": {"type": "string", "enum": ["ok", "down"]},
+                        },
+                    },
+                    "block": {"type": "integer", "nullable": True},
+                    "phase": {"type": "string"},
+                    "minersOnline": {"type": "integer"},
+                    "workers": {"type": "integer", "description": "open miner WebSockets"},
+                    "uptime": {"type": "number"},
+                    "timestamp": {"type": "integer"},
+                },
+            },
+            "Left": {
+                "type": "object",
+                "properties": {
+                    "minerId": {"type": "string"},
+                    "left": {"type": "boolean"},
+                    "timestamp": {"type": "integer"},
+                },
             },
         },
     },

@@ -2,7 +2,12 @@
 
 Status codes for ``POST /miner/submit`` rejections (docs/protocol.md has the table):
 400 malformed / out-of-range / invalid-hash / low-zeros, 401 unauthorized, 409 duplicate,
-410 stale, 413 too-large, 429 rate-limited.
+410 stale, 413 too-large, 429 rate-limited. Every non-200 answer of ``/miner/submit`` is a
+``rejected`` object (``job``/``nonce`` null when they could not be read); the other routes
+answer errors with ``{error, message, timestamp, code}``.
+
+Each miner's REST requests share one token bucket (``messages_per_second`` and
+``message_burst`` of the options, as a WebSocket connection has): over it, 429.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from starlette.responses import Response
 from pooler.core.events import RestShareSubmitted, RestWorkRequested, StatsRequested
 from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
+from pooler.web.limits import TokenBucket
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
-from protocol.messages import Error, Job, Rejected, ServerMessage, Share
+from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
 
 if TYPE_CHECKING:
     from pooler.service import Pooler
@@ -59,23 +65,71 @@ def _pooler(request: Request) -> Pooler:
     return pooler
 
 
-def _authenticate(request: Request) -> MinerRecord | JSON:
+def rejected(code: Code, message: str, job: object = None, nonce: int | None = None) -> JSON:
+    """A ``rejected`` object with the status of ``code`` (the body of every failed submit)."""
+    job_id = job if isinstance(job, str) and len(job) <= 64 and job.isprintable() else None
+    body = server_to_dict(Rejected(job_id, nonce, code, message))
+    return JSON(body, status_code=STATUS_OF.get(code, 400))
+
+
+def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
+    """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
+    (``cooldown``) in its invalid-share cool-down."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        return protocol_error(
+        return Error(
             Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
         )
-    miner = _pooler(request).registry.authenticate(token.strip())
+    pooler = _pooler(request)
+    miner = pooler.registry.authenticate(token.strip())
     if miner is None:
-        return protocol_error(Code.UNAUTHORIZED, "unknown or revoked token")
+        return Error(Code.UNAUTHORIZED, "unknown or revoked token")
+    cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
+    if cooldown and cooling > 0:
+        return Error(
+            Code.RATE_LIMITED,
+            f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
+        )
+    buckets: dict[str, TokenBucket] = request.app.state.rest_buckets
+    now = time.monotonic()
+    bucket = buckets.get(miner.miner_id)
+    if bucket is None:
+        opts = pooler.options
+        bucket = buckets[miner.miner_id] = TokenBucket(opts.messages_per_second, opts.message_burst, now)
+    if not bucket.take(now):
+        return Error(
+            Code.RATE_LIMITED,
+            f"over {pooler.options.messages_per_second:g} requests/s for this miner; slow down",
+        )
     return miner
 
 
+def _miner(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
+    miner = _authenticate(request, cooldown=cooldown)
+    return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
+
+
+async def _read_limited(request: Request, limit: int) -> bytes | JSON:
+    """The body, read no further than ``limit`` bytes (a huge body is refused, not buffered)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return protocol_error(Code.TOO_LARGE, f"body is {int(declared)} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return protocol_error(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _json_body(request: Request, limit: int) -> dict[str, Any] | JSON:
-    body = await request.body()
-    if len(body) > limit:
-        return protocol_error(Code.TOO_LARGE, f"body is {len(body)} bytes; the limit is {limit}")
+    body = await _read_limited(request, limit)
+    if isinstance(body, JSON):
+        _pooler(request).metrics.limit_hits.labels(limit="frame-size").inc()
+        return body
     if not body:
         return {}
     try:
@@ -131,7 +185,7 @@ async def register(request: Request) -> JSON:
 
 
 async def work(request: Request) -> JSON:
-    miner = _authenticate(request)
+    miner = _miner(request)
     if isinstance(miner, JSON):
         return miner
     worker = request.query_params.get("worker", "rest")
@@ -147,33 +201,46 @@ async def work(request: Request) -> JSON:
 
 async def submit(request: Request) -> JSON:
     miner = _authenticate(request)
-    if isinstance(miner, JSON):
-        return miner
+    if isinstance(miner, Error):
+        return rejected(miner.code, miner.message)
     pooler = _pooler(request)
-    body = await _json_body(request, pooler.options.max_frame)
-    if isinstance(body, JSON):
-        return body
+    limit = pooler.options.max_frame
+    raw = await _read_limited(request, limit)  # a huge body is refused, never buffered
+    if isinstance(raw, JSON):
+        pooler.metrics.limit_hits.labels(limit="frame-size").inc()
+        return rejected(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
     try:
-        share = decode_client(orjson.dumps({**body, "type": "share"}), pooler.options.max_frame)
+        body = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        return rejected(Code.MALFORMED, "body is not valid JSON; send {job, nonce, hash?}")
+    if not isinstance(body, dict):
+        return rejected(
+            Code.MALFORMED,
+            f"body must be a JSON object {{job, nonce, hash?}}, got a JSON {type(body).__name__}",
+        )
+    try:
+        share = decode_client(orjson.dumps({**body, "type": "share"}), limit)
     except ProtocolError as exc:
-        return protocol_error(exc.code, exc.message)
+        return rejected(exc.code, exc.message, body.get("job"))
     assert isinstance(share, Share)
-    return _answer(
-        await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
-    )
+    answer = await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
+    if isinstance(answer, Accepted | Rejected):
+        pooler.judge_share(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
+    return _answer(answer)
 
 
 async def stats(request: Request) -> JSON:
-    miner = _authenticate(request)
+    miner = _miner(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
 
 async def leave(request: Request) -> JSON:
-    miner = _authenticate(request)
+    miner = _miner(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     pooler = _pooler(request)
     await pooler.remove_miner(miner.miner_id)
+    request.app.state.rest_buckets.pop(miner.miner_id, None)
     return JSON({"minerId": miner.miner_id, "left": True, "timestamp": int(time.time() * 1000)})

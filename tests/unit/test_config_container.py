@@ -8,6 +8,8 @@ import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_ROUTES = ("/health/live", "/health/ready", "/health")
 
@@ -95,3 +97,20 @@ def test_build_context_holds_what_pyproject_needs_and_no_secrets() -> None:
     copied = " ".join(args for word, args in instructions() if word == "COPY" and "--from" not in args)
     for needed in ("pyproject.toml", "README.md", *packages):
         assert needed in copied
+
+
+def test_pooler_serve_exists_and_refuses_a_bad_setting_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The image's command is a real subcommand: it parses and validates before anything starts."""
+    from pooler.cli import SUBCOMMANDS, main
+
+    assert SUBCOMMANDS["serve"][0] == "pooler.serve"
+    with pytest.raises(SystemExit) as shown:
+        main(["serve", "--help"])
+    assert shown.value.code == 0
+    assert "--env-file" in capsys.readouterr().out
+    monkeypatch.setenv("PORT", "not-a-port")
+    assert main(["serve", "--env-file", "/nonexistent/.env"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pooler serve: PORT='not-a-port' is not valid: expected an integer 0..65535"]

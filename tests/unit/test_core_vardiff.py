@@ -120,6 +120,30 @@ def test_rest_worker_learns_its_difficulty_from_the_next_job() -> None:
     assert job.share_zeros == 3
 
 
+def test_rest_worker_is_held_to_the_difficulty_of_the_job_it_holds() -> None:
+    """A REST worker cannot be pushed a difficulty: its job's shareZeros counts until its next job."""
+    rig = Rig()
+    rig.join("r", 0)
+    rig.block(1)
+    [old] = sends(rig.do(RestWorkRequested(10, "r", "cpu"), at=T0), Job)
+    start = old.nonce_start
+    for i in range(33):  # fast enough that vardiff raises it
+        nonce, digest, _ = find_nonce(old, 1, 1, start)
+        start = nonce + 1
+        rig.do(RestShareSubmitted(11 + i, "r", Share(old.job, nonce, digest)), at=T0 + i * 0.01)
+    [new] = sends(rig.do(RestWorkRequested(99, "r", "cpu"), at=T0 + 2), Job)
+    assert new.share_zeros > old.share_zeros
+    # long after any grace, a 1-zero share of the OLD job still meets the difficulty that job stated
+    nonce, digest, _ = find_nonce(old, 1, 1, start)
+    assert sends(rig.do(RestShareSubmitted(200, "r", Share(old.job, nonce, digest)), at=T0 + 60), Accepted)
+    # the new job states the raised one, and that is what its shares are held to
+    nonce, digest, _ = find_nonce(new, 1, 1)
+    [rejected] = sends(
+        rig.do(RestShareSubmitted(201, "r", Share(new.job, nonce, digest)), at=T0 + 60), Rejected
+    )
+    assert rejected.code == Code.LOW_ZEROS
+
+
 def test_no_lowering_while_a_worker_has_no_work() -> None:
     rig = Rig(dataclasses.replace(CONFIG, share_zeros_initial=3))
     rig.join("a", 0)

@@ -50,7 +50,7 @@ def run_block_cycle(m: Metrics) -> None:
     m.farmer_hashrate.labels(farmer_id="farmer-a").set(1.5e6)
     m.farmer_hashrate.labels(farmer_id="farmer-b").set(1.0e6)
     m.store_commit_latency.observe(0.002)
-    m.block_phase.state("working")
+    m.block_phase.state("submitting")
     m.backend_errors.labels(op="work", kind="unavailable").inc()  # first attempt: 503
     m.backend_latency.labels(op="work").observe(0.05)
     m.backend_latency.labels(op="work").observe(0.2)

@@ -1,0 +1,52 @@
+"""Backend ports of a group instance: fenced for the leader's cycle, refusing for the rest.
+
+:class:`FencedBackend` checks the lease (:meth:`LeaderLease.fence`) before every call and
+before every retry of a call, so a leader that lost its lease mid-retry stops at once.
+:class:`FollowerBackend` is the miner-serving coordinator's port: that coordinator emits the
+same plant/work calls as a single Pooler would, and they are refused here without a request
+(the leader's cycle coordinator makes the real ones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Mapping
+from typing import Any
+
+from pooler.backend import BackendClient
+from pooler.cluster.lease import LeaderLease
+from pooler.errors import BackendRejected
+
+
+class FencedBackend:
+    def __init__(self, base_url: str, timeout: float, retry_attempts: int, lease: LeaderLease) -> None:
+        self._lease = lease
+        # our own client: its retries sleep through _sleep, which re-checks the lease
+        self.client = BackendClient(base_url, timeout, retry_attempts, sleep=self._sleep)
+        self.calls: collections.Counter[str] = collections.Counter()  # requests that passed the fence, per op
+
+    async def _sleep(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._lease.fence("backend retry")
+
+    async def call(
+        self, op: str, method: str, path: str, payload: Mapping[str, object] | None, deadline: float
+    ) -> dict[str, Any]:
+        await self._lease.fence(f"backend {op}")
+        self.calls[op] += 1
+        return await self.client.call(op, method, path, payload, deadline)
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+
+class FollowerBackend:
+    """Refuses every call: see the module docstring."""
+
+    async def call(
+        self, op: str, method: str, path: str, payload: Mapping[str, object] | None, deadline: float
+    ) -> dict[str, Any]:
+        raise BackendRejected(
+            f"{op}: the block cycle runs on the group's leader; this coordinator serves miners"
+        )

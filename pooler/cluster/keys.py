@@ -1,0 +1,86 @@
+"""Every Redis key and channel the Pooler group uses, in one place (all under one prefix).
+
+Scalar keys:
+    {p}:lease               leader lease: "<instance>:<epoch>", SET NX PX, renewed by its holder
+    {p}:epoch               INCR'd on every acquisition: the fencing token's number
+    {p}:miners              hash miner id -> miner record (token stored hashed)
+    {p}:blocks              sorted set: blocks seen (score = index, member = JSON)
+    {p}:rewards             hash block -> the block's total harvested (stroops)
+    {p}:calls               stream: every Backend call's outcome (the leader's audit trail)
+    {p}:bests               stream: best candidates for the leader (consumer group ``leader``)
+Per block (expire with the block's harvest retention):
+    {p}:best:{block}        hash farmer id -> the farmer's best (max zeros wins)
+    {p}:status:{block}      hash farmer id -> the farmer's latest status
+    {p}:tally:{block}       hash [miner, worker, instance] -> [accepted, rejected] (max wins)
+    {p}:nonce:{block}:{f}   INCRBY counter: end of the last nonce chunk handed out
+    {p}:seen:{block}:{f}    set of accepted nonces: the shared duplicate check
+Pub/sub channels:
+    {p}:events              dashboard events of the leader's block cycle
+    {p}:control             miners joined/left, new blocks seen by the leader
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BEST_GROUP = "leader"  # the consumer group reading best candidates: only the leader consumes
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    @property
+    def base(self) -> str:
+        return self.prefix + ":"
+
+    @property
+    def lease(self) -> str:
+        return self.base + "lease"
+
+    @property
+    def epoch(self) -> str:
+        return self.base + "epoch"
+
+    @property
+    def miners(self) -> str:
+        return self.base + "miners"
+
+    @property
+    def blocks(self) -> str:
+        return self.base + "blocks"
+
+    @property
+    def rewards(self) -> str:
+        return self.base + "rewards"
+
+    @property
+    def calls(self) -> str:
+        return self.base + "calls"
+
+    @property
+    def bests(self) -> str:
+        return self.base + "bests"
+
+    @property
+    def events(self) -> str:
+        return self.base + "events"
+
+    @property
+    def control(self) -> str:
+        return self.base + "control"
+
+    def best(self, block: int) -> str:
+        return f"{self.base}best:{block}"
+
+    def status(self, block: int) -> str:
+        return f"{self.base}status:{block}"
+
+    def tally(self, block: int) -> str:
+        return f"{self.base}tally:{block}"
+
+    def nonce(self, block: int, farmer_id: str) -> str:
+        return f"{self.base}nonce:{block}:{farmer_id}"
+
+    def seen(self, block: int, farmer_id: str) -> str:
+        return f"{self.base}seen:{block}:{farmer_id}"

@@ -1,0 +1,305 @@
+"""What an operator sees of a running Pooler: metrics, the event log, readiness.
+
+The :class:`Observer` is fed by the runtime's own actions instead of adding work to them:
+
+- the runner reports what it already does (``RunnerObserver``): each share answer it
+  delivers (counted in plain ints, flushed into Prometheus once per tick, so the share path
+  pays one dict increment), each dashboard event (block-cycle outcomes, structured log
+  lines), each Backend call's outcome, each store commit, each new block's push latency;
+- the Backend client's ``observe(op, seconds, outcome)`` hook times every call;
+- :class:`ObservedMonitor` times each chain poll;
+- its own task (:meth:`Observer.run`, owned and cancelled by the Pooler) probes event-loop
+  lag every tick, snapshots gauges from ``Coordinator.view`` every ``snapshot_interval``
+  and polls ``BackendClient.health()`` every ``health_interval`` for readiness, so no
+  request to ``/health/ready`` or ``/metrics`` ever waits on the Backend.
+
+Nothing logged here carries a token: dashboard events never do (docs/events.md), and the
+log handler redacts secret-named fields anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pooler.chain.monitor import BlockMonitor
+from pooler.core.effects import CallBackend
+from pooler.core.events import BackendResult
+from pooler.logs import log_event
+from pooler.metrics import PHASES, SHARE_REASONS, Metrics
+from protocol.messages import Accepted, Rejected
+
+if TYPE_CHECKING:
+    from pooler.service import Pooler
+
+log = logging.getLogger("pooler.events")
+
+_BACKEND_KINDS = {"unavailable": "unavailable", "rejected": "rejected", "bad_response": "bad-response"}
+_OUTCOME_FIELDS = {"plant": "failedPlants", "harvest": "failedHarvests", "work": "invalidNonces"}
+
+
+def op_outcome(op: str, result: BackendResult, missed: bool) -> str:
+    """``ok``/``partial``/``failed``/``missed`` of one plant/work/harvest call (metrics labels)."""
+    if not result.ok:
+        return "missed" if missed else "failed"
+    failed = result.response.get(_OUTCOME_FIELDS.get(op, ""), 0)
+    if isinstance(failed, int) and not isinstance(failed, bool) and failed > 0:
+        return "partial"
+    results = result.response.get("results")
+    if isinstance(results, list) and any(isinstance(r, Mapping) and r.get("ok") is False for r in results):
+        return "partial"
+    return "ok"
+
+
+def rpc_error_kind(detail: str) -> str:
+    """The ``kind`` label of a failed chain poll, from the reader's error text."""
+    if "timed out" in detail:
+        return "timeout"
+    if "JSON-RPC error" in detail:
+        return "rpc-error"
+    if "HTTP" in detail or "connection failed" in detail:
+        return "unavailable"
+    return "bad-data"
+
+
+class ObservedMonitor(BlockMonitor):
+    """The block monitor, with each poll timed and counted in ``metrics``."""
+
+    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._metrics = metrics
+        self._latency = metrics.rpc_latency.labels(method="getLedgerEntries")
+
+    async def poll_once(self) -> bool:
+        started = time.perf_counter()
+        ok = await super().poll_once()
+        self._latency.observe(time.perf_counter() - started)
+        self._metrics.rpc_up.set(1 if ok else 0)
+        if not ok:
+            kind = rpc_error_kind(self.last_error)
+            self._metrics.rpc_errors.labels(method="getLedgerEntries", kind=kind).inc()
+        return ok
+
+
+class Observer:
+    """Metrics, structured event log lines and readiness of one Pooler (module docstring)."""
+
+    def __init__(
+        self,
+        pooler: Pooler,
+        metrics: Metrics,
+        *,
+        interval: float = 1.0,
+        snapshot_interval: float = 5.0,
+        health_interval: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._pooler = pooler
+        self.metrics = metrics
+        self.interval = interval  # loop-lag probe and share-count flush period
+        self.snapshot_interval = snapshot_interval  # gauges from Coordinator.view
+        self.health_interval = health_interval  # Backend health polls
+        self._clock = clock
+        # Shares answered since the last flush, by reason ("ok" = accepted): the share path
+        # only increments an int here; Prometheus counters are updated once per tick.
+        self._shares: dict[str, int] = dict.fromkeys(SHARE_REASONS, 0)
+        self._block: int | None = None  # the newest block seen, as log context
+        self._farmers: set[str] = set()  # farmers with a hashrate series, to drop when they go
+        # Backend readiness from the last health poll: None before the first answer.
+        self.backend_ok: bool | None = None
+        self.backend_detail = "not checked yet"
+        self.store_ok = True  # False after a failed store commit, until one succeeds
+        self.pushes = 0  # new blocks pushed (tests, docs figures)
+
+    # ------------------------------------------------------------ the runner's reports
+
+    def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
+        reason = "ok" if type(msg) is Accepted else msg.code.reason  # type: ignore[union-attr]
+        self._shares[reason] += 1
+        pooler = self._pooler
+        miner_id = pooler.conn_miner.get(conn)
+        if miner_id is not None:
+            pooler.judge_share(miner_id, reason)
+
+    def published(self, kind: str, data: Mapping[str, object]) -> None:
+        m = self.metrics
+        if kind == "block":
+            block = data.get("block")
+            self._block = block if isinstance(block, int) else self._block
+            ts = data.get("timestamp")
+            if isinstance(ts, int):
+                m.block_timestamp.set(ts / 1000)
+                m.new_block_detect_latency.observe(max(0.0, self._clock() - ts / 1000))
+            if self._block is not None:
+                m.block_index.set(self._block)
+            log_event(
+                log,
+                logging.INFO,
+                "new block",
+                block=block,
+                workAt=data.get("workAt"),
+                endsAt=data.get("blockEndsAt"),
+            )
+        elif kind in ("plant", "work", "harvest"):
+            ok = data.get("ok") is True
+            fields: dict[str, Any] = {
+                k: v for k, v in data.items() if k not in ("ok", "submissions", "rewards", "exc_info")
+            }
+            subs = data.get("submissions")
+            if isinstance(subs, list):
+                fields["farmers"] = len(subs)
+            log_event(
+                log, logging.INFO if ok else logging.WARNING, f"{kind} {'ok' if ok else 'failed'}", **fields
+            )
+        elif kind == "miner":
+            what = data.get("event")
+            event = {
+                "joined": "miner joined",
+                "left": "miner left",
+                "connected": "worker connected",
+                "disconnected": "worker disconnected",
+            }.get(str(what), f"miner {what}")
+            log_event(
+                log,
+                logging.INFO,
+                event,
+                block=self._block,
+                minerId=data.get("minerId"),
+                farmerId=data.get("farmerId"),
+                worker=data.get("worker"),
+            )
+        elif kind == "chain":
+            if data.get("ok") is True:
+                log_event(log, logging.INFO, "chain RPC up", block=self._block, detail=data.get("detail"))
+            else:
+                log_event(
+                    log, logging.WARNING, "chain RPC down", block=self._block, detail=data.get("detail")
+                )
+        elif kind == "farmer" and data.get("status") == "failed":
+            log_event(
+                log,
+                logging.WARNING,
+                "farmer failed",
+                block=data.get("block"),
+                farmerId=data.get("farmerId"),
+                reason=data.get("reason"),
+            )
+
+    def backend_done(self, call: CallBackend, result: BackendResult, missed: bool) -> None:
+        self.metrics.block_ops.labels(op=call.op, outcome=op_outcome(call.op, result, missed)).inc()
+
+    def store_committed(self, seconds: float, records: int, ok: bool) -> None:
+        self.metrics.store_commit_latency.observe(seconds)
+        self.store_ok = ok
+
+    def block_pushed(self, block: int, seconds: float, sockets: int) -> None:
+        self.metrics.new_block_push_latency.observe(seconds)
+        self.pushes += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log_event(
+                log, logging.DEBUG, "block pushed", block=block, sockets=sockets, ms=round(seconds * 1e3, 3)
+            )
+
+    # ------------------------------------------------------------ the Backend client's hook
+
+    def backend_call(self, op: str, seconds: float, outcome: str) -> None:
+        """``BackendClient(observe=...)``: one call ended (``outcome`` as the client names it)."""
+        m = self.metrics
+        m.backend_latency.labels(op=op).observe(seconds)
+        kind = _BACKEND_KINDS.get(outcome)
+        if kind is not None:
+            m.backend_errors.labels(op=op, kind=kind).inc()
+        if outcome == "ok":
+            m.backend_up.set(1)
+        elif outcome == "unavailable":
+            m.backend_up.set(0)
+
+    # ------------------------------------------------------------ periodic work
+
+    def flush(self) -> None:
+        """Move the share counts into the Prometheus counters (each tick and before a scrape)."""
+        shares = self._shares
+        for reason, n in shares.items():
+            if n:
+                shares[reason] = 0
+                result = "accepted" if reason == "ok" else "rejected"
+                self.metrics.shares.labels(result=result, reason=reason).inc(n)
+
+    def snapshot(self) -> None:
+        """Gauges from one ``Coordinator.view`` (miners, workers, hashrates, block, phase)."""
+        m = self.metrics
+        view = self._pooler.core.view(self._clock())
+        m.miners_connected.set(view.miners)
+        ws = sum(1 for w in view.worker_list if w.conn is not None)
+        m.workers_connected.labels(transport="ws").set(ws)
+        m.workers_connected.labels(transport="rest").set(view.workers - ws)
+        m.pool_hashrate.set(view.hashrate)
+        if view.block is not None:
+            m.block_index.set(view.block)
+        if view.timestamp is not None:
+            m.block_timestamp.set(view.timestamp)
+        if view.phase in PHASES:
+            m.block_phase.state(view.phase)
+        farmers = set()
+        for farmer in view.farmers:
+            if farmer.miners:
+                farmers.add(farmer.farmer_id)
+                m.farmer_hashrate.labels(farmer_id=farmer.farmer_id).set(farmer.hashrate)
+        for gone in self._farmers - farmers:
+            m.forget_farmer(gone)
+        self._farmers = farmers
+
+    async def run(self) -> None:
+        """The probes: loop lag and flushes every tick, snapshots and health polls on their periods."""
+        health = asyncio.create_task(self._health_loop(), name="backend-health")
+        try:
+            await self._tick_loop()
+        finally:
+            health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_snapshot = 0.0
+        while True:
+            started = loop.time()
+            await asyncio.sleep(self.interval)
+            woke = loop.time()
+            self.metrics.record_loop_lag(woke - started - self.interval)
+            self.flush()
+            if woke >= next_snapshot:
+                next_snapshot = woke + self.snapshot_interval
+                try:
+                    self.snapshot()
+                except Exception:  # a bug in a view must not stop the probes
+                    log.exception("metrics snapshot failed")
+
+    async def _health_loop(self) -> None:
+        backend = self._pooler.backend
+        timeout = max(0.5, min(backend.timeout, self.health_interval))
+        while True:
+            try:
+                answer = await asyncio.wait_for(backend.health(), timeout)
+                status = str(answer.get("status", ""))
+                ok, detail = status in ("healthy", "ok"), f"status {status!r}"
+            except TimeoutError:
+                ok, detail = False, f"no answer to /health within {timeout:g} s"
+            except Exception as exc:  # any failure of the check is an unhealthy Backend
+                ok, detail = False, str(exc) or type(exc).__name__
+            self._set_backend(ok, detail)
+            await asyncio.sleep(self.health_interval)
+
+    def _set_backend(self, ok: bool, detail: str) -> None:
+        was = self.backend_ok
+        self.backend_ok, self.backend_detail = ok, detail
+        self.metrics.backend_up.set(1 if ok else 0)
+        if was is not ok:
+            if ok:
+                log_event(log, logging.INFO, "backend up", block=self._block, detail=detail)
+            else:
+                log_event(log, logging.WARNING, "backend down", block=self._block, detail=detail)

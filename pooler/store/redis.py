@@ -1,0 +1,445 @@
+"""Redis store: the state a group of Pooler instances shares (``STORE=redis``).
+
+Two writers use it, each through one Lua script per batch (a script runs atomically, so a
+batch is durable entirely or not at all, and with ``appendfsync always`` it is on disk
+before the reply; see docs/scale-out.md):
+
+- Every instance's miner-serving coordinator (:meth:`RedisStore.commit`): share tallies,
+  the instance's best candidates and the nonces it credited. In the same script the nonces
+  go into the shared duplicate sets (a nonce already there is refused and reported back, so
+  its ``accepted`` becomes a ``rejected``), and a candidate that beats the group's best for
+  its farmer replaces it in ``{p}:best:{block}`` and is appended to the ``{p}:bests`` stream
+  the leader consumes. So every acknowledged best is durable in the shared best table before
+  its ``accepted`` leaves, whichever instance the leader is.
+- The leader's cycle coordinator (:meth:`RedisStore.commit_cycle`): blocks, bests, Backend
+  call outcomes, farmer statuses and rewards. Its script first checks the leader token:
+  a deposed leader's writes are refused whole (fencing of the shared state).
+
+``open`` returns the miners and an empty snapshot: round state of the group lives with the
+leader, which loads it with :meth:`load_snapshot` when it takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from pooler.cluster.coordinator import Credit
+from pooler.cluster.keys import Keys
+from pooler.core.effects import Effect, Persist, Send
+from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
+from pooler.errors import StoreError
+from pooler.miners import MinerRecord
+from pooler.store import Restored
+from protocol.errors import Code
+from protocol.messages import Accepted, Rejected
+
+log = logging.getLogger("pooler.store")
+
+# ARGV: prefix, ttl ms, payload JSON, stream maxlen, seen-set ttl ms.
+# Returns the 0-based positions of refused credits.
+_COMMIT = """
+local pre, ttl, p, maxlen = ARGV[1], tonumber(ARGV[2]), cjson.decode(ARGV[3]), ARGV[4]
+local seen_ttl = tonumber(ARGV[5])
+local dups, dupset = {}, {}
+for i, c in ipairs(p.seen) do
+  local k = pre .. 'seen:' .. c[1] .. ':' .. c[2]
+  if redis.call('SADD', k, c[3]) == 0 then
+    dups[#dups + 1] = i - 1
+    dupset[c[1] .. ':' .. c[2] .. ':' .. c[3]] = true
+  end
+  redis.call('PEXPIRE', k, seen_ttl)
+end
+for _, b in ipairs(p.blocks) do
+  redis.call('ZADD', pre .. 'blocks', 'NX', b[1], b[2])
+end
+for _, t in ipairs(p.tallies) do
+  local k = pre .. 'tally:' .. t[1]
+  local a, r = t[3], t[4]
+  local old = redis.call('HGET', k, t[2])
+  if old then
+    local o = cjson.decode(old)
+    if o[1] > a then a = o[1] end
+    if o[2] > r then r = o[2] end
+  end
+  redis.call('HSET', k, t[2], '[' .. a .. ',' .. r .. ']')
+  redis.call('PEXPIRE', k, ttl)
+end
+for _, b in ipairs(p.bests) do
+  if not dupset[b[1] .. ':' .. b[2] .. ':' .. b[3]] then
+    local k = pre .. 'best:' .. b[1]
+    local old = redis.call('HGET', k, b[2])
+    if (not old) or cjson.decode(old).zeros < b[4] then
+      redis.call('HSET', k, b[2], b[5])
+      redis.call('PEXPIRE', k, ttl)
+      redis.call('XADD', pre .. 'bests', 'MAXLEN', '~', maxlen, '*', 'best', b[5])
+    end
+  end
+end
+return dups
+"""
+
+# ARGV: prefix, ttl ms, payload JSON, leader token, calls maxlen, blocks kept.
+_COMMIT_CYCLE = """
+local pre, ttl, p = ARGV[1], tonumber(ARGV[2]), cjson.decode(ARGV[3])
+local token, maxlen, keep = ARGV[4], ARGV[5], tonumber(ARGV[6])
+if redis.call('GET', pre .. 'lease') ~= token then
+  return redis.error_reply('FENCED the leader lease is not held by ' .. token)
+end
+for _, b in ipairs(p.blocks) do
+  redis.call('ZADD', pre .. 'blocks', 'NX', b[1], b[2])
+  redis.call('ZREMRANGEBYSCORE', pre .. 'blocks', '-inf', '(' .. (tonumber(b[1]) - keep))
+end
+for _, b in ipairs(p.bests) do
+  local k = pre .. 'best:' .. b[1]
+  local old = redis.call('HGET', k, b[2])
+  if (not old) or cjson.decode(old).zeros < b[4] then
+    redis.call('HSET', k, b[2], b[5])
+  end
+  redis.call('PEXPIRE', k, ttl)
+end
+for _, s in ipairs(p.statuses) do
+  local k = pre .. 'status:' .. s[1]
+  redis.call('HSET', k, s[2], s[3])
+  redis.call('PEXPIRE', k, ttl)
+end
+for _, c in ipairs(p.calls) do
+  redis.call('XADD', pre .. 'calls', 'MAXLEN', '~', maxlen, '*', 'op', c[1], 'block', c[2], 'record', c[3])
+end
+for _, r in ipairs(p.rewards) do
+  redis.call('HSET', pre .. 'rewards', r[1], r[2])
+end
+return 1
+"""
+
+
+class RedisStore:
+    """See the module docstring. ``client`` is a ``redis.asyncio.Redis`` with ``decode_responses=True``."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        *,
+        instance: str,
+        block_ttl: float,
+        seen_ttl: float = 900.0,
+        clock: Callable[[], float] = time.time,
+        keep_blocks: int = 300,
+        stream_maxlen: int = 100_000,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self.instance = instance  # this instance's name: its tally fields
+        self._ttl_ms = max(1000, round(block_ttl * 1000))  # per-block keys live as long as a harvest can
+        # duplicate sets only matter while their block takes shares: they go soon after (memory)
+        self._seen_ttl_ms = max(1000, round(seen_ttl * 1000))
+        self._clock = clock
+        self.keep_blocks = keep_blocks
+        self._maxlen = str(stream_maxlen)
+        # nonces credited by the miner-serving coordinator since the last commit (SharedSeen appends)
+        self.credits: list[Credit] = []
+        # credits of the last commit that the shared duplicate set refused: their acks become rejects
+        self._refused: list[Credit] = []
+        # best candidates and credits of a failed commit, sent again with the next one
+        self._retry_bests: list[list[Any]] = []
+        self._retry_credits: list[Credit] = []
+        self._commit = client.register_script(_COMMIT)
+        self._commit_cycle = client.register_script(_COMMIT_CYCLE)
+        self.commits = 0  # batches committed (metrics, benchmarks)
+        self.duplicates = 0  # credits refused by the shared duplicate set since start
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> Restored:
+        try:
+            raw = await self._redis.hgetall(self._keys.miners)
+        except RedisError as exc:
+            raise StoreError(f"cannot read the miners from Redis: {exc}") from exc
+        miners = sorted((miner_from_json(v) for v in raw.values()), key=lambda m: m.miner_id)
+        return Restored(miners, CoreSnapshot())
+
+    async def close(self) -> None:
+        """The client belongs to the cluster node, which closes it."""
+
+    async def integrity_check(self) -> str:
+        """Redis has no file to check; "ok" when the server answers (the Store protocol asks for one)."""
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise StoreError(f"Redis does not answer: {exc}") from exc
+        return "ok"
+
+    # ------------------------------------------------------------ miners
+
+    async def save_miner(self, record: MinerRecord) -> None:
+        data = miner_to_json(record)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(self._keys.miners, record.miner_id, data)
+                pipe.publish(self._keys.control, orjson.dumps({"op": "joined", "miner": orjson.loads(data)}))
+                await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"cannot save miner {record.miner_id}: {exc}") from exc
+
+    async def revoke_miner(self, miner_id: str) -> None:
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(self._keys.miners, miner_id)
+                pipe.publish(self._keys.control, orjson.dumps({"op": "left", "minerId": miner_id}))
+                await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"cannot revoke miner {miner_id}: {exc}") from exc
+
+    # ------------------------------------------------------------ the miner-serving side
+
+    async def commit(self, records: list[Persist]) -> None:
+        credits, self.credits = self._retry_credits + self.credits, []
+        bests: list[list[Any]] = list(self._retry_bests)
+        tallies: list[list[Any]] = []
+        blocks: list[list[Any]] = []
+        for r in records:
+            d = r.data
+            if r.kind == "shares":
+                field = orjson.dumps([d["minerId"], d["worker"], self.instance]).decode()
+                tallies.append([str(d["block"]), field, d["accepted"], d["rejected"]])
+            elif r.kind == "best":
+                bests.append(_best_row(d))
+            elif r.kind == "block":
+                blocks.append(_block_row(d))
+            # plant/work/harvest/farmer_status here come from refused follower calls: not facts
+        payload = {
+            "seen": [[str(b), f, str(n)] for b, f, n in credits],
+            "tallies": tallies,
+            "bests": bests,
+            "blocks": blocks,
+        }
+        try:
+            args: list[str | int] = [
+                self._keys.base,
+                self._ttl_ms,
+                _lua_json(payload),
+                self._maxlen,
+                self._seen_ttl_ms,
+            ]
+            dups = await self._commit(args=args)
+        except RedisError as exc:
+            self._retry_bests, self._retry_credits = bests[-1000:], credits[-100_000:]
+            self._refused = []
+            raise StoreError(f"Redis commit failed: {exc}") from exc
+        self._retry_bests, self._retry_credits = [], []
+        self._refused = [credits[int(i)] for i in dups or ()]
+        self.duplicates += len(self._refused)
+        self.commits += 1
+
+    def review(self, held: list[Effect]) -> list[Effect]:
+        """After a commit: the ``accepted`` of each credit the shared duplicate set refused becomes
+        a ``rejected`` DUPLICATE (Runner hook, called before the batch's held acks go out)."""
+        refused, self._refused = self._refused, []
+        if not refused:
+            return held
+        want = [n for _, _, n in refused]
+        out: list[Effect] = []
+        for effect in held:
+            if isinstance(effect, Send) and isinstance(effect.msg, Accepted) and effect.msg.nonce in want:
+                want.remove(effect.msg.nonce)
+                msg = effect.msg
+                why = "this nonce was already accepted by another instance of the pool"
+                out.append(Send(effect.conn, Rejected(msg.job, msg.nonce, Code.DUPLICATE, why)))
+            else:
+                out.append(effect)
+        return out
+
+    # ------------------------------------------------------------ the leader's cycle
+
+    async def commit_cycle(self, records: list[Persist], token: str) -> None:
+        """The leader's records, written only while ``token`` is the lease's (else StoreError)."""
+        blocks: list[list[Any]] = []
+        bests: list[list[Any]] = []
+        statuses: list[list[Any]] = []
+        calls: list[list[Any]] = []
+        rewards: list[list[Any]] = []
+        for r in records:
+            d = r.data
+            if r.kind == "block":
+                blocks.append(_block_row(d))
+            elif r.kind == "best":
+                bests.append(_best_row(d))
+            elif r.kind == "farmer_status":
+                row = {k: d.get(k) for k in ("status", "reason", "zeros", "reward") if d.get(k) is not None}
+                statuses.append([str(d["block"]), d["farmerId"], orjson.dumps(row).decode()])
+            elif r.kind in ("plant", "work", "harvest"):
+                calls.append([r.kind, str(d["block"]), orjson.dumps(d, default=_default).decode()])
+                if r.kind == "harvest":
+                    total = _decimal(_mapping(d.get("response")).get("totalRewards"))
+                    if total is not None:
+                        rewards.append([str(d["block"]), str(total)])
+        payload = {"blocks": blocks, "bests": bests, "statuses": statuses, "calls": calls, "rewards": rewards}
+        args: list[str | int] = [
+            self._keys.base,
+            self._ttl_ms,
+            _lua_json(payload),
+            token,
+            self._maxlen,
+            self.keep_blocks,
+        ]
+        try:
+            await self._commit_cycle(args=args)
+        except ResponseError as exc:
+            raise StoreError(f"leader records refused: {exc}") from exc
+        except RedisError as exc:
+            raise StoreError(f"Redis commit of the leader's records failed: {exc}") from exc
+        self.commits += 1
+
+    async def load_snapshot(self) -> CoreSnapshot:
+        """The group's round state, as a new leader restores it (``Coordinator.restore``)."""
+        try:
+            rows: Any = await self._redis.zrange(self._keys.blocks, -self.keep_blocks, -1)
+            decoded: list[dict[str, Any]] = [orjson.loads(r) for r in rows]
+            blocks = [
+                BlockRecord(int(b["index"]), bytes.fromhex(b["entropy"]), int(b["timestamp"]))
+                for b in decoded
+            ]
+            blocks.sort(key=lambda b: b.index)
+            if not blocks:
+                return CoreSnapshot()
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for b in blocks:
+                    pipe.hgetall(self._keys.best(b.index))
+                    pipe.hgetall(self._keys.status(b.index))
+                pipe.hgetall(self._keys.rewards)
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise StoreError(f"cannot load the round state from Redis: {exc}") from exc
+        bests: list[BestRecord] = []
+        statuses: list[StatusRecord] = []
+        rewards: list[RewardRecord] = []
+        # the last status of a block after the newest one: our late plant opened it (restore adopts it)
+        for i, b in enumerate(blocks):
+            for fid, raw in replies[2 * i].items():
+                d = orjson.loads(raw)
+                found = d.get("foundAt")
+                bests.append(
+                    BestRecord(
+                        b.index,
+                        fid,
+                        int(d["nonce"]),
+                        bytes.fromhex(d["hash"]),
+                        int(d["zeros"]),
+                        found / 1000 if isinstance(found, int | float) else self._clock(),
+                        str(d.get("minerId", "")),
+                        str(d.get("worker", "")),
+                    )
+                )
+            for fid, raw in replies[2 * i + 1].items():
+                d = orjson.loads(raw)
+                statuses.append(StatusRecord(b.index, fid, d["status"], d.get("reason", ""), d.get("zeros")))
+                reward = _decimal(d.get("reward"))
+                if d["status"] == "harvested" and reward is not None:
+                    rewards.append(RewardRecord(b.index, fid, reward))
+        kept = {b.index for b in blocks}
+        for index, total in replies[-1].items():
+            value = _decimal(total)
+            if int(index) in kept and value is not None:
+                rewards.append(RewardRecord(int(index), "", value))
+        return CoreSnapshot(
+            blocks=tuple(blocks), bests=tuple(bests), statuses=tuple(statuses), rewards=tuple(rewards)
+        )
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def miner_to_json(record: MinerRecord) -> str:
+    return orjson.dumps(
+        {
+            "minerId": record.miner_id,
+            "farmerId": record.farmer_id,
+            "farmer": record.farmer,
+            "name": record.name,
+            "tokenHash": record.token_hash.hex(),
+            "stakePercentage": record.stake_percentage,
+        }
+    ).decode()
+
+
+def miner_from_json(raw: str | bytes | Mapping[str, Any]) -> MinerRecord:
+    d = raw if isinstance(raw, Mapping) else orjson.loads(raw)
+    try:
+        return MinerRecord(
+            miner_id=str(d["minerId"]),
+            farmer_id=str(d["farmerId"]),
+            farmer=str(d["farmer"]),
+            name=str(d.get("name", "")),
+            token_hash=bytes.fromhex(str(d["tokenHash"])),
+            stake_percentage=float(d.get("stakePercentage", 0.0)),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StoreError(f"a miner record in Redis is malformed ({exc}): {str(d)[:120]}") from exc
+
+
+def _best_row(d: Mapping[str, Any]) -> list[Any]:
+    h = d["hash"]
+    best = {
+        "nonce": str(d["nonce"]),
+        "hash": h.hex() if isinstance(h, bytes) else str(h),
+        "zeros": int(d["zeros"]),
+        "foundAt": d.get("foundAt"),
+        "minerId": d.get("minerId", ""),
+        "worker": d.get("worker", ""),
+        "block": int(d["block"]),
+        "farmerId": d["farmerId"],
+    }
+    return [str(d["block"]), d["farmerId"], str(d["nonce"]), int(d["zeros"]), orjson.dumps(best).decode()]
+
+
+def _block_row(d: Mapping[str, Any]) -> list[Any]:
+    e = d["entropy"]
+    data = {
+        "index": int(d["index"]),
+        "entropy": e.hex() if isinstance(e, bytes) else str(e),
+        "timestamp": int(d["timestamp"]),
+    }
+    return [str(d["index"]), orjson.dumps(data).decode()]
+
+
+def _lua_json(payload: Mapping[str, Any]) -> str:
+    # Lua's cjson turns an empty JSON array into an empty table either way; numbers above 2**53
+    # would lose precision there, so every nonce and block travels as a string.
+    return orjson.dumps(payload).decode()
+
+
+def _default(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot store {type(value).__name__}")
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _decimal(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def parse_best(raw: str | bytes) -> dict[str, Any]:
+    """A best as written in ``{p}:best:{block}`` and the ``{p}:bests`` stream."""
+    d = orjson.loads(raw)
+    if not isinstance(d, dict):
+        raise StoreError(f"a best record in Redis is not an object: {str(raw)[:80]}")
+    return d

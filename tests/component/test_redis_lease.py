@@ -1,0 +1,116 @@
+"""The leader lease and its fencing against a real redis-server and the devnet's Backend.
+
+The local belief runs on an injected monotonic clock (a pause past the lease is a clock jump);
+Redis's own expiry is played by deleting the key, which is what the expiry does.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from pooler.cluster.fence import FencedBackend
+from pooler.cluster.keys import Keys
+from pooler.cluster.lease import LeaderLease
+from pooler.devnet import Devnet
+from pooler.errors import FencedOff
+from tests.component.redis_support import rclient, redis_server  # noqa: F401
+
+KEYS = Keys("kp")
+
+
+class Mono:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def lease(client: aioredis.Redis, name: str, clock: Mono, ttl: float = 5.0) -> LeaderLease:
+    return LeaderLease(client, KEYS, name, ttl, drift=0.1, monotonic=clock)
+
+
+async def test_one_holder_at_a_time_and_epochs_only_grow(rclient: aioredis.Redis) -> None:  # noqa: F811
+    clock = Mono()
+    a, b = lease(rclient, "a", clock), lease(rclient, "b", clock)
+    assert await a.try_acquire()
+    assert not await b.try_acquire()
+    assert a.held() and not b.held()
+    assert await rclient.get(KEYS.lease) == f"a:{a.epoch}"
+    ttl_ms = await rclient.pttl(KEYS.lease)
+    assert 0 < ttl_ms <= 5000
+    clock.t += 3.0
+    assert await a.renew()  # renewing moves the local belief too
+    clock.t += 3.0
+    assert a.held()
+    await rclient.delete(KEYS.lease)  # what Redis does when nobody renews in time
+    assert await b.try_acquire()
+    assert b.epoch == a.epoch + 1
+    assert not await a.renew()  # the key holds b's token: a learns it lost
+    assert not a.held()
+    await b.release()
+    assert await rclient.get(KEYS.lease) is None
+
+
+async def test_local_belief_ends_before_redis_expiry(rclient: aioredis.Redis) -> None:  # noqa: F811
+    clock = Mono()
+    a = lease(rclient, "a", clock, ttl=2.0)
+    assert await a.try_acquire()
+    clock.t += 2.0 * 0.9 - 0.01
+    assert a.held()
+    clock.t += 0.02  # a paused process wakes up here: past its belief, before Redis's expiry
+    assert not a.held()
+    with pytest.raises(FencedOff, match="does not hold the leader lease"):
+        a.check_local("backend work")
+    assert a.refusals == 1
+
+
+async def test_fence_asks_redis_when_the_local_belief_is_still_on(rclient: aioredis.Redis) -> None:  # noqa: F811
+    clock = Mono()
+    a, b = lease(rclient, "a", clock), lease(rclient, "b", clock)
+    assert await a.try_acquire()
+    assert await a.fence("plant") == f"a:{a.epoch}"
+    await rclient.delete(KEYS.lease)
+    assert await b.try_acquire()
+    with pytest.raises(FencedOff, match="no longer the leader"):
+        await a.fence("work")  # a believes it leads (its clock did not move): Redis says no
+    assert not a.held()
+
+
+async def test_a_deposed_leader_calls_nothing_on_the_backend(rclient: aioredis.Redis) -> None:  # noqa: F811
+    clock = Mono()
+    a, b = lease(rclient, "a", clock), lease(rclient, "b", clock)
+    async with Devnet(block_interval=30, ledger_seconds=1.0) as net:
+        farmer = await _register(net.backend_url)
+        index = net.contract.farm_index
+        fenced_a = FencedBackend(net.backend_url, 5.0, 1, a)
+        fenced_b = FencedBackend(net.backend_url, 5.0, 1, b)
+        try:
+            assert await a.try_acquire()
+            clock.t += 10.0  # a is paused past its lease ...
+            await rclient.delete(KEYS.lease)  # ... Redis expired it ...
+            assert await b.try_acquire()  # ... and b took over
+            payload = {"blockIndex": index, "poolerId": "p", "maxFarmersCapacity": 10}
+            with pytest.raises(FencedOff):
+                await fenced_a.call("plant", "POST", "/plant", payload, time.time() + 5)
+            assert net.contract.get_pail(farmer, index) is None  # the request never left a
+            assert fenced_a.calls["plant"] == 0
+            reply = await fenced_b.call("plant", "POST", "/plant", payload, time.time() + 5)
+            assert reply["successfulPlants"] == 1
+            assert net.contract.get_pail(farmer, index) is not None
+            assert fenced_b.calls["plant"] == 1
+        finally:
+            await fenced_a.aclose()
+            await fenced_b.aclose()
+
+
+async def _register(backend_url: str) -> str:
+    from pooler.backend import BackendClient
+
+    async with BackendClient(backend_url, 5.0, 1) as client:
+        reply = await client.register_farmer("p", 0.5)
+    address: str = reply["custodialWallet"]
+    return address

@@ -1,0 +1,184 @@
+"""The Redis store against a real redis-server: what each side writes, what a new leader loads."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from pooler.cluster.keys import BEST_GROUP, Keys
+from pooler.cluster.lease import LeaderLease
+from pooler.core.config import CoreConfig
+from pooler.core.coordinator import Coordinator
+from pooler.core.effects import CallBackend, Effect, Persist, Send
+from pooler.errors import StoreError
+from pooler.miners import MinerRecord
+from pooler.store.redis import RedisStore
+from protocol.errors import Code
+from protocol.messages import Accepted, Rejected
+from tests.component.redis_support import rclient, redis_server  # noqa: F401
+
+KEYS = Keys("kp")
+ENTROPY = bytes(range(32))
+
+
+def store(client: aioredis.Redis, instance: str) -> RedisStore:
+    return RedisStore(client, KEYS, instance=instance, block_ttl=3600, clock=lambda: 1_700_000_000.0)
+
+
+def best(block: int, fid: str, nonce: int, zeros: int, miner: str = "m1") -> Persist:
+    data = {
+        "block": block,
+        "farmerId": fid,
+        "nonce": str(nonce),
+        "hash": (b"\x00" * zeros + b"\xff" * (32 - zeros)).hex(),
+        "zeros": zeros,
+        "foundAt": 1_700_000_001_000,
+        "minerId": miner,
+        "worker": "w",
+    }
+    return Persist("best", data)
+
+
+def shares(block: int, miner: str, worker: str, accepted: int, rejected: int) -> Persist:
+    data = {"block": block, "minerId": miner, "worker": worker, "accepted": accepted, "rejected": rejected}
+    return Persist("shares", data)
+
+
+async def test_bests_keep_the_most_zeros_and_reach_the_stream_only_when_better(
+    rclient: aioredis.Redis,  # noqa: F811
+) -> None:
+    a, b = store(rclient, "a"), store(rclient, "b")
+    await a.commit([best(5, "f1", 10, 3)])
+    await b.commit([best(5, "f1", 20, 2)])  # worse than the group's best: not a candidate
+    await b.commit([best(5, "f1", 30, 6), best(5, "f2", 40, 1)])
+    table = {k: orjson.loads(v) for k, v in (await rclient.hgetall(KEYS.best(5))).items()}
+    assert (table["f1"]["nonce"], table["f1"]["zeros"], table["f2"]["zeros"]) == ("30", 6, 1)
+    entries = await rclient.xrange(KEYS.bests)
+    assert [orjson.loads(f["best"])["nonce"] for _id, f in entries] == ["10", "30", "40"]
+
+
+async def test_tallies_are_kept_per_instance_and_never_go_down(rclient: aioredis.Redis) -> None:  # noqa: F811
+    a, b = store(rclient, "a"), store(rclient, "b")
+    await a.commit([shares(5, "m1", "rig", 4, 1)])
+    await b.commit([shares(5, "m1", "rig", 2, 0)])  # the same worker name on another instance
+    await a.commit([shares(5, "m1", "rig", 3, 0)])  # an older count replayed: max wins
+    tally = {
+        tuple(orjson.loads(k)): orjson.loads(v) for k, v in (await rclient.hgetall(KEYS.tally(5))).items()
+    }
+    assert tally == {("m1", "rig", "a"): [4, 1], ("m1", "rig", "b"): [2, 0]}
+
+
+async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: aioredis.Redis) -> None:  # noqa: F811
+    a, b = store(rclient, "a"), store(rclient, "b")
+    a.credits.append((5, "f1", 77))
+    await a.commit([shares(5, "m1", "w", 1, 0), best(5, "f1", 77, 2)])
+    assert a.review([Send(1, Accepted("j1", 77, 2, True))]) == [Send(1, Accepted("j1", 77, 2, True))]
+    b.credits.extend([(5, "f1", 77), (5, "f1", 78), (5, "f2", 77)])
+    await b.commit([best(5, "f1", 77, 2, miner="m9"), shares(5, "m9", "w", 3, 0)])
+    held: list[Effect] = [
+        Send(2, Accepted("j2", 77, 2, True)),
+        Send(3, Accepted("j3", 78, 1, False)),
+        Send(4, Accepted("j4", 77, 1, False)),
+    ]
+    out = b.review(held)
+    first = out[0]
+    assert isinstance(first, Send) and isinstance(first.msg, Rejected)
+    assert (first.msg.code, first.msg.nonce) == (Code.DUPLICATE, 77)
+    assert out[1:] == held[1:]  # other nonces, and f2's nonce 77, are credited
+    assert b.duplicates == 1
+    assert orjson.loads(await rclient.hget(KEYS.best(5), "f1"))["minerId"] == "m1"  # the duplicate is no best
+    assert await rclient.xlen(KEYS.bests) == 1
+    assert await rclient.pttl(KEYS.seen(5, "f1")) > 0
+
+
+async def test_a_failed_commit_keeps_its_best_for_the_next_one(redis_server, rclient: aioredis.Redis) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    broken = aioredis.Redis(host="127.0.0.1", port=1, decode_responses=True, socket_connect_timeout=0.5)
+    s = RedisStore(broken, KEYS, instance="a", block_ttl=3600)
+    with pytest.raises(StoreError, match="Redis commit failed"):
+        await s.commit([best(5, "f1", 10, 4)])
+    await broken.aclose()
+    s._redis = rclient
+    s._commit = rclient.register_script(s._commit.script)
+    await s.commit([shares(5, "m1", "w", 1, 0)])
+    assert orjson.loads(await rclient.hget(KEYS.best(5), "f1"))["zeros"] == 4
+
+
+async def test_miners_are_shared_and_announced(rclient: aioredis.Redis) -> None:  # noqa: F811
+    s = store(rclient, "a")
+    record = MinerRecord("m_1", "f_1", "GADDR", "rig", b"\x01" * 32, 0.25)
+    pubsub = rclient.pubsub()
+    await pubsub.subscribe(KEYS.control)
+    await pubsub.get_message(timeout=1.0)  # the subscribe confirmation
+    await s.save_miner(record)
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
+    assert message is not None and orjson.loads(message["data"])["op"] == "joined"
+    assert (await store(rclient, "b").open()).miners == [record]  # token kept hashed, as given
+    await s.revoke_miner("m_1")
+    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2.0)
+    assert message is not None and orjson.loads(message["data"]) == {"op": "left", "minerId": "m_1"}
+    assert (await s.open()).miners == []
+    await pubsub.aclose()
+
+
+async def test_the_leader_writes_a_snapshot_a_new_leader_restores(rclient: aioredis.Redis) -> None:  # noqa: F811
+    lease = LeaderLease(rclient, KEYS, "a", 5.0)
+    assert await lease.try_acquire()
+    assert lease.token is not None
+    s = store(rclient, "a")
+    block = {"index": 9, "entropy": ENTROPY.hex(), "timestamp": 1_700_000_000}
+    records = [
+        Persist("block", {"index": 8, "entropy": ENTROPY.hex(), "timestamp": 1_699_999_700}),
+        Persist("block", block),
+        best(9, "f1", 1234, 5),
+        Persist("farmer_status", {"farmerId": "f1", "block": 9, "status": "planted"}),
+        Persist("farmer_status", {"farmerId": "f1", "block": 8, "status": "worked", "zeros": 4}),
+        Persist("plant", {"block": 9, "response": {"successfulPlants": 1}}),
+    ]
+    await s.commit_cycle(records, lease.token)
+    await s.commit_cycle(
+        [
+            Persist("harvest", {"block": 8, "response": {"totalRewards": "500"}}),
+            Persist("farmer_status", {"farmerId": "f1", "block": 8, "status": "harvested", "reward": "500"}),
+        ],
+        lease.token,
+    )
+    snap = await store(rclient, "b").load_snapshot()
+    assert [b.index for b in snap.blocks] == [8, 9]
+    assert [(b.block, b.farmer_id, b.nonce, b.zeros) for b in snap.bests] == [(9, "f1", 1234, 5)]
+    assert {(st.block, st.status) for st in snap.statuses} == {(9, "planted"), (8, "harvested")}
+    assert {(r.block, r.farmer_id, r.reward) for r in snap.rewards} == {(8, "f1", 500), (8, "", 500)}
+    assert await rclient.xlen(KEYS.calls) == 2
+    # A new leader's core resumes from it: block 9 open, planted, no second plant call.
+    core = Coordinator(CoreConfig(pooler_id="p", block_interval=300, work_delay=200))
+    effects = core.restore(snap, 1_700_000_010.0)
+    assert not [e for e in effects if isinstance(e, CallBackend) and e.op == "plant"]
+    assert core.view(1_700_000_010.0).best_zeros == {"f1": 5}
+
+
+async def test_a_deposed_leader_cannot_write(rclient: aioredis.Redis) -> None:  # noqa: F811
+    a = LeaderLease(rclient, KEYS, "a", 5.0)
+    b = LeaderLease(rclient, KEYS, "b", 5.0)
+    assert await a.try_acquire()
+    old = a.token
+    assert old is not None
+    await rclient.delete(KEYS.lease)
+    assert await b.try_acquire()
+    s = store(rclient, "a")
+    status = Persist("farmer_status", {"farmerId": "f1", "block": 9, "status": "failed", "reason": "x"})
+    with pytest.raises(StoreError, match="FENCED"):
+        await s.commit_cycle([status], old)
+    assert await rclient.hgetall(KEYS.status(9)) == {}
+
+
+async def test_the_best_stream_group_replays_unacknowledged_entries(rclient: aioredis.Redis) -> None:  # noqa: F811
+    s = store(rclient, "a")
+    await rclient.xgroup_create(KEYS.bests, BEST_GROUP, id="0", mkstream=True)
+    await s.commit([best(5, "f1", 1, 2)])
+    got = await rclient.xreadgroup(BEST_GROUP, "dead-leader", {KEYS.bests: ">"}, count=10)
+    assert len(got[0][1]) == 1  # delivered, never acknowledged: the leader died
+    await asyncio.sleep(0)
+    _next, claimed, *_ = await rclient.xautoclaim(KEYS.bests, BEST_GROUP, "new-leader", 0, "0-0")
+    assert [orjson.loads(f["best"])["nonce"] for _id, f in claimed] == ["1"]

@@ -1,0 +1,359 @@
+"""Bad input and protective limits against a live Pooler: each answered with its code, and the
+connection kept or closed as docs/protocol.md says; other miners notice nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from pooler.devnet import Devnet
+from pooler.service import Pooler
+from protocol.codec import decode_server
+from protocol.errors import Code
+from protocol.messages import Accepted, Error, Job, Rejected, Stats
+from tests.component.reliability_support import (
+    Miner,
+    find_low,
+    find_shares,
+    pooler_on_devnet,
+    register,
+    until,
+    ws_url,
+)
+
+HEX = "ab" * 32
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[tuple[Devnet, Pooler]]:
+    async with pooler_on_devnet(messages_per_second=20.0, message_burst=40.0) as running:
+        yield running
+
+
+async def stats(miner: Miner) -> Stats:
+    await miner.send({"type": "stats"})
+    return await miner.next(Stats)
+
+
+# frame -> the code it must be answered with; the connection stays open for all of these
+BAD_FRAMES: list[tuple[str, str | bytes | dict[str, Any], Code]] = [
+    ("not JSON", "{type: share", Code.MALFORMED),
+    ("a JSON array", "[1, 2]", Code.MALFORMED),
+    ("a JSON string", '"share"', Code.MALFORMED),
+    ("a JSON number", "42", Code.MALFORMED),
+    ("no type", {"job": "x", "nonce": "1"}, Code.MALFORMED),
+    ("unknown type", {"type": "submit", "job": "x", "nonce": "1"}, Code.MALFORMED),
+    ("type not a string", {"type": 7}, Code.MALFORMED),
+    ("job not a string", {"type": "share", "job": 5, "nonce": "1"}, Code.MALFORMED),
+    ("nonce missing", {"type": "share", "job": "J"}, Code.MALFORMED),
+    ("nonce a list", {"type": "share", "job": "J", "nonce": [1]}, Code.MALFORMED),
+    ("nonce a boolean", {"type": "share", "job": "J", "nonce": True}, Code.MALFORMED),
+    ("nonce negative", {"type": "share", "job": "J", "nonce": -1}, Code.MALFORMED),
+    ("nonce fractional", {"type": "share", "job": "J", "nonce": 1.5}, Code.MALFORMED),
+    ("nonce 2^64 as a string", {"type": "share", "job": "J", "nonce": str(2**64)}, Code.MALFORMED),
+    ("nonce 2^64 as JSON", '{"type":"share","job":"J","nonce":18446744073709551616}', Code.MALFORMED),
+    ("nonce 1e400", '{"type":"share","job":"J","nonce":1e400}', Code.MALFORMED),
+    ("nonce of 100 digits", {"type": "share", "job": "J", "nonce": "9" * 100}, Code.MALFORMED),
+    ("nonce with a sign", {"type": "share", "job": "J", "nonce": "+5"}, Code.MALFORMED),
+    ("nonce hex without 0x", {"type": "share", "job": "J", "nonce": "ff"}, Code.MALFORMED),
+    ("nonce in full-width digits", {"type": "share", "job": "J", "nonce": "\uff11\uff12"}, Code.MALFORMED),
+    ("nonce in Arabic-Indic digits", {"type": "share", "job": "J", "nonce": "\u0661\u0662"}, Code.MALFORMED),
+    ("hash not hex", {"type": "share", "job": "J", "nonce": "1", "hash": "zz" * 32}, Code.MALFORMED),
+    ("hash short", {"type": "share", "job": "J", "nonce": "1", "hash": "abcd"}, Code.MALFORMED),
+    ("hash a number", {"type": "share", "job": "J", "nonce": "1", "hash": 12}, Code.MALFORMED),
+    ("job with a right-to-left override", {"type": "share", "job": "J\u202e1", "nonce": "1"}, Code.MALFORMED),
+    ("job with a zero-width space", {"type": "share", "job": "J\u200b", "nonce": "1"}, Code.MALFORMED),
+    ("job with a NUL", {"type": "share", "job": "J\x00", "nonce": "1"}, Code.MALFORMED),
+    ("job empty", {"type": "share", "job": "", "nonce": "1"}, Code.MALFORMED),
+    ("job too long", {"type": "share", "job": "J" * 65, "nonce": "1"}, Code.MALFORMED),
+    ("lone surrogate", '{"type":"share","job":"\\ud800","nonce":"1"}', Code.MALFORMED),
+    ("a second hello", {"type": "hello", "token": "x", "protocol": 1}, Code.MALFORMED),
+    ("more with a numeric job", {"type": "more", "job": 3}, Code.MALFORMED),
+    ("binary frame", b"\x00\x01\x02", Code.MALFORMED),
+    ("binary JSON", b'{"type":"stats"}', Code.MALFORMED),
+    ("unknown job", {"type": "share", "job": "nope", "nonce": "1"}, Code.STALE),
+]
+
+
+async def test_each_bad_frame_gets_its_code_and_nothing_is_applied(pool: tuple[Devnet, Pooler]) -> None:
+    _, pooler = pool
+    async with aiohttp.ClientSession() as http:
+        bad, calm = await register(http, pooler.url, "bad"), await register(http, pooler.url, "calm")
+    async with Miner(ws_url(pooler), bad["token"]) as miner, Miner(ws_url(pooler), calm["token"]) as other:
+        await miner.next(Job)
+        await other.next(Job)
+        before = await stats(miner)
+        for i, (what, frame, code) in enumerate(BAD_FRAMES):
+            if i and i % 15 == 0:
+                await asyncio.sleep(0.8)  # stay under 20 messages/s: this test is about content, not rate
+            await miner.send(frame)
+            answer = await miner.recv()
+            assert isinstance(answer, Error | Rejected), (what, answer)
+            assert answer.code == code, (what, answer)
+            assert answer.message, what
+            if i % 10 == 9:  # the errors count as strikes; stay under the limit, as a sane client would
+                await asyncio.sleep(0.1)
+                miner = await _reconnect(miner, pooler, bad["token"])
+        after = await stats(miner)
+        # a stale share is counted as rejected; nothing else reached the books
+        assert (after.accepted, after.rejected) == (before.accepted, before.rejected + 1)
+        # the other miner saw nothing but its own answers
+        assert other.inbox == []
+        assert isinstance(await stats(other), Stats) and other.inbox == []
+    assert pooler.runner.failures == 0
+
+
+async def _reconnect(miner: Miner, pooler: Pooler, token: str) -> Miner:
+    await miner.__aexit__(None, None, None)
+    fresh = Miner(ws_url(pooler), token)
+    await fresh.__aenter__()
+    await fresh.next(Job)
+    return fresh
+
+
+async def test_too_many_protocol_errors_close_the_connection(pool: tuple[Devnet, Pooler]) -> None:
+    _, pooler = pool
+    async with aiohttp.ClientSession() as http:
+        reg = await register(http, pooler.url)
+    async with Miner(ws_url(pooler), reg["token"]) as miner:
+        assert miner.ws is not None
+        for _ in range(25):
+            await miner.send("[]")
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await miner.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_one_mebibyte_frame_is_too_large_and_closes_1009(pool: tuple[Devnet, Pooler]) -> None:
+    _, pooler = pool
+    async with aiohttp.ClientSession() as http:
+        reg, calm = await register(http, pooler.url), await register(http, pooler.url, "calm")
+        async with (
+            Miner(ws_url(pooler), reg["token"]) as miner,
+            Miner(ws_url(pooler), calm["token"]) as other,
+        ):
+            await miner.send(
+                orjson.dumps({"type": "share", "job": "J", "nonce": "1", "pad": "x" * 2**20}).decode()
+            )
+            answer = await miner.next(Error)
+            assert answer.code == Code.TOO_LARGE
+            miner.inbox.clear()  # the job that came before
+            with pytest.raises(ConnectionClosed) as closed:
+                await miner.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+            assert isinstance(await stats(other), Stats)
+        # the REST body limit: refused without being buffered whole
+        headers = {"Authorization": f"Bearer {reg['token']}"}
+        async with http.post(f"{pooler.url}/miner/submit", data=b"x" * 2**20, headers=headers) as resp:
+            assert resp.status == 413 and (await resp.json())["code"] == Code.TOO_LARGE
+    assert pooler.metrics.limit_hits.labels(limit="frame-size")._value.get() >= 2
+
+
+async def test_a_flood_of_more_is_rate_limited_then_closed(pool: tuple[Devnet, Pooler]) -> None:
+    _, pooler = pool
+    async with aiohttp.ClientSession() as http:
+        reg, calm = await register(http, pooler.url), await register(http, pooler.url, "calm")
+    async with Miner(ws_url(pooler), reg["token"]) as miner, Miner(ws_url(pooler), calm["token"]) as other:
+        first = await miner.next(Job)
+        await other.next(Job)
+        for _ in range(400):
+            try:
+                await miner.send({"type": "more", "job": first.job})
+            except ConnectionClosed:
+                break
+        jobs = limited = 0
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                msg = await miner.recv()
+                jobs += isinstance(msg, Job)
+                limited += isinstance(msg, Error) and msg.code == Code.RATE_LIMITED
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert limited >= 1
+        assert jobs <= 45  # the burst (40) and what the rate refilled meanwhile, not 400 ranges
+        # the calm miner noticed nothing and still gets fresh ranges
+        assert other.inbox == []
+        await other.send({"type": "more"})
+        assert isinstance(await other.next(Job), Job)
+        assert isinstance(await stats(other), Stats) and other.inbox == []
+
+
+async def test_every_spelling_of_one_nonce_is_credited_once(pool: tuple[Devnet, Pooler]) -> None:
+    _, pooler = pool
+    async with aiohttp.ClientSession() as http:
+        reg = await register(http, pooler.url)
+        async with Miner(ws_url(pooler), reg["token"]) as miner:
+            job = await miner.next(Job)
+            (nonce, digest), *_ = find_shares(job, job.share_zeros, 1)
+            spellings: list[Any] = [
+                nonce,
+                str(nonce),
+                "000" + str(nonce),
+                hex(nonce),
+                "0X" + format(nonce, "X"),
+                "0x" + format(nonce, "X"),
+                "0x000" + format(nonce, "x"),
+            ]
+            answers = []
+            for spelling in spellings:
+                await miner.send(
+                    {"type": "share", "job": job.job, "nonce": spelling, "hash": digest.hex().upper()}
+                )
+                answers.append(await miner.recv())
+            headers = {"Authorization": f"Bearer {reg['token']}"}
+            for spelling in spellings:
+                async with http.post(
+                    f"{pooler.url}/miner/submit", json={"job": job.job, "nonce": spelling}, headers=headers
+                ) as resp:
+                    assert resp.status == 409, await resp.text()
+            assert isinstance(answers[0], Accepted)
+            assert all(isinstance(a, Rejected) and a.code == Code.DUPLICATE for a in answers[1:]), answers
+            assert (await stats(miner)).accepted == 1
+
+
+async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
+    async with pooler_on_devnet(max_connections_per_ip=2) as (_, pooler):
+        url = ws_url(pooler)
+        async with connect(url) as one, connect(url) as two:
+            async with connect(url) as three:
+                answer = decode_server(await three.recv())
+                assert isinstance(answer, Error) and answer.code == Code.RATE_LIMITED
+                assert "from your address" in answer.message
+                with pytest.raises(ConnectionClosed) as closed:
+                    await three.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            del one, two
+        assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 1
+    async with pooler_on_devnet(max_connections=1) as (_, pooler):
+        url = ws_url(pooler)
+        async with connect(url), connect(url) as second:
+            answer = decode_server(await second.recv())
+            assert isinstance(answer, Error) and "in total" in answer.message
+        await until(lambda: pooler._open == 0, within=5)  # released: a new socket is admitted again
+        async with connect(url) as third:
+            await third.send(orjson.dumps({"type": "hello", "token": "nope", "protocol": 1}).decode())
+            assert decode_server(await third.recv()).code == Code.UNAUTHORIZED  # type: ignore[union-attr]
+
+
+async def test_no_hello_in_time_is_answered_and_closed() -> None:
+    async with pooler_on_devnet(hello_timeout=0.3) as (_, pooler), connect(ws_url(pooler)) as ws:
+        answer = decode_server(await asyncio.wait_for(ws.recv(), 5))
+        assert isinstance(answer, Error) and answer.code == Code.NO_HELLO
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert pooler.metrics.limit_hits.labels(limit="hello-timeout")._value.get() == 1
+
+
+async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -> None:
+    async with (
+        pooler_on_devnet(ws_ping_interval=0.2, ws_ping_timeout=0.3) as (_, pooler),
+        aiohttp.ClientSession() as http,
+    ):
+        reg = await register(http, pooler.url)
+        async with Miner(ws_url(pooler), reg["token"], worker="answers-pings") as alive:
+            # a sans-I/O client whose pongs are never written: it reads, but is deaf to pings
+            proto = ClientProtocol(parse_uri(ws_url(pooler)))
+            reader, writer = await asyncio.open_connection("127.0.0.1", pooler.port)
+            proto.send_request(proto.connect())
+            writer.write(b"".join(proto.data_to_send()))
+            hello = {"type": "hello", "token": reg["token"], "worker": "deaf", "protocol": 1}
+            sent_hello = False
+            close_code = None
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), 5)
+                if not data:
+                    break
+                proto.receive_data(data)
+                for event in proto.events_received():
+                    if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                        close_code = Close.parse(event.data).code
+                if not sent_hello and proto.state is State.OPEN:
+                    proto.send_text(orjson.dumps(hello))
+                    sent_hello = True
+                    writer.write(b"".join(proto.data_to_send()))
+                else:
+                    proto.data_to_send()  # pongs (and the close echo) are dropped on purpose
+            writer.close()
+            await writer.wait_closed()
+            assert sent_hello and close_code == 1011
+            # the one answering pings is still there
+            assert isinstance(await stats(alive), Stats)
+        await until(lambda: pooler._open == 0, within=5)  # its slot was released
+
+
+async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:
+    async with (
+        pooler_on_devnet(invalid_share_window=10, invalid_share_ratio=0.5, invalid_share_cooldown=60.0) as (
+            _,
+            pooler,
+        ),
+        aiohttp.ClientSession() as http,
+    ):
+        bad, calm = await register(http, pooler.url, "bad"), await register(http, pooler.url, "calm")
+        headers = {"Authorization": f"Bearer {bad['token']}"}
+        async with Miner(ws_url(pooler), calm["token"]) as other:
+            calm_job = await other.next(Job)
+            start = 0
+            for step in ("warn", "close", "refuse"):
+                async with Miner(ws_url(pooler), bad["token"]) as miner:
+                    job = await miner.next(Job)
+                    nonce = job.nonce_start + start
+                    for _ in range(10):
+                        nonce = find_low(_shifted(job, nonce), 1)
+                        await miner.send({"type": "share", "job": job.job, "nonce": str(nonce)})
+                        nonce += 1
+                    start = nonce - job.nonce_start
+                    rejected = [await miner.next(Rejected) for _ in range(10)]
+                    assert all(r.code == Code.LOW_ZEROS for r in rejected)
+                    warning = await miner.next(Error)
+                    assert warning.code == Code.RATE_LIMITED and "invalid" in warning.message
+                    if step == "warn":
+                        assert "warning" in warning.message
+                        assert isinstance(await stats(miner), Stats)  # still connected
+                    else:
+                        with pytest.raises(ConnectionClosed) as closed:
+                            await miner.recv()
+                        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            # refused for the cool-down, on both surfaces
+            async with connect(ws_url(pooler)) as ws:
+                await ws.send(orjson.dumps({"type": "hello", "token": bad["token"], "protocol": 1}).decode())
+                refused = decode_server(await ws.recv())
+                assert isinstance(refused, Error) and refused.code == Code.RATE_LIMITED
+                assert "refused for" in refused.message
+            async with http.get(f"{pooler.url}/miner/work", headers=headers) as resp:
+                assert resp.status == 429
+            async with http.get(f"{pooler.url}/miner/stats", headers=headers) as resp:
+                assert resp.status == 200  # it may still look at its figures
+            # the calm miner mined on throughout
+            (good, _), *_ = find_shares(calm_job, calm_job.share_zeros, 1)
+            await other.send({"type": "share", "job": calm_job.job, "nonce": str(good)})
+            assert isinstance(await other.next(Accepted), Accepted)
+            assert not any(isinstance(m, Error) for m in other.inbox)
+    assert pooler.metrics.limit_hits.labels(limit="invalid-shares")._value.get() >= 3
+
+
+def _shifted(job: Job, start: int) -> Job:
+    return Job(
+        job.job,
+        job.block,
+        job.entropy,
+        job.farmer,
+        start,
+        job.nonce_end,
+        job.share_zeros,
+        job.clean,
+        job.work_at,
+        job.block_ends_at,
+    )

@@ -1,0 +1,278 @@
+"""A real devnet and a real Pooler on loopback, and the clients the tests drive them with.
+
+``running_system()`` starts :class:`pooler.devnet.Devnet` (Soroban RPC + Phase-1 Backend) and
+:class:`pooler.service.Pooler` (uvicorn on port 0) with short timings, and stops both in reverse
+order. Nothing is mocked: the tests talk HTTP/WebSocket to the Pooler, which talks HTTP to the
+devnet's RPC and Backend.
+
+Waiting is always on a condition (``wait_until``) with a generous failsafe timeout; no test
+asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from pooler.core.config import CoreConfig
+from pooler.devnet import Devnet
+from pooler.service import Pooler, PoolerOptions
+from protocol.work import WorkTemplate, address_bytes
+
+FAILSAFE = 30.0  # seconds: only bounds a wait that would otherwise hang a broken run
+POOLER_ID = "test-pooler"
+
+
+def core_config(block_interval: int, *, share_zeros: int = 1, vardiff: bool = False) -> CoreConfig:
+    """Coordinator timings scaled to ``block_interval`` seconds.
+
+    Without ``vardiff`` the share difficulty is pinned (min = initial = max), so no ``difficulty``
+    message interleaves with the answers a component test expects.
+    """
+    return CoreConfig(
+        pooler_id=POOLER_ID,
+        block_interval=block_interval,
+        work_delay=round(block_interval * 0.6, 3),
+        safety_margin=max(1.0, block_interval * 0.15),
+        late_plant_grace=0.5,
+        late_plant_retry=1.0,
+        backend_retry_delay=0.5,
+        harvest_retry_delay=1.0,
+        local_search_lead=max(1.0, block_interval * 0.2),
+        local_search_max_hashes=50_000,
+        share_zeros_initial=share_zeros,
+        share_zeros_min=1 if vardiff else share_zeros,
+        share_zeros_max=8 if vardiff else share_zeros,
+        vardiff_target_interval=1.0,
+        vardiff_window=4.0,
+        vardiff_grace=2.0,
+        summary_interval=0.5,
+    )
+
+
+@dataclass
+class System:
+    """A started devnet and Pooler."""
+
+    net: Devnet
+    pooler: Pooler
+
+    @property
+    def url(self) -> str:
+        return self.pooler.url
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.pooler.port}/ws/miner"
+
+    @property
+    def events_url(self) -> str:
+        return f"ws://127.0.0.1:{self.pooler.port}/ws/events"
+
+    def block(self) -> int | None:
+        """The block the Pooler currently works on (None before the first NewBlock)."""
+        return self.pooler.core.view(time.time()).block
+
+
+@asynccontextmanager
+async def running_system(
+    *,
+    block_interval: int = 300,
+    share_zeros: int = 1,
+    vardiff: bool = False,
+    paused: bool = False,
+    wait_for_block: bool = True,
+    rpc_url: str | None = None,
+    **options: Any,
+) -> AsyncIterator[System]:
+    """Devnet + Pooler on loopback. ``paused`` pauses the farm before the Pooler first looks;
+    ``rpc_url`` points the Pooler at another chain RPC (a dead port, say) than the devnet's.
+
+    With the default 300 s interval no block turns over during a component test, so a job
+    stays current for the whole test.
+    """
+    async with Devnet(block_interval=block_interval, ledger_seconds=1.0) as net:
+        if paused:
+            net.contract.pause()
+        opts = PoolerOptions(
+            backend_url=net.backend_url,
+            rpc_url=rpc_url or net.rpc_url,
+            contract_id=net.contract_id,
+            pooler_id=POOLER_ID,
+            port=0,
+            poll_interval=0.1,
+            core=core_config(block_interval, share_zeros=share_zeros, vardiff=vardiff),
+            ws_ping_interval=None,
+            shutdown_timeout=1.0,
+            **options,
+        )
+        async with Pooler(opts) as pooler:
+            system = System(net, pooler)
+            if wait_for_block:
+                await wait_until(lambda: system.block() is not None, "the Pooler to see the first block")
+            yield system
+
+
+async def wait_until(
+    condition: Callable[[], bool], what: str, *, within: float = FAILSAFE, step: float = 0.02
+) -> None:
+    """Poll ``condition`` until true; the timeout only keeps a broken run from hanging."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(step)
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+async def register(http: aiohttp.ClientSession, base: str, name: str = "tester") -> dict[str, Any]:
+    """POST /miner/register; the 201 body ({minerId, token, farmerId, farmer})."""
+    async with http.post(f"{base}/miner/register", json={"name": name}) as resp:
+        body = await resp.json()
+        assert resp.status == 201, body
+        return dict(body)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# ---------------------------------------------------------------- mining
+
+
+def template(job: dict[str, Any]) -> WorkTemplate:
+    return WorkTemplate(job["block"], bytes.fromhex(job["entropy"]), address_bytes(job["farmer"]))
+
+
+def find_nonce(
+    job: dict[str, Any],
+    *,
+    at_least: int | None = None,
+    below: int | None = None,
+    start: int | None = None,
+    skip: set[int] | None = None,
+) -> tuple[int, bytes, int]:
+    """The first nonce of the job's range (from ``start``) with zeros in bounds: (nonce, hash, zeros)."""
+    tpl = template(job)
+    lo, hi = int(job["nonceStart"]), int(job["nonceEnd"])
+    need = job["shareZeros"] if at_least is None else at_least
+    for nonce in range(lo if start is None else start, hi):
+        if skip and nonce in skip:
+            continue
+        digest, zeros = tpl.verify(nonce)
+        if zeros >= need and (below is None or zeros < below):
+            return nonce, digest, zeros
+    raise AssertionError(f"no nonce with {need} zeros in the job's range")
+
+
+# ---------------------------------------------------------------- WebSocket clients
+
+
+class MinerSocket:
+    """A protocol v1 client on ``/ws/miner`` speaking raw JSON, for tests that check every frame."""
+
+    def __init__(self, conn: ClientConnection) -> None:
+        self.conn = conn
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, **kwargs: Any) -> AsyncIterator[MinerSocket]:
+        async with connect(url, open_timeout=FAILSAFE, close_timeout=2, **kwargs) as conn:
+            yield cls(conn)
+
+    async def send(self, message: dict[str, Any] | str | bytes) -> None:
+        if isinstance(message, dict):
+            await self.conn.send(orjson.dumps(message).decode())
+        else:
+            await self.conn.send(message)
+
+    async def recv(self, within: float = FAILSAFE) -> dict[str, Any]:
+        raw = await asyncio.wait_for(self.conn.recv(), within)
+        value = orjson.loads(raw)
+        assert isinstance(value, dict), raw
+        return value
+
+    async def expect(self, kind: str, within: float = FAILSAFE) -> dict[str, Any]:
+        msg = await self.recv(within)
+        assert msg["type"] == kind, f"expected {kind!r}, got {msg}"
+        return msg
+
+    async def hello(self, token: str, worker: str = "w1") -> tuple[dict[str, Any], dict[str, Any]]:
+        """hello -> (welcome, the first job); a block must be open."""
+        await self.send({"type": "hello", "token": token, "worker": worker, "protocol": 1, "agent": "tests"})
+        welcome = await self.expect("welcome")
+        job = await self.expect("job")
+        return welcome, job
+
+    async def request(self, message: dict[str, Any], kind: str) -> dict[str, Any]:
+        await self.send(message)
+        return await self.expect(kind)
+
+    async def closed(self, within: float = FAILSAFE) -> tuple[int | None, list[dict[str, Any]]]:
+        """Read until the server closes: (close code it sent, frames read before the close)."""
+        frames: list[dict[str, Any]] = []
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                frames.append(await self.recv(within))
+        rcvd = self.conn.close_code
+        return rcvd, frames
+
+
+@dataclass
+class EventTap:
+    """Everything a ``/ws/events`` subscriber receives, decoded, in order."""
+
+    frames: list[str] = field(default_factory=list)  # raw text, to look for leaked secrets
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == kind]
+
+    def first(self, kind: str, match: Callable[[dict[str, Any]], bool] = lambda d: True) -> dict[str, Any]:
+        for e in self.events:
+            if e["kind"] == kind and match(e["data"]):
+                return e
+        raise LookupError(kind)
+
+    def has(self, kind: str, match: Callable[[dict[str, Any]], bool] = lambda d: True) -> bool:
+        return any(e["kind"] == kind and match(e["data"]) for e in self.events)
+
+
+@asynccontextmanager
+async def tap_events(url: str) -> AsyncIterator[EventTap]:
+    """Subscribe to ``/ws/events`` for the duration of the block; the frames pile up in the tap."""
+    tap = EventTap()
+    async with connect(url, open_timeout=FAILSAFE, close_timeout=2, max_size=None) as conn:
+
+        async def pump() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for raw in conn:
+                    text = raw if isinstance(raw, str) else raw.decode()
+                    tap.frames.append(text)
+                    tap.events.append(orjson.loads(text))
+
+        task = asyncio.create_task(pump())
+        try:
+            await wait_until(lambda: bool(tap.events), "the snapshot event")
+            yield tap
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def gather_bounded(*aws: Awaitable[Any], within: float = FAILSAFE) -> list[Any]:
+    """``asyncio.gather`` with a failsafe timeout."""
+    return list(await asyncio.wait_for(asyncio.gather(*aws), within))
