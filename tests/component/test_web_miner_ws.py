@@ -219,7 +219,7 @@ async def test_shares_accepted_best_duplicates_in_every_spelling_stale_range_and
                 )
                 assert rej["code"] == 27
 
-            third, _, _ = find_nonce(job, skip={first, second})
+            third, _, _ = find_nonce(job, below=zeros + 1, skip={first, second})  # never a new best
             rej = await ws.request(
                 {"type": "share", "job": jid, "nonce": str(third), "hash": "ab" * 32}, "rejected"
             )
