@@ -83,6 +83,7 @@ def options_from_settings(
         ws_ping_interval=settings.ws_ping_interval_ms / 1000,
         ws_ping_timeout=(settings.idle_timeout_ms - settings.ws_ping_interval_ms) / 1000,
         db_path=settings.pooler_db if settings.store == "sqlite" else None,
+        gc_freeze=True,  # one Pooler per process here: start-up objects need no more GC scans
         network=settings.stellar_network,
         cors_origins=settings.cors_origins,
         metrics_enabled=settings.metrics_enabled,
