@@ -12,8 +12,10 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import orjson
 HELP = "run the devnet, the Pooler and example miners for a few blocks, then report"
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MINER_LOGS = Path(tempfile.gettempdir()) / f"kale-pooler-demo-{os.getpid()}"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -101,11 +104,13 @@ async def _demo(args: argparse.Namespace) -> int:
                 " Ctrl-C to stop\n"
             )
             sub = pooler.hub.subscribe()
+            MINER_LOGS.mkdir(exist_ok=True)
             miners = await _start_miners(pooler.url, args.miners, interval)
             try:
                 result = await _watch(pooler, sub, args, stop)
             finally:
                 sub.close()
+                _report_failed_miners(miners)
                 for proc in miners:
                     if proc.returncode is None:
                         proc.terminate()
@@ -115,43 +120,44 @@ async def _demo(args: argparse.Namespace) -> int:
                     except TimeoutError:
                         proc.kill()
                         await proc.wait()
+                shutil.rmtree(MINER_LOGS, ignore_errors=True)
     return result
 
 
 async def _start_miners(url: str, count: int, interval: float) -> list[asyncio.subprocess.Process]:
+    """The example miners as child processes: WebSocket ones, and the last one over REST."""
     procs = []
     ws_url = url.replace("http://", "ws://") + "/ws/miner"
     for i in range(count):
         if i == count - 1 and count > 1:
-            cmd = [
-                sys.executable,
-                str(EXAMPLES / "rest_miner.py"),
-                "--url",
-                url,
-                "--register",
-                url,
-                "--worker",
-                "rest-0",
-            ]
+            script, args = "rest_miner.py", ["--url", url, "--register", "--worker", "rest-0"]
         else:
-            cmd = [
-                sys.executable,
-                str(EXAMPLES / "ws_miner.py"),
-                "--url",
-                ws_url,
-                "--register",
-                url,
-                "--worker",
-                f"cpu-{i}",
-                "--processes",
-                "1",
-            ]
-        procs.append(
-            await asyncio.create_subprocess_exec(
-                *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            script, args = "ws_miner.py", ["--url", ws_url, "--register", url, "--worker", f"cpu-{i}"]
+        # a tiny local file, opened once per miner at start; the child process writes to it
+        log = open(MINER_LOGS / f"miner-{i}.log", "wb")  # noqa: ASYNC230, SIM115
+        try:
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    str(EXAMPLES / script),
+                    *args,
+                    "--processes",
+                    "1",
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=log,
+                )
             )
-        )
+        finally:
+            log.close()
     return procs
+
+
+def _report_failed_miners(procs: list[asyncio.subprocess.Process]) -> None:
+    """A miner that died on its own says why: the last lines it wrote to stderr."""
+    for i, proc in enumerate(procs):
+        if proc.returncode not in (None, 0, -15):
+            tail = (MINER_LOGS / f"miner-{i}.log").read_text(errors="replace").strip().splitlines()[-5:]
+            print(f"miner {i} exited with {proc.returncode}:", *tail, sep="\n  ", file=sys.stderr)
 
 
 async def _watch(pooler: Any, sub: Any, args: argparse.Namespace, stop: asyncio.Event) -> int:
@@ -236,3 +242,5 @@ def _table(blocks: dict[int, dict[str, Any]]) -> None:
         harvest = row["harvest"]
         rewards = _fmt_kale(harvest.get("totalRewards", 0)) if harvest and harvest.get("ok") else "-"
         print(f" {block:5d} | {planted!s:>7} | {work:<42.42} | {rewards}")
+    if any(row["plant"] and not row["plant"].get("successfulPlants") for row in blocks.values()):
+        print(" (a block planted by 0 farmers opened before any miner had registered)")
