@@ -112,9 +112,13 @@ async def pooler_serve() -> AsyncIterator[str]:
         yield found.group(1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(proc.wait(), 15)
-        await proc.stdout.read()
-        await proc.stderr.read()
+        try:
+            await asyncio.wait_for(proc.wait(), 15)
+        except TimeoutError:
+            proc.kill()  # never leave it behind; the assertion below reports it
+            await proc.wait()
+        await asyncio.wait_for(proc.stdout.read(), 5)
+        await asyncio.wait_for(proc.stderr.read(), 5)
     assert proc.returncode == 0
 
 
