@@ -14,6 +14,7 @@ Per block (expire with the block's harvest retention):
     {p}:tally:{block}       hash [miner, worker, instance] -> [accepted, rejected] (max wins)
     {p}:nonce:{block}:{f}   INCRBY counter: end of the last nonce chunk handed out
     {p}:seen:{block}:{f}    set of accepted nonces: the shared duplicate check
+    {p}:job:{id}            a REST job as issued (any instance takes shares on it); expires with the seen sets
 Pub/sub channels:
     {p}:events              dashboard events of the leader's block cycle
     {p}:control             miners joined/left, new blocks seen by the leader
@@ -81,6 +82,9 @@ class Keys:
 
     def nonce(self, block: int, farmer_id: str) -> str:
         return f"{self.base}nonce:{block}:{farmer_id}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}job:{job_id}"
 
     def seen(self, block: int, farmer_id: str) -> str:
         return f"{self.base}seen:{block}:{farmer_id}"
