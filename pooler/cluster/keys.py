@@ -8,6 +8,8 @@ Scalar keys:
     {p}:rewards             hash block -> the block's total harvested (stroops)
     {p}:calls               stream: every Backend call's outcome (the leader's audit trail)
     {p}:bests               stream: best candidates for the leader (consumer group ``leader``)
+    {p}:instances           sorted set: instance -> last time it shared its summary (ms)
+    {p}:summary:{instance}  that instance's last dashboard summary (expires after 3 intervals)
 Per block (expire with the block's harvest retention):
     {p}:best:{block}        hash farmer id -> the farmer's best (max zeros wins)
     {p}:status:{block}      hash farmer id -> the farmer's latest status
@@ -62,6 +64,13 @@ class Keys:
     @property
     def bests(self) -> str:
         return self.base + "bests"
+
+    @property
+    def instances(self) -> str:
+        return self.base + "instances"
+
+    def summary(self, instance: str) -> str:
+        return f"{self.base}summary:{instance}"
 
     @property
     def events(self) -> str:

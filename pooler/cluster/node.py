@@ -118,7 +118,7 @@ class ClusterNode:
         self.store = RedisStore(
             self.redis, self.keys, instance=self.instance, block_ttl=block_ttl, seen_ttl=open_ttl, clock=clock
         )
-        self.hub = ClusterHub(clock)  # the Pooler's hub: what its dashboards see
+        self.hub = ClusterHub(clock, self.instance)  # the Pooler's hub: what its dashboards see
         self.relay = RelayHub(clock)  # the cycle runner's hub: forwarded to every instance
         self.follower_backend = FollowerBackend()
         self.fenced: FencedBackend | None = None  # created in start (needs the Backend URL)
@@ -167,6 +167,7 @@ class ClusterNode:
         self._spawn(self._listen(), "cluster-pubsub")
         self._spawn(self._run_relay(), "cluster-relay")
         self._spawn(self._lead(), "cluster-leadership")
+        self._spawn(self._share_summary(), "cluster-summary")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -365,6 +366,37 @@ class ClusterNode:
             except RedisError as exc:
                 self.relay.dropped += 1
                 log.warning("dashboard event %s not relayed: %s", kind, exc)
+
+    async def _share_summary(self) -> None:
+        """Every summary interval: this instance's summary into Redis, the others' out of it
+        (those refreshed within three intervals: a dead instance drops out of the totals)."""
+        every = self._core_config.summary_interval
+        fresh_ms = max(1000, round(3 * every * 1000))
+        while True:
+            await asyncio.sleep(every)
+            now_ms = round(self._clock() * 1000)
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    if self.hub.own:
+                        pipe.set(self.keys.summary(self.instance), orjson.dumps(self.hub.own), px=fresh_ms)
+                        pipe.zadd(self.keys.instances, {self.instance: now_ms})
+                    pipe.zremrangebyscore(self.keys.instances, "-inf", now_ms - fresh_ms)
+                    pipe.zrange(self.keys.instances, 0, -1)
+                    replies = await pipe.execute()
+                names = [n for n in replies[-1] if n != self.instance]
+                raw = await self.redis.mget([self.keys.summary(n) for n in names]) if names else []
+            except (RedisError, OSError) as exc:
+                log.debug("summary not shared: %s", exc)
+                continue
+            others: dict[str, Any] = {}
+            for name, value in zip(names, raw, strict=True):
+                if value is None:
+                    continue
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    data = orjson.loads(value)
+                    if isinstance(data, dict):
+                        others[name] = data
+            self.hub.others = others
 
     # ------------------------------------------------------------ leadership
 

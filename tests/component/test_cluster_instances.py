@@ -1,4 +1,5 @@
-"""REST miners behind a load balancer that is not sticky: two Pooler instances on one Redis.
+"""Two Pooler instances on one Redis, in this process: what a load balancer that is not sticky
+needs (REST jobs from any instance) and what a dashboard of any instance sees (the group).
 
 A REST miner's ``GET /miner/work`` and ``POST /miner/submit`` may land on different instances.
 The issuing instance records the job in Redis before the miner has it; the other one reads it
@@ -14,6 +15,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
+from websockets.asyncio.client import connect
 
 from pooler.cluster.options import ClusterOptions
 from pooler.devnet import Devnet
@@ -158,3 +161,35 @@ async def test_a_submit_is_answered_503_unavailable_while_redis_is_down(
             await asyncio.sleep(0.2)
         status, answer = answers[-1]
         assert (status, answer["type"]) == (200, "accepted"), answers
+
+
+async def test_a_dashboard_of_any_instance_sees_the_groups_totals(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
+        first = await register(http, a.url, "on-a")
+        second = await register(http, b.url, "on-b")
+        for miner, pooler in ((first, a), (second, b)):  # one REST worker on each instance
+            async with http.get(f"{pooler.url}/miner/work?worker=w", headers=bearer(miner["token"])) as resp:
+                assert resp.status == 200
+        events = f"ws://127.0.0.1:{b.port}/ws/events"
+        async with connect(events, open_timeout=30, close_timeout=2) as ws:
+            seen: list[dict[str, Any]] = []
+            while True:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                if frame["kind"] in ("summary", "snapshot"):
+                    data = frame["data"] if frame["kind"] == "summary" else frame["data"]["summary"]
+                    seen.append(data)
+                    if data.get("instances") == 2 and data.get("workers") == 2:
+                        break
+                    assert len(seen) < 60, seen[-3:]  # 0.5 s summaries: 30 s of them at most
+        assert data["miners"] == 2
+        assert data["instance"] == {
+            "id": "b",
+            "miners": 1,
+            "workers": 1,
+            "hashrate": data["instance"]["hashrate"],
+            "accepted": 0,
+            "rejected": 0,
+        }
