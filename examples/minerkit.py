@@ -361,9 +361,16 @@ class Registration:
     farmer: str
 
 
-async def register(session: aiohttp.ClientSession, base_url: str, name: str | None) -> Registration:
-    """``POST /miner/register``: a new miner identity and its bearer token."""
+async def register(
+    session: aiohttp.ClientSession, base_url: str, name: str | None, stake_percentage: float | None = None
+) -> Registration:
+    """``POST /miner/register``: a new miner identity and its bearer token.
+
+    ``stake_percentage`` (0..1) is the share of the farmer's KALE it plants; None leaves the pool's default.
+    """
     body: dict[str, Any] = {} if name is None else {"name": name}
+    if stake_percentage is not None:
+        body["stakePercentage"] = stake_percentage
     url = base_url.rstrip("/") + "/miner/register"
     async with session.post(url, json=body) as resp:
         text = await resp.text()
