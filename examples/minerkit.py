@@ -6,15 +6,19 @@
   their finds back to the asyncio process through pipes (no threads).
 - :class:`Backoff`: exponential reconnect delays with jitter.
 - :class:`BlockTally`: the per-block figures a miner prints.
-- :func:`register` and :func:`parse_miner_output` (the kale-miner binary's stdout).
+- :class:`Engine`: what does the hashing for a miner; :class:`MinerBase`: what a miner does around its
+  engine whatever the transport (per-block tallies, run totals, ``--max-blocks``, stop), and
+  :func:`run_with_signals` to run one until Ctrl-C.
+- :func:`register`, :func:`obtain_token` and :func:`parse_miner_output` (the kale-miner binary's stdout).
 
-Everything here speaks protocol v1 through ``protocol.codec`` and ``protocol.work`` only, as any
-third-party miner would. Run the examples from the repository root with the project installed
-(``./dev.sh`` creates the venv): ``.venv/bin/python examples/ws_miner.py --help``.
+Everything here speaks protocol v1 through the ``protocol`` package only, as any third-party miner
+would. Run the examples from the repository root with the project installed (``./dev.sh`` creates
+the venv): ``.venv/bin/python examples/ws_miner.py --help``.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -23,13 +27,15 @@ import multiprocessing.connection
 import random
 import re
 import signal
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 import aiohttp
 
+from protocol.messages import Accepted, ClientMessage, Job, Rejected
 from protocol.work import WorkTemplate, count_zeros
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
@@ -170,6 +176,180 @@ def format_rate(hashes_per_second: float) -> str:
     raise AssertionError("unreachable")
 
 
+# ---------------------------------------------------------------- engine and miner base
+
+
+def drop(msg: ClientMessage) -> None:
+    """Between connections nothing can be sent; finds are dropped (their jobs die with the socket)."""
+
+
+class Engine(abc.ABC):
+    """What does the hashing for a miner (:class:`MinerBase`); all callbacks run on the event loop."""
+
+    def __init__(self) -> None:
+        self.send: Callable[[ClientMessage], None] = drop  # set by the miner while it can send
+
+    async def start(self) -> None:  # noqa: B027 (an optional hook, empty on purpose)
+        """Called once before the first connection."""
+
+    @abc.abstractmethod
+    def on_job(self, job: Job) -> None:
+        """A new job; ``job.clean`` (or a new block) voids every earlier one."""
+
+    def on_difficulty(self, share_zeros: int) -> None:  # noqa: B027 (an optional hook)
+        """The share target changed."""
+
+    @abc.abstractmethod
+    def on_disconnect(self) -> None:
+        """The connection is gone: stop hashing, forget all jobs."""
+
+    def hashes(self) -> int:
+        """Hashes done since start, when the engine knows (for the per-block rate)."""
+        return 0
+
+    async def aclose(self) -> None:  # noqa: B027 (an optional hook)
+        """Release processes and subprocesses."""
+
+
+class MinerOptions(TypedDict):
+    """The keyword arguments of :class:`MinerBase`, which its subclasses pass through unchanged."""
+
+    token: str  # the miner's bearer token
+    worker: str  # the worker name sent to the pool
+    engine: Engine
+    max_blocks: NotRequired[int | None]  # stop after this many finished blocks
+    duration: NotRequired[float | None]  # stop after this many seconds (the transport's to enforce)
+    verbose: NotRequired[bool]  # print every rejected share (and whatever more the transport prints)
+    out: NotRequired[Callable[[str], None]]  # where the lines go (print)
+    clock: NotRequired[Callable[[], float]]  # unix seconds, injectable for tests
+    backoff: NotRequired[Backoff | None]  # reconnect delays (a fresh Backoff())
+
+
+class MinerBase(abc.ABC):
+    """What every example miner does around its :class:`Engine`, whatever carries the protocol.
+
+    Theory of operation: the transport (a subclass's :meth:`run`) hands each job to :meth:`_on_job`.
+    The first job of another block closes the current block's :class:`BlockTally` (its line is
+    printed) and opens one for the new block; once ``max_blocks`` blocks are closed the miner stops
+    instead of mining on. Share results are credited with :meth:`_count`; :meth:`_wind_up` prints the
+    last block and the run's totals. Subclasses say, through :meth:`_block_began` and
+    :meth:`_job_taken`, which jobs belong to the current block.
+    """
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        worker: str,
+        engine: Engine,
+        max_blocks: int | None = None,
+        duration: float | None = None,
+        verbose: bool = False,
+        out: Callable[[str], None] = print,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.token = token
+        self.worker = worker
+        self.engine = engine
+        self.max_blocks = max_blocks
+        self.duration = duration
+        self.verbose = verbose
+        self._out = out
+        self._clock = clock
+        self._backoff = backoff or Backoff()  # failures since the last good exchange with the pool
+        self._stop = asyncio.Event()  # set by stop(): the transport ends politely
+        self._tally: BlockTally | None = None  # the block being mined now
+        self._hashes_at_block = 0  # engine.hashes() when the current block began
+        self.blocks_done = 0  # finished blocks, for --max-blocks
+        self.accepted = 0  # totals over the run
+        self.rejected = 0
+        self.dropped = 0  # finds not sent because the outgoing queue was full
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @abc.abstractmethod
+    async def run(self) -> int:
+        """Mine until stopped; the process's exit code."""
+
+    def _enqueuer(self, outbox: asyncio.Queue[ClientMessage]) -> Callable[[ClientMessage], None]:
+        """An :attr:`Engine.send` that never awaits: a find that does not fit in ``outbox`` is dropped."""
+
+        def send(msg: ClientMessage) -> None:
+            try:
+                outbox.put_nowait(msg)
+            except asyncio.QueueFull:
+                self.dropped += 1
+
+        return send
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when stop() is called meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _on_job(self, job: Job) -> None:
+        if self._tally is None or job.block != self._tally.block:
+            if self._tally is not None:
+                self._finish_block()
+                if self.max_blocks is not None and self.blocks_done >= self.max_blocks:
+                    self.stop()
+                    return
+            self._tally = BlockTally(job.block, self._clock())
+            self._hashes_at_block = self.engine.hashes()
+            self._block_began(job)
+        self._job_taken(job)
+        self.engine.on_job(job)
+
+    @abc.abstractmethod
+    def _block_began(self, job: Job) -> None:
+        """``job`` is the first of a new block: forget the jobs of the previous one."""
+
+    @abc.abstractmethod
+    def _job_taken(self, job: Job) -> None:
+        """``job`` (of the current block) goes to the engine next: remember it."""
+
+    def _count(self, result: Accepted | Rejected, tally: BlockTally | None) -> None:
+        """Credit a share result to the run's totals and to ``tally``, its block's (None: an old block)."""
+        if isinstance(result, Accepted):
+            self.accepted += 1
+            if tally is not None:
+                tally.accept(result.zeros)
+            return
+        self.rejected += 1
+        if tally is not None:
+            tally.reject(result.reason)
+        if self.verbose:
+            self._out(f"rejected nonce {result.nonce}: {int(result.code)} {result.reason} {result.message}")
+
+    def _finish_block(self) -> None:
+        if self._tally is None:
+            return
+        self._tally.hashes = self.engine.hashes() - self._hashes_at_block
+        self._out(self._tally.line(self._clock()))
+        self._tally = None
+        self.blocks_done += 1
+
+    async def _wind_up(self) -> None:
+        """The end of a run: the last block's line, the totals, and the engine released."""
+        self._finish_block()
+        self._out(f"done: {self.blocks_done} block(s), accepted {self.accepted}, rejected {self.rejected}")
+        await self.engine.aclose()
+
+
+async def run_with_signals(miner: MinerBase) -> int:
+    """``miner.run()``, with SIGINT and SIGTERM asking it to stop (it then winds up and prints totals)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, miner.stop)
+    try:
+        return await miner.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
 # ---------------------------------------------------------------- registration (REST)
 
 
@@ -181,9 +361,16 @@ class Registration:
     farmer: str
 
 
-async def register(session: aiohttp.ClientSession, base_url: str, name: str | None) -> Registration:
-    """``POST /miner/register``: a new miner identity and its bearer token."""
+async def register(
+    session: aiohttp.ClientSession, base_url: str, name: str | None, stake_percentage: float | None = None
+) -> Registration:
+    """``POST /miner/register``: a new miner identity and its bearer token.
+
+    ``stake_percentage`` (0..1) is the share of the farmer's KALE it plants; None leaves the pool's default.
+    """
     body: dict[str, Any] = {} if name is None else {"name": name}
+    if stake_percentage is not None:
+        body["stakePercentage"] = stake_percentage
     url = base_url.rstrip("/") + "/miner/register"
     async with session.post(url, json=body) as resp:
         text = await resp.text()
@@ -194,6 +381,18 @@ async def register(session: aiohttp.ClientSession, base_url: str, name: str | No
         return Registration(str(obj["minerId"]), str(obj["token"]), str(obj["farmerId"]), str(obj["farmer"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise MinerError(f"POST {url} returned an unexpected body: {text[:300]}") from exc
+
+
+async def obtain_token(
+    token: str | None, register_url: str, name: str, out: Callable[[str], None] = print
+) -> str:
+    """``token`` when given, else the token of a new miner registered (as ``name``) at ``register_url``."""
+    if token:
+        return str(token)
+    async with aiohttp.ClientSession() as session:
+        reg = await register(session, register_url, name)
+    out(f"registered miner {reg.miner_id} for farmer {reg.farmer_id} ({reg.farmer})")
+    return reg.token
 
 
 # ---------------------------------------------------------------- kale-miner stdout

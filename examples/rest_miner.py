@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Unpack
 
 if __package__ in (None, ""):  # run as a script (or as a spawned child of one): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 
-from examples.minerkit import Backoff, BlockTally, MinerError, register
-from examples.ws_miner import CpuEngine, Engine
+from examples.minerkit import MinerBase, MinerError, MinerOptions, obtain_token, run_with_signals
+from examples.ws_miner import CpuEngine
 from protocol import Code, ProtocolError
 from protocol.codec import client_to_dict, decode_server
 from protocol.messages import Accepted, ClientMessage, Job, More, Rejected, Share
@@ -40,66 +39,36 @@ class _Fatal(Exception):
     """401: the token is not (or no longer) valid."""
 
 
-class RestMiner:
+class RestMiner(MinerBase):
     """Polls for work and submits shares over HTTP; one request at a time.
 
     Theory of operation: the engine's outgoing messages land in a bounded queue; one loop takes them
     in order (``share`` -> ``POST /miner/submit``, ``more`` -> ``GET /miner/work``). When the queue is
     quiet for ``poll`` seconds and no block is being mined (none yet, or its ``blockEndsAt`` passed),
-    the loop asks for work again. A 503 means no block is open: wait and ask again.
+    the loop asks for work again. A 503 means no block is open: wait and ask again. Per-block figures
+    and ``max_blocks`` are :class:`MinerBase`'s.
     """
 
     def __init__(
         self,
         *,
         base_url: str,
-        token: str,
-        worker: str,
-        engine: Engine,
-        max_blocks: int | None = None,
-        duration: float | None = None,
         poll: float = 1.0,
-        verbose: bool = False,
-        out: Callable[[str], None] = print,
-        clock: Callable[[], float] = time.time,
+        **options: Unpack[MinerOptions],
     ) -> None:
+        super().__init__(**options)
         self.base_url = base_url.rstrip("/")
-        self.token = token
-        self.worker = worker
-        self.engine = engine
-        self.max_blocks = max_blocks
-        self.duration = duration
         self.poll = poll
-        self.verbose = verbose
-        self._out = out
-        self._clock = clock
-        self._stop = asyncio.Event()  # set by stop()
         self._outbox: asyncio.Queue[ClientMessage] = asyncio.Queue(maxsize=4096)  # engine -> HTTP
         self._job: Job | None = None  # the newest job: its block and blockEndsAt
         self._live: set[str] = set()  # job ids of the current block: finds for others are stale, not sent
-        self._tally: BlockTally | None = None  # the block being mined
-        self._hashes_at_block = 0
-        self._backoff = Backoff()
-        self.blocks_done = 0
-        self.accepted = 0
-        self.rejected = 0
         # the job whose low-zeros answer made us fetch work once: REST has no `difficulty` push, the
         # next job carries the new shareZeros (shares of that old job still in flight are ignored)
         self._refetched_for: str | None = None
-        self.dropped = 0  # finds lost to a full queue
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _send(self, msg: ClientMessage) -> None:
-        try:
-            self._outbox.put_nowait(msg)
-        except asyncio.QueueFull:
-            self.dropped += 1
 
     async def run(self) -> int:
         await self.engine.start()
-        self.engine.send = self._send
+        self.engine.send = self._enqueuer(self._outbox)
         deadline = None if self.duration is None else time.monotonic() + self.duration
         headers = {"Authorization": f"Bearer {self.token}"}
         timeout = aiohttp.ClientTimeout(total=15)
@@ -125,11 +94,7 @@ class RestMiner:
             return 2
         finally:
             self.engine.on_disconnect()
-            self._finish_block()
-            self._out(
-                f"done: {self.blocks_done} block(s), accepted {self.accepted}, rejected {self.rejected}"
-            )
-            await self.engine.aclose()
+            await self._wind_up()
 
     def _idle(self) -> bool:
         return self._job is None or self._clock() * 1000 >= self._job.block_ends_at
@@ -170,23 +135,12 @@ class RestMiner:
             return
         self._on_job(job)
 
-    async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+    def _block_began(self, job: Job) -> None:
+        self._live.clear()
 
-    def _on_job(self, job: Job) -> None:
-        if self._tally is None or job.block != self._tally.block:
-            if self._tally is not None:
-                self._finish_block()
-                if self.max_blocks is not None and self.blocks_done >= self.max_blocks:
-                    self.stop()
-                    return
-            self._tally = BlockTally(job.block, self._clock())
-            self._hashes_at_block = self.engine.hashes()
-            self._live.clear()
+    def _job_taken(self, job: Job) -> None:
         self._live.add(job.job)
         self._job = job
-        self.engine.on_job(job)
 
     async def _submit(self, http: aiohttp.ClientSession, share: Share) -> None:
         if share.job not in self._live:  # found just before the block went stale: it would be refused
@@ -211,17 +165,9 @@ class RestMiner:
             self._out(f"POST /miner/submit answered {status} with an unexpected body: {exc}")
             return
         if isinstance(result, Accepted):
-            self.accepted += 1
-            if self._tally is not None:
-                self._tally.accept(result.zeros)
+            self._count(result, self._tally)
         elif isinstance(result, Rejected):
-            self.rejected += 1
-            if self._tally is not None:
-                self._tally.reject(result.reason)
-            if self.verbose:
-                self._out(
-                    f"rejected nonce {result.nonce}: {int(result.code)} {result.reason} {result.message}"
-                )
+            self._count(result, self._tally)
             if result.code == Code.STALE:  # the block moved on: stop hashing it, ask for the new one
                 self.engine.on_disconnect()
                 self._job = None
@@ -232,14 +178,6 @@ class RestMiner:
             ):
                 self._refetched_for = result.job  # the pool raised our difficulty: learn it from a job
                 await self._fetch_work(http)
-
-    def _finish_block(self) -> None:
-        if self._tally is None:
-            return
-        self._tally.hashes = self.engine.hashes() - self._hashes_at_block
-        self._out(self._tally.line(self._clock()))
-        self._tally = None
-        self.blocks_done += 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -259,17 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    if args.token:
-        token = str(args.token)
-    else:
-        try:
-            async with aiohttp.ClientSession() as http:
-                reg = await register(http, args.url, args.name or args.worker)
-        except (MinerError, aiohttp.ClientError, OSError) as exc:
-            print(f"cannot register: {exc}", file=sys.stderr)
-            return 1
-        print(f"registered miner {reg.miner_id} for farmer {reg.farmer_id} ({reg.farmer})")
-        token = reg.token
+    try:
+        token = await obtain_token(args.token, args.url, args.name or args.worker)
+    except (MinerError, aiohttp.ClientError, OSError) as exc:
+        print(f"cannot register: {exc}", file=sys.stderr)
+        return 1
     miner = RestMiner(
         base_url=args.url,
         token=token,
@@ -280,14 +212,7 @@ async def _main(args: argparse.Namespace) -> int:
         poll=args.poll,
         verbose=args.verbose,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, miner.stop)
-    try:
-        return await miner.run()
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    return await run_with_signals(miner)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

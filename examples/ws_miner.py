@@ -14,17 +14,16 @@ The connection half (:class:`WsMiner`) is reused by ``kale_miner_bridge.py`` wit
 
 from __future__ import annotations
 
-import abc
 import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Unpack
 
 if __package__ in (None, ""):  # run as a script (or as a spawned child of one): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,14 +33,18 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from examples.minerkit import (
-    Backoff,
     BlockTally,
+    Engine,
     HashPool,
+    MinerBase,
     MinerError,
+    MinerOptions,
     Piece,
+    drop,
     format_rate,
     mine_range,
-    register,
+    obtain_token,
+    run_with_signals,
     split_range,
 )
 from protocol import Code, ProtocolError, address_bytes
@@ -64,38 +67,6 @@ from protocol.messages import (
 __all__ = ["CpuEngine", "Engine", "WsMiner", "main", "mine_range"]
 
 AGENT = "kale-pooler-examples/ws_miner"
-
-
-def _drop(msg: ClientMessage) -> None:
-    """Between connections nothing can be sent; finds are dropped (their jobs die with the socket)."""
-
-
-class Engine(abc.ABC):
-    """What does the hashing for a :class:`WsMiner`; all callbacks run on the event loop."""
-
-    def __init__(self) -> None:
-        self.send: Callable[[ClientMessage], None] = _drop  # set by the session while connected
-
-    async def start(self) -> None:  # noqa: B027 (an optional hook, empty on purpose)
-        """Called once before the first connection."""
-
-    @abc.abstractmethod
-    def on_job(self, job: Job) -> None:
-        """A new job; ``job.clean`` (or a new block) voids every earlier one."""
-
-    def on_difficulty(self, share_zeros: int) -> None:  # noqa: B027 (an optional hook)
-        """The share target changed."""
-
-    @abc.abstractmethod
-    def on_disconnect(self) -> None:
-        """The connection is gone: stop hashing, forget all jobs."""
-
-    def hashes(self) -> int:
-        """Hashes done since start, when the engine knows (for the per-block rate)."""
-        return 0
-
-    async def aclose(self) -> None:  # noqa: B027 (an optional hook)
-        """Release processes and subprocesses."""
 
 
 class CpuEngine(Engine):
@@ -180,56 +151,30 @@ class _Lost(Exception):
     """The connection ended or misbehaved: reconnect after a backoff."""
 
 
-class WsMiner:
+class WsMiner(MinerBase):
     """One protocol v1 WebSocket session at a time, reconnecting until stopped.
 
     Theory of operation: ``run`` loops connect -> hello -> welcome -> (reader, sender, stop-watcher)
     until ``stop()``; a fatal error (24 unauthorized) ends it, anything else waits a :class:`Backoff`
     delay and reconnects. Outgoing frames go through a bounded queue drained by the sender task, so
-    engine callbacks never await. Per-block figures are printed when the block changes and at the end;
-    ``max_blocks`` counts finished blocks.
+    engine callbacks never await. Per-block figures (:class:`MinerBase`) are printed when the block
+    changes and at the end; ``max_blocks`` counts finished blocks.
     """
 
     def __init__(
         self,
         *,
         url: str,
-        token: str,
-        worker: str,
-        engine: Engine,
-        max_blocks: int | None = None,
-        duration: float | None = None,
-        backoff: Backoff | None = None,
         agent: str = AGENT,
-        verbose: bool = False,
-        out: Callable[[str], None] = print,
-        clock: Callable[[], float] = time.time,
+        **options: Unpack[MinerOptions],
     ) -> None:
+        super().__init__(**options)
         self.url = url
-        self.token = token
-        self.worker = worker
-        self.engine = engine
         self.agent = agent
-        self.max_blocks = max_blocks
-        self.duration = duration
-        self.verbose = verbose
-        self._out = out
-        self._clock = clock
-        self._backoff = backoff or Backoff()
-        self._stop = asyncio.Event()  # set by stop(): ends the session politely with `bye`
-        self._tally: BlockTally | None = None  # the block being mined now
-        self._hashes_at_block = 0  # engine.hashes() when the current block began
         self._job_block: dict[
             str, int
         ] = {}  # job id -> block, to credit accepted/rejected to the right block
-        self.blocks_done = 0  # finished blocks, for --max-blocks
-        self.accepted = 0  # totals over the run
-        self.rejected = 0
-        self.dropped = 0  # finds not sent because the outgoing queue was full
         self.welcome: Welcome | None = None  # the last welcome: who we mine for
-
-    def stop(self) -> None:
-        self._stop.set()
 
     async def run(self) -> int:
         """Mine until stopped; 0 on a normal end, 2 when the pool refused the token."""
@@ -247,19 +192,14 @@ class WsMiner:
                         break
                     delay = self._backoff.next()
                     self._out(f"connection lost ({exc or type(exc).__name__}); reconnecting in {delay:.1f} s")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
+                    await self._pause(delay)
             return 0
         finally:
             if timer is not None:
                 timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer
-            self._finish_block()
-            self._out(
-                f"done: {self.blocks_done} block(s), accepted {self.accepted}, rejected {self.rejected}"
-            )
-            await self.engine.aclose()
+            await self._wind_up()
 
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -282,14 +222,7 @@ class WsMiner:
             self._backoff.reset()
             self._out(f"connected as miner {first.miner_id} worker {first.worker!r}, farmer {first.farmer}")
             outbox: asyncio.Queue[ClientMessage] = asyncio.Queue(maxsize=4096)
-
-            def send(msg: ClientMessage) -> None:
-                try:
-                    outbox.put_nowait(msg)
-                except asyncio.QueueFull:
-                    self.dropped += 1
-
-            self.engine.send = send
+            self.engine.send = self._enqueuer(outbox)
             reader = asyncio.create_task(self._reader(ws))
             sender = asyncio.create_task(self._sender(ws, outbox))
             stopper = asyncio.create_task(self._stop.wait())
@@ -305,7 +238,7 @@ class WsMiner:
                     task.result()  # raises what ended the session
                 raise _Lost(f"closed by the pool (code {ws.close_code})")
             finally:
-                self.engine.send = _drop
+                self.engine.send = drop
                 self.engine.on_disconnect()
                 for task in (reader, sender, stopper):
                     task.cancel()
@@ -332,19 +265,11 @@ class WsMiner:
             case Job():
                 self._on_job(msg)
             case Accepted():
-                self.accepted += 1
-                tally = self._tally_for(msg.job)
-                if tally is not None:
-                    tally.accept(msg.zeros)
+                self._count(msg, self._tally_for(msg.job))
                 if self.verbose:
                     self._out(f"accepted nonce {msg.nonce}: {msg.zeros} zeros{' (best)' if msg.best else ''}")
             case Rejected():
-                self.rejected += 1
-                tally = self._tally_for(msg.job)
-                if tally is not None:
-                    tally.reject(msg.reason)
-                if self.verbose:
-                    self._out(f"rejected nonce {msg.nonce}: {int(msg.code)} {msg.reason} {msg.message}")
+                self._count(msg, self._tally_for(msg.job))
             case Difficulty():
                 self.engine.on_difficulty(msg.share_zeros)
                 if self.verbose:
@@ -368,28 +293,13 @@ class WsMiner:
             return self._tally
         return None
 
-    def _on_job(self, job: Job) -> None:
-        if self._tally is None or job.block != self._tally.block:
-            if self._tally is not None:
-                self._finish_block()
-                if self.max_blocks is not None and self.blocks_done >= self.max_blocks:
-                    self.stop()
-                    return
-            self._tally = BlockTally(job.block, self._clock())
-            self._hashes_at_block = self.engine.hashes()
-            self._job_block = {k: b for k, b in self._job_block.items() if b == job.block}
-            if self.verbose:
-                self._out(f"block {job.block}: mining, {job.share_zeros} zeros a share")
-        self._job_block[job.job] = job.block
-        self.engine.on_job(job)
+    def _block_began(self, job: Job) -> None:
+        self._job_block = {k: b for k, b in self._job_block.items() if b == job.block}
+        if self.verbose:
+            self._out(f"block {job.block}: mining, {job.share_zeros} zeros a share")
 
-    def _finish_block(self) -> None:
-        if self._tally is None:
-            return
-        self._tally.hashes = self.engine.hashes() - self._hashes_at_block
-        self._out(self._tally.line(self._clock()))
-        self._tally = None
-        self.blocks_done += 1
+    def _job_taken(self, job: Job) -> None:
+        self._job_block[job.job] = job.block
 
 
 # ---------------------------------------------------------------- command line
@@ -417,20 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def obtain_token(args: argparse.Namespace, out: Callable[[str], None] = print) -> str:
-    """The token from --token, or a new miner registered at --register."""
-    if args.token:
-        return str(args.token)
-    async with aiohttp.ClientSession() as session:
-        reg = await register(session, args.register, args.name or args.worker)
-    out(f"registered miner {reg.miner_id} for farmer {reg.farmer_id} ({reg.farmer})")
-    return reg.token
-
-
 async def run_miner(args: argparse.Namespace, engine: Engine) -> int:
     """Shared main of the WebSocket miners: token, signals, session loop."""
     try:
-        token = await obtain_token(args)
+        token = await obtain_token(args.token, args.register, args.name or args.worker)
     except (MinerError, aiohttp.ClientError, OSError) as exc:
         print(f"cannot register: {exc}", file=sys.stderr)
         await engine.aclose()
@@ -444,17 +344,11 @@ async def run_miner(args: argparse.Namespace, engine: Engine) -> int:
         duration=args.duration,
         verbose=args.verbose,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, miner.stop)
     try:
-        return await miner.run()
+        return await run_with_signals(miner)
     except InvalidURI as exc:
         print(f"bad --url: {exc}", file=sys.stderr)
         return 2
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
 
 
 def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

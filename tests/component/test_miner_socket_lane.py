@@ -15,15 +15,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from pooler.core.config import CoreConfig
-from pooler.devnet import Devnet
 from pooler.runtime.lane import AVAILABLE, text_frames
 from pooler.runtime.outbox import Flusher, Outbox
-from pooler.service import Pooler, PoolerOptions
+from pooler.service import Pooler
 from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import Accepted, Bye, Error, Hello, Job, ServerMessage, Share, Welcome
 from tests.e2e.crashkit import register
+from tests.support.system import running_system
 
 
 async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMessage:
@@ -35,28 +34,8 @@ async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMess
 
 @pytest.fixture
 async def pooler() -> AsyncIterator[Pooler]:
-    core = CoreConfig(
-        pooler_id="kale-pooler",
-        block_interval=30,
-        work_delay=18,
-        safety_margin=2,
-        late_plant_grace=0.5,
-        share_zeros_initial=0,
-        share_zeros_min=0,
-        share_zeros_max=0,  # every nonce of the range is a share: no hashing in the test
-        summary_interval=1,
-    )
-    async with Devnet(block_interval=30, ledger_seconds=1.0) as net:
-        options = PoolerOptions(
-            backend_url=net.backend_url,
-            rpc_url=net.rpc_url,
-            contract_id=net.contract_id,
-            port=0,
-            poll_interval=0.1,
-            core=core,
-        )
-        async with Pooler(options) as running:
-            yield running
+    async with running_system(share_zeros=0) as system:  # every nonce is a share: no hashing in the test
+        yield system.pooler
 
 
 async def _hello(pooler: Pooler, name: str) -> tuple[ClientConnection, Job]:

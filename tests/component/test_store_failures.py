@@ -12,14 +12,14 @@ from pathlib import Path
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from pooler.core.config import CoreConfig
-from pooler.devnet import Devnet
-from pooler.service import Pooler, PoolerOptions
+from pooler.service import Pooler
+from pooler.store.sqlite import SqliteStore
 from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import Accepted, Hello, Job, Rejected, ServerMessage, Share, Welcome
 from protocol.work import WorkTemplate, address_bytes
 from tests.e2e.crashkit import register
+from tests.support.system import running_system
 
 
 async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMessage:
@@ -44,73 +44,56 @@ class Shares:
                 return Share(self.job.job, nonce)
 
 
+def _fail_fast(pooler: Pooler) -> None:
+    assert isinstance(pooler.store, SqliteStore)
+    pooler.store.busy_timeout = 0.1  # fail fast while the lock is held (read when the store opens)
+
+
 async def test_failed_commits_refuse_the_ack_keep_running_and_catch_up(tmp_path: Path) -> None:
     db = tmp_path / "pooler.db"
-    core = CoreConfig(
-        pooler_id="kale-pooler",
-        block_interval=30,
-        work_delay=18,
-        safety_margin=2,
-        late_plant_grace=0.5,
-        share_zeros_initial=1,
-        share_zeros_min=1,
-        share_zeros_max=1,  # no difficulty changes: every share below is a plain ack
-        vardiff_target_interval=1,
-        summary_interval=1,
-    )
-    async with Devnet(block_interval=30, ledger_seconds=1.0) as net:
-        options = PoolerOptions(
-            backend_url=net.backend_url,
-            rpc_url=net.rpc_url,
-            contract_id=net.contract_id,
-            port=0,
-            poll_interval=0.1,
-            core=core,
-            db_path=str(db),
-        )
-        pooler = Pooler(options)
+    # share zeros pinned at 1 (no vardiff): no difficulty changes, every share below is a plain ack
+    async with running_system(db_path=str(db), prepare=_fail_fast) as system:
+        pooler = system.pooler
         assert pooler.store is not None
-        pooler.store.busy_timeout = 0.1  # fail fast while the lock is held
-        async with pooler:
-            reg = await register(pooler.url, "locked-out")
-            ws_url = pooler.url.replace("http://", "ws://") + "/ws/miner"
-            async with connect(ws_url) as ws, aiohttp.ClientSession() as http:
-                await ws.send(encode(Hello(reg.token, "w1")).decode())
-                assert isinstance(await _next(ws, Welcome), Welcome)
-                job = await _next(ws, Job)
-                assert isinstance(job, Job)
-                shares = Shares(job)
-                for _ in range(2):
-                    await ws.send(encode(shares.next()).decode())
-                    assert isinstance(await _next(ws, Accepted, Rejected), Accepted)
-
-                blocker = sqlite3.connect(db, isolation_level=None)
-                try:
-                    blocker.execute("BEGIN IMMEDIATE")
-                    refused = shares.next()
-                    await ws.send(encode(refused).decode())
-                    answer = await _next(ws, Accepted, Rejected)
-                    assert isinstance(answer, Rejected), answer
-                    assert (answer.job, answer.nonce, answer.code) == (
-                        refused.job,
-                        refused.nonce,
-                        Code.UNAVAILABLE,
-                    )
-                    assert "storage" in answer.message
-                    async with http.get(f"{pooler.url}/health") as resp:
-                        assert (await resp.json())["checks"]["store"] == "failing"
-                    assert pooler.runner.refused_acks == 1 and pooler.runner.unsaved > 0
-                finally:
-                    blocker.execute("ROLLBACK")
-                    blocker.close()
-
-                # the Pooler is still serving; the next commit carries the refused share's records too
+        reg = await register(pooler.url, "locked-out")
+        ws_url = pooler.url.replace("http://", "ws://") + "/ws/miner"
+        async with connect(ws_url) as ws, aiohttp.ClientSession() as http:
+            await ws.send(encode(Hello(reg.token, "w1")).decode())
+            assert isinstance(await _next(ws, Welcome), Welcome)
+            job = await _next(ws, Job)
+            assert isinstance(job, Job)
+            shares = Shares(job)
+            for _ in range(2):
                 await ws.send(encode(shares.next()).decode())
                 assert isinstance(await _next(ws, Accepted, Rejected), Accepted)
+
+            blocker = sqlite3.connect(db, isolation_level=None)
+            try:
+                blocker.execute("BEGIN IMMEDIATE")
+                refused = shares.next()
+                await ws.send(encode(refused).decode())
+                answer = await _next(ws, Accepted, Rejected)
+                assert isinstance(answer, Rejected), answer
+                assert (answer.job, answer.nonce, answer.code) == (
+                    refused.job,
+                    refused.nonce,
+                    Code.UNAVAILABLE,
+                )
+                assert "storage" in answer.message
                 async with http.get(f"{pooler.url}/health") as resp:
-                    assert (await resp.json())["checks"]["store"] == "ok"
-                assert pooler.runner.unsaved == 0
-            assert await pooler.store.integrity_check() == "ok"
+                    assert (await resp.json())["checks"]["store"] == "failing"
+                assert pooler.runner.refused_acks == 1 and pooler.runner.unsaved > 0
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+
+            # the Pooler is still serving; the next commit carries the refused share's records too
+            await ws.send(encode(shares.next()).decode())
+            assert isinstance(await _next(ws, Accepted, Rejected), Accepted)
+            async with http.get(f"{pooler.url}/health") as resp:
+                assert (await resp.json())["checks"]["store"] == "ok"
+            assert pooler.runner.unsaved == 0
+        assert await pooler.store.integrity_check() == "ok"
     with sqlite3.connect(db) as check:
         [(accepted,)] = check.execute(
             "SELECT accepted FROM shares WHERE miner_id = ? AND worker = 'w1'", (reg.miner_id,)

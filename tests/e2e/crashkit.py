@@ -27,6 +27,8 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from examples.minerkit import Registration
+from examples.minerkit import register as register_at
 from protocol.codec import decode_server, encode
 from protocol.messages import Accepted, Difficulty, Hello, Job, More, Rejected, Share, Welcome
 from protocol.work import WorkTemplate, address_bytes
@@ -186,22 +188,10 @@ async def start_pooler(cwd: Path, settings: Mapping[str, str], within: float = 6
 # ---------------------------------------------------------------- miners
 
 
-@dataclass(frozen=True)
-class Registration:
-    miner_id: str
-    token: str
-    farmer_id: str
-    farmer: str
-
-
 async def register(url: str, name: str) -> Registration:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{url}/miner/register", json={"name": name, "stakePercentage": 0.2}) as resp,
-    ):
-        body = await resp.json()
-        assert resp.status == 201, body
-    return Registration(body["minerId"], body["token"], body["farmerId"], body["farmer"])
+    """A new miner at the Pooler ``url``, through the example miners' client, staking 20 %."""
+    async with aiohttp.ClientSession() as session:
+        return await register_at(session, url, name, stake_percentage=0.2)
 
 
 @dataclass

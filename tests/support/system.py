@@ -93,10 +93,12 @@ async def running_system(
     paused: bool = False,
     wait_for_block: bool = True,
     rpc_url: str | None = None,
+    prepare: Callable[[Pooler], None] | None = None,
     **options: Any,
 ) -> AsyncIterator[System]:
     """Devnet + Pooler on loopback. ``paused`` pauses the farm before the Pooler first looks;
-    ``rpc_url`` points the Pooler at another chain RPC (a dead port, say) than the devnet's.
+    ``rpc_url`` points the Pooler at another chain RPC (a dead port, say) than the devnet's;
+    ``prepare`` adjusts the built Pooler before it starts (what it opens at start, say).
 
     With the default 300 s interval no block turns over during a component test, so a job
     stays current for the whole test.
@@ -116,7 +118,10 @@ async def running_system(
             shutdown_timeout=1.0,
             **options,
         )
-        async with Pooler(opts) as pooler:
+        pooler = Pooler(opts)
+        if prepare is not None:
+            prepare(pooler)
+        async with pooler:
             system = System(net, pooler)
             if wait_for_block:
                 await wait_until(lambda: system.block() is not None, "the Pooler to see the first block")

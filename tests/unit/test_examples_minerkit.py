@@ -1,4 +1,4 @@
-"""The pure parts of the example miners: the mining loop, range splitting, backoff, tallies."""
+"""The pure parts of the example miners: mining loop, range splitting, backoff, tallies, the miner base."""
 
 from __future__ import annotations
 
@@ -7,8 +7,18 @@ import itertools
 import pytest
 from Crypto.Hash import keccak
 
-from examples.minerkit import Backoff, BlockTally, Found, format_rate, mine_range, split_range
-from protocol import address_bytes
+from examples.minerkit import (
+    Backoff,
+    BlockTally,
+    Engine,
+    Found,
+    MinerBase,
+    format_rate,
+    mine_range,
+    split_range,
+)
+from protocol import Code, address_bytes
+from protocol.messages import Accepted, Job, Rejected
 from protocol.work import WorkTemplate
 
 FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"  # the kale-miner README example
@@ -112,3 +122,76 @@ def test_format_rate() -> None:
     assert format_rate(999.0) == "999.0 H/s"
     assert format_rate(1500.0) == "1.5 kH/s"
     assert format_rate(2.5e12) == "2500.0 GH/s"
+
+
+class CountingEngine(Engine):
+    """Takes jobs and reports a hash count the test sets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list[str] = []
+        self.hash_count = 0
+
+    def on_job(self, job: Job) -> None:
+        self.jobs.append(job.job)
+
+    def on_disconnect(self) -> None:
+        self.jobs.clear()
+
+    def hashes(self) -> int:
+        return self.hash_count
+
+
+class RecordingMiner(MinerBase):
+    """MinerBase with no transport: records what its hooks were told."""
+
+    def __init__(self, max_blocks: int | None, out: list[str], now: list[float]) -> None:
+        super().__init__(
+            token="t",
+            worker="w",
+            engine=CountingEngine(),
+            max_blocks=max_blocks,
+            duration=None,
+            verbose=True,
+            out=out.append,
+            clock=lambda: now[0],
+        )
+        self.began: list[int] = []
+        self.taken: list[str] = []
+
+    async def run(self) -> int:
+        raise AssertionError("not used: the test drives the hooks")
+
+    def _block_began(self, job: Job) -> None:
+        self.began.append(job.block)
+
+    def _job_taken(self, job: Job) -> None:
+        self.taken.append(job.job)
+
+
+def job(name: str, block: int) -> Job:
+    return Job(name, block, ENTROPY, FARMER, 0, 100, 2, False, 0, 0)
+
+
+def test_miner_base_tallies_each_block_and_stops_after_max_blocks() -> None:
+    out: list[str] = []
+    now = [10.0]
+    miner = RecordingMiner(max_blocks=2, out=out, now=now)
+    engine = miner.engine
+    assert isinstance(engine, CountingEngine)
+    miner._on_job(job("a", 5))
+    miner._on_job(job("b", 5))  # the same block: no new tally
+    miner._count(Accepted("a", 1, 4, True), miner._tally)
+    miner._count(Rejected("b", 2, Code.DUPLICATE, "again"), miner._tally)
+    miner._count(Accepted("old", 3, 9, False), None)  # of no current block: totals only
+    engine.hash_count, now[0] = 2000, 12.0
+    miner._on_job(job("c", 6))
+    assert out == [
+        "rejected nonce 2: 22 duplicate again",
+        "block 5: accepted 1, rejected 1 (duplicate 1), best zeros 4, 1.0 kH/s",
+    ]
+    assert (miner.accepted, miner.rejected, miner.blocks_done) == (2, 1, 1)
+    miner._on_job(job("d", 7))  # block 6 ends the second block: the miner stops instead of mining 7
+    assert out[-1] == "block 6: accepted 0, rejected 0, best zeros -"  # no hashes counted: no rate
+    assert miner._stop.is_set() and miner.blocks_done == 2
+    assert (engine.jobs, miner.taken, miner.began) == (["a", "b", "c"], ["a", "b", "c"], [5, 6])
