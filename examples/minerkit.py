@@ -502,13 +502,17 @@ class HashPool:
         self._next_task = 0  # order numbers, unique across processes
         self.hashes = 0  # hashes done by all processes since start (for the hashrate)
         self._loop: asyncio.AbstractEventLoop | None = None
-        for _ in range(processes):
-            parent, child = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_hash_worker, args=(child, self.share_zeros), daemon=True)
-            proc.start()
-            child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
+        try:
+            for _ in range(processes):
+                parent, child = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_hash_worker, args=(child, self.share_zeros), daemon=True)
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+        except BaseException:
+            self.close()  # a later start failed: the processes already started are stopped and joined
+            raise
 
     @property
     def size(self) -> int:

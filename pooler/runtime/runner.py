@@ -80,6 +80,33 @@ class BackendPort(Protocol):
     ) -> dict[str, Any]: ...
 
 
+async def _stop_search_worker(executor: ProcessPoolExecutor) -> None:
+    """Stop the local-search worker process now and reap it (with the executor's manager thread).
+
+    Why not ``shutdown(wait=False)`` alone: a worker in the middle of a search runs on to the
+    search's deadline, owned by nobody, and outlives the Pooler; ``shutdown(wait=True)`` alone
+    would hold the close up until that deadline. A search answer is of no use once the runner
+    closes, so the worker is terminated; the executor then fails what was pending and its
+    manager thread ends, and both are joined (in a thread: joins block).
+    """
+    procs = list(executor._processes.values())  # private, but the only handle on the processes
+    for proc in procs:
+        proc.terminate()
+
+    def reap() -> None:
+        for proc in procs:
+            proc.join(_REAP_S)
+            if proc.is_alive():  # SIGTERM ignored or delayed: no way out of SIGKILL
+                proc.kill()
+                proc.join()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+    await asyncio.to_thread(reap)
+
+
+_REAP_S = 5.0  # seconds a terminated search worker gets to exit before it is killed
+
+
 class RunnerObserver(Protocol):
     """What the runner reports as it works (metrics, logs, share-quality limits)."""
 
@@ -196,7 +223,8 @@ class Runner:
             if not fut.done():
                 fut.cancel()
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            executor, self._executor = self._executor, None
+            await _stop_search_worker(executor)
 
     # ------------------------------------------------------------ adapters' side
 
@@ -427,7 +455,9 @@ class Runner:
             # (listening socket, miners' and dashboards' connections) and keep each one alive after
             # the Pooler closed it, so those peers would never see their connection end.
             self._executor = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=search.exit_with_parent,  # never outlive a Pooler that was killed
             )
         loop = asyncio.get_running_loop()
         try:

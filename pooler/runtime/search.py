@@ -3,10 +3,17 @@
 Used when a planted farmer's miners found nothing (all offline, say): any valid nonce
 beats a forfeited stake. It runs in a separate process because hashing holds the GIL
 and would starve the event loop.
+
+The worker must not outlive the Pooler: :func:`exit_with_parent` (the executor's initializer)
+ends it when the Pooler's process is gone, also after a SIGKILL that leaves no chance to stop it.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 import time
 
 from protocol.work import WorkTemplate, address_bytes
@@ -30,3 +37,24 @@ def search(
         if time.time() >= deadline:
             break
     return best_nonce, best_hash, best_zeros
+
+
+def exit_with_parent() -> None:
+    """Initializer of the search worker: end this process as soon as its parent process has ended.
+
+    Why: a ``ProcessPoolExecutor`` worker waits for work on a queue whose write end it holds
+    itself, so it never sees its parent go. A Pooler killed outright (SIGKILL, the OOM killer, a
+    failover test) would leave it running forever, re-parented to init. The parent's sentinel, a
+    pipe the kernel closes when the parent exits, is watched by a daemon thread; hashing releases
+    the GIL often enough for it to act within milliseconds.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nobody to outlive
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)  # no clean-up to run: the search's result has nobody to go to
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

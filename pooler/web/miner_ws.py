@@ -65,10 +65,28 @@ async def _receive_text(ws: WebSocket) -> str | bytes | None:
     return text if text is not None else message.get("bytes") or b""
 
 
-async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int) -> None:
-    with contextlib.suppress(Exception):
-        await ws.send_text(_frame(Error(code, message)))
-        await ws.close(close_code, code.reason)
+async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grace: float) -> None:
+    """Say why (an error frame), then close with ``close_code``; the connection always ends.
+
+    Ordering: the error frame first, then the close frame, each attempted on its own, so a
+    failed error frame never skips the close (a miner must always get its close code). Both
+    are bounded by ``grace``: a peer that does not take them in time has its TCP connection
+    dropped (the ``pooler.abort`` extension), so a refusal never waits on a stuck peer.
+    """
+
+    async def say() -> None:
+        with contextlib.suppress(Exception):  # the peer may be gone: the close is still attempted
+            await ws.send_text(_frame(Error(code, message)))
+        with contextlib.suppress(Exception):
+            await ws.close(close_code, code.reason)
+
+    try:
+        await asyncio.wait_for(say(), grace)
+    except TimeoutError:
+        abort = (ws.scope.get("extensions") or {}).get(ABORT)
+        if callable(abort):
+            log.info("miner socket: the peer took no close frame in time; dropping it")
+            abort()
 
 
 async def miner_socket(ws: WebSocket) -> None:
@@ -78,10 +96,18 @@ async def miner_socket(ws: WebSocket) -> None:
     if refused_by is not None:
         # Accepted only to say why: a bare HTTP 403 would leave the miner guessing.
         pooler.metrics.limit_hits.labels(limit=refused_by).inc()
-        with contextlib.suppress(Exception):
+        try:
             await ws.accept()
+        except Exception:
+            return  # the peer left during the handshake: there is nobody to tell
         what = "in total" if refused_by == "connections-total" else "from your address"
-        await _refuse(ws, Code.RATE_LIMITED, f"too many connections {what}; retry later", CLOSE_TRY_LATER)
+        await _refuse(
+            ws,
+            Code.RATE_LIMITED,
+            f"too many connections {what}; retry later",
+            CLOSE_TRY_LATER,
+            opts.slow_client_grace,
+        )
         return
     try:
         await ws.accept()
@@ -90,7 +116,11 @@ async def miner_socket(ws: WebSocket) -> None:
         except TimeoutError:
             pooler.metrics.limit_hits.labels(limit="hello-timeout").inc()
             await _refuse(
-                ws, Code.NO_HELLO, f"send 'hello' within {opts.hello_timeout:g} s of connecting", CLOSE_POLICY
+                ws,
+                Code.NO_HELLO,
+                f"send 'hello' within {opts.hello_timeout:g} s of connecting",
+                CLOSE_POLICY,
+                opts.slow_client_grace,
             )
             return
         if first is None:
@@ -101,12 +131,20 @@ async def miner_socket(ws: WebSocket) -> None:
             if exc.code == Code.TOO_LARGE:
                 pooler.metrics.limit_hits.labels(limit="frame-size").inc()
             await _refuse(
-                ws, exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO, exc.message, CLOSE_POLICY
+                ws,
+                exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO,
+                exc.message,
+                CLOSE_POLICY,
+                opts.slow_client_grace,
             )
             return
         if not isinstance(hello, Hello):
             await _refuse(
-                ws, Code.NO_HELLO, "the first message must be 'hello' with your token", CLOSE_POLICY
+                ws,
+                Code.NO_HELLO,
+                "the first message must be 'hello' with your token",
+                CLOSE_POLICY,
+                opts.slow_client_grace,
             )
             return
         miner = pooler.registry.authenticate(hello.token)
@@ -116,6 +154,7 @@ async def miner_socket(ws: WebSocket) -> None:
                 Code.UNAUTHORIZED,
                 "unknown or revoked token; register with POST /miner/register",
                 CLOSE_POLICY,
+                opts.slow_client_grace,
             )
             return
         cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
@@ -126,6 +165,7 @@ async def miner_socket(ws: WebSocket) -> None:
                 Code.RATE_LIMITED,
                 f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
                 CLOSE_POLICY,
+                opts.slow_client_grace,
             )
             return
         await _serve(ws, pooler, miner.miner_id, hello)

@@ -1,0 +1,106 @@
+"""A connection refused by the connection limits sees exactly: 101, error 28, close 1013, end of stream.
+
+Read at the byte level with a sans-I/O client, so the test sees each event in the order the
+server wrote it (a library client would hide the order, and would wait forever if the close
+frame or the end of the TCP stream never came). Variants: a client that reads first, one that
+sends its ``hello`` as soon as it sees the 101 (as a miner does; when the close did not come in
+the same read, the server has a frame queued that it never reads), and one that closes on its
+own before reading. The slots of the limits stay as they
+were: a refused connection is never counted, so the admitted ones keep theirs and a slot
+freed by one of them is open to the next connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
+from websockets.frames import Close, Frame, Opcode
+from websockets.http11 import Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+from protocol.codec import decode_server
+from protocol.errors import Code
+from protocol.messages import Error
+from tests.component.reliability_support import pooler_on_devnet, until, ws_url
+
+FAILSAFE_S = 15.0  # a missing frame or end of stream fails the test instead of hanging it (not a timing)
+HELLO = orjson.dumps({"type": "hello", "token": "x", "protocol": 1})
+
+
+async def refused_exchange(url: str, port: int, *, hello_first: bool) -> list[str]:
+    """Everything one connection sees, in order, until the server ends the TCP stream."""
+    proto = ClientProtocol(parse_uri(url))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    seen: list[str] = []
+    try:
+        proto.send_request(proto.connect())
+        writer.write(b"".join(proto.data_to_send()))
+        sent_hello = False
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), FAILSAFE_S)
+            if not data:
+                seen.append("end")
+                return seen
+            proto.receive_data(data)
+            for event in proto.events_received():
+                if isinstance(event, Response):
+                    seen.append(f"http {event.status_code}")
+                    if hello_first and not sent_hello and proto.state is State.OPEN:
+                        proto.send_text(HELLO)  # before reading on: the server gets it queued
+                        sent_hello = True
+                elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    msg = decode_server(bytes(event.data))
+                    assert isinstance(msg, Error), msg
+                    seen.append(f"error {int(msg.code)}")
+                elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                    seen.append(f"close {Close.parse(event.data).code}")
+            writer.write(b"".join(proto.data_to_send()))  # the hello, and the echo of the close
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+@pytest.mark.parametrize("hello_first", [False, True], ids=["reads-first", "sends-hello-first"])
+async def test_a_refused_connection_gets_its_error_then_its_close_then_the_end(hello_first: bool) -> None:
+    async with pooler_on_devnet(max_connections_per_ip=2) as (_, pooler):
+        url = ws_url(pooler)
+        async with connect(url) as one, connect(url):
+            for _ in range(3):  # again and again: nothing is left over from one refusal to the next
+                seen = await refused_exchange(url, pooler.port, hello_first=hello_first)
+                assert seen == ["http 101", f"error {int(Code.RATE_LIMITED)}", "close 1013", "end"]
+            assert pooler._open == 2  # the refused ones never held a slot
+            await one.close()
+            await until(lambda: pooler._open == 1, within=FAILSAFE_S)  # one slot freed...
+            async with connect(url) as third:  # ...is the next connection's
+                await third.send(HELLO.decode())
+                answer = decode_server(await asyncio.wait_for(third.recv(), FAILSAFE_S))
+                assert isinstance(answer, Error) and answer.code == Code.UNAUTHORIZED
+        await until(lambda: pooler._open == 0, within=FAILSAFE_S)
+    assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 3
+
+
+async def test_a_refused_peer_that_leaves_at_once_leaves_nothing_behind() -> None:
+    async with pooler_on_devnet(max_connections=1) as (_, pooler):
+        url = ws_url(pooler)
+        async with connect(url):
+            for _ in range(5):
+                proto = ClientProtocol(parse_uri(url))
+                _, writer = await asyncio.open_connection("127.0.0.1", pooler.port)
+                proto.send_request(proto.connect())
+                writer.write(b"".join(proto.data_to_send()))
+                writer.close()  # gone before the server could answer
+                await writer.wait_closed()
+            # the server is still whole: a refused connection that stays is answered as always
+            assert (await refused_exchange(url, pooler.port, hello_first=False)) == [
+                "http 101",
+                f"error {int(Code.RATE_LIMITED)}",
+                "close 1013",
+                "end",
+            ]
+            assert pooler._open == 1
+        await until(lambda: pooler._open == 0, within=FAILSAFE_S)
