@@ -295,9 +295,9 @@ async def _shares(
     elapsed = max(x["elapsed"] for x in reports)
     answered = sum(x["answered_in_window"] for x in reports)
     accepted = sum(x["accepted"] for x in reports)
-    per_instance_accepted = [0] * group.size
+    per_instance_answered = [0] * group.size  # answered within the window, like "rate"
     for i, x in zip(group.client_instance, reports, strict=True):
-        per_instance_accepted[i] += x["accepted"]
+        per_instance_answered[i] += x["answered_in_window"]
     commits = [b["commits"] - a["commits"] for a, b in zip(before, after, strict=True)]
     return {
         "connections": conns,
@@ -309,7 +309,7 @@ async def _shares(
         "errors": sum(x["errors"] for x in reports),
         "unanswered": sum(x["unanswered"] for x in reports),
         "rate": round(answered / elapsed),
-        "per_instance_rate": [round(a / elapsed) for a in per_instance_accepted],
+        "per_instance_rate": [round(a / elapsed) for a in per_instance_answered],
         "latency": summarize_ms([v for x in reports for v in x["latencies"]]),
         "server_cpu_s": [round(c, 2) for c in cpu],
         "server_cpu_share": [round(c / elapsed, 2) for c in cpu],
