@@ -185,6 +185,7 @@ class BackendClient:
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         observe: Observe | None = None,
+        headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"BACKEND_TIMEOUT must be > 0 seconds, got {timeout}")
@@ -198,6 +199,8 @@ class BackendClient:
         self._clock = clock
         self._rng = rng
         self._observe = observe
+        # Extra headers of every attempt, asked for anew each time (a group leader's fencing token)
+        self._headers = headers
         # The session in use; created on first use unless one was given.
         self._session = session
         # Whether close() must close it (only the one we created).
@@ -332,9 +335,10 @@ class BackendClient:
                 raise BackendUnavailable(
                     f"{op}: deadline passed after {attempt - 1} attempt(s); last error: {last}", status=status
                 )
+            sent = headers if self._headers is None else {**(headers or {}), **self._headers()}
             try:
                 return await self._attempt(
-                    op, session, method, url, data, headers, min(self.timeout, left), payload, answer_statuses
+                    op, session, method, url, data, sent, min(self.timeout, left), payload, answer_statuses
                 )
             except _Retryable as exc:
                 last, status = str(exc), exc.status

@@ -23,6 +23,9 @@ class Code(enum.IntEnum):
     OUT_OF_RANGE = 27
     RATE_LIMITED = 28
     TOO_LARGE = 29
+    # Not the miner's fault and not a verdict on the share: the pool could not record or check it
+    # right now (its store is down). Retrying the same share later is right; mining on is right.
+    UNAVAILABLE = 30
 
     @property
     def reason(self) -> str:

@@ -1,7 +1,8 @@
 """Backend ports of a group instance: fenced for the leader's cycle, refusing for the rest.
 
 :class:`FencedBackend` checks the lease (:meth:`LeaderLease.fence`) before every call and
-before every retry of a call, so a leader that lost its lease mid-retry stops at once.
+before every retry of a call, so a leader that lost its lease mid-retry stops at once, and
+sends the lease's epoch as a fencing token in every request (``X-Fencing-Token``).
 :class:`FollowerBackend` is the miner-serving coordinator's port: that coordinator emits the
 same plant/work calls as a single Pooler would, and they are refused here without a request
 (the leader's cycle coordinator makes the real ones).
@@ -18,13 +19,25 @@ from pooler.backend import BackendClient
 from pooler.cluster.lease import LeaderLease
 from pooler.errors import BackendRejected
 
+FENCE_HEADER = "X-Fencing-Token"
+"""Carries the leader's epoch on every request of the cycle. A Backend that refuses a token
+lower than the highest it has seen (the devnet's does, with 409 and a message starting
+``fenced``) closes the last window: a call that passed our fence, then stalled (a GC or VM
+pause) until a newer leader had called, is refused there."""
+
 
 class FencedBackend:
     def __init__(self, base_url: str, timeout: float, retry_attempts: int, lease: LeaderLease) -> None:
         self._lease = lease
         # our own client: its retries sleep through _sleep, which re-checks the lease
-        self.client = BackendClient(base_url, timeout, retry_attempts, sleep=self._sleep)
+        self.client = BackendClient(
+            base_url, timeout, retry_attempts, sleep=self._sleep, headers=self._fence_headers
+        )
         self.calls: collections.Counter[str] = collections.Counter()  # requests that passed the fence, per op
+        self.fenced = 0  # calls the Backend refused for an older fencing token (we were deposed)
+
+    def _fence_headers(self) -> dict[str, str]:
+        return {FENCE_HEADER: str(self._lease.epoch)}
 
     async def _sleep(self, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -35,7 +48,14 @@ class FencedBackend:
     ) -> dict[str, Any]:
         await self._lease.fence(f"backend {op}")
         self.calls[op] += 1
-        return await self.client.call(op, method, path, payload, deadline)
+        try:
+            return await self.client.call(op, method, path, payload, deadline)
+        except BackendRejected as exc:
+            if exc.status == 409 and "fenced" in str(exc):
+                # the Backend has served a newer leader: whatever we believe, we lead no more
+                self.fenced += 1
+                self._lease.drop(f"the Backend refused our fencing token {self._lease.epoch}: {exc}")
+            raise
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -3,8 +3,9 @@
 - :class:`ClusterHub` is every instance's hub (the one its dashboards subscribe to). Events
   of the block cycle published by the local miner-serving coordinator are dropped there (on a
   follower that coordinator never plants or works, so its view of the cycle is not the
-  group's); the leader's arrive through :meth:`ClusterHub.publish_remote`. The local
-  ``summary`` (this instance's miners, workers, hashrate) gets the leader's phase.
+  group's); the leader's arrive through :meth:`ClusterHub.publish_remote`. The ``summary``
+  a dashboard sees is the group's: every instance shares its own through Redis (the node's
+  summary task) and each hub sums the fresh ones, with the leader's phase.
 - :class:`RelayHub` is what the leader's cycle runner publishes into: each event goes onto a
   bounded queue that the node's relay task PUBLISHes to ``{p}:events``.
 """
@@ -23,17 +24,50 @@ log = logging.getLogger("pooler.cluster")
 CYCLE_KINDS = frozenset({"block", "phase", "plant", "work", "harvest", "farmer"})
 
 
+_SUMMED = ("miners", "workers", "hashrate", "accepted", "rejected")
+
+
 class ClusterHub(EventHub):
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], instance: str = "") -> None:
         super().__init__(clock)
+        self.instance = instance
         self._phase: dict[str, Any] = {}  # the leader's last phase event: patched into local summaries
+        # this instance's last summary as its coordinator made it: what the node shares with the group
+        self.own: Mapping[str, Any] = {}
+        # the other instances' shared summaries (fresh ones only), refreshed by the node's summary task
+        self.others: dict[str, Mapping[str, Any]] = {}
 
     def publish(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind in CYCLE_KINDS:
             return  # the leader's version of these arrives through publish_remote
-        if kind == "summary" and self._phase:
-            data = {**data, **self._phase}
+        if kind == "summary":
+            self.own = data
+            data = self.group_summary(data)
         super().publish(kind, data)
+
+    def snapshot_frame(self, summary: Mapping[str, Any]) -> str:
+        return super().snapshot_frame(self.group_summary(summary) if summary else summary)
+
+    def group_summary(self, local: Mapping[str, Any]) -> dict[str, Any]:
+        """``local`` (this instance's coordinator summary) as the group's: counts summed over the
+        instances, each farmer's best the highest any instance holds, the leader's phase; this
+        instance's own counts under ``instance``. A miner with workers on two instances counts
+        once on each."""
+        out = {**local, **self._phase}
+        out["instance"] = {"id": self.instance, **{k: local.get(k, 0) for k in _SUMMED}}
+        best: dict[str, Any] = dict(local.get("bestZeros") or {})
+        for other in self.others.values():
+            for k in _SUMMED:
+                value = other.get(k)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[k] = out.get(k, 0) + value
+            if other.get("block") == local.get("block"):
+                for farmer, zeros in (other.get("bestZeros") or {}).items():
+                    if isinstance(zeros, int) and zeros > best.get(farmer, -1):
+                        best[farmer] = zeros
+        out["bestZeros"] = best
+        out["instances"] = 1 + len(self.others)
+        return out
 
     def publish_remote(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind == "phase":

@@ -8,12 +8,15 @@ Scalar keys:
     {p}:rewards             hash block -> the block's total harvested (stroops)
     {p}:calls               stream: every Backend call's outcome (the leader's audit trail)
     {p}:bests               stream: best candidates for the leader (consumer group ``leader``)
+    {p}:instances           sorted set: instance -> last time it shared its summary (ms)
+    {p}:summary:{instance}  that instance's last dashboard summary (expires after 3 intervals)
 Per block (expire with the block's harvest retention):
     {p}:best:{block}        hash farmer id -> the farmer's best (max zeros wins)
     {p}:status:{block}      hash farmer id -> the farmer's latest status
     {p}:tally:{block}       hash [miner, worker, instance] -> [accepted, rejected] (max wins)
     {p}:nonce:{block}:{f}   INCRBY counter: end of the last nonce chunk handed out
     {p}:seen:{block}:{f}    set of accepted nonces: the shared duplicate check
+    {p}:job:{id}            a REST job as issued (any instance takes shares on it); expires with the seen sets
 Pub/sub channels:
     {p}:events              dashboard events of the leader's block cycle
     {p}:control             miners joined/left, new blocks seen by the leader
@@ -63,6 +66,13 @@ class Keys:
         return self.base + "bests"
 
     @property
+    def instances(self) -> str:
+        return self.base + "instances"
+
+    def summary(self, instance: str) -> str:
+        return f"{self.base}summary:{instance}"
+
+    @property
     def events(self) -> str:
         return self.base + "events"
 
@@ -81,6 +91,9 @@ class Keys:
 
     def nonce(self, block: int, farmer_id: str) -> str:
         return f"{self.base}nonce:{block}:{farmer_id}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.base}job:{job_id}"
 
     def seen(self, block: int, farmer_id: str) -> str:
         return f"{self.base}seen:{block}:{farmer_id}"

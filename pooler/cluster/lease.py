@@ -6,7 +6,11 @@ The lease is one Redis key, ``{p}:lease``, holding ``"<instance>:<epoch>"`` with
 
 - Acquire (one Lua script, atomic): ``SET lease pending NX PX ttl``; if that succeeded,
   ``INCR epoch`` and store ``"<instance>:<epoch>"``. The epoch only grows, so every
-  acquisition has a token no earlier holder ever had.
+  acquisition has a token no earlier holder ever had. It is also never below the current
+  unix second: if Redis lost the counter (restarted without persistence), the next epoch
+  still exceeds every earlier one (unless the group changed leaders more than once a second
+  on average since the counter started), so a Backend that refuses older fencing tokens
+  does not lock the group out.
 - Renew (Lua): ``PEXPIRE`` only if the key still holds our token. A holder that finds
   another token (or none) has lost the lease.
 - Local validity: before sending an acquire/renew we read our monotonic clock (t0); on
@@ -14,7 +18,8 @@ The lease is one Redis key, ``{p}:lease``, holding ``"<instance>:<epoch>"`` with
   runs the command, after t0, so our belief always ends before Redis's expiry: when another
   instance can acquire, we have already stopped believing. A process paused (SIGSTOP, a GC
   stall, a VM migration) wakes up with its belief expired and acts on nothing.
-- Fencing (:meth:`LeaderLease.fence`): every Backend call of the cycle checks local
+- Fencing (:meth:`LeaderLease.fence`): every Backend call of the cycle carries the epoch
+  (``X-Fencing-Token``, :mod:`pooler.cluster.fence`) and first checks local
   validity, then asks Redis (Lua: ``GET lease == token``), then checks local validity again
   right before the request leaves. Every write of the cycle's records is a Lua script that
   first checks the token (:mod:`pooler.store.redis`), so a deposed leader can neither call
@@ -38,6 +43,10 @@ log = logging.getLogger("pooler.cluster")
 _ACQUIRE = """
 if not redis.call('SET', KEYS[1], 'pending', 'NX', 'PX', ARGV[2]) then return 0 end
 local epoch = redis.call('INCR', KEYS[2])
+if epoch < tonumber(ARGV[3]) then
+  epoch = tonumber(ARGV[3])
+  redis.call('SET', KEYS[2], epoch)
+end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. epoch, 'PX', ARGV[2])
 return epoch
 """
@@ -68,6 +77,7 @@ class LeaderLease:
         *,
         drift: float = 0.1,
         monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._keys = keys
@@ -75,6 +85,7 @@ class LeaderLease:
         self.ttl = ttl
         self._trust = ttl * (1 - drift)  # how long after t0 we believe a successful renew
         self._monotonic = monotonic
+        self._wall = wall  # unix seconds: the epoch's floor (see the module docstring)
         self.token: str | None = None  # "<instance>:<epoch>" while we believe we hold it
         self.epoch = 0  # epoch of the last acquisition (0: never led)
         self._valid_until = 0.0  # monotonic time our belief ends
@@ -99,7 +110,10 @@ class LeaderLease:
         """Take the lease if nobody holds it; True when we now lead (with a new epoch)."""
         t0 = self._monotonic()
         epoch = int(
-            await self._acquire(keys=[self._keys.lease, self._keys.epoch], args=[self.instance, self.ttl_ms])
+            await self._acquire(
+                keys=[self._keys.lease, self._keys.epoch],
+                args=[self.instance, self.ttl_ms, int(self._wall())],
+            )
         )
         if epoch <= 0:
             return False

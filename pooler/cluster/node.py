@@ -8,6 +8,9 @@ serves its miners) with these differences, all owned by :class:`ClusterNode`:
 - Its coordinator is a :class:`~pooler.cluster.coordinator.ClusterCoordinator` (nonce ranges
   from Redis chunks, credited nonces checked against the shared duplicate sets) and its
   Backend port refuses every call: it never plants, works or harvests.
+- REST jobs are recorded in Redis before they are sent (``share_rest_jobs``), so a REST miner's
+  submit may reach any instance: one that does not know the job id reads the job there
+  (:meth:`ClusterNode.issued_job`) and checks the share against it.
 - Chain events (the instance's own BlockMonitor, plus new blocks the leader announces on
   ``{p}:control``) pass through the *gate*: a new block's nonce chunks are drawn before the
   block reaches a coordinator, and each block is let through once.
@@ -56,7 +59,15 @@ from pooler.cluster.nonces import RangeAllocator
 from pooler.cluster.options import ClusterOptions
 from pooler.core.config import CoreConfig
 from pooler.core.effects import Persist
-from pooler.core.events import Event, FarmPaused, LocalSearchDone, MinerJoined, MinerLeft, NewBlock
+from pooler.core.events import (
+    Event,
+    FarmPaused,
+    IssuedJob,
+    LocalSearchDone,
+    MinerJoined,
+    MinerLeft,
+    NewBlock,
+)
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.runtime.runner import Runner
@@ -107,7 +118,7 @@ class ClusterNode:
         self.store = RedisStore(
             self.redis, self.keys, instance=self.instance, block_ttl=block_ttl, seen_ttl=open_ttl, clock=clock
         )
-        self.hub = ClusterHub(clock)  # the Pooler's hub: what its dashboards see
+        self.hub = ClusterHub(clock, self.instance)  # the Pooler's hub: what its dashboards see
         self.relay = RelayHub(clock)  # the cycle runner's hub: forwarded to every instance
         self.follower_backend = FollowerBackend()
         self.fenced: FencedBackend | None = None  # created in start (needs the Backend URL)
@@ -119,14 +130,26 @@ class ClusterNode:
         self._consumer: asyncio.Task[None] | None = None  # the leader's bests-stream consumer
         self._tasks: list[asyncio.Task[None]] = []  # leadership, gate, pub/sub, relay: stopped in aclose
         self._joins: set[asyncio.Task[None]] = set()  # joins waiting for their farmer's nonce chunk
+        self._job_prefix = ""  # job ids of this instance's miner-serving coordinator (set in coordinator)
         self.terms = 0  # times this instance became leader
 
     # ------------------------------------------------------------ wiring (called by the Pooler)
 
     def coordinator(self, config: CoreConfig) -> ClusterCoordinator:
         """The miner-serving coordinator; job ids carry the instance name (unique in the group)."""
-        cfg = dataclasses.replace(config, job_id_prefix=f"{self.instance}.{config.job_id_prefix}")
+        cfg = dataclasses.replace(
+            config, job_id_prefix=f"{self.instance}.{config.job_id_prefix}", share_rest_jobs=True
+        )
+        self._job_prefix = cfg.job_id_prefix
         return ClusterCoordinator(cfg, self.allocator, self.store.credits)
+
+    async def issued_job(self, job_id: str) -> IssuedJob | None:
+        """A REST job of another instance (or of an earlier start of this one), from Redis; None
+        for a job of this instance's coordinator (it knows its own) or an unknown one.
+        StoreError when Redis cannot tell."""
+        if self._job_prefix and job_id.startswith(self._job_prefix):
+            return None
+        return await self.store.load_job(job_id)
 
     def emit(self, event: Event) -> None:
         """The block monitor's callback: chain events go through the gate."""
@@ -144,6 +167,7 @@ class ClusterNode:
         self._spawn(self._listen(), "cluster-pubsub")
         self._spawn(self._run_relay(), "cluster-relay")
         self._spawn(self._lead(), "cluster-leadership")
+        self._spawn(self._share_summary(), "cluster-summary")
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
@@ -180,6 +204,8 @@ class ClusterNode:
             **self.lease.status(),
             "terms": self.terms,
             "backendCalls": dict(self.fenced.calls) if self.fenced is not None else {},
+            # calls the Backend refused for an older fencing token: this instance had been deposed
+            "backendFenced": self.fenced.fenced if self.fenced is not None else 0,
             "duplicatesRefused": self.store.duplicates,
             "nonceChunks": self.allocator.chunks,
         }
@@ -340,6 +366,37 @@ class ClusterNode:
             except RedisError as exc:
                 self.relay.dropped += 1
                 log.warning("dashboard event %s not relayed: %s", kind, exc)
+
+    async def _share_summary(self) -> None:
+        """Every summary interval: this instance's summary into Redis, the others' out of it
+        (those refreshed within three intervals: a dead instance drops out of the totals)."""
+        every = self._core_config.summary_interval
+        fresh_ms = max(1000, round(3 * every * 1000))
+        while True:
+            await asyncio.sleep(every)
+            now_ms = round(self._clock() * 1000)
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    if self.hub.own:
+                        pipe.set(self.keys.summary(self.instance), orjson.dumps(self.hub.own), px=fresh_ms)
+                        pipe.zadd(self.keys.instances, {self.instance: now_ms})
+                    pipe.zremrangebyscore(self.keys.instances, "-inf", now_ms - fresh_ms)
+                    pipe.zrange(self.keys.instances, 0, -1)
+                    replies = await pipe.execute()
+                names = [n for n in replies[-1] if n != self.instance]
+                raw = await self.redis.mget([self.keys.summary(n) for n in names]) if names else []
+            except (RedisError, OSError) as exc:
+                log.debug("summary not shared: %s", exc)
+                continue
+            others: dict[str, Any] = {}
+            for name, value in zip(names, raw, strict=True):
+                if value is None:
+                    continue
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    data = orjson.loads(value)
+                    if isinstance(data, dict):
+                        others[name] = data
+            self.hub.others = others
 
     # ------------------------------------------------------------ leadership
 

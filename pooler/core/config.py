@@ -55,6 +55,8 @@ class CoreConfig:
         history_blocks: blocks kept for the view (statuses, rewards).
         job_id_prefix: prepended to job ids; the runtime sets it per process start so a job id
             of a previous run can never name a job of this one.
+        share_rest_jobs: record every REST job (``Persist("job")``) before it is sent, so that
+            another instance of a group can take a share on it (scale-out without sticky routing).
     """
 
     pooler_id: str = "pooler"
@@ -88,6 +90,7 @@ class CoreConfig:
     summary_interval: float = 5.0
     history_blocks: int = 50
     job_id_prefix: str = ""
+    share_rest_jobs: bool = False
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -70,6 +70,7 @@ from pooler.core.events import (
     ChainHealth,
     Event,
     FarmPaused,
+    IssuedJob,
     LocalSearchDone,
     MinerJoined,
     MinerLeft,
@@ -430,6 +431,8 @@ class Coordinator:
         if miner is None:
             return [Send(ev.reply, Error(Code.UNAUTHORIZED, f"miner {ev.miner_id!r} is not registered here"))]
         job = self._jobs.get(ev.share.job)
+        if job is None and ev.issued is not None:
+            job = self._adopt(miner, ev.issued, now)
         sess: Session | None = None
         if job is not None and job.miner is miner:
             sess = job.session
@@ -437,6 +440,52 @@ class Coordinator:
                 sess = self._rest_session(miner, sess.name, now)
             sess.last_seen = now
         return self._share(miner, sess, ev.reply, ev.share, now)
+
+    def _adopt(self, miner: MinerState, issued: IssuedJob, now: float) -> JobRecord | None:
+        """A REST job another instance of the group issued, taken on here; None when it is not a
+        job of this miner's farmer for the block open here (then the share is STALE as usual).
+
+        The range was drawn from the group's shared nonce space by the issuing instance, and the
+        duplicate check is shared, so a share on it is checked here exactly as there."""
+        blk = self._block
+        if (
+            blk is None
+            or not blk.opened
+            or blk.closed
+            or issued.block != blk.index
+            or issued.miner_id != miner.miner_id
+            or issued.farmer_id != miner.farmer.farmer_id
+            or not 0 <= issued.nonce_start < issued.nonce_end
+        ):
+            return None
+        sess = self._rest_session(miner, issued.worker, now)
+        fb = self._farmer_block(blk, miner.farmer)
+        rec = JobRecord(
+            issued.job_id,
+            miner,
+            sess,
+            fb,
+            issued.nonce_start,
+            issued.nonce_end,
+            issued.share_zeros,
+            issued.issued_at,
+        )
+        self._hold_job(sess, rec, blk, now)
+        return rec
+
+    def _hold_job(self, sess: Session, rec: JobRecord, blk: BlockState, now: float) -> None:
+        """``rec`` becomes a current job of ``sess`` (at most ``max_jobs_per_worker`` of them)."""
+        self._jobs[rec.id] = rec
+        if sess.jobs_block != blk.index:
+            if sess.jobs_block < 0:  # its first work ever: time before it had a job says nothing
+                sess.vd.window_start = now
+            sess.jobs = []
+            sess.jobs_block = blk.index
+        sess.jobs.append(rec)
+        if len(sess.jobs) > self._config.max_jobs_per_worker:  # bound memory: the oldest goes stale
+            self._jobs.pop(sess.jobs.pop(0).id, None)
+        if sess.tally is None or sess.tally.block != blk.index:
+            sess.tally = self._tally(blk.index, sess)
 
     def _rest_session(self, miner: MinerState, name: str, now: float) -> Session:
         sess = miner.rest.get(name)
@@ -461,17 +510,25 @@ class Coordinator:
         job_id = f"{cfg.job_id_prefix}{self._job_seq:x}"
         zeros = sess.vd.zeros
         rec = JobRecord(job_id, sess.miner, sess, fb, start, end, zeros, now)
-        self._jobs[job_id] = rec
-        if sess.jobs_block != blk.index:
-            if sess.jobs_block < 0:  # its first work ever: time before it had a job says nothing
-                sess.vd.window_start = now
-            sess.jobs = []
-            sess.jobs_block = blk.index
-        sess.jobs.append(rec)
-        if len(sess.jobs) > cfg.max_jobs_per_worker:  # bound memory: the oldest range goes stale
-            self._jobs.pop(sess.jobs.pop(0).id, None)
-        if sess.tally is None or sess.tally.block != blk.index:
-            sess.tally = self._tally(blk.index, sess)
+        self._hold_job(sess, rec, blk, now)
+        if cfg.share_rest_jobs and sess.conn is None:
+            # in the shared store before the miner has it: any instance can take its shares
+            effects.append(
+                Persist(
+                    "job",
+                    {
+                        "job": job_id,
+                        "block": blk.index,
+                        "minerId": sess.miner.miner_id,
+                        "farmerId": fb.farmer_id,
+                        "worker": sess.name,
+                        "nonceStart": str(start),
+                        "nonceEnd": str(end),
+                        "shareZeros": zeros,
+                        "issuedAt": now,
+                    },
+                )
+            )
         job = Job(
             job_id,
             blk.index,

@@ -97,6 +97,7 @@ PersistKind = Literal[
     "farmer_status",  # data: farmerId, block, status, reason?
     "nonces",  # data: block, farmerId, next (every nonce below it was handed out; before the job)
     "worker",  # data: minerId, worker, agent? (a worker said hello)
+    "job",  # data: job, block, minerId, farmerId, worker, nonceStart, nonceEnd, shareZeros, issuedAt
 ]
 
 

@@ -115,12 +115,33 @@ class RestWorkRequested:
 
 
 @dataclass(frozen=True, slots=True)
+class IssuedJob:
+    """A REST job as the instance that issued it recorded it (``share_rest_jobs``): what another
+    instance of the group needs to check a share on it. Read from the shared store by the web
+    layer, never from the miner."""
+
+    job_id: str
+    block: int
+    miner_id: str
+    farmer_id: str
+    worker: str
+    nonce_start: int
+    nonce_end: int
+    share_zeros: int
+    issued_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class RestShareSubmitted:
-    """``POST /miner/submit``: reply to ``reply`` with accepted or rejected."""
+    """``POST /miner/submit``: reply to ``reply`` with accepted or rejected.
+
+    ``issued``: the job as another instance of the group issued it, when the job id is not one
+    of this coordinator's (a REST miner behind a load balancer that is not sticky)."""
 
     reply: int
     miner_id: str
     share: Share
+    issued: IssuedJob | None = None
 
 
 # ---------------------------------------------------------------- results of effects

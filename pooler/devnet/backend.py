@@ -227,6 +227,10 @@ class Backend:
         self._sleep = sleep  # injectable so latency faults cost no real time in tests
         self.farmers: dict[str, Farmer] = {}  # by farmerId, in registration order
         self.started_at = contract.now()  # for /health uptime
+        # poolerId -> highest X-Fencing-Token seen on plant/work/harvest: an older one is refused,
+        # so a deposed group leader's delayed call can never act after its successor's
+        self.fences: dict[str, int] = {}
+        self.fenced = 0  # calls refused for an older token
 
     # ------------------------------------------------------------ helpers
 
@@ -310,6 +314,24 @@ class Backend:
             return self._error(f.error_status, f"injected fault: HTTP {f.error_status}")
         return None
 
+    def _check_fence(self, request: web.Request, pooler_id: str) -> None:
+        """Refuse (409 ``fenced: ...``) a call whose fencing token is older than the newest seen
+        for ``pooler_id``. Calls without the header (a single Pooler) are not fenced."""
+        raw = request.headers.get("X-Fencing-Token")
+        if raw is None:
+            return
+        if not raw.isdigit() or len(raw) > 19:
+            raise web.HTTPBadRequest(text=f"X-Fencing-Token must be a decimal integer, got {raw[:40]!r}")
+        token = int(raw)
+        newest = self.fences.get(pooler_id, 0)
+        if token < newest:
+            self.fenced += 1
+            raise web.HTTPConflict(
+                text=f"fenced: token {token} of pooler {pooler_id!r} is older than {newest};"
+                " a newer leader of this pool has called since"
+            )
+        self.fences[pooler_id] = token
+
     # ------------------------------------------------------------ routes
 
     async def register(self, request: web.Request) -> web.Response:
@@ -344,6 +366,7 @@ class Backend:
         block_index = _required_int(body, "blockIndex", 0, MAX_INDEX)
         pooler_id = _string(body, "poolerId")
         capacity = _required_int(body, "maxFarmersCapacity", 0, 1_000_000)
+        self._check_fence(request, pooler_id)
         chosen = [f for f in self._farmers_of(pooler_id) if f.status == "active"][:capacity]
         results: list[dict[str, Any]] = []
         total = 0
@@ -420,6 +443,7 @@ class Backend:
         block_index = _required_int(body, "blockIndex", 0, MAX_INDEX)
         pooler_id = _string(body, "poolerId")
         submissions = self._submissions(body, pooler_id)  # all validated before any call
+        self._check_fence(request, pooler_id)
         block = self.contract.get_block(block_index)
         results: list[dict[str, Any]] = []
         for s in submissions:
@@ -466,6 +490,7 @@ class Backend:
         body = await self._body(request)
         block_index = _required_int(body, "blockIndex", 0, MAX_INDEX)
         pooler_id = _string(body, "poolerId")
+        self._check_fence(request, pooler_id)
         results: list[dict[str, Any]] = []
         total = 0
         for f in self._farmers_of(pooler_id):

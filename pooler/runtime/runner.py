@@ -343,7 +343,7 @@ class Runner:
                     "the pool could not record this share durably (storage failure), so it is not"
                     " counted; keep mining, later shares are recorded once storage recovers"
                 )
-                effect = Send(effect.conn, Rejected(ack.job, ack.nonce, Code.RATE_LIMITED, why))
+                effect = Send(effect.conn, Rejected(ack.job, ack.nonce, Code.UNAVAILABLE, why))
             out.append(effect)
         return out
 

@@ -33,6 +33,7 @@ from redis.exceptions import RedisError, ResponseError
 from pooler.cluster.coordinator import Credit
 from pooler.cluster.keys import Keys
 from pooler.core.effects import Effect, Persist, Send
+from pooler.core.events import IssuedJob
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
@@ -58,6 +59,9 @@ for i, c in ipairs(p.seen) do
 end
 for _, b in ipairs(p.blocks) do
   redis.call('ZADD', pre .. 'blocks', 'NX', b[1], b[2])
+end
+for _, j in ipairs(p.jobs) do
+  redis.call('SET', pre .. 'job:' .. j[1], j[2], 'PX', seen_ttl)
 end
 for _, t in ipairs(p.tallies) do
   local k = pre .. 'tally:' .. t[1]
@@ -200,10 +204,13 @@ class RedisStore:
     # ------------------------------------------------------------ the miner-serving side
 
     async def commit(self, records: list[Persist]) -> None:
-        credits, self.credits = self._retry_credits + self.credits, []
+        credits = self._retry_credits + self.credits
+        # emptied in place: the coordinator's SharedSeen sets append to this very list object
+        self.credits.clear()
         bests: list[list[Any]] = list(self._retry_bests)
         tallies: list[list[Any]] = []
         blocks: list[list[Any]] = []
+        jobs: list[list[str]] = []
         for r in records:
             d = r.data
             if r.kind == "shares":
@@ -213,12 +220,15 @@ class RedisStore:
                 bests.append(_best_row(d))
             elif r.kind == "block":
                 blocks.append(_block_row(d))
+            elif r.kind == "job":
+                jobs.append([str(d["job"]), orjson.dumps(d).decode()])
             # plant/work/harvest/farmer_status here come from refused follower calls: not facts
         payload = {
             "seen": [[str(b), f, str(n)] for b, f, n in credits],
             "tallies": tallies,
             "bests": bests,
             "blocks": blocks,
+            "jobs": jobs,
         }
         try:
             args: list[str | int] = [
@@ -237,6 +247,36 @@ class RedisStore:
         self._refused = [credits[int(i)] for i in dups or ()]
         self.duplicates += len(self._refused)
         self.commits += 1
+
+    async def load_job(self, job_id: str) -> IssuedJob | None:
+        """The REST job ``job_id`` as its instance recorded it; None when unknown or expired.
+
+        Raises StoreError when Redis does not answer, or when the record is not one this
+        project wrote (a share must never be checked against a range nobody issued)."""
+        try:
+            raw = await self._redis.get(self._keys.job(job_id))
+        except RedisError as exc:
+            raise StoreError(f"cannot read job {job_id!r} from Redis: {exc}") from exc
+        if raw is None:
+            return None
+        try:
+            d = orjson.loads(raw)
+            issued = IssuedJob(
+                job_id=str(d["job"]),
+                block=int(d["block"]),
+                miner_id=str(d["minerId"]),
+                farmer_id=str(d["farmerId"]),
+                worker=str(d["worker"]),
+                nonce_start=int(d["nonceStart"]),
+                nonce_end=int(d["nonceEnd"]),
+                share_zeros=int(d["shareZeros"]),
+                issued_at=float(d["issuedAt"]),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise StoreError(f"job {job_id!r} in Redis is not a job record: {exc}") from exc
+        if issued.job_id != job_id:
+            raise StoreError(f"job record under {job_id!r} names job {issued.job_id!r}")
+        return issued
 
     def review(self, held: list[Effect]) -> list[Effect]:
         """After a commit: the ``accepted`` of each credit the shared duplicate set refused becomes

@@ -74,6 +74,9 @@ SPEC: dict[str, Any] = {
                     "410": _json(_ref("Rejected"), "stale job"),
                     "413": _json(_ref("Rejected"), "body too large (code 29)"),
                     "429": _json(_ref("Rejected"), "over this miner's request rate (code 28)"),
+                    "503": _json(
+                        _ref("Rejected"), "the pool cannot record or check shares right now (code 30); retry"
+                    ),
                 },
             }
         },

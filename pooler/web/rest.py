@@ -2,7 +2,7 @@
 
 Status codes for ``POST /miner/submit`` rejections (docs/protocol.md has the table):
 400 malformed / out-of-range / invalid-hash / low-zeros, 401 unauthorized, 409 duplicate,
-410 stale, 413 too-large, 429 rate-limited. Every non-200 answer of ``/miner/submit`` is a
+410 stale, 413 too-large, 429 rate-limited, 503 unavailable. Every non-200 answer of ``/miner/submit`` is a
 ``rejected`` object (``job``/``nonce`` null when they could not be read); the other routes
 answer errors with ``{error, message, timestamp, code}``.
 
@@ -19,7 +19,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pooler.core.events import RestShareSubmitted, RestWorkRequested, StatsRequested
+from pooler.core.events import IssuedJob, RestShareSubmitted, RestWorkRequested, StatsRequested
 from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
 from pooler.web.limits import TokenBucket
@@ -41,6 +41,7 @@ STATUS_OF: dict[Code, int] = {
     Code.STALE: 410,
     Code.TOO_LARGE: 413,
     Code.RATE_LIMITED: 429,
+    Code.UNAVAILABLE: 503,
 }
 
 
@@ -223,7 +224,16 @@ async def submit(request: Request) -> JSON:
     except ProtocolError as exc:
         return rejected(exc.code, exc.message, body.get("job"))
     assert isinstance(share, Share)
-    answer = await pooler.runner.request(lambda reply: RestShareSubmitted(reply, miner.miner_id, share))
+    issued: IssuedJob | None = None
+    if pooler.cluster is not None:  # the job may be another instance's (no sticky routing needed)
+        try:
+            issued = await pooler.cluster.issued_job(share.job)
+        except StoreError as exc:
+            msg = f"the pool cannot look this job up right now ({exc}); keep mining and submit again"
+            return rejected(Code.UNAVAILABLE, msg, share.job, share.nonce)
+    answer = await pooler.runner.request(
+        lambda reply: RestShareSubmitted(reply, miner.miner_id, share, issued)
+    )
     if isinstance(answer, Accepted | Rejected):
         pooler.judge_share(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
     return _answer(answer)

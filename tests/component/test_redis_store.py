@@ -94,6 +94,21 @@ async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: a
     assert await rclient.pttl(KEYS.seen(5, "f1")) > 0
 
 
+async def test_credits_keep_flowing_through_the_list_the_coordinator_holds(
+    rclient: aioredis.Redis,  # noqa: F811
+) -> None:
+    """The coordinator's SharedSeen sets hold a reference to ``store.credits``: every commit must
+    drain that very list (a commit that rebound it lost all later credits: duplicates across
+    instances went undetected after an instance's first commit)."""
+    a = store(rclient, "a")
+    held_by_coordinator = a.credits
+    for nonce in (1, 2, 3):
+        held_by_coordinator.append((5, "f1", nonce))
+        await a.commit([])
+        assert a.credits is held_by_coordinator and held_by_coordinator == []
+    assert await rclient.smembers(KEYS.seen(5, "f1")) == {"1", "2", "3"}
+
+
 async def test_a_failed_commit_keeps_its_best_for_the_next_one(redis_server, rclient: aioredis.Redis) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     broken = aioredis.Redis(host="127.0.0.1", port=1, decode_responses=True, socket_connect_timeout=0.5)
     s = RedisStore(broken, KEYS, instance="a", block_ttl=3600)

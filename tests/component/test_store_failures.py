@@ -94,7 +94,7 @@ async def test_failed_commits_refuse_the_ack_keep_running_and_catch_up(tmp_path:
                     assert (answer.job, answer.nonce, answer.code) == (
                         refused.job,
                         refused.nonce,
-                        Code.RATE_LIMITED,
+                        Code.UNAVAILABLE,
                     )
                     assert "storage" in answer.message
                     async with http.get(f"{pooler.url}/health") as resp:

@@ -1,0 +1,195 @@
+"""Two Pooler instances on one Redis, in this process: what a load balancer that is not sticky
+needs (REST jobs from any instance) and what a dashboard of any instance sees (the group).
+
+A REST miner's ``GET /miner/work`` and ``POST /miner/submit`` may land on different instances.
+The issuing instance records the job in Redis before the miner has it; the other one reads it
+there and checks the share against it, with the group's shared duplicate check. Two real
+Poolers (uvicorn on loopback) in this process, a real redis-server, the devnet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+from websockets.asyncio.client import connect
+
+from pooler.cluster.options import ClusterOptions
+from pooler.devnet import Devnet
+from pooler.service import Pooler, PoolerOptions
+from tests.component.redis_support import rclient, redis_server  # noqa: F401
+from tests.redis_server import RedisServer
+from tests.support.system import POOLER_ID, bearer, core_config, find_nonce, register, wait_until
+
+BLOCK = 300  # no block turns over during the test: every job stays current
+FAILSAFE_TRIES = 100  # resubmits (0.2 s apart) while the instances reconnect to a restarted Redis
+
+
+@contextlib.asynccontextmanager
+async def two_instances(redis_url: str) -> AsyncIterator[tuple[Devnet, Pooler, Pooler]]:
+    async with Devnet(block_interval=BLOCK, ledger_seconds=1.0) as net:
+
+        def options(instance: str) -> PoolerOptions:
+            return PoolerOptions(
+                backend_url=net.backend_url,
+                rpc_url=net.rpc_url,
+                contract_id=net.contract_id,
+                pooler_id=POOLER_ID,
+                port=0,
+                poll_interval=0.1,
+                core=core_config(BLOCK),
+                ws_ping_interval=None,
+                shutdown_timeout=1.0,
+                cluster=ClusterOptions(redis_url, instance, lease_ttl=2.0),
+            )
+
+        async with Pooler(options("a")) as a, Pooler(options("b")) as b:
+            for p in (a, b):
+                await wait_until(lambda p=p: p.core.view(0).block is not None, f"{p.url} to see a block")
+            yield net, a, b
+
+
+async def _post_share(
+    http: aiohttp.ClientSession, pooler: Pooler, token: str, job: dict[str, Any], nonce: int
+) -> tuple[int, dict[str, Any]]:
+    share = {"job": job["job"], "nonce": str(nonce)}
+    async with http.post(f"{pooler.url}/miner/submit", json=share, headers=bearer(token)) as resp:
+        return resp.status, dict(await resp.json())
+
+
+async def test_work_from_one_instance_shares_to_another(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811  (flushes Redis for this test)
+) -> None:
+    async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
+        miner = await register(http, a.url, "rest-rig")
+        token = miner["token"]
+        await wait_until(lambda: b.registry.authenticate(token) is not None, "the miner to reach b")
+        async with http.get(f"{a.url}/miner/work?worker=rig", headers=bearer(token)) as resp:
+            assert resp.status == 200
+            job = await resp.json()
+        assert job["job"].startswith("a.")
+
+        # the balancer sends the submit to b, which never issued this job
+        nonce, _, zeros = find_nonce(job)
+        status, answer = await _post_share(http, b, token, job, nonce)
+        assert (status, answer["type"], answer["nonce"], answer["zeros"]) == (
+            200,
+            "accepted",
+            str(nonce),
+            zeros,
+        )
+
+        # the same nonce, now through a: the shared duplicate set refuses it
+        status, answer = await _post_share(http, a, token, job, nonce)
+        assert (status, answer["type"], answer.get("reason")) == (409, "rejected", "duplicate"), answer
+        assert "another instance" in answer["message"]
+        # and through b again: b holds the job now, and its own check refuses it
+        status, answer = await _post_share(http, b, token, job, nonce)
+        assert (status, answer["reason"]) == (409, "duplicate")
+
+        # a second share of the same job to b, a nonce outside it, and a job nobody issued
+        nonce2, _, _ = find_nonce(job, start=nonce + 1)
+        status, answer = await _post_share(http, b, token, job, nonce2)
+        assert (status, answer["type"]) == (200, "accepted")
+        status, answer = await _post_share(http, b, token, job, int(job["nonceEnd"]))
+        assert (status, answer["reason"]) == (400, "out-of-range")
+        status, answer = await _post_share(http, b, token, {"job": "a.ffffff.1"}, 5)
+        assert (status, answer["reason"]) == (410, "stale")
+
+        # b counts the worker and both shares: stats of b's view
+        async with http.get(f"{b.url}/miner/stats", headers=bearer(token)) as resp:
+            stats = await resp.json()
+        assert (stats["accepted"], stats["workers"]) == (2, 1)
+
+
+async def test_another_miners_job_is_stale_even_when_its_record_is_found(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
+        owner = await register(http, a.url, "owner")
+        thief = await register(http, a.url, "thief")
+        await wait_until(lambda: b.registry.authenticate(thief["token"]) is not None, "the miners to reach b")
+        async with http.get(f"{a.url}/miner/work", headers=bearer(owner["token"])) as resp:
+            job = await resp.json()
+        nonce, _, _ = find_nonce(job)
+        status, answer = await _post_share(http, b, thief["token"], job, nonce)
+        assert (status, answer["reason"]) == (410, "stale")
+        status, answer = await _post_share(http, b, owner["token"], job, nonce)
+        assert (status, answer["type"]) == (200, "accepted")
+
+
+async def test_a_submit_is_answered_503_unavailable_while_redis_is_down(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
+        miner = await register(http, a.url, "rest-rig")
+        token = miner["token"]
+        await wait_until(lambda: b.registry.authenticate(token) is not None, "the miner to reach b")
+        async with http.get(f"{a.url}/miner/work", headers=bearer(token)) as resp:
+            job = await resp.json()
+        nonce, _, _ = find_nonce(job)
+        await asyncio.to_thread(redis_server.stop)
+        try:
+            status, answer = await _post_share(http, b, token, job, nonce)
+            assert (status, answer["type"], answer["code"], answer["reason"]) == (
+                503,
+                "rejected",
+                30,
+                "unavailable",
+            )
+            assert "submit again" in answer["message"]
+        finally:
+            await asyncio.to_thread(redis_server.start)
+        # Redis is back (its AOF kept the job): the same share is looked up and counted; it was
+        # never held against the miner. The client reconnects on its next command.
+        answers: list[tuple[int, dict[str, Any]]] = []
+
+        async def resubmitted() -> bool:
+            answers.append(await _post_share(http, b, token, job, nonce))
+            return answers[-1][0] != 503
+
+        for _ in range(FAILSAFE_TRIES):
+            if await resubmitted():
+                break
+            await asyncio.sleep(0.2)
+        status, answer = answers[-1]
+        assert (status, answer["type"]) == (200, "accepted"), answers
+
+
+async def test_a_dashboard_of_any_instance_sees_the_groups_totals(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
+        first = await register(http, a.url, "on-a")
+        second = await register(http, b.url, "on-b")
+        for miner, pooler in ((first, a), (second, b)):  # one REST worker on each instance
+            async with http.get(f"{pooler.url}/miner/work?worker=w", headers=bearer(miner["token"])) as resp:
+                assert resp.status == 200
+        events = f"ws://127.0.0.1:{b.port}/ws/events"
+        async with connect(events, open_timeout=30, close_timeout=2) as ws:
+            seen: list[dict[str, Any]] = []
+            while True:
+                frame = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
+                if frame["kind"] in ("summary", "snapshot"):
+                    data = frame["data"] if frame["kind"] == "summary" else frame["data"]["summary"]
+                    seen.append(data)
+                    if data.get("instances") == 2 and data.get("workers") == 2:
+                        break
+                    assert len(seen) < 60, seen[-3:]  # 0.5 s summaries: 30 s of them at most
+        assert data["miners"] == 2
+        assert data["instance"] == {
+            "id": "b",
+            "miners": 1,
+            "workers": 1,
+            "hashrate": data["instance"]["hashrate"],
+            "accepted": 0,
+            "rejected": 0,
+        }
