@@ -3,7 +3,9 @@
 Benchmarks (in this order): ``verify`` (one share verification, the job codec, the coordinator
 alone), ``detect`` (block detection), ``push`` (new-block push against the bare-websockets
 baseline, and memory per idle socket), ``shares`` (verified shares/s end to end, ack latency),
-``rest`` (the REST fallback). Every load runs on 127.0.0.1, in child processes bounded in count
+``rest`` (the REST fallback); on request only (``--only cluster``, it needs ``redis-server``):
+``cluster`` (the same push and share load on 1 and on 2 Pooler instances sharing one Redis,
+see :mod:`bench.cluster`). Every load runs on 127.0.0.1, in child processes bounded in count
 and time. The run's machine record and results go to ``DIR/<time>[-quick].json`` and a Markdown
 table to ``DIR/<time>[-quick].md`` (default DIR: bench/results, git-ignored); the table is
 printed too. ``--quick`` (~200 sockets, seconds per step) proves the harness works; its figures
@@ -23,11 +25,12 @@ from typing import Any
 
 import orjson
 
-from bench import push, rest, shares
+from bench import cluster, push, rest, shares
 from bench.common import ROOT, child_env, machine, placement, raise_nofile
 from bench.report import markdown
 
-NAMES = ("verify", "detect", "push", "shares", "rest")
+NAMES = ("verify", "detect", "push", "shares", "rest", "cluster")
+DEFAULT = NAMES[:-1]  # cluster runs on request only: it needs a redis-server and ~3 minutes of its own
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,18 @@ class Plan:
     detect_blocks: int
     detect_poll: float
     verify_n: int
+    cluster_push_n: int  # sockets of the scale-out push, split over the instances
+    cluster_rounds: int
+    cluster_share_conns: int
+    cluster_share_seconds: float
+    cluster_procs: int  # load-generator processes (spread over the instances)
+    cluster_poll: float  # the instances' block-monitor poll (the quick run's first block comes sooner)
 
 
-FULL = Plan((1000, 5000, 10_000), 5, 4, (100, 1000), 8.0, 3, 6.0, 2, 32, 40, 0.2, 200_000)
-QUICK = Plan((200,), 3, 2, (100,), 1.5, 2, 1.5, 1, 16, 5, 0.2, 20_000)
+FULL = Plan(
+    (1000, 5000, 10_000), 5, 4, (100, 1000), 8.0, 3, 6.0, 2, 32, 40, 0.2, 200_000, 1000, 8, 100, 8.0, 4, 1.0
+)
+QUICK = Plan((200,), 3, 2, (100,), 1.5, 2, 1.5, 1, 16, 5, 0.2, 20_000, 8, 2, 4, 1.0, 2, 0.25)
 
 
 async def _json_child(module: str, *args: str, within: float) -> dict[str, Any]:
@@ -114,13 +125,22 @@ async def _run(names: list[str], plan: Plan, profile_dir: Path | None) -> dict[s
                 )
             case "rest":
                 results[name] = await rest.run(plan.rest_seconds, plan.rest_procs, plan.rest_concurrency)
+            case "cluster":
+                results[name] = await cluster.run(
+                    plan.cluster_push_n,
+                    plan.cluster_rounds,
+                    plan.cluster_share_conns,
+                    plan.cluster_share_seconds,
+                    plan.cluster_procs,
+                    plan.cluster_poll,
+                )
         results[name]["seconds_taken"] = round(time.perf_counter() - started, 1)
     return results
 
 
 def _names(only: list[str] | None) -> list[str]:
     if not only:
-        return list(NAMES)
+        return list(DEFAULT)
     wanted = {n.strip() for item in only for n in item.split(",") if n.strip()}
     unknown = wanted - set(NAMES)
     if unknown:
@@ -133,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small and short: proves the harness works")
-    parser.add_argument("--only", action="append", metavar="NAME", help=f"run only these: {', '.join(NAMES)}")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only these: {', '.join(NAMES)} (cluster only on request)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the Pooler during push and max shares")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
     args = parser.parse_args(argv)

@@ -116,15 +116,79 @@ def _shares(s: dict[str, Any]) -> list[str]:
     return out
 
 
+def _list(values: list[Any]) -> str:
+    return " + ".join(str(v) for v in values)
+
+
+def _cluster(c: dict[str, Any]) -> list[str]:
+    """The scale-out table: one column per configuration (1 instance, 2 instances on one Redis)."""
+    one, two = c["configs"]["1"], c["configs"]["2"]
+    p1, p2, s1, s2 = one["push"], two["push"], one["shares"], two["shares"]
+    out = [
+        "",
+        f"Scale-out (Redis {c['redis']['version']}, persistence: {c['redis']['persistence']}; "
+        "nothing pinned: instances, Redis and load generators share the machine's CPUs):",
+        "",
+        "| benchmark | 1 instance on Redis | 2 instances on the same Redis | 2 / 1 |",
+        "|---|---|---|---|",
+        _row(
+            f"new-block broadcast, N={p1['sockets']:,} sockets, {p1['rounds']} rounds, p50 / p99 / max (ms)",
+            _ms3(p1),
+            _ms3(p2),
+            f"{c['push_p99_ratio']:.2f}x (p99)",
+        ),
+        _row(
+            "broadcast p50 / p99 per instance (ms)",
+            " | ".join(f"{x['p50_ms']:.1f} / {x['p99_ms']:.1f}" for x in p1["per_instance"]),
+            " ; ".join(f"{x['p50_ms']:.1f} / {x['p99_ms']:.1f}" for x in p2["per_instance"]),
+            "",
+        ),
+        _row(
+            "server CPU per push, per instance (ms); Redis CPU per push (ms)",
+            f"{_list(p1['cpu_ms_per_push'])}; {p1['redis_cpu_ms_per_push']}",
+            f"{_list(p2['cpu_ms_per_push'])}; {p2['redis_cpu_ms_per_push']}",
+            f"{p2['cpu_ms_per_push_total'] / max(p1['cpu_ms_per_push_total'], 0.1):.2f}x (total)",
+        ),
+        _row(
+            f"verified shares/s, durable in Redis, {s1['connections']:,} conns (maximum)",
+            f"{s1['rate']:,}",
+            f"{s2['rate']:,} ({_list(s2['per_instance_rate'])})",
+            f"{c['shares_rate_ratio']:.2f}x",
+        ),
+        _row(
+            "ack latency at the maximum, p50 / p99 (ms)",
+            f"{s1['latency']['p50_ms']:.1f} / {s1['latency']['p99_ms']:.1f}",
+            f"{s2['latency']['p50_ms']:.1f} / {s2['latency']['p99_ms']:.1f}",
+            "",
+        ),
+        _row(
+            "CPU share during shares: instances; Redis; load generators",
+            f"{_list(s1['server_cpu_share'])}; {s1['redis_cpu_share']}; {s1['clients_cpu_share']}",
+            f"{_list(s2['server_cpu_share'])}; {s2['redis_cpu_share']}; {s2['clients_cpu_share']}",
+            "",
+        ),
+        _row(
+            "CPU a share: instances (us); Redis (us); shares a commit",
+            f"{s1['server_us_per_share']}; {s1['redis_us_per_share']}; {s1['shares_per_commit']}",
+            f"{s2['server_us_per_share']}; {s2['redis_us_per_share']}; {s2['shares_per_commit']}",
+            "",
+        ),
+    ]
+    return out
+
+
 def markdown(record: dict[str, Any]) -> str:
     r = record["results"]
     lines = [
         f"Run {record['started']} ({record['mode']}, {record.get('seconds', '?')} s). "
         f"Machine: {_machine(record['machine'])}.",
-        "",
-        "| benchmark | Pooler | bare-library baseline (same run) | ratio | target | |",
-        "|---|---|---|---|---|---|",
     ]
+    if set(r) - {"cluster"}:
+        lines += [
+            "",
+            "| benchmark | Pooler | bare-library baseline (same run) | ratio | target | |",
+            "|---|---|---|---|---|---|",
+        ]
     if "push" in r:
         lines += _push(r["push"])
     if "shares" in r:
@@ -155,4 +219,6 @@ def markdown(record: dict[str, Any]) -> str:
         lines.append(_row("job encode / decode+validate, orjson (us)", codec, "", "", "", ""))
         alone = f"{v['coordinator']['accepted_per_s']:,}"
         lines.append(_row("coordinator alone (Coordinator.handle, no I/O), shares/s", alone, "", "", "", ""))
+    if "cluster" in r:
+        lines += _cluster(r["cluster"])
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """The server side of a benchmark, as a child process: the real Pooler, or the bare-websockets baseline.
 
     python -m bench.server pooler [--db PATH] [--miners K]
+    python -m bench.server pooler --redis URL --instance ID [--join CHAIN_JSON --expect-miners K]
     python -m bench.server baseline
 
 Both run on uvloop (as ``pooler serve`` does) on 127.0.0.1, print one ``ready`` line and then
@@ -18,6 +19,15 @@ answer JSON-line commands on stdin (see :mod:`bench.common`):
 The Pooler runs with its devnet in this process (the Backend answers the Pooler's plant calls);
 its share difficulty is 0 (min = initial = max), so any nonce of a job's range is a valid share
 and load generators need no hashing; the per-socket message rate limit is lifted.
+
+With ``--redis`` the Pooler is one instance of a group on that Redis (``STORE=redis``, as
+``pooler serve`` builds it: a ClusterNode, the Redis store, shared nonce chunks). The first
+instance runs the devnet and registers the miners; its ``ready`` line carries the chain's URLs
+(``chain``), which a second instance takes as ``--join`` (no devnet of its own: it polls the
+first one's RPC) and it waits until the miners reached it through Redis (``--expect-miners``).
+A ``block`` then goes through the instance's ClusterNode gate (``pooler.cluster.emit``, what the
+block monitor calls): nonce chunks drawn from Redis, then the block to this instance's miners
+and, from the leader, to every other instance over pub/sub.
 """
 
 from __future__ import annotations
@@ -74,6 +84,7 @@ FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"  # plants to
 
 
 async def _pooler(args: argparse.Namespace) -> None:
+    from pooler.cluster.options import ClusterOptions
     from pooler.core.config import CoreConfig
     from pooler.core.events import NewBlock
     from pooler.devnet.net import Devnet
@@ -85,106 +96,133 @@ async def _pooler(args: argparse.Namespace) -> None:
         return time.time() + offset[0]
 
     stdin = await Stdin.open()
-    with tempfile.TemporaryDirectory(prefix="kale-bench-") as tmp:
-        db = None if args.db == "none" else (args.db or str(Path(tmp) / "pooler.db"))
-        async with Devnet(block_interval=BLOCK_INTERVAL, ledger_seconds=1.0, clock=chain_clock) as net:
+    async with contextlib.AsyncExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="kale-bench-"))
+        net: Devnet | None = None  # None: a second group instance, on the first one's devnet
+        if args.join:
+            chain = orjson.loads(args.join)
+        else:
+            net = await stack.enter_async_context(
+                Devnet(block_interval=BLOCK_INTERVAL, ledger_seconds=1.0, clock=chain_clock)
+            )
             # Open block 2 a whole interval ahead of real time, so none of the Pooler's block timers
             # (work, end, late plant) fires while a benchmark runs against it.
             offset[0] += BLOCK_INTERVAL
             net.contract.plant(FARMER, 0)
-            core = CoreConfig(
-                pooler_id="kale-bench",
-                block_interval=BLOCK_INTERVAL,
-                work_delay=BLOCK_INTERVAL * 0.9,
-                safety_margin=10,
-                share_zeros_initial=0,
-                share_zeros_min=0,
-                share_zeros_max=0,  # any nonce is a share, and vardiff cannot raise it mid-run
-                range_default=1 << 40,
-                range_max=1 << 44,
-                max_jobs_per_worker=1024,
-            )
-            options = PoolerOptions(
-                backend_url=net.backend_url,
-                rpc_url=net.rpc_url,
-                contract_id=net.contract_id,
-                pooler_id="kale-bench",
-                port=0,
-                poll_interval=args.poll,
-                core=core,
-                db_path=db,
-                messages_per_second=1e9,  # load generators send far above a miner's rate
-                message_burst=1e9,
-                max_connections=100_000,
-                max_connections_per_ip=100_000,
-                outbox_size=4096,
-                gc_freeze=True,
-            )
-            async with Pooler(options) as pooler:
-                tokens = []
-                for i in range(args.miners):
-                    _record, token = await pooler.register_miner(f"bench-{i}", 0.0, None)
-                    tokens.append(token)
-                deadline = time.monotonic() + 120  # generous: a busy machine slows the first RPC read
-                while pooler.core.view(time.time()).block is None:  # the monitor's first read opens it
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the Pooler saw no block within 120 s")
-                    await asyncio.sleep(0.05)
-                if os.environ.get("BENCH_TRACEMALLOC"):
+            chain = {"rpc_url": net.rpc_url, "backend_url": net.backend_url, "contract_id": net.contract_id}
+        cluster = None
+        db = None
+        if args.redis:
+            cluster = ClusterOptions(args.redis, args.instance, key_prefix=args.key_prefix)
+        else:
+            db = None if args.db == "none" else (args.db or str(Path(tmp) / "pooler.db"))
+        core = CoreConfig(
+            pooler_id="kale-bench",
+            block_interval=BLOCK_INTERVAL,
+            work_delay=BLOCK_INTERVAL * 0.9,
+            safety_margin=10,
+            share_zeros_initial=0,
+            share_zeros_min=0,
+            share_zeros_max=0,  # any nonce is a share, and vardiff cannot raise it mid-run
+            # On a group a job's range is cut from a Redis chunk of 2**44 nonces per (block, farmer):
+            # keep ranges at the production default there, so one chunk serves thousands of workers.
+            range_default=1 << 32 if cluster else 1 << 40,
+            range_max=1 << 40 if cluster else 1 << 44,
+            max_jobs_per_worker=1024,
+        )
+        options = PoolerOptions(
+            backend_url=chain["backend_url"],
+            rpc_url=chain["rpc_url"],
+            contract_id=chain["contract_id"],
+            pooler_id="kale-bench",
+            port=0,
+            poll_interval=args.poll,
+            core=core,
+            db_path=db,
+            messages_per_second=1e9,  # load generators send far above a miner's rate
+            message_burst=1e9,
+            max_connections=100_000,
+            max_connections_per_ip=100_000,
+            outbox_size=4096,
+            gc_freeze=True,
+            cluster=cluster,
+        )
+        pooler = await stack.enter_async_context(Pooler(options))
+        tokens = []
+        for i in range(args.miners):
+            _record, token = await pooler.register_miner(f"bench-{i}", 0.0, None)
+            tokens.append(token)
+        deadline = time.monotonic() + 120  # generous: a busy machine slows the first RPC read
+        while (
+            pooler.core.view(time.time()).block is None  # the monitor's first read opens it
+            or len(pooler.registry.records()) < args.expect_miners  # a group's miners arrive via Redis
+            or (args.lead and pooler.cluster is not None and pooler.cluster.status()["role"] != "leader")
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Pooler saw no block (or no miners, or no lease) within 120 s")
+            await asyncio.sleep(0.05)
+        if os.environ.get("BENCH_TRACEMALLOC"):
+            import tracemalloc
+
+            tracemalloc.start(1)
+            MEM.append(tracemalloc.take_snapshot())
+        reply(
+            {
+                "ready": True,
+                "port": pooler.port,
+                "tokens": tokens,
+                "db": db,
+                "chain": chain,
+                "cluster": pooler.cluster.status() if pooler.cluster is not None else None,
+                "gc_tracked": len(gc.get_objects()),
+            }
+        )
+        while True:
+            cmd = await stdin.command()
+            match cmd.get("cmd"):
+                case "block":
+                    if net is None:
+                        reply({"error": "this instance has no devnet: send blocks to the first one"})
+                        continue
+                    offset[0] += BLOCK_INTERVAL
+                    index = net.contract.plant(FARMER, 0)
+                    blk = net.contract.get_block(index)
+                    assert blk is not None
+                    event = NewBlock(index, blk.entropy, blk.timestamp, net.contract.ledger_sequence())
+                    t0 = time.time()
+                    if pooler.cluster is not None:
+                        pooler.cluster.emit(event)  # the monitor's path on a group: the gate
+                    else:
+                        pooler.runner.post(event)
+                    reply({"t0": t0, "block": index})
+                case "stats":
+                    store = pooler.store
+                    reply(
+                        {
+                            "handled": pooler.runner.handled,
+                            "failures": pooler.runner.failures,
+                            "commits": store.commits if store else 0,
+                            "records": getattr(store, "records", 0),
+                            "sockets": len(pooler.runner.conns),
+                            "cluster": pooler.cluster.status() if pooler.cluster is not None else None,
+                            "gc": GC.report(),
+                            "gc_tracked": len(gc.get_objects()),
+                            "gc_frozen": gc.get_freeze_count(),
+                        }
+                    )
+                case "memtop":  # with BENCH_TRACEMALLOC=1: where the memory since "ready" went
                     import tracemalloc
 
-                    tracemalloc.start(1)
-                    MEM.append(tracemalloc.take_snapshot())
-                reply(
-                    {
-                        "ready": True,
-                        "port": pooler.port,
-                        "tokens": tokens,
-                        "db": db,
-                        "gc_tracked": len(gc.get_objects()),
-                    }
-                )
-                while True:
-                    cmd = await stdin.command()
-                    match cmd.get("cmd"):
-                        case "block":
-                            offset[0] += BLOCK_INTERVAL
-                            index = net.contract.plant(FARMER, 0)
-                            blk = net.contract.get_block(index)
-                            assert blk is not None
-                            event = NewBlock(
-                                index, blk.entropy, blk.timestamp, net.contract.ledger_sequence()
-                            )
-                            t0 = time.time()
-                            pooler.runner.post(event)
-                            reply({"t0": t0, "block": index})
-                        case "stats":
-                            store = pooler.store
-                            reply(
-                                {
-                                    "handled": pooler.runner.handled,
-                                    "failures": pooler.runner.failures,
-                                    "commits": store.commits if store else 0,
-                                    "records": store.records if store else 0,
-                                    "sockets": len(pooler.runner.conns),
-                                    "gc": GC.report(),
-                                    "gc_tracked": len(gc.get_objects()),
-                                    "gc_frozen": gc.get_freeze_count(),
-                                }
-                            )
-                        case "memtop":  # with BENCH_TRACEMALLOC=1: where the memory since "ready" went
-                            import tracemalloc
-
-                            snap = tracemalloc.take_snapshot()
-                            stats = snap.compare_to(MEM[0], "lineno")[: int(cmd.get("top", 30))]
-                            reply({"memtop": [str(x) for x in stats]})
-                        case "census":
-                            counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
-                            reply({"census": counts.most_common(int(cmd.get("top", 40)))})
-                        case "quit":
-                            return
-                        case other:
-                            reply({"error": f"unknown command {other!r}"})
+                    snap = tracemalloc.take_snapshot()
+                    stats = snap.compare_to(MEM[0], "lineno")[: int(cmd.get("top", 30))]
+                    reply({"memtop": [str(x) for x in stats]})
+                case "census":
+                    counts = collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+                    reply({"census": counts.most_common(int(cmd.get("top", 40)))})
+                case "quit":
+                    return
+                case other:
+                    reply({"error": f"unknown command {other!r}"})
 
 
 def _baseline_job(block: int) -> str:
@@ -258,6 +296,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default="", help="SQLite path; default a temporary file; 'none' for no store")
     parser.add_argument("--miners", type=int, default=8, help="miners registered (tokens handed out)")
     parser.add_argument("--poll", type=float, default=1.0, help="block monitor poll interval, seconds")
+    parser.add_argument("--redis", default="", help="Redis URL: run as one instance of a group (STORE=redis)")
+    parser.add_argument("--instance", default="bench-a", help="this instance's id in the group")
+    parser.add_argument("--key-prefix", default="kb", help="the group's Redis key prefix")
+    parser.add_argument("--join", default="", help="chain JSON of the first instance (no devnet here)")
+    parser.add_argument("--expect-miners", type=int, default=0, help="wait for this many miners")
+    parser.add_argument("--lead", action="store_true", help="wait until this instance holds the lease")
     args = parser.parse_args(argv)
     raise_nofile(1 << 20)
     pin_from_env()

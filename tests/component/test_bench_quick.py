@@ -50,3 +50,41 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
     ):
         assert row in table
     assert table in result.stdout
+
+
+def test_cluster_section_measures_one_and_two_instances_on_redis(tmp_path: Path) -> None:
+    """``--only cluster`` at its quick size: its own redis-server, 1 then 2 Pooler instances."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "cluster", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    [json_path] = tmp_path.glob("*-quick.json")
+    [md_path] = tmp_path.glob("*-quick.md")
+    record = orjson.loads(json_path.read_bytes())
+    cluster = record["results"]["cluster"]
+    assert set(record["results"]) == {"cluster"}  # on request only, never with the default sections
+    assert cluster["redis"]["version"] and "appendonly no" in cluster["redis"]["persistence"]
+    assert set(cluster["configs"]) == {"1", "2"}
+    for size, config in ((1, cluster["configs"]["1"]), (2, cluster["configs"]["2"])):
+        assert config["instances"] == size
+        assert sorted(config["roles"]) == sorted(["leader"] + ["follower"] * (size - 1))
+        push, shares = config["push"], config["shares"]
+        assert push["missing"] == 0  # every socket of every instance got every new block's job
+        assert push["n"] == push["sockets"] * push["rounds"] and push["sockets"] > 0
+        assert [x["n"] for x in push["per_instance"]] == [push["n"] // size] * size  # sockets split evenly
+        assert len(push["cpu_ms_per_push"]) == size and push["p99_ms"] > 0
+        assert shares["accepted"] > 0 and shares["rejected"] == 0 and shares["errors"] == 0
+        assert shares["rate"] > 0 and len(shares["server_cpu_s"]) == size
+        assert len(shares["per_instance_rate"]) == size and all(r > 0 for r in shares["per_instance_rate"])
+        assert sum(shares["commits"]) > 0 and shares["redis_commands"]
+    assert cluster["push_p99_ratio"] > 0 and cluster["shares_rate_ratio"] > 0
+    table = md_path.read_text()
+    assert "| 1 instance on Redis | 2 instances on the same Redis |" in table
+    for row in ("new-block broadcast", "verified shares/s, durable in Redis", "CPU a share"):
+        assert row in table
+    assert table in result.stdout
