@@ -23,6 +23,11 @@ def free_port() -> int:
         return port
 
 
+# pids of the live servers: each is owned by its RedisServer (often a module fixture), whichever
+# test (re)started it, so the per-test process check of tests/conftest.py leaves them alone
+OWNED_PIDS: set[int] = set()
+
+
 class RedisServer:
     def __init__(self) -> None:
         exe = shutil.which("redis-server")
@@ -63,6 +68,7 @@ class RedisServer:
             str(self.dir / "redis.log"),
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        OWNED_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -81,6 +87,7 @@ class RedisServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        OWNED_PIDS.discard(proc.pid)
         if kill:
             proc.kill()
         else:

@@ -67,6 +67,7 @@ from pooler.core.events import (
     MinerJoined,
     MinerLeft,
     NewBlock,
+    NonceRefillDone,
 )
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
@@ -163,6 +164,7 @@ class ClusterNode:
         opts = pooler.options
         self.fenced = FencedBackend(opts.backend_url, opts.backend_timeout, opts.retry_attempts, self.lease)
         self.store.credits.clear()
+        self.allocator.on_refill = lambda block, farmer_id: self._post(NonceRefillDone(block, farmer_id))
         self._spawn(self._run_gate(), "cluster-gate")
         self._spawn(self._listen(), "cluster-pubsub")
         self._spawn(self._run_relay(), "cluster-relay")

@@ -10,6 +10,10 @@ locally, exactly like the single-instance counter does.
   coordinator (:meth:`RangeAllocator.prefetch`, called by the node's event gate), and a new
   farmer's before its ``MinerJoined``: jobs for a new block never wait on Redis.
 - When a chunk is half used the next one is fetched in the background.
+- A chunk used up before the next one arrived (many workers of one farmer on one instance,
+  each taking a large range) makes ``take`` return None with ``refilling`` true: the core
+  parks those sockets and serves them on ``NonceRefillDone``, which the node posts when the
+  refill ends (:attr:`RangeAllocator.on_refill`).
 - Without a chunk (Redis down since before the block) ``take`` returns None: the worker is
   told the nonce space is unavailable instead of being given a range another instance may
   hash too.
@@ -21,7 +25,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 from redis.asyncio import Redis
 
@@ -30,6 +35,8 @@ from pooler.core.nonces import NonceCounter
 from protocol.work import MAX_NONCE
 
 log = logging.getLogger("pooler.cluster")
+
+_REFILL_BACKOFF = 1.0  # seconds after a failed refill before the same (block, farmer) tries again
 
 
 class SharedCounter(NonceCounter):
@@ -45,6 +52,10 @@ class SharedCounter(NonceCounter):
         self._chunks: collections.deque[tuple[int, int]] = collections.deque()  # granted, not started
         self._end = 0  # end of the chunk being cut (exclusive); next == _end: nothing left
         self._half = 0  # past this point of the current chunk, the next one is requested
+
+    @property
+    def refilling(self) -> bool:
+        return self._allocator.drawing(self.block, self.farmer_id)
 
     @property
     def available(self) -> int:
@@ -89,6 +100,16 @@ class RangeAllocator:
         self._wanted: set[tuple[int, str]] = set()  # refills asked for, not yet granted
         self._tasks: set[asyncio.Task[None]] = set()  # refills in flight (owned, cancelled at close)
         self.chunks = 0  # chunks drawn from Redis since start (metrics, tests)
+        # told (block, farmer) when a background refill ended (granted or failed): sockets
+        # waiting for it get ranges, or are told there are none
+        self.on_refill: Callable[[int, str], None] | None = None
+        # (block, farmer) -> monotonic time of its last failed refill: no new one for a second,
+        # so a Redis that refuses at once is not asked in a tight loop by waiting sockets
+        self._failed: dict[tuple[int, str], float] = {}
+
+    def drawing(self, block: int, farmer_id: str) -> bool:
+        """Whether a refill for (block, farmer) is in flight."""
+        return (block, farmer_id) in self._wanted
 
     def counter(self, block: int, farmer_id: str) -> SharedCounter:
         key = (block, farmer_id)
@@ -101,6 +122,8 @@ class RangeAllocator:
         """Drop counters of blocks older than ``block - 1`` (their jobs are stale)."""
         for key in [k for k in self._counters if k[0] < block - 1]:
             del self._counters[key]
+        for key in [k for k in self._failed if k[0] < block - 1]:
+            del self._failed[key]
 
     async def prefetch(self, block: int, farmer_ids: Iterable[str]) -> None:
         """One chunk for each farmer of ``block`` that has none left; raises if Redis fails."""
@@ -130,6 +153,9 @@ class RangeAllocator:
         key = (counter.block, counter.farmer_id)
         if key in self._wanted:
             return
+        failed = self._failed.get(key)
+        if failed is not None and time.monotonic() - failed < _REFILL_BACKOFF:
+            return
         self._wanted.add(key)
         task = asyncio.get_running_loop().create_task(self._refill(key))
         self._tasks.add(task)
@@ -138,10 +164,14 @@ class RangeAllocator:
     async def _refill(self, key: tuple[int, str]) -> None:
         try:
             await self._draw(key[0], [key[1]])
+            self._failed.pop(key, None)
         except Exception as exc:
+            self._failed[key] = time.monotonic()
             log.warning("could not draw a nonce chunk for farmer %s, block %d: %s", key[1], key[0], exc)
         finally:
             self._wanted.discard(key)
+        if self.on_refill is not None:
+            self.on_refill(*key)
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

@@ -76,6 +76,7 @@ from pooler.core.events import (
     MinerLeft,
     MoreRequested,
     NewBlock,
+    NonceRefillDone,
     RestShareSubmitted,
     RestWorkRequested,
     ShareSubmitted,
@@ -151,6 +152,7 @@ class Coordinator:
             BackendResult: self._on_backend_result,
             TimerFired: self._on_timer,
             LocalSearchDone: self._on_local_search_done,
+            NonceRefillDone: self._on_nonces_granted,
         }
 
     # ------------------------------------------------------------------ entry points
@@ -503,7 +505,12 @@ class Coordinator:
         fb = self._farmer_block(blk, sess.miner.farmer)
         got = self._take(fb, range_size(sess.sizing_rate(now), blk.ends_at - now, cfg), effects)
         if got is None:
-            effects.append(Send(conn, Error(Code.OUT_OF_RANGE, "this farmer's nonce space is used up")))
+            if sess.conn is not None and fb.counter.refilling:
+                # a socket can wait a Redis round trip; a REST request is answered and asks again
+                fb.waiting[conn] = clean or fb.waiting.get(conn, False)
+                return
+            why = "no nonce range for this farmer now (its space is used up or cannot be drawn); retry later"
+            effects.append(Send(conn, Error(Code.OUT_OF_RANGE, why)))
             return
         start, end = got
         self._job_seq += 1
@@ -740,6 +747,21 @@ class Coordinator:
             effects.append(
                 LocalSearch(blk.index, fid, farmer.address, blk.entropy, got[0], got[1] - got[0], deadline)
             )
+
+    def _on_nonces_granted(self, ev: NonceRefillDone, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        blk = self._block
+        if blk is None or blk.index != ev.block or not blk.opened or blk.closed:
+            return effects
+        fb = blk.shares.get(ev.farmer_id)
+        if fb is None or not fb.waiting:
+            return effects
+        waiting, fb.waiting = fb.waiting, {}
+        for conn, clean in waiting.items():
+            sess = self._sessions.get(conn)
+            if sess is not None and sess.miner.farmer.farmer_id == ev.farmer_id:
+                self._send_job(sess, conn, blk, clean, effects, now)  # may wait for the next refill
+        return effects
 
     def _on_local_search_done(self, ev: LocalSearchDone, now: float) -> list[Effect]:
         effects: list[Effect] = []

@@ -171,6 +171,15 @@ class TimerFired:
 
 
 @dataclass(frozen=True, slots=True)
+class NonceRefillDone:
+    """A group instance's refill of (block, farmer)'s shared nonce space ended, granted or failed:
+    sockets left waiting for a range get one now, or are told none is available."""
+
+    block: int
+    farmer_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LocalSearchDone:
     """Result of a ``LocalSearch`` effect: the best nonce found, or None if none in time."""
 
@@ -197,4 +206,5 @@ Event = (
     | BackendResult
     | TimerFired
     | LocalSearchDone
+    | NonceRefillDone
 )

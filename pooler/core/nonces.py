@@ -21,6 +21,13 @@ class NonceCounter:
     def __init__(self, start: int = 0) -> None:
         self.next = start  # first nonce nobody has been given yet (all below were handed out)
 
+    @property
+    def refilling(self) -> bool:
+        """Whether more space is on its way (a group's shared counter drawing its next chunk):
+        then a socket refused a range now waits for :class:`NonceRefillDone`. The
+        single-instance counter holds the whole u64 space: when it is out, it is out."""
+        return False
+
     def take(self, size: int) -> tuple[int, int] | None:
         """The next range of up to ``size`` nonces, or None when the space is exhausted."""
         start = self.next

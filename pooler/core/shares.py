@@ -32,7 +32,17 @@ class Best:
 class FarmerBlock:
     """What one farmer's shares need within one block."""
 
-    __slots__ = ("best", "best_zeros", "block", "counter", "farmer", "farmer_id", "seen", "template")
+    __slots__ = (
+        "best",
+        "best_zeros",
+        "block",
+        "counter",
+        "farmer",
+        "farmer_id",
+        "seen",
+        "template",
+        "waiting",
+    )
 
     def __init__(self, block: int, entropy: bytes, farmer_id: str, farmer: str, next_nonce: int = 0) -> None:
         self.block = block
@@ -46,6 +56,9 @@ class FarmerBlock:
         self.seen: set[int] = set()
         self.best: Best | None = None  # the farmer's best of the block; /work submits it
         self.best_zeros = -1  # best.zeros, or -1: compared per share without a None check
+        # sockets refused a range while the counter refills (conn -> the job must be clean):
+        # served by NonceRefillDone instead of being told the nonce space is used up
+        self.waiting: dict[int, bool] = {}
 
     def offer(self, best: Best) -> bool:
         """Take ``best`` if it has strictly more zeros (what the contract would accept)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,14 +24,24 @@ from pooler.devnet import Devnet
 from pooler.service import Pooler, PoolerOptions
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.redis_server import RedisServer
-from tests.support.system import POOLER_ID, bearer, core_config, find_nonce, register, wait_until
+from tests.support.system import (
+    POOLER_ID,
+    MinerSocket,
+    bearer,
+    core_config,
+    find_nonce,
+    register,
+    wait_until,
+)
 
 BLOCK = 300  # no block turns over during the test: every job stays current
 FAILSAFE_TRIES = 100  # resubmits (0.2 s apart) while the instances reconnect to a restarted Redis
 
 
 @contextlib.asynccontextmanager
-async def two_instances(redis_url: str) -> AsyncIterator[tuple[Devnet, Pooler, Pooler]]:
+async def two_instances(
+    redis_url: str, *, chunk_bits: int = 44
+) -> AsyncIterator[tuple[Devnet, Pooler, Pooler]]:
     async with Devnet(block_interval=BLOCK, ledger_seconds=1.0) as net:
 
         def options(instance: str) -> PoolerOptions:
@@ -44,7 +55,7 @@ async def two_instances(redis_url: str) -> AsyncIterator[tuple[Devnet, Pooler, P
                 core=core_config(BLOCK),
                 ws_ping_interval=None,
                 shutdown_timeout=1.0,
-                cluster=ClusterOptions(redis_url, instance, lease_ttl=2.0),
+                cluster=ClusterOptions(redis_url, instance, lease_ttl=2.0, chunk_bits=chunk_bits),
             )
 
         async with Pooler(options("a")) as a, Pooler(options("b")) as b:
@@ -193,3 +204,27 @@ async def test_a_dashboard_of_any_instance_sees_the_groups_totals(
             "accepted": 0,
             "rejected": 0,
         }
+
+
+async def test_many_sockets_of_one_farmer_wait_for_the_next_chunk_instead_of_failing(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    """Chunks of 2**20 nonces and ranges of 2**32: every socket takes what is left of a chunk, so
+    each socket after the first waits for a refill from Redis; none is told the space is used up."""
+    async with (
+        two_instances(redis_server.url, chunk_bits=20) as (_net, a, _b),
+        aiohttp.ClientSession() as http,
+    ):
+        miner = await register(http, a.url, "gpu-farm")
+        sockets = [MinerSocket.open(f"ws://127.0.0.1:{a.port}/ws/miner") for _ in range(5)]
+        async with contextlib.AsyncExitStack() as stack:
+            opened = [await stack.enter_async_context(s) for s in sockets]
+            jobs: list[dict[str, Any]] = []
+            for n, ws in enumerate(opened):
+                _welcome, job = await ws.hello(miner["token"], f"gpu{n}")
+                assert job["clean"], job
+                jobs.append(job)
+        ranges = sorted((int(j["nonceStart"]), int(j["nonceEnd"])) for j in jobs)
+        assert all(hi <= lo2 for (_, hi), (lo2, _) in itertools.pairwise(ranges)), ranges  # disjoint
+        assert a.cluster is not None and a.cluster.allocator.chunks >= 5

@@ -10,10 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pooler.core.config import CoreConfig
-from pooler.core.events import MinerJoined, MoreRequested, RestWorkRequested, WorkerConnected
+from pooler.core.coordinator import Coordinator
+from pooler.core.cycle import BlockState
+from pooler.core.effects import Send
+from pooler.core.events import (
+    MinerJoined,
+    MoreRequested,
+    NonceRefillDone,
+    RestWorkRequested,
+    WorkerConnected,
+    WorkerDisconnected,
+)
+from pooler.core.miners import FarmerState
 from pooler.core.nonces import NonceCounter, range_size
+from pooler.core.shares import FarmerBlock
 from pooler.errors import ConfigError
-from protocol.messages import Job
+from protocol.errors import Code
+from protocol.messages import Error, Job
 from protocol.work import MAX_NONCE
 from tests.unit.core_support import CONFIG, T0, Rig, address, sends
 
@@ -111,3 +124,88 @@ def test_job_sizes_track_a_fast_worker() -> None:
 def test_invalid_config_is_refused_with_a_clear_message(change: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         dataclasses.replace(CoreConfig(), **change)  # type: ignore[arg-type]
+
+
+class _Chunked(NonceCounter):
+    """A counter with room for ``ranges`` ranges at a time, refilled by the test (as a group
+    instance's shared counter is, by Redis): what the core sees of ``SharedCounter``."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__(0)
+        self.end = room
+        self.wanted = False
+        self.can_refill = True  # False: Redis down, a refill cannot even start
+
+    @property
+    def refilling(self) -> bool:
+        return self.wanted
+
+    def take(self, size: int) -> tuple[int, int] | None:
+        if self.next >= self.end:
+            self.wanted = self.can_refill
+            return None
+        start, self.next = self.next, min(self.next + size, self.end)
+        return start, self.next
+
+    def grant(self, room: int) -> None:
+        self.end += room
+        self.wanted = False
+
+
+class _ChunkedCoordinator(Coordinator):
+    def __init__(self, config: CoreConfig, counter: _Chunked) -> None:
+        super().__init__(config)
+        self.counter = counter
+
+    def _farmer_block(self, blk: BlockState, farmer: FarmerState) -> FarmerBlock:
+        fresh = farmer.farmer_id not in blk.shares
+        fb = super()._farmer_block(blk, farmer)
+        if fresh:
+            fb.counter = self.counter
+        return fb
+
+
+def test_sockets_refused_a_range_while_the_counter_refills_are_served_when_it_lands() -> None:
+    counter = _Chunked(2 * CONFIG.range_default)
+    rig = Rig()
+    rig.core = _ChunkedCoordinator(CONFIG, counter)
+    for m in ("m0", "m1", "m2"):
+        rig.join(m, 0)
+    rig.block(1)
+    got = [sends(rig.connect(conn, f"m{conn}"), Job, conn=conn) for conn in (0, 1, 2)]
+    assert [len(g) for g in got] == [1, 1, 0]  # the third waits: no job, and no error either
+    assert not [e for e in rig.connect(3, "m0") if isinstance(e, Send) and isinstance(e.msg, Error)]
+    assert sends(rig.do(RestWorkRequested(100, "m1", "rest")), Error)[0].code is Code.OUT_OF_RANGE
+    rig.do(WorkerDisconnected(3))  # gone before the grant: nobody to serve
+    counter.grant(CONFIG.range_default)
+    effects = rig.do(NonceRefillDone(1, "farmer-0"))
+    [job] = sends(effects, Job, conn=2)
+    assert job.clean and job.nonce_start == 2 * CONFIG.range_default
+    assert sends(effects, Job, conn=3) == []
+    assert rig.do(NonceRefillDone(1, "farmer-0")) == []  # nobody waits any more
+    assert rig.do(NonceRefillDone(7, "farmer-0")) == []  # another block: ignored
+
+
+def test_without_refilling_a_used_up_counter_is_an_error_at_once() -> None:
+    counter = _Chunked(CONFIG.range_default)
+    rig = Rig()
+    rig.core = _ChunkedCoordinator(CONFIG, counter)
+    rig.join("m0", 0)
+    rig.block(1)
+    assert sends(rig.connect(0, "m0"), Job, conn=0)
+    counter.can_refill = False  # used up, and nothing can be on its way (Redis down)
+    [err] = sends(rig.connect(1, "m0"), Error, conn=1)
+    assert err.code is Code.OUT_OF_RANGE and "no nonce range for this farmer now" in err.message
+
+
+def test_a_failed_refill_tells_the_waiting_sockets_there_is_no_range() -> None:
+    counter = _Chunked(CONFIG.range_default)
+    rig = Rig()
+    rig.core = _ChunkedCoordinator(CONFIG, counter)
+    rig.join("m0", 0)
+    rig.block(1)
+    assert sends(rig.connect(0, "m0"), Job, conn=0)
+    assert rig.connect(1, "m0") and counter.wanted  # waits for the refill
+    counter.wanted, counter.can_refill = False, False  # the refill failed; no retry right away
+    [err] = sends(rig.do(NonceRefillDone(1, "farmer-0")), Error, conn=1)
+    assert err.code is Code.OUT_OF_RANGE
