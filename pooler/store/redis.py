@@ -208,14 +208,21 @@ class RedisStore:
         # emptied in place: the coordinator's SharedSeen sets append to this very list object
         self.credits.clear()
         bests: list[list[Any]] = list(self._retry_bests)
-        tallies: list[list[Any]] = []
+        # (block, miner, worker) -> its newest tally: counts are absolute, so one row a worker
+        # a batch says it all (the script's per-row HGET/HSET/PEXPIRE was most of its cost)
+        tallies: dict[tuple[object, object, object], list[Any]] = {}
         blocks: list[list[Any]] = []
         jobs: list[list[str]] = []
         for r in records:
             d = r.data
             if r.kind == "shares":
                 field = orjson.dumps([d["minerId"], d["worker"], self.instance]).decode()
-                tallies.append([str(d["block"]), field, d["accepted"], d["rejected"]])
+                tallies[d["block"], d["minerId"], d["worker"]] = [
+                    str(d["block"]),
+                    field,
+                    d["accepted"],
+                    d["rejected"],
+                ]
             elif r.kind == "best":
                 bests.append(_best_row(d))
             elif r.kind == "block":
@@ -225,7 +232,7 @@ class RedisStore:
             # plant/work/harvest/farmer_status here come from refused follower calls: not facts
         payload = {
             "seen": [[str(b), f, str(n)] for b, f, n in credits],
-            "tallies": tallies,
+            "tallies": list(tallies.values()),
             "bests": bests,
             "blocks": blocks,
             "jobs": jobs,

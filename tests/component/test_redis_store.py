@@ -69,6 +69,13 @@ async def test_tallies_are_kept_per_instance_and_never_go_down(rclient: aioredis
         tuple(orjson.loads(k)): orjson.loads(v) for k, v in (await rclient.hgetall(KEYS.tally(5))).items()
     }
     assert tally == {("m1", "rig", "a"): [4, 1], ("m1", "rig", "b"): [2, 0]}
+    # a batch of one worker's share records (one per accepted share) is written as its newest
+    batch = [shares(6, "m1", "rig", n, 0) for n in range(1, 501)] + [shares(6, "m2", "gpu", 7, 2)]
+    await a.commit(batch)
+    tally = {
+        tuple(orjson.loads(k)): orjson.loads(v) for k, v in (await rclient.hgetall(KEYS.tally(6))).items()
+    }
+    assert tally == {("m1", "rig", "a"): [500, 0], ("m2", "gpu", "a"): [7, 2]}
 
 
 async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: aioredis.Redis) -> None:  # noqa: F811
