@@ -112,6 +112,9 @@ class Observer:
         # Backend readiness from the last health poll: None before the first answer.
         self.backend_ok: bool | None = None
         self.backend_detail = "not checked yet"
+        # Whether the last real Backend call reached it: a call can find it down between polls,
+        # and /health must say so at once (True until a call says otherwise).
+        self.backend_reached = True
         self.store_ok = True  # False after a failed store commit, until one succeeds
         self.pushes = 0  # new blocks pushed (tests, docs figures)
 
@@ -217,6 +220,23 @@ class Observer:
             m.backend_up.set(1)
         elif outcome == "unavailable":
             m.backend_up.set(0)
+        if outcome == "cancelled":
+            return  # the caller gave up: says nothing about the Backend
+        ok = outcome != "unavailable"
+        if ok != self.backend_reached:
+            self.backend_reached = ok
+            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
+            (log.info if ok else log.warning)("%s", detail)
+            self._pooler.hub.publish("chain", {"ok": ok, "detail": detail})
+
+    def backend_check(self) -> str:
+        """/health's ``backend``: "ok" when the last poll said healthy and the last call reached
+        it; "unknown" before the first poll answered (if no call failed meanwhile); else "down"."""
+        if not self.backend_reached:
+            return "down"
+        if self.backend_ok is None:
+            return "unknown"
+        return "ok" if self.backend_ok else "down"
 
     # ------------------------------------------------------------ periodic work
 

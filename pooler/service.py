@@ -131,9 +131,8 @@ class Pooler:
             options.backend_url,
             options.backend_timeout,
             options.retry_attempts,
-            observe=self._observe_backend,
+            observe=self.observer.backend_call,
         )
-        self.backend_ok = True  # last Backend call reached it (or none was made yet): /health's "backend"
         self.store: Store | None = SqliteStore(options.db_path, clock=clock) if options.db_path else None
         # Scale-out hook (pooler/cluster): the node swaps in its hub, coordinator, store and Backend port.
         self.cluster: ClusterNode | None = None
@@ -341,18 +340,6 @@ class Pooler:
             await self.store.revoke_miner(miner_id)
         await self.runner.submit(MinerLeft(miner_id))
 
-    def _observe_backend(self, op: str, seconds: float, outcome: str) -> None:
-        """Every Backend call's outcome: /health reports the Backend down after a call found it so."""
-        self.observer.backend_call(op, seconds, outcome)
-        if outcome == "cancelled":
-            return  # the caller gave up: says nothing about the Backend
-        ok = outcome != "unavailable"
-        if ok != self.backend_ok:
-            self.backend_ok = ok
-            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
-            (log.info if ok else log.warning)("%s", detail)
-            self.hub.publish("chain", {"ok": ok, "detail": detail})
-
     # ------------------------------------------------------------ views
 
     def summary(self) -> dict[str, Any]:
@@ -362,8 +349,8 @@ class Pooler:
         """Readiness parts and a summary; cheap (no view, no I/O): the Backend is polled on a timer."""
         now = self.clock()
         rpc_ok = self.monitor.healthy
-        polled = self.observer.backend_ok  # None until the first health poll answered
-        backend_ok = self.backend_ok and polled is True
+        backend = self.observer.backend_check()
+        backend_ok = backend == "ok"
         store_ok = self.store is None or (
             self.store_open
             and self.observer.store_ok
@@ -372,7 +359,7 @@ class Pooler:
         )
         checks = {
             "rpc": "ok" if rpc_ok else "down",
-            "backend": "ok" if backend_ok else ("unknown" if polled is None and self.backend_ok else "down"),
+            "backend": backend,
             "store": "ok" if store_ok else "failing",
         }
         summary = self.core.summary(now)
