@@ -48,7 +48,16 @@ class Leftover:
     cmdline: str
 
     def __str__(self) -> str:
-        return f"pid {self.pid} (parent {self.ppid}): {self.cmdline[:200]}"
+        try:
+            parent = (
+                (_PROC / str(self.ppid) / "cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
+        except OSError:
+            parent = "gone"
+        return f"pid {self.pid}: {self.cmdline[:200]}\n    parent {self.ppid}: {parent.strip()[:200]}"
 
 
 def _live_descendants() -> dict[int, Leftover]:
@@ -109,22 +118,42 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault(MARK, f"{os.getpid()}-{time.time_ns()}")
 
 
-@pytest.fixture(autouse=True)
-def no_process_left_behind() -> Iterator[None]:
-    """Fail the test that leaves a live process behind (module docstring)."""
-    before = set(_live_descendants())
-    yield
-    new = {pid: p for pid, p in _live_descendants().items() if pid not in before and pid not in OWNED_PIDS}
-    if not new:
-        return
-    left = _settle(new)
+def _in_process_worker(p: Leftover) -> bool:
+    """A multiprocessing worker of this very process (an in-process Pooler's local search): its
+    owner may be a module-scoped fixture that started it lazily during any of the module's tests."""
+    return p.ppid == os.getpid() and "multiprocessing.spawn" in p.cmdline
+
+
+def _check(before: set[int], what: str, *, workers: bool) -> None:
+    new = {
+        pid: p
+        for pid, p in _live_descendants().items()
+        if pid not in before and pid not in OWNED_PIDS and _in_process_worker(p) is workers
+    }
+    left = _settle(new) if new else {}
     if left:
         _kill(left)
         pytest.fail(
-            "the test left live processes behind (every process needs an owner that stops and joins it):\n"
+            f"{what} left live processes behind (every process needs an owner that stops and joins it):\n"
             + "\n".join(f"  {p}" for p in left.values()),
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fail the test that leaves a live process behind (module docstring); in-process workers are
+    checked per module, after the module's fixtures stopped (``no_worker_left_in_module``)."""
+    before = set(_live_descendants())
+    yield
+    _check(before, "the test", workers=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_worker_left_in_module() -> Iterator[None]:
+    before = set(_live_descendants())
+    yield
+    _check(before, "this module's tests or fixtures", workers=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
