@@ -48,14 +48,17 @@ log = logging.getLogger("pooler.store")
 _COMMIT = """
 local pre, ttl, p, maxlen = ARGV[1], tonumber(ARGV[2]), cjson.decode(ARGV[3]), ARGV[4]
 local seen_ttl = tonumber(ARGV[5])
-local dups, dupset = {}, {}
+local dups, dupset, touched = {}, {}, {}
 for i, c in ipairs(p.seen) do
   local k = pre .. 'seen:' .. c[1] .. ':' .. c[2]
   if redis.call('SADD', k, c[3]) == 0 then
     dups[#dups + 1] = i - 1
     dupset[c[1] .. ':' .. c[2] .. ':' .. c[3]] = true
   end
-  redis.call('PEXPIRE', k, seen_ttl)
+  touched[k] = true
+end
+for k in pairs(touched) do
+  redis.call('PEXPIRE', k, seen_ttl)  -- once a set a batch, not once a share
 end
 for _, b in ipairs(p.blocks) do
   redis.call('ZADD', pre .. 'blocks', 'NX', b[1], b[2])

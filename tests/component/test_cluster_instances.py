@@ -64,6 +64,23 @@ async def two_instances(
             yield net, a, b
 
 
+async def _rest_job(
+    http: aiohttp.ClientSession, pooler: Pooler, token: str, worker: str = "rig"
+) -> dict[str, Any]:
+    """``GET /miner/work`` on ``pooler``: a fresh job."""
+    async with http.get(f"{pooler.url}/miner/work?worker={worker}", headers=bearer(token)) as resp:
+        job = await resp.json()
+        assert resp.status == 200, job
+        return dict(job)
+
+
+async def _registered_on_both(http: aiohttp.ClientSession, a: Pooler, b: Pooler, name: str) -> str:
+    """A miner registered through ``a``, once ``b`` knows it too: its token."""
+    token = str((await register(http, a.url, name))["token"])
+    await wait_until(lambda: b.registry.authenticate(token) is not None, f"miner {name} to reach b")
+    return token
+
+
 async def _post_share(
     http: aiohttp.ClientSession, pooler: Pooler, token: str, job: dict[str, Any], nonce: int
 ) -> tuple[int, dict[str, Any]]:
@@ -77,12 +94,8 @@ async def test_work_from_one_instance_shares_to_another(
     rclient: Any,  # noqa: F811  (flushes Redis for this test)
 ) -> None:
     async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
-        miner = await register(http, a.url, "rest-rig")
-        token = miner["token"]
-        await wait_until(lambda: b.registry.authenticate(token) is not None, "the miner to reach b")
-        async with http.get(f"{a.url}/miner/work?worker=rig", headers=bearer(token)) as resp:
-            assert resp.status == 200
-            job = await resp.json()
+        token = await _registered_on_both(http, a, b, "rest-rig")
+        job = await _rest_job(http, a, token)
         assert job["job"].startswith("a.")
 
         # the balancer sends the submit to b, which never issued this job
@@ -123,15 +136,13 @@ async def test_another_miners_job_is_stale_even_when_its_record_is_found(
     rclient: Any,  # noqa: F811
 ) -> None:
     async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
-        owner = await register(http, a.url, "owner")
-        thief = await register(http, a.url, "thief")
-        await wait_until(lambda: b.registry.authenticate(thief["token"]) is not None, "the miners to reach b")
-        async with http.get(f"{a.url}/miner/work", headers=bearer(owner["token"])) as resp:
-            job = await resp.json()
+        owner = await _registered_on_both(http, a, b, "owner")
+        thief = await _registered_on_both(http, a, b, "thief")
+        job = await _rest_job(http, a, owner)
         nonce, _, _ = find_nonce(job)
-        status, answer = await _post_share(http, b, thief["token"], job, nonce)
+        status, answer = await _post_share(http, b, thief, job, nonce)
         assert (status, answer["reason"]) == (410, "stale")
-        status, answer = await _post_share(http, b, owner["token"], job, nonce)
+        status, answer = await _post_share(http, b, owner, job, nonce)
         assert (status, answer["type"]) == (200, "accepted")
 
 
@@ -140,11 +151,8 @@ async def test_a_submit_is_answered_503_unavailable_while_redis_is_down(
     rclient: Any,  # noqa: F811
 ) -> None:
     async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
-        miner = await register(http, a.url, "rest-rig")
-        token = miner["token"]
-        await wait_until(lambda: b.registry.authenticate(token) is not None, "the miner to reach b")
-        async with http.get(f"{a.url}/miner/work", headers=bearer(token)) as resp:
-            job = await resp.json()
+        token = await _registered_on_both(http, a, b, "rest-rig")
+        job = await _rest_job(http, a, token)
         nonce, _, _ = find_nonce(job)
         await asyncio.to_thread(redis_server.stop)
         try:
@@ -179,11 +187,8 @@ async def test_a_dashboard_of_any_instance_sees_the_groups_totals(
     rclient: Any,  # noqa: F811
 ) -> None:
     async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
-        first = await register(http, a.url, "on-a")
-        second = await register(http, b.url, "on-b")
-        for miner, pooler in ((first, a), (second, b)):  # one REST worker on each instance
-            async with http.get(f"{pooler.url}/miner/work?worker=w", headers=bearer(miner["token"])) as resp:
-                assert resp.status == 200
+        for name, pooler in (("on-a", a), ("on-b", b)):  # one REST worker on each instance
+            await _rest_job(http, pooler, str((await register(http, pooler.url, name))["token"]), "w")
         events = f"ws://127.0.0.1:{b.port}/ws/events"
         async with connect(events, open_timeout=30, close_timeout=2) as ws:
             seen: list[dict[str, Any]] = []

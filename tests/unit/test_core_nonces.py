@@ -165,13 +165,19 @@ class _ChunkedCoordinator(Coordinator):
         return fb
 
 
-def test_sockets_refused_a_range_while_the_counter_refills_are_served_when_it_lands() -> None:
-    counter = _Chunked(2 * CONFIG.range_default)
+def _chunked_rig(room: int, miners: tuple[str, ...] = ("m0",)) -> tuple[Rig, _Chunked]:
+    """Block 1 open, ``miners`` joined for farmer 0, whose counter has ``room`` nonces."""
+    counter = _Chunked(room)
     rig = Rig()
     rig.core = _ChunkedCoordinator(CONFIG, counter)
-    for m in ("m0", "m1", "m2"):
+    for m in miners:
         rig.join(m, 0)
     rig.block(1)
+    return rig, counter
+
+
+def test_sockets_refused_a_range_while_the_counter_refills_are_served_when_it_lands() -> None:
+    rig, counter = _chunked_rig(2 * CONFIG.range_default, ("m0", "m1", "m2"))
     got = [sends(rig.connect(conn, f"m{conn}"), Job, conn=conn) for conn in (0, 1, 2)]
     assert [len(g) for g in got] == [1, 1, 0]  # the third waits: no job, and no error either
     assert not [e for e in rig.connect(3, "m0") if isinstance(e, Send) and isinstance(e.msg, Error)]
@@ -187,11 +193,7 @@ def test_sockets_refused_a_range_while_the_counter_refills_are_served_when_it_la
 
 
 def test_without_refilling_a_used_up_counter_is_an_error_at_once() -> None:
-    counter = _Chunked(CONFIG.range_default)
-    rig = Rig()
-    rig.core = _ChunkedCoordinator(CONFIG, counter)
-    rig.join("m0", 0)
-    rig.block(1)
+    rig, counter = _chunked_rig(CONFIG.range_default)
     assert sends(rig.connect(0, "m0"), Job, conn=0)
     counter.can_refill = False  # used up, and nothing can be on its way (Redis down)
     [err] = sends(rig.connect(1, "m0"), Error, conn=1)
@@ -199,11 +201,7 @@ def test_without_refilling_a_used_up_counter_is_an_error_at_once() -> None:
 
 
 def test_a_failed_refill_tells_the_waiting_sockets_there_is_no_range() -> None:
-    counter = _Chunked(CONFIG.range_default)
-    rig = Rig()
-    rig.core = _ChunkedCoordinator(CONFIG, counter)
-    rig.join("m0", 0)
-    rig.block(1)
+    rig, counter = _chunked_rig(CONFIG.range_default)
     assert sends(rig.connect(0, "m0"), Job, conn=0)
     assert rig.connect(1, "m0") and counter.wanted  # waits for the refill
     counter.wanted, counter.can_refill = False, False  # the refill failed; no retry right away
