@@ -211,6 +211,28 @@ class Metrics:
             "pooler_limit_hits", "Clients refused or closed by a protective limit", ["limit"], registry=r
         )
 
+        # -- a group of instances (STORE=redis); absent series on a single Pooler stay at 0
+        self.cluster_leader = Gauge(
+            "pooler_cluster_leader",
+            "1 while this instance holds the leader lease (runs the cycle)",
+            registry=r,
+        )
+        self.cluster_epoch = Gauge(
+            "pooler_cluster_epoch", "Epoch (fencing token) of this instance's last leader lease", registry=r
+        )
+        self.cluster_instances = Gauge(
+            "pooler_cluster_instances",
+            "Instances that shared a summary lately, this one included",
+            registry=r,
+        )
+        self.cluster_events = Gauge(
+            "pooler_cluster_events",
+            "Since start: refusals of the fence, Backend refusals of an older fencing token, "
+            "shares refused by the shared duplicate set, nonce chunks drawn, terms as leader",
+            ["kind"],
+            registry=r,
+        )
+
         self._initialise_series()
 
     def _initialise_series(self) -> None:

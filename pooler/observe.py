@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pooler.events")
 
+# pooler_cluster_events{kind} <- the key of ClusterNode.status() it mirrors
+_CLUSTER_EVENTS = {
+    "fence-refusal": "fencedRefusals",
+    "backend-fenced": "backendFenced",
+    "duplicate-refused": "duplicatesRefused",
+    "nonce-chunk": "nonceChunks",
+    "leader-term": "terms",
+}
+
 _BACKEND_KINDS = {"unavailable": "unavailable", "rejected": "rejected", "bad_response": "bad-response"}
 _OUTCOME_FIELDS = {"plant": "failedPlants", "harvest": "failedHarvests", "work": "invalidNonces"}
 
@@ -272,6 +281,14 @@ class Observer:
         for gone in self._farmers - farmers:
             m.forget_farmer(gone)
         self._farmers = farmers
+        cluster = self._pooler.cluster
+        if cluster is not None:
+            status = cluster.status()
+            m.cluster_leader.set(1 if status["role"] == "leader" else 0)
+            m.cluster_epoch.set(status["epoch"])
+            m.cluster_instances.set(status["instances"])
+            for kind, key in _CLUSTER_EVENTS.items():
+                m.cluster_events.labels(kind=kind).set(status[key])
 
     async def run(self) -> None:
         """The probes: loop lag and flushes every tick, snapshots and health polls on their periods."""

@@ -210,6 +210,7 @@ class ClusterNode:
             "backendFenced": self.fenced.fenced if self.fenced is not None else 0,
             "duplicatesRefused": self.store.duplicates,
             "nonceChunks": self.allocator.chunks,
+            "instances": 1 + len(self.hub.others),
         }
 
     # ------------------------------------------------------------ posting

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from pooler.cluster.options import ClusterOptions
@@ -55,6 +56,7 @@ async def two_instances(
                 core=core_config(BLOCK),
                 ws_ping_interval=None,
                 shutdown_timeout=1.0,
+                snapshot_interval=0.5,
                 cluster=ClusterOptions(redis_url, instance, lease_ttl=2.0, chunk_bits=chunk_bits),
             )
 
@@ -233,3 +235,40 @@ async def test_many_sockets_of_one_farmer_wait_for_the_next_chunk_instead_of_fai
         ranges = sorted((int(j["nonceStart"]), int(j["nonceEnd"])) for j in jobs)
         assert all(hi <= lo2 for (_, hi), (lo2, _) in itertools.pairwise(ranges)), ranges  # disjoint
         assert a.cluster is not None and a.cluster.allocator.chunks >= 5
+
+
+async def test_metrics_of_the_instances_say_who_leads(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
+
+        async def scrape(pooler: Pooler) -> dict[str, float]:
+            async with http.get(f"{pooler.url}/metrics") as resp:
+                text = await resp.text()
+            return {
+                sample.name + str(sorted(sample.labels.items())): sample.value
+                for family in text_string_to_metric_families(text)
+                for sample in family.samples
+                if sample.name.startswith("pooler_cluster_")
+            }
+
+        await register(http, a.url, "chunky")  # a draws its farmer's nonce chunk for the open block
+        scraped: list[tuple[dict[str, float], dict[str, float]]] = []
+
+        async def settled() -> bool:
+            scraped.append((await scrape(a), await scrape(b)))
+            ma, mb = scraped[-1]
+            return ma.get("pooler_cluster_instances[]") == mb.get("pooler_cluster_instances[]") == 2
+
+        for _ in range(FAILSAFE_TRIES):  # gauges follow the periodic snapshot
+            if await settled():
+                break
+            await asyncio.sleep(0.2)
+        ma, mb = scraped[-1]
+        assert ma["pooler_cluster_instances[]"] == mb["pooler_cluster_instances[]"] == 2, scraped[-1]
+        assert ma["pooler_cluster_leader[]"] + mb["pooler_cluster_leader[]"] == 1
+        leader = ma if ma["pooler_cluster_leader[]"] == 1 else mb
+        assert leader["pooler_cluster_epoch[]"] > 0
+        assert leader["pooler_cluster_events[('kind', 'leader-term')]"] == 1
+        assert ma["pooler_cluster_events[('kind', 'nonce-chunk')]"] >= 1
