@@ -156,6 +156,17 @@ def _parse_redis_url(text: str) -> str:
 
 _redis_url = Parser("a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0", _parse_redis_url)
 
+_INSTANCE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _parse_instance_id(text: str) -> str:
+    if not _INSTANCE_ID.fullmatch(text):
+        raise _Invalid
+    return text
+
+
+_instance_id = Parser("1 to 64 of A-Z a-z 0-9 _ . -, unique in the group, e.g. pooler-a", _parse_instance_id)
+
 
 def _parse_contract_id(text: str) -> str:
     try:
@@ -537,6 +548,22 @@ class Settings:
         _STORE,
         "Redis server (required when STORE=redis); a password in it is never printed.",
         example="redis://127.0.0.1:6379/0",
+    )
+    pooler_instance_id: str | None = _setting(
+        None,
+        "POOLER_INSTANCE_ID",
+        _instance_id,
+        _STORE,
+        "STORE=redis: this instance's name in the group (lease owner, logs, metrics); unset: host + pid.",
+        example="pooler-a",
+    )
+    leader_lease_ms: int = _setting(
+        5000,
+        "LEADER_LEASE_MS",
+        _int(200, 600_000, "milliseconds"),
+        _STORE,
+        "STORE=redis: the leader lease; a dead leader is replaced within about this long. Keep it well below"
+        " the time from workAt to the block's end.",
     )
     # -- logs, metrics and access
     log_level: LogLevel = _setting(  # noqa: RUF009 -- returns a dataclasses.field

@@ -111,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cluster = None
     if settings.store == "redis" and settings.redis_url:  # scale-out hook: one instance of a group
-        from pooler.cluster.options import from_environ
+        from pooler.cluster.options import from_settings
 
         try:
-            cluster = from_environ(settings.redis_url)
+            cluster = from_settings(settings.redis_url, settings.pooler_instance_id, settings.leader_lease_ms)
         except ConfigError as exc:
             print(f"pooler serve: {exc}", file=sys.stderr)
             return 2

@@ -1,7 +1,7 @@
 """Settings of one instance of a Pooler group sharing state through Redis (``STORE=redis``).
 
-``REDIS_URL`` comes from :class:`pooler.config.Settings`; the two cluster-only knobs below are
-read from the process environment by :func:`from_environ` (``pooler serve`` calls it):
+``REDIS_URL`` and the two cluster-only knobs below come from :class:`pooler.config.Settings`
+(environment or ``.env``; ``pooler serve`` calls :func:`from_settings`):
 
 - ``POOLER_INSTANCE_ID``: this instance's name in the group (logs, lease owner, stream
   consumer, tally fields). Default: host name + process id, unique per start.
@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pooler.errors import ConfigError
@@ -69,13 +68,7 @@ def default_instance_id() -> str:
     return f"{host}-{os.getpid()}"
 
 
-def from_environ(redis_url: str, environ: Mapping[str, str] | None = None) -> ClusterOptions:
-    """ClusterOptions from ``POOLER_INSTANCE_ID`` and ``LEADER_LEASE_MS`` (both optional)."""
-    env = os.environ if environ is None else environ
-    instance = env.get("POOLER_INSTANCE_ID", "").strip() or default_instance_id()
-    raw = env.get("LEADER_LEASE_MS", "").strip()
-    if raw:
-        if not raw.isdigit():
-            raise ConfigError(f"LEADER_LEASE_MS={raw!r} is not valid: expected milliseconds, e.g. 5000")
-        return ClusterOptions(redis_url, instance, lease_ttl=int(raw) / 1000)
-    return ClusterOptions(redis_url, instance)
+def from_settings(redis_url: str, instance_id: str | None, lease_ms: int) -> ClusterOptions:
+    """ClusterOptions from ``POOLER_INSTANCE_ID`` (None: :func:`default_instance_id`) and
+    ``LEADER_LEASE_MS`` as :class:`pooler.config.Settings` read them."""
+    return ClusterOptions(redis_url, instance_id or default_instance_id(), lease_ttl=lease_ms / 1000)

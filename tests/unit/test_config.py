@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
+from pooler.cluster.options import from_settings
 from pooler.config import (
     DEFAULT_CONTRACT_IDS,
     Settings,
@@ -71,8 +73,14 @@ def test_values_are_parsed_into_their_types() -> None:
             "STORE": "redis",
             "REDIS_URL": "redis://:pw@127.0.0.1:6379/0",
             "MESSAGES_PER_SECOND": "2.5",
+            "POOLER_INSTANCE_ID": "pooler-a.eu_1",
+            "LEADER_LEASE_MS": "3000",
         }
     )
+    cluster = from_settings(str(s.redis_url), s.pooler_instance_id, s.leader_lease_ms)
+    assert (cluster.instance_id, cluster.lease_ttl) == ("pooler-a.eu_1", 3.0)
+    unnamed = from_settings("redis://h", None, 5000)  # unset: host name + pid, unique per start
+    assert unnamed.instance_id.endswith(f"-{os.getpid()}")
     assert s.port == 8080 and s.stake_percentage == 0.25 and s.metrics_enabled is False
     assert s.stellar_network == "mainnet" and s.kale_contract_id == DEFAULT_CONTRACT_IDS["mainnet"]
     assert s.log_level == "DEBUG"
@@ -129,6 +137,8 @@ def test_values_are_parsed_into_their_types() -> None:
         ),
         ("STELLAR_RPC_URL", "http://h:99999/", "STELLAR_RPC_URL='http://h:99999/' is not valid"),
         ("REDIS_URL", "http://127.0.0.1:6379", "expected a redis://, rediss:// or unix:// URL"),
+        ("POOLER_INSTANCE_ID", "pooler a", "POOLER_INSTANCE_ID='pooler a' is not valid: expected 1 to 64 of"),
+        ("LEADER_LEASE_MS", "100", "LEADER_LEASE_MS='100' is not valid: expected an integer 200..600000"),
         # Stellar contract id
         (
             "KALE_CONTRACT_ID",
