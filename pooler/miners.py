@@ -97,6 +97,10 @@ class MinerRegistry:
             return None
         return record
 
+    def authenticate_id(self, miner_id: str) -> MinerRecord | None:
+        """The miner ``miner_id`` if it is registered here (no token: for the group's own sync)."""
+        return self._by_id.get(miner_id)
+
     def revoke(self, miner_id: str) -> MinerRecord | None:
         record = self._by_id.pop(miner_id, None)
         if record is not None:

@@ -306,6 +306,14 @@ class Pooler:
         await self.runner.submit(_joined(record))
         return record, token
 
+    async def authenticate(self, token: str) -> MinerRecord | None:
+        """The miner of ``token``; in a group, also one registered on another instance a moment
+        ago whose announcement has not arrived yet."""
+        miner = self.registry.authenticate(token)
+        if miner is None and self.cluster is not None:
+            miner = await self.cluster.admit_unknown(token)
+        return miner
+
     def admit(self, ws: WebSocket) -> str | None:
         """Count a new miner socket in; None when admitted, else the limit that refused it."""
         host = ws.client.host if ws.client else "?"

@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pooler.cluster")
 
 _GATE_SIZE = 10_000  # chain and control events waiting for their nonce chunks
+_LOOKUP_INTERVAL = 1.0  # seconds between reads of the miners for tokens not known here
 
 
 class _CycleStore:
@@ -132,6 +134,10 @@ class ClusterNode:
         self._tasks: list[asyncio.Task[None]] = []  # leadership, gate, pub/sub, relay: stopped in aclose
         self._joins: set[asyncio.Task[None]] = set()  # joins waiting for their farmer's nonce chunk
         self._job_prefix = ""  # job ids of this instance's miner-serving coordinator (set in coordinator)
+        self._last_lookup = -_LOOKUP_INTERVAL  # monotonic time of admit_unknown's last read of Redis
+        # miners that left: a join still in flight for one of them must not bring it back (ids are
+        # never reused, so the set only grows by revocations)
+        self._revoked: set[str] = set()
         self.terms = 0  # times this instance became leader
 
     # ------------------------------------------------------------ wiring (called by the Pooler)
@@ -322,23 +328,59 @@ class ClusterNode:
             log.warning("ignored a malformed control message (%s): %.120r", exc, msg)
 
     def _joined(self, record: MinerRecord) -> None:
-        assert self._pooler is not None
-        registry = self._pooler.registry
-        known = {r.miner_id for r in registry.records()}
-        if record.miner_id not in known:
-            registry.add(record)
         blk = self._last_block
         if blk is not None and self.allocator.counter(blk.index, record.farmer_id).available == 0:
             # its farmer's chunk first; the join follows through the gate's order
             self._spawn_join(record, blk.index)
             return
+        self._admit(record)
+
+    def _admit(self, record: MinerRecord) -> None:
+        """The miner's token works here from now on, and the coordinators know it before any
+        event of its sockets: the registry entry and MinerJoined go together (a hello accepted
+        before its MinerJoined would be refused by the core as an unknown miner)."""
+        assert self._pooler is not None
+        if record.miner_id in self._revoked:
+            return  # it left while its join waited for a nonce chunk or a read of Redis
+        registry = self._pooler.registry
+        if registry.authenticate_id(record.miner_id) is None:
+            registry.add(record)
         self._post(_joined_event(record))
+
+    async def admit_unknown(self, token: str) -> MinerRecord | None:
+        """The miner of ``token`` when it registered on another instance a moment ago and its
+        announcement has not arrived yet (a balancer that is not sticky may send its next request
+        here at once): the miners are read from Redis, at most once a second so that unknown
+        tokens cannot make this instance hammer Redis; every one not known here is admitted."""
+        assert self._pooler is not None
+        now = time.monotonic()
+        if now - self._last_lookup < _LOOKUP_INTERVAL:
+            return None
+        self._last_lookup = now
+        try:
+            raw = await self.redis.hgetall(self.keys.miners)
+        except (RedisError, OSError) as exc:
+            log.warning("could not look an unknown token up in Redis: %s", exc)
+            return None
+        registry = self._pooler.registry
+        for value in raw.values():
+            try:
+                record = miner_from_json(value)
+            except StoreError:
+                continue
+            if registry.authenticate_id(record.miner_id) is None:
+                blk = self._last_block
+                if blk is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await self.allocator.prefetch(blk.index, [record.farmer_id])
+                self._admit(record)
+        return registry.authenticate(token)
 
     def _spawn_join(self, record: MinerRecord, index: int) -> None:
         async def join() -> None:
             with contextlib.suppress(RedisError):
                 await self.allocator.prefetch(index, [record.farmer_id])
-            self._post(_joined_event(record))
+            self._admit(record)
 
         task = asyncio.create_task(join())
         self._joins.add(task)
@@ -346,6 +388,7 @@ class ClusterNode:
 
     def _left(self, miner_id: str) -> None:
         assert self._pooler is not None
+        self._revoked.add(miner_id)
         self._pooler.registry.revoke(miner_id)
         self._post(MinerLeft(miner_id))
 

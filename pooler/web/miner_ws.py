@@ -147,7 +147,7 @@ async def miner_socket(ws: WebSocket) -> None:
                 opts.slow_client_grace,
             )
             return
-        miner = pooler.registry.authenticate(hello.token)
+        miner = await pooler.authenticate(hello.token)
         if miner is None:
             await _refuse(
                 ws,

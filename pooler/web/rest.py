@@ -73,7 +73,7 @@ def rejected(code: Code, message: str, job: object = None, nonce: int | None = N
     return JSON(body, status_code=STATUS_OF.get(code, 400))
 
 
-def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
+async def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
     """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
     (``cooldown``) in its invalid-share cool-down."""
     header = request.headers.get("authorization", "")
@@ -83,7 +83,7 @@ def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | E
             Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
         )
     pooler = _pooler(request)
-    miner = pooler.registry.authenticate(token.strip())
+    miner = await pooler.authenticate(token.strip())
     if miner is None:
         return Error(Code.UNAUTHORIZED, "unknown or revoked token")
     cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
@@ -106,8 +106,8 @@ def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | E
     return miner
 
 
-def _miner(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
-    miner = _authenticate(request, cooldown=cooldown)
+async def _miner(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
+    miner = await _authenticate(request, cooldown=cooldown)
     return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
 
 
@@ -186,7 +186,7 @@ async def register(request: Request) -> JSON:
 
 
 async def work(request: Request) -> JSON:
-    miner = _miner(request)
+    miner = await _miner(request)
     if isinstance(miner, JSON):
         return miner
     worker = request.query_params.get("worker", "rest")
@@ -201,7 +201,7 @@ async def work(request: Request) -> JSON:
 
 
 async def submit(request: Request) -> JSON:
-    miner = _authenticate(request)
+    miner = await _authenticate(request)
     if isinstance(miner, Error):
         return rejected(miner.code, miner.message)
     pooler = _pooler(request)
@@ -240,14 +240,14 @@ async def submit(request: Request) -> JSON:
 
 
 async def stats(request: Request) -> JSON:
-    miner = _miner(request, cooldown=False)
+    miner = await _miner(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
 
 async def leave(request: Request) -> JSON:
-    miner = _miner(request, cooldown=False)
+    miner = await _miner(request, cooldown=False)
     if isinstance(miner, JSON):
         return miner
     pooler = _pooler(request)

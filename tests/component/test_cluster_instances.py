@@ -20,9 +20,13 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
+from pooler.backend import BackendClient
+from pooler.cluster.keys import Keys
 from pooler.cluster.options import ClusterOptions
 from pooler.devnet import Devnet
+from pooler.miners import MinerRecord, hash_token, new_token
 from pooler.service import Pooler, PoolerOptions
+from pooler.store.redis import miner_to_json
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.redis_server import RedisServer
 from tests.support.system import (
@@ -272,3 +276,27 @@ async def test_metrics_of_the_instances_say_who_leads(
         assert leader["pooler_cluster_epoch[]"] > 0
         assert leader["pooler_cluster_events[('kind', 'leader-term')]"] == 1
         assert ma["pooler_cluster_events[('kind', 'nonce-chunk')]"] >= 1
+
+
+async def test_a_miner_registered_elsewhere_a_moment_ago_is_known_at_once(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    """Registered (in Redis) but not announced yet: b reads the miners on the unknown token."""
+    async with two_instances(redis_server.url) as (net, _a, b), aiohttp.ClientSession() as http:
+        async with BackendClient(net.backend_url, 5.0, 1) as backend:
+            farmer = await backend.register_farmer(POOLER_ID, 0.5)
+        tokens = [new_token(), new_token()]
+        for n, token in enumerate(tokens):  # what save_miner writes, without its announcement
+            record = MinerRecord(
+                f"m_late{n}", farmer["farmerId"], farmer["custodialWallet"], f"late{n}", hash_token(token)
+            )
+            await rclient.hset(Keys("kp").miners, record.miner_id, miner_to_json(record))
+        assert b.registry.authenticate(tokens[0]) is None
+        job = await _rest_job(http, b, tokens[0])  # REST: looked up, admitted, served
+        assert job["farmer"] == farmer["custodialWallet"]
+        async with MinerSocket.open(f"ws://127.0.0.1:{b.port}/ws/miner") as ws:
+            welcome, _job = await ws.hello(tokens[1], "w")  # admitted by the same read of Redis
+        assert welcome["minerId"] == "m_late1"
+        async with http.get(f"{b.url}/miner/work", headers=bearer(new_token())) as resp:
+            assert resp.status == 401  # a token nobody registered is still refused
