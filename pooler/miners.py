@@ -97,7 +97,7 @@ class MinerRegistry:
             return None
         return record
 
-    def authenticate_id(self, miner_id: str) -> MinerRecord | None:
+    def by_id(self, miner_id: str) -> MinerRecord | None:
         """The miner ``miner_id`` if it is registered here (no token: for the group's own sync)."""
         return self._by_id.get(miner_id)
 

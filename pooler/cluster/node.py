@@ -343,7 +343,7 @@ class ClusterNode:
         if record.miner_id in self._revoked:
             return  # it left while its join waited for a nonce chunk or a read of Redis
         registry = self._pooler.registry
-        if registry.authenticate_id(record.miner_id) is None:
+        if registry.by_id(record.miner_id) is None:
             registry.add(record)
         self._post(_joined_event(record))
 
@@ -368,7 +368,7 @@ class ClusterNode:
                 record = miner_from_json(value)
             except StoreError:
                 continue
-            if registry.authenticate_id(record.miner_id) is None:
+            if registry.by_id(record.miner_id) is None:
                 blk = self._last_block
                 if blk is not None:
                     with contextlib.suppress(RedisError, OSError):
