@@ -287,7 +287,8 @@ class MinerBase(abc.ABC):
     async def _pause(self, seconds: float) -> None:
         """Sleep ``seconds``, or less when stop() is called meanwhile."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: on 3.11 it may swallow a cancel
+                await self._stop.wait()
 
     def _on_job(self, job: Job) -> None:
         if self._tally is None or job.block != self._tally.block:

@@ -79,7 +79,8 @@ class RestMiner(MinerBase):
                     if deadline is not None and time.monotonic() >= deadline:
                         break
                     try:
-                        msg = await asyncio.wait_for(self._outbox.get(), self.poll)
+                        async with asyncio.timeout(self.poll):  # not wait_for (may swallow a cancel)
+                            msg = await self._outbox.get()
                     except TimeoutError:
                         if self._idle():
                             await self._fetch_work(http)

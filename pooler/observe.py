@@ -321,7 +321,10 @@ class Observer:
         timeout = max(0.5, min(backend.timeout, self.health_interval))
         while True:
             try:
-                answer = await asyncio.wait_for(backend.health(), timeout)
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel that
+                # lands just as its call completes, and this loop then never ends (a hung shutdown)
+                async with asyncio.timeout(timeout):
+                    answer = await backend.health()
                 status = str(answer.get("status", ""))
                 ok, detail = status in ("healthy", "ok"), f"status {status!r}"
             except TimeoutError:

@@ -267,7 +267,8 @@ class Runner:
         self._replies[reply] = fut
         try:
             await self.submit(make(reply))
-            return await asyncio.wait_for(fut, within)
+            async with asyncio.timeout(within):  # not wait_for, which may swallow a cancel (observe.py)
+                return await fut
         finally:
             self._replies.pop(reply, None)
 

@@ -65,7 +65,8 @@ async def events_sse(request: Request) -> Response:
             yield f"data: {pooler.hub.snapshot_frame(pooler.summary())}\n\n"
             while True:
                 try:
-                    batch = await asyncio.wait_for(sub.next_batch(), _SSE_KEEPALIVE)
+                    async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: see pooler/observe.py
+                        batch = await sub.next_batch()
                 except TimeoutError:
                     yield ": keepalive\n\n"
                     continue

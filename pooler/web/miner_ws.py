@@ -81,7 +81,8 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grac
             await ws.close(close_code, code.reason)
 
     try:
-        await asyncio.wait_for(say(), grace)
+        async with asyncio.timeout(grace):  # not wait_for, which may swallow a cancel (pooler/observe.py)
+            await say()
     except TimeoutError:
         abort = (ws.scope.get("extensions") or {}).get(ABORT)
         if callable(abort):
@@ -112,7 +113,8 @@ async def miner_socket(ws: WebSocket) -> None:
     try:
         await ws.accept()
         try:
-            first = await asyncio.wait_for(_receive_text(ws), opts.hello_timeout)
+            async with asyncio.timeout(opts.hello_timeout):
+                first = await _receive_text(ws)
         except TimeoutError:
             pooler.metrics.limit_hits.labels(limit="hello-timeout").inc()
             await _refuse(
@@ -394,7 +396,8 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         start_sender()
         sender = senders[0]
         try:
-            await asyncio.wait_for(asyncio.shield(sender), opts.slow_client_grace)
+            async with asyncio.timeout(opts.slow_client_grace):
+                await asyncio.shield(sender)
         except (TimeoutError, asyncio.CancelledError, Exception):
             stuck = not sender.done()  # still inside a send the peer's full TCP window holds up
             sender.cancel()
