@@ -64,7 +64,7 @@ from pooler.runtime.outbox import Flusher, Outbox
 from pooler.store import coalesce
 from protocol.codec import encode
 from protocol.errors import Code
-from protocol.messages import Accepted, Rejected, ServerMessage
+from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage
 
 log = logging.getLogger("pooler.runtime")
 
@@ -351,7 +351,7 @@ class Runner:
                 else:  # these records can never be written: keeping them would fail every batch
                     self._unsaved = []
                     log.exception("store commit of %d records failed; dropping them", len(batch))
-                held = self._refuse_acks(held or [])
+                held = self._refuse_acks(held or [], records)
                 if self.observer is not None:
                     self.observer.store_committed(time.perf_counter() - started, len(batch), False)
             else:
@@ -361,10 +361,17 @@ class Runner:
             self._do(effect)
         self.flusher.flush()
 
-    def _refuse_acks(self, held: list[Effect]) -> list[Effect]:
-        """``held`` with every ``accepted`` replaced by a ``rejected`` that says storage failed."""
+    def _refuse_acks(self, held: list[Effect], records: list[Persist]) -> list[Effect]:
+        """``held`` with every ``accepted`` replaced by a ``rejected`` that says storage failed,
+        and every job whose record was in the failed batch (a group's REST job, which other
+        instances must be able to read) by an error: a job nobody else can check is not handed out."""
+        unrecorded = {r.data.get("job") for r in records if r.kind == "job"}
         out: list[Effect] = []
         for effect in held:
+            if isinstance(effect, Send) and isinstance(effect.msg, Job) and effect.msg.job in unrecorded:
+                why = "the pool could not record this job (storage failure); ask again in a few seconds"
+                out.append(Send(effect.conn, Error(Code.UNAVAILABLE, why)))
+                continue
             if isinstance(effect, Send) and isinstance(effect.msg, Accepted):
                 ack = effect.msg
                 self.refused_acks += 1

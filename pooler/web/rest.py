@@ -150,7 +150,8 @@ def _answer(msg: ServerMessage, ok_status: int = 200) -> JSON:
     if isinstance(msg, Error):
         if msg.code == Code.UNAUTHORIZED:
             return protocol_error(msg.code, msg.message)
-        return JSON(error_body("no-work", msg.message, code=int(msg.code)), status_code=503)
+        reason = msg.code.reason if msg.code is Code.UNAVAILABLE else "no-work"
+        return JSON(error_body(reason, msg.message, code=int(msg.code)), status_code=503)
     return JSON(server_to_dict(msg), status_code=ok_status)
 
 

@@ -170,6 +170,11 @@ async def test_a_submit_is_answered_503_unavailable_while_redis_is_down(
                 "unavailable",
             )
             assert "submit again" in answer["message"]
+            # a new REST job cannot be recorded for the other instances: none is handed out
+            async with http.get(f"{a.url}/miner/work?worker=rig", headers=bearer(token)) as resp:
+                body = await resp.json()
+            assert (resp.status, body["error"], body["code"]) == (503, "unavailable", 30), body
+            assert "could not record this job" in body["message"]
         finally:
             await asyncio.to_thread(redis_server.start)
         # Redis is back (its AOF kept the job): the same share is looked up and counted; it was
