@@ -58,8 +58,6 @@ SPEC: dict[str, Any] = {
                     "401": _json(_ERR, "missing or bad token"),
                     "429": _json(_ERR, "over this miner's request rate"),
                     "503": _json(_ERR, "no block is open, or (a group) the job cannot be recorded now"),
-                        _ERR, "no block is open, or (a group on Redis) the job cannot be recorded now"
-                    ),
                 },
             }
         },
