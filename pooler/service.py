@@ -296,11 +296,16 @@ class Pooler:
     ) -> tuple[MinerRecord, str]:
         record, token = await self.registry.register(self.backend, name, stake_percentage, metadata)
         if self.store is not None:
+            if self.cluster is not None:
+                self.cluster.saving.add(record.miner_id)  # known here, not yet in Redis: not revoked
             try:
                 await self.store.save_miner(record)
             except Exception:
                 self.registry.revoke(record.miner_id)  # a token we could forget must not be handed out
                 raise
+            finally:
+                if self.cluster is not None:
+                    self.cluster.saving.discard(record.miner_id)
         if self.cluster is not None:
             await self.cluster.on_registered(record)
         await self.runner.submit(_joined(record))

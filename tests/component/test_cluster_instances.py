@@ -305,3 +305,23 @@ async def test_a_miner_registered_elsewhere_a_moment_ago_is_known_at_once(
         assert welcome["minerId"] == "m_late1"
         async with http.get(f"{b.url}/miner/work", headers=bearer(new_token())) as resp:
             assert resp.status == 401  # a token nobody registered is still refused
+
+
+async def test_a_resync_during_a_registration_does_not_revoke_the_new_miner(
+    redis_server: RedisServer,  # noqa: F811
+    rclient: Any,  # noqa: F811
+) -> None:
+    """The node re-reads the miners when it (re)subscribes; one registered here whose record is
+    still on its way to Redis must not be taken for a miner revoked elsewhere (it then could
+    never come back: a join never re-admits a revoked id). Found by the cluster benchmark,
+    which registers its miners right after start-up."""
+    async with two_instances(redis_server.url) as (_net, a, _b):
+        assert a.cluster is not None
+        record = MinerRecord("m_saving", "f", "G" + "A" * 55, "saving", hash_token(new_token()))
+        a.registry.add(record)  # what register_miner has done before save_miner returns
+        a.cluster.saving.add(record.miner_id)
+        await a.cluster._sync_miners()  # the record is not in Redis yet
+        assert a.registry.by_id("m_saving") is record
+        a.cluster.saving.discard(record.miner_id)
+        await a.cluster._sync_miners()  # not in Redis and not being saved: revoked elsewhere
+        assert a.registry.by_id("m_saving") is None
