@@ -86,14 +86,25 @@ async def _stop_search_worker(executor: ProcessPoolExecutor) -> None:
     Why not ``shutdown(wait=False)`` alone: a worker in the middle of a search runs on to the
     search's deadline, owned by nobody, and outlives the Pooler; ``shutdown(wait=True)`` alone
     would hold the close up until that deadline. A search answer is of no use once the runner
-    closes, so the worker is terminated; the executor then fails what was pending and its
-    manager thread ends, and both are joined (in a thread: joins block).
+    closes, so the worker is terminated (once the executor has let go of the cancelled searches);
+    the executor then fails what was running and its manager thread ends, and both are joined
+    (in a thread: joins block).
     """
     procs = list(executor._processes.values())  # private, but the only handle on the processes
-    for proc in procs:
-        proc.terminate()
+    pending = executor._pending_work_items  # the manager thread's dict (private, read only here)
+    # Searches queued behind the running one were cancelled with their tasks. The manager thread
+    # drops cancelled items when woken by this shutdown; terminating the worker before that would
+    # make it fail them again, which Python 3.11 answers with InvalidStateError in that thread.
+    executor.shutdown(wait=False, cancel_futures=True)
 
     def reap() -> None:
+        deadline = time.monotonic() + _REAP_S
+        while any(item.future.cancelled() for item in list(pending.values())):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        for proc in procs:
+            proc.terminate()
         for proc in procs:
             proc.join(_REAP_S)
             if proc.is_alive():  # SIGTERM ignored or delayed: no way out of SIGKILL

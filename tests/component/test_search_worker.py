@@ -73,6 +73,37 @@ async def test_runner_close_stops_and_reaps_a_busy_search_worker() -> None:
     assert runner._executor is None
 
 
+async def test_runner_close_with_searches_waiting_behind_the_busy_one() -> None:
+    """Searches queued behind a running one are cancelled with their tasks at close; stopping the
+    worker must not then fail them again (Python 3.11's executor raises InvalidStateError in its
+    manager thread for a cancelled future it marks broken: pytest turns that into an error)."""
+    clock = time.time
+    runner = Runner(
+        Coordinator(CoreConfig(pooler_id="search-test")),
+        BackendClient("http://127.0.0.1:9", timeout=1.0, retry_attempts=1),  # never called here
+        EventHub(clock),
+    )
+    async with runner:
+        searches = [
+            LocalSearch(
+                block=1,
+                farmer_id=f"f{i}",
+                farmer=FARMER,
+                entropy=bytes(32),
+                nonce_start=0,
+                max_hashes=HOURS_OF_HASHING,
+                deadline=clock() + 3600,
+            )
+            for i in range(4)  # one runs, one waits in the call queue, two wait in the executor
+        ]
+        await runner.perform(searches)
+        await wait_for(lambda: runner._executor is not None and runner._executor._processes, "worker started")
+        assert runner._executor is not None
+        pids = list(runner._executor._processes)
+    assert not any(running(pid) for pid in pids)
+    assert runner._executor is None
+
+
 PARENT = textwrap.dedent(
     """
     import multiprocessing, sys, time
