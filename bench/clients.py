@@ -38,7 +38,7 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import WebSocketURI, parse_uri
 
-from bench.common import Stdin, pin_from_env, raise_nofile, reply, run_on_uvloop
+from bench.common import Stdin, pin_from_env, raise_nofile, reply, run_child
 
 _HANDSHAKES = 64  # handshakes in flight per process: stays well under the server's accept backlog
 _LATENCY_SAMPLE = 200_000  # latencies kept per process per run (uniform by position, not by value)
@@ -317,13 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile(1 << 20)
     pin_from_env()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
-    try:
-        run_on_uvloop(_main(args))
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            reply({"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    return 0
+    return run_child(_main(args))
 
 
 if __name__ == "__main__":

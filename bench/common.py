@@ -252,6 +252,18 @@ def run_on_uvloop(main: Any) -> Any:
     return uvloop.run(main)
 
 
+def run_child(main: Any) -> int:
+    """A benchmark child's body on uvloop; a failure is also told to the parent (one ``error``
+    line on stdout) before it propagates, so the parent reports why instead of a dead pipe."""
+    try:
+        run_on_uvloop(main)
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            reply({"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    return 0
+
+
 class Profiler:
     """``py-spy record`` attached to a child for a while (``--profile``); collapsed stacks to a file."""
 

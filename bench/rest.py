@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import sys
 import time
@@ -27,7 +26,7 @@ from bench.common import (
     pin_from_env,
     placement,
     reply,
-    run_on_uvloop,
+    run_child,
     summarize_ms,
 )
 
@@ -165,13 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.ip.startswith("127."):
         parser.error("load generators bind loopback addresses only")
     pin_from_env()
-    try:
-        run_on_uvloop(_child(args))
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            reply({"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    return 0
+    return run_child(_child(args))
 
 
 if __name__ == "__main__":

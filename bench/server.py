@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import Stdin, pin_from_env, raise_nofile, reply, run_on_uvloop
+from bench.common import Stdin, pin_from_env, raise_nofile, reply, run_child
 
 
 class GcWatch:
@@ -309,13 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     # Blocks opened by the benchmark are never worked, so every farmer "fails" each block: expected here.
     logging.getLogger("pooler.events").setLevel(logging.ERROR)
     body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args)
-    try:
-        run_on_uvloop(body)
-    except Exception as exc:
-        with contextlib.suppress(Exception):
-            reply({"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    return 0
+    return run_child(body)
 
 
 if __name__ == "__main__":
