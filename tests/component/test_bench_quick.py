@@ -9,25 +9,33 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -> None:
+def quick_run(out: Path, *args: str, timeout: float) -> tuple[dict[str, Any], Path, str]:
+    """``python -m bench --quick [args]`` into ``out``: its JSON record, the Markdown report and
+    what it printed."""
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        [sys.executable, "-m", "bench", "--quick", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [json_path] = tmp_path.glob("*-quick.json")
-    [md_path] = tmp_path.glob("*-quick.md")
-    record = orjson.loads(json_path.read_bytes())
+    [json_path] = out.glob("*-quick.json")
+    [md_path] = out.glob("*-quick.md")
+    record: dict[str, Any] = orjson.loads(json_path.read_bytes())
+    return record, md_path, result.stdout
+
+
+def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -> None:
+    record, md_path, stdout = quick_run(tmp_path, timeout=240)
     assert record["mode"] == "quick"
     assert record["machine"]["cores"] >= 1 and record["machine"]["packages"]["websockets"] != "absent"
     results = record["results"]
@@ -49,23 +57,12 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
         "block detection",
     ):
         assert row in table
-    assert table in result.stdout
+    assert table in stdout
 
 
 def test_cluster_section_measures_one_and_two_instances_on_redis(tmp_path: Path) -> None:
     """``--only cluster`` at its quick size: its own redis-server, 1 then 2 Pooler instances."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "cluster", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    [json_path] = tmp_path.glob("*-quick.json")
-    [md_path] = tmp_path.glob("*-quick.md")
-    record = orjson.loads(json_path.read_bytes())
+    record, md_path, stdout = quick_run(tmp_path, "--only", "cluster", timeout=180)
     cluster = record["results"]["cluster"]
     assert set(record["results"]) == {"cluster"}  # on request only, never with the default sections
     assert cluster["redis"]["version"] and "appendonly no" in cluster["redis"]["persistence"]
@@ -87,4 +84,4 @@ def test_cluster_section_measures_one_and_two_instances_on_redis(tmp_path: Path)
     assert "| 1 instance on Redis | 2 instances on the same Redis |" in table
     for row in ("new-block broadcast", "verified shares/s, durable in Redis", "CPU a share"):
         assert row in table
-    assert table in result.stdout
+    assert table in stdout
