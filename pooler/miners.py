@@ -71,7 +71,10 @@ class MinerRegistry:
     async def register(
         self, backend: RegisterPort, name: str, stake_percentage: float, metadata: Mapping[str, Any] | None
     ) -> tuple[MinerRecord, str]:
-        """Register a farmer with the Backend and bind a new miner to it; returns (record, token)."""
+        """Register a farmer with the Backend and bind a new miner to it; returns (record, token).
+
+        The record is not added here: the caller adds it once it is durable (a token the pool
+        could forget must never work, and a group must never see it before Redis has it)."""
         reply = await backend.register_farmer(self._pooler_id, stake_percentage, metadata)
         farmer_id, farmer = reply.get("farmerId"), reply.get("custodialWallet")
         if not isinstance(farmer_id, str) or not isinstance(farmer, str):
@@ -87,7 +90,6 @@ class MinerRegistry:
             token_hash=hash_token(token),
             stake_percentage=stake_percentage,
         )
-        self.add(record)
         return record, token
 
     def authenticate(self, token: str) -> MinerRecord | None:

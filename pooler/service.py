@@ -296,16 +296,10 @@ class Pooler:
     ) -> tuple[MinerRecord, str]:
         record, token = await self.registry.register(self.backend, name, stake_percentage, metadata)
         if self.store is not None:
-            if self.cluster is not None:
-                self.cluster.saving.add(record.miner_id)  # known here, not yet in Redis: not revoked
-            try:
-                await self.store.save_miner(record)
-            except Exception:
-                self.registry.revoke(record.miner_id)  # a token we could forget must not be handed out
-                raise
-            finally:
-                if self.cluster is not None:
-                    self.cluster.saving.discard(record.miner_id)
+            # durable first: a token we could forget must not work, and in a group a miner known
+            # here but not yet in Redis would read as revoked elsewhere to a resync of the miners
+            await self.store.save_miner(record)
+        self.registry.add(record)
         if self.cluster is not None:
             await self.cluster.on_registered(record)
         await self.runner.submit(_joined(record))

@@ -138,9 +138,6 @@ class ClusterNode:
         # miners that left: a join still in flight for one of them must not bring it back (ids are
         # never reused, so the set only grows by revocations)
         self._revoked: set[str] = set()
-        # miners registered here whose record is being written to Redis: a sync that reads the
-        # miners meanwhile must not take them for revoked elsewhere (the Pooler fills it)
-        self.saving: set[str] = set()
         self.terms = 0  # times this instance became leader
 
     # ------------------------------------------------------------ wiring (called by the Pooler)
@@ -401,7 +398,7 @@ class ClusterNode:
         raw = await self.redis.hgetall(self.keys.miners)
         shared = {r.miner_id: r for r in (miner_from_json(v) for v in raw.values())}
         local = {r.miner_id for r in self._pooler.registry.records()}
-        for miner_id in local - shared.keys() - self.saving:
+        for miner_id in local - shared.keys():  # a miner is added locally only once it is in Redis
             self._left(miner_id)
         for miner_id in shared.keys() - local:
             self._joined(shared[miner_id])

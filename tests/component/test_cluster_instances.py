@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
@@ -24,6 +25,7 @@ from pooler.backend import BackendClient
 from pooler.cluster.keys import Keys
 from pooler.cluster.options import ClusterOptions
 from pooler.devnet import Devnet
+from pooler.errors import StoreError
 from pooler.miners import MinerRecord, hash_token, new_token
 from pooler.service import Pooler, PoolerOptions
 from pooler.store.redis import miner_to_json
@@ -311,17 +313,34 @@ async def test_a_resync_during_a_registration_does_not_revoke_the_new_miner(
     redis_server: RedisServer,  # noqa: F811
     rclient: Any,  # noqa: F811
 ) -> None:
-    """The node re-reads the miners when it (re)subscribes; one registered here whose record is
-    still on its way to Redis must not be taken for a miner revoked elsewhere (it then could
-    never come back: a join never re-admits a revoked id). Found by the cluster benchmark,
-    which registers its miners right after start-up."""
+    """The node re-reads the miners when it (re)subscribes, and drops those Redis no longer has
+    (revoked elsewhere while it was not listening). A miner registered here must therefore never
+    be known here before Redis has it: a resync in between would revoke it for good (a join
+    never re-admits a revoked id). Found by the cluster benchmark, which registers its miners
+    right after start-up. A registration whose write to Redis fails leaves nothing behind."""
     async with two_instances(redis_server.url) as (_net, a, _b):
         assert a.cluster is not None
-        record = MinerRecord("m_saving", "f", "G" + "A" * 55, "saving", hash_token(new_token()))
-        a.registry.add(record)  # what register_miner has done before save_miner returns
-        a.cluster.saving.add(record.miner_id)
-        await a.cluster._sync_miners()  # the record is not in Redis yet
-        assert a.registry.by_id("m_saving") is record
-        a.cluster.saving.discard(record.miner_id)
-        await a.cluster._sync_miners()  # not in Redis and not being saved: revoked elsewhere
-        assert a.registry.by_id("m_saving") is None
+        store = a.store
+        assert store is not None
+        seen_at_save: list[bool] = []
+        save = store.save_miner
+
+        async def save_then_resync(record: MinerRecord) -> None:
+            seen_at_save.append(a.registry.by_id(record.miner_id) is not None)
+            assert a.cluster is not None
+            await a.cluster._sync_miners()  # a resync while the record is on its way to Redis
+            await save(record)
+
+        store.save_miner = save_then_resync  # type: ignore[method-assign]
+        record, token = await a.register_miner("racing", 0.5, None)
+        assert seen_at_save == [False]  # not known here while it was not in Redis
+        assert a.registry.authenticate(token) is record  # and known once it is
+
+        store.save_miner = save  # type: ignore[method-assign]
+        await asyncio.to_thread(redis_server.stop)
+        try:
+            with pytest.raises(StoreError):
+                await a.register_miner("lost", 0.5, None)
+        finally:
+            await asyncio.to_thread(redis_server.start)
+        assert [r.name for r in a.registry.records()] == ["racing"]
