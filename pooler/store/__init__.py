@@ -25,6 +25,8 @@ class Restored:
 
 
 class Store(Protocol):
+    commits: int  # batches committed since start (metrics, benchmarks)
+
     async def open(self) -> Restored: ...
 
     async def commit(self, records: list[Persist]) -> None: ...
