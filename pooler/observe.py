@@ -121,9 +121,10 @@ class Observer:
         # Backend readiness from the last health poll: None before the first answer.
         self.backend_ok: bool | None = None
         self.backend_detail = "not checked yet"
-        # Whether the last real Backend call reached it: a call can find it down between polls,
-        # and /health must say so at once (True until a call says otherwise).
-        self.backend_reached = True
+        # The newest evidence about the Backend, from a health poll or a real call: a call can
+        # find it down, or back, between polls, and /health must follow whichever came last.
+        # None until the first evidence.
+        self._backend_seen: bool | None = None
         self.store_ok = True  # False after a failed store commit, until one succeeds
         self.pushes = 0  # new blocks pushed (tests, docs figures)
 
@@ -231,21 +232,20 @@ class Observer:
             m.backend_up.set(0)
         if outcome == "cancelled":
             return  # the caller gave up: says nothing about the Backend
-        ok = outcome != "unavailable"
-        if ok != self.backend_reached:
-            self.backend_reached = ok
+        ok = outcome != "unavailable"  # it answered (a refusal is an answer)
+        was = self._backend_seen
+        self._backend_seen = ok
+        if ok != (True if was is None else was):  # news: unavailable, or reachable again
             detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
             (log.info if ok else log.warning)("%s", detail)
             self._pooler.hub.publish("chain", {"ok": ok, "detail": detail})
 
     def backend_check(self) -> str:
-        """/health's ``backend``: "ok" when the last poll said healthy and the last call reached
-        it; "unknown" before the first poll answered (if no call failed meanwhile); else "down"."""
-        if not self.backend_reached:
-            return "down"
-        if self.backend_ok is None:
+        """/health's ``backend``: what the newest evidence says (a health poll or a real call),
+        "unknown" before there is any."""
+        if self._backend_seen is None:
             return "unknown"
-        return "ok" if self.backend_ok else "down"
+        return "ok" if self._backend_seen else "down"
 
     # ------------------------------------------------------------ periodic work
 
@@ -337,6 +337,7 @@ class Observer:
     def _set_backend(self, ok: bool, detail: str) -> None:
         was = self.backend_ok
         self.backend_ok, self.backend_detail = ok, detail
+        self._backend_seen = ok
         self.metrics.backend_up.set(1 if ok else 0)
         if was is not ok:
             if ok:

@@ -321,6 +321,15 @@ async def test_leave_revokes_the_token_closes_sockets_and_still_submits_accepted
 
 async def test_health_reports_chain_backend_block_and_miners_online(http: aiohttp.ClientSession) -> None:
     async with running_system(retry_attempts=1) as system:
+        # the first health poll answers soon after start (until then the Backend is "unknown"),
+        # and the plant of the block seen at start is answered (until then the phase is "planting")
+        await wait_until(
+            lambda: (
+                system.pooler.observer.backend_check() != "unknown"
+                and system.pooler.summary()["phase"] != "planting"
+            ),
+            "a first health poll and the first plant's answer",
+        )
         status, health = await call(http, "GET", f"{system.url}/health")
         assert status == 200
         assert health["status"] == "ok"
@@ -349,7 +358,7 @@ async def test_health_reports_chain_backend_block_and_miners_online(http: aiohtt
         status, ready = await call(http, "GET", f"{system.url}/health/ready")
         assert (status, ready["status"]) == (503, "not-ready")
         system.net.backend_faults.clear()
-        await register(http, system.url)
+        await register(http, system.url)  # the newest evidence, whatever a poll said during the outage
         status, health = await call(http, "GET", f"{system.url}/health")
         assert (health["status"], health["checks"]["backend"]) == ("ok", "ok")
 
