@@ -84,11 +84,12 @@ FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"  # plants to
 
 
 async def _pooler(args: argparse.Namespace) -> None:
+    from pooler.app.options import PoolerOptions
+    from pooler.app.service import Pooler
     from pooler.cluster.options import ClusterOptions
     from pooler.core.config import CoreConfig
     from pooler.core.events import NewBlock
     from pooler.devnet.net import Devnet
-    from pooler.service import Pooler, PoolerOptions
 
     offset = [0.0]  # the devnet's clock runs ahead by this much: jumping it opens the next block
 

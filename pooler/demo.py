@@ -58,9 +58,10 @@ def _fmt_kale(stroops: object) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> int:
+    from pooler.app.options import PoolerOptions
+    from pooler.app.service import Pooler
     from pooler.core.config import CoreConfig
     from pooler.devnet import Devnet
-    from pooler.service import Pooler, PoolerOptions
 
     interval = args.block_interval
     core = CoreConfig(

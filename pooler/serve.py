@@ -21,11 +21,11 @@ import signal
 import sys
 from typing import Any
 
+from pooler.app.options import options_from_settings
+from pooler.app.service import Pooler
 from pooler.cluster.options import ClusterOptions
 from pooler.config import Settings
-from pooler.core.config import CoreConfig
 from pooler.errors import ConfigError, StoreError
-from pooler.service import Pooler, PoolerOptions
 
 HELP = "run the Pooler against the configured chain RPC and Backend"
 
@@ -41,57 +41,6 @@ pooler serve: {missing} not set, so there is no chain or Backend to talk to.
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-file", default=".env", help="read settings from this file too (default .env)")
-
-
-def options_from_settings(
-    settings: Settings, *, rpc_url: str, backend_url: str, contract_id: str
-) -> PoolerOptions:
-    """The service's options from validated settings (ms become seconds here, once)."""
-    core = CoreConfig(
-        pooler_id=settings.pooler_id,
-        block_interval=float(settings.block_interval_seconds),
-        work_delay=settings.optimal_work_delay_ms / 1000,
-        safety_margin=settings.work_safety_margin_ms / 1000,
-        late_plant_grace=settings.late_plant_grace_ms / 1000,
-        max_farmers_capacity=settings.max_farmers_capacity,
-        share_zeros_initial=settings.share_zeros_initial,
-        share_zeros_min=settings.share_zeros_min,
-        share_zeros_max=settings.share_zeros_max,
-        vardiff_target_interval=settings.vardiff_target_seconds,
-        summary_interval=settings.summary_interval_ms / 1000,
-    )
-    return PoolerOptions(
-        backend_url=backend_url,
-        rpc_url=rpc_url,
-        contract_id=contract_id,
-        pooler_id=settings.pooler_id,
-        pooler_name=settings.pooler_name,
-        host=settings.host,
-        port=settings.port,
-        backend_timeout=settings.backend_timeout_ms / 1000,
-        retry_attempts=settings.retry_attempts,
-        poll_interval=settings.block_poll_interval_ms / 1000,
-        core=core,
-        max_frame=settings.max_frame_bytes,
-        hello_timeout=settings.hello_timeout_ms / 1000,
-        messages_per_second=settings.messages_per_second,
-        message_burst=float(settings.messages_burst),
-        max_connections=settings.max_concurrent_miners,
-        max_connections_per_ip=settings.max_connections_per_ip,
-        outbox_size=settings.outbox_size,
-        default_stake_percentage=settings.stake_percentage,
-        ws_ping_interval=settings.ws_ping_interval_ms / 1000,
-        ws_ping_timeout=(settings.idle_timeout_ms - settings.ws_ping_interval_ms) / 1000,
-        db_path=settings.pooler_db if settings.store == "sqlite" else None,
-        gc_freeze=True,  # one Pooler per process here: start-up objects need no more GC scans
-        network=settings.stellar_network,
-        cors_origins=settings.cors_origins,
-        metrics_enabled=settings.metrics_enabled,
-        health_interval=settings.health_interval_ms / 1000,
-        invalid_share_window=settings.invalid_share_window,
-        invalid_share_ratio=settings.invalid_share_ratio,
-        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
-    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -76,7 +76,7 @@ from pooler.runtime.runner import Runner
 from pooler.store.redis import RedisStore, miner_from_json, parse_best
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 log = logging.getLogger("pooler.cluster")
 

@@ -8,7 +8,7 @@ Theory of operation
 -------------------
 Two ways out, one queue, so frames always leave in order:
 
-- the direct way (a connection with a lane, :mod:`pooler.runtime.lane`): ``put`` marks the box
+- the direct way (a connection with a lane, :mod:`pooler.web.lane`): ``put`` marks the box
   dirty with the :class:`Flusher`; the runner flushes after each batch of effects (and a
   ``call_soon`` catches puts made elsewhere), so all frames a batch produced for one socket
   go out in ONE synchronous write: batched acks, no task switch per frame;

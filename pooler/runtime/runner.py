@@ -25,7 +25,7 @@ current time, and performs the effects in order:
 
 The runner is the only caller of ``handle``; nothing else mutates round state.
 
-An optional :class:`RunnerObserver` (``pooler.observe.Observer``) is told what the runner
+An optional :class:`RunnerObserver` (``pooler.app.observe.Observer``) is told what the runner
 did: each share answer it delivers, each dashboard event, each Backend call's outcome, each
 store commit and how long a new block took to reach every socket's outbox. The calls are
 plain method calls with data already at hand; nothing is formatted or awaited for them.

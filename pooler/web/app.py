@@ -18,7 +18,7 @@ from pooler.web.miner_ws import miner_socket
 from pooler.web.openapi import SPEC
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 
 async def openapi(request: Request) -> rest.JSON:

@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 STATIC = Path(__file__).parent / "static"
 _SSE_KEEPALIVE = 15.0  # seconds: keeps proxies from closing an idle stream
@@ -65,7 +65,7 @@ async def events_sse(request: Request) -> Response:
             yield f"data: {pooler.hub.snapshot_frame(pooler.summary())}\n\n"
             while True:
                 try:
-                    async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: see pooler/observe.py
+                    async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: see pooler/app/observe.py
                         batch = await sub.next_batch()
                 except TimeoutError:
                     yield ": keepalive\n\n"

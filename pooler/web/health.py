@@ -9,7 +9,7 @@ from starlette.requests import Request
 from pooler.web.rest import JSON
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 
 async def health(request: Request) -> JSON:

@@ -3,7 +3,7 @@
 The handler is a thin driver: it decodes frames (``protocol.codec``), turns them into
 coordinator events, and leaves all answers to the coordinator, which reaches the socket
 only through this connection's :class:`Outbox`. When the server offers a lane
-(:mod:`pooler.runtime.lane`, what ``Pooler`` runs), text frames after ``hello`` skip ASGI both
+(:mod:`pooler.web.lane`, what ``Pooler`` runs), text frames after ``hello`` skip ASGI both
 ways: each message is decoded as it is parsed and handed to the runner without a task
 switch, and the outbox writes a batch's frames in one go; otherwise the sender task and
 the ASGI receive loop do the same work.
@@ -33,8 +33,8 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
-from pooler.runtime.lane import LANE, Lane
 from pooler.runtime.outbox import Outbox
+from pooler.web.lane import LANE, Lane
 from pooler.web.limits import TokenBucket
 from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
@@ -42,7 +42,7 @@ from protocol.errors import Code, ProtocolError
 from protocol.messages import Bye, Error, Hello, More, Share, StatsRequest
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 log = logging.getLogger("pooler.web.ws")
 
@@ -81,7 +81,7 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grac
             await ws.close(close_code, code.reason)
 
     try:
-        async with asyncio.timeout(grace):  # not wait_for, which may swallow a cancel (pooler/observe.py)
+        async with asyncio.timeout(grace):  # not wait_for, which may swallow a cancel (pooler/app/observe.py)
             await say()
     except TimeoutError:
         abort = (ws.scope.get("extensions") or {}).get(ABORT)

@@ -28,7 +28,7 @@ from protocol.errors import Code, ProtocolError
 from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 STATUS_OF: dict[Code, int] = {
     Code.MALFORMED: 400,

@@ -18,9 +18,10 @@ import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
+from pooler.app.options import PoolerOptions
+from pooler.app.service import Pooler
 from pooler.core.config import CoreConfig
 from pooler.devnet import Devnet
-from pooler.service import Pooler, PoolerOptions
 from protocol.codec import decode_server
 from protocol.messages import Difficulty, Job, ServerMessage, Welcome
 from protocol.work import WorkTemplate, address_bytes

@@ -15,8 +15,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from pooler.app.observe import Observer
 from pooler.metrics import Metrics
-from pooler.observe import Observer
 
 FAILSAFE_S = 15.0  # a loop that ignores its cancel fails the test instead of hanging it
 

@@ -21,13 +21,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
+from pooler.app.options import PoolerOptions
+from pooler.app.service import Pooler
 from pooler.backend import BackendClient
 from pooler.cluster.keys import Keys
 from pooler.cluster.options import ClusterOptions
 from pooler.devnet import Devnet
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord, hash_token, new_token
-from pooler.service import Pooler, PoolerOptions
 from pooler.store.redis import miner_to_json
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.redis_server import RedisServer

@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from pooler.service import Pooler
+from pooler.app.service import Pooler
 from protocol.codec import decode_server
 from protocol.messages import Accepted, Difficulty, Error, Job, Rejected, ServerMessage, Welcome
 from tests.component.reliability_support import Miner, find_shares, pooler_on_devnet, register, ws_url

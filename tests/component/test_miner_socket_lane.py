@@ -1,4 +1,4 @@
-"""The miner socket's direct lane (pooler/runtime/lane.py) on a real Pooler, and the outbox's two ways out.
+"""The miner socket's direct lane (pooler/web/lane.py) on a real Pooler, and the outbox's two ways out.
 
 What must hold with the lane exactly as without it: every share answered, in the order sent;
 protocol errors answered on the socket; binary frames refused; ``bye`` closes with 1000; and
@@ -15,9 +15,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 
-from pooler.runtime.lane import AVAILABLE, text_frames
+from pooler.app.service import Pooler
 from pooler.runtime.outbox import Flusher, Outbox
-from pooler.service import Pooler
+from pooler.web.lane import AVAILABLE, text_frames
 from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import Accepted, Bye, Error, Hello, Job, ServerMessage, Share, Welcome

@@ -17,8 +17,8 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from pooler import __version__
+from pooler.app.service import Pooler
 from pooler.logs import setup_logging
-from pooler.service import Pooler
 from tests.component.reliability_support import (
     SECRET_SEED,
     Miner,

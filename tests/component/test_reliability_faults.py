@@ -21,10 +21,10 @@ import orjson
 import pytest
 from aiohttp import web
 
+from pooler.app.service import Pooler
 from pooler.devnet import Devnet
 from pooler.devnet.rpc import SorobanRpc
 from pooler.devnet.serve import LoopbackServer
-from pooler.service import Pooler
 from protocol.messages import Accepted, Job, Stats
 from tests.component.reliability_support import (
     Miner,

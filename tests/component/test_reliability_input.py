@@ -17,8 +17,8 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
+from pooler.app.service import Pooler
 from pooler.devnet import Devnet
-from pooler.service import Pooler
 from protocol.codec import decode_server
 from protocol.errors import Code
 from protocol.messages import Accepted, Error, Job, Rejected, Stats

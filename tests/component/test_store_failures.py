@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
-from pooler.service import Pooler
+from pooler.app.service import Pooler
 from pooler.store.sqlite import SqliteStore
 from protocol.codec import decode_server, encode
 from protocol.errors import Code

@@ -26,8 +26,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from pooler.app.service import Pooler
 from pooler.devnet.contract import FarmContract
-from pooler.service import Pooler
 from protocol.work import address_bytes, count_zeros, work_hash
 from tests.support.miners import MinerLog, example_process, rest_miner, ws_miner
 from tests.support.system import FAILSAFE, System, bearer, register, running_system, wait_until

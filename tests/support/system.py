@@ -1,7 +1,7 @@
 """A real devnet and a real Pooler on loopback, and the clients the tests drive them with.
 
 ``running_system()`` starts :class:`pooler.devnet.Devnet` (Soroban RPC + Phase-1 Backend) and
-:class:`pooler.service.Pooler` (uvicorn on port 0) with short timings, and stops both in reverse
+:class:`pooler.app.service.Pooler` (uvicorn on port 0) with short timings, and stops both in reverse
 order. Nothing is mocked: the tests talk HTTP/WebSocket to the Pooler, which talks HTTP to the
 devnet's RPC and Backend.
 
@@ -24,9 +24,10 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from pooler.app.options import PoolerOptions
+from pooler.app.service import Pooler
 from pooler.core.config import CoreConfig
 from pooler.devnet import Devnet
-from pooler.service import Pooler, PoolerOptions
 from protocol.work import WorkTemplate, address_bytes
 
 FAILSAFE = 30.0  # seconds: only bounds a wait that would otherwise hang a broken run

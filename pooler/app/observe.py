@@ -34,7 +34,7 @@ from pooler.metrics import PHASES, SHARE_REASONS, Metrics
 from protocol.messages import Accepted, Rejected
 
 if TYPE_CHECKING:
-    from pooler.service import Pooler
+    from pooler.app.service import Pooler
 
 log = logging.getLogger("pooler.events")
 

@@ -32,7 +32,7 @@ from websockets.protocol import State
 
 from pooler.web.wsproto import AbortableWebSocketProtocol
 
-log = logging.getLogger("pooler.runtime.lane")
+log = logging.getLogger("pooler.web.lane")
 
 LANE = "kale.lane"  # the ASGI scope extension carrying the Lane
 

@@ -21,29 +21,27 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from starlette.websockets import WebSocket
 
 from pooler import __version__
+from pooler.app.observe import ObservedMonitor, Observer
+from pooler.app.options import PoolerOptions
 from pooler.backend import BackendClient
-from pooler.cluster.options import ClusterOptions
-from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Effect
 from pooler.core.events import MinerJoined, MinerLeft
 from pooler.metrics import Metrics
 from pooler.miners import MinerRecord, MinerRegistry
-from pooler.observe import ObservedMonitor, Observer
 from pooler.runtime.hub import EventHub
-from pooler.runtime.lane import AVAILABLE as LANE_AVAILABLE
-from pooler.runtime.lane import LaneProtocol
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+from pooler.web.lane import AVAILABLE as LANE_AVAILABLE
+from pooler.web.lane import LaneProtocol
 from pooler.web.limits import InvalidShareGuard
 from pooler.web.miner_ws import enforce_share_quality
 from pooler.web.wsproto import AbortableWebSocketProtocol
@@ -54,51 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pooler")
 
 CLOSE_SERVICE_RESTART = 1012
-
-
-@dataclass(frozen=True, slots=True)
-class PoolerOptions:
-    """Everything the running service needs; ``pooler serve`` fills it from Settings."""
-
-    backend_url: str
-    rpc_url: str
-    contract_id: str
-    pooler_id: str = "kale-pooler"
-    pooler_name: str = "KALE pool"
-    host: str = "127.0.0.1"
-    port: int = 3001
-    backend_timeout: float = 10.0
-    retry_attempts: int = 3
-    poll_interval: float = 1.0
-    core: CoreConfig = field(default_factory=lambda: CoreConfig(pooler_id="kale-pooler"))
-    max_frame: int = 4096
-    hello_timeout: float = 10.0
-    messages_per_second: float = 200.0
-    message_burst: float = 400.0
-    max_connections: int = 20_000
-    max_connections_per_ip: int = 20_000
-    outbox_size: int = 256
-    slow_client_grace: float = 5.0  # seconds a peer that fell behind gets to take its close frame
-    default_stake_percentage: float = 0.1
-    ws_ping_interval: float | None = 20.0
-    ws_ping_timeout: float | None = 40.0  # no pong this long after a ping: closed (IDLE_TIMEOUT - interval)
-    shutdown_timeout: float = 5.0
-    db_path: str | None = None  # SQLite file; None keeps nothing across restarts (tests, the bare demo)
-    # Move everything allocated before serving (modules, stellar-sdk's XDR classes: ~90k objects) out
-    # of the cyclic GC's reach, so a full collection scans only what sockets and rounds allocate.
-    # For a process that runs one Pooler (pooler serve, the benchmarks); not for test sessions that
-    # start many, where it would keep their garbage for good.
-    gc_freeze: bool = False
-    cluster: ClusterOptions | None = None  # STORE=redis: one instance of a group (pooler/cluster)
-    network: str = "devnet"  # for pooler_info only
-    cors_origins: tuple[str, ...] = ()  # browser origins besides the dashboard's own ("*" = any)
-    metrics_enabled: bool = True  # serve /metrics
-    metrics_interval: float = 1.0  # loop-lag probe and share-counter flush period
-    snapshot_interval: float = 5.0  # gauges from Coordinator.view
-    health_interval: float = 5.0  # Backend health polls (readiness)
-    invalid_share_window: int = 50  # shares per window of the invalid-share guard
-    invalid_share_ratio: float = 0.9  # a window with more invalid shares than this is a strike
-    invalid_share_cooldown: float = 300.0  # seconds a miner is refused after its third strike
 
 
 class Pooler:
@@ -211,7 +164,7 @@ class Pooler:
             host=self.options.host,
             port=self.options.port,
             # websockets-sansio that can drop a peer that stopped reading, plus the miner socket's direct
-            # lane (pooler/runtime/lane.py) where this uvicorn has what the lane builds on
+            # lane (pooler/web/lane.py) where this uvicorn has what the lane builds on
             ws=LaneProtocol if LANE_AVAILABLE else AbortableWebSocketProtocol,
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
