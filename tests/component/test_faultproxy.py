@@ -33,6 +33,7 @@ from tests.support.faultproxy import (
     Respond,
     Rewrite,
     Rule,
+    body_has,
     cut,
     proxied_devnet,
     without,
@@ -293,6 +294,15 @@ async def test_rules_times_order_clear_and_condition_waits(
     assert [e.outcome for e in seen] == ["forwarded", "forwarded"] and all(e.rule is None for e in seen)
     with pytest.raises(AssertionError, match="gave up waiting for a plant"):
         await proxied.backend.wait_for(lambda e: e.path == "/plant", what="a plant", within=0.2)
+
+    # when: a test of the request itself, here its JSON body (one that raises does not fit)
+    only_half = proxied.backend.add(
+        Rule(Respond(200, b""), path="/farmers/register", when=body_has(stakePercentage=0.5))
+    )
+    await backend.register_farmer(POOLER, 0.25)
+    with pytest.raises(BackendError, match="not JSON"):
+        await backend.register_farmer(POOLER, 0.5)
+    assert only_half.hits == 1 and len(proxied.net.backend.farmers) == 3
 
 
 async def test_refuse_and_accept_connections_on_the_same_port(

@@ -21,9 +21,10 @@ what the proxy did), appended to ``proxy.exchanges`` before anything else happen
    object with a string ``method``), that method: ``("/", "getLedgerEntries")`` for the RPC,
    ``("/work", None)`` for the Backend.
 2. **Rule.** The active rules are tried newest first (a later rule overrides an earlier one);
-   the first whose ``path`` / ``rpc`` / ``http_method`` all fit (``None`` fits anything) takes
-   the request. Taking it spends one of its ``times`` at once, at arrival, so with concurrent
-   requests exactly the first ``times`` arrivals get the fault; a rule spent to 0 is removed.
+   the first whose ``path`` / ``rpc`` / ``http_method`` all fit (``None`` fits anything), and
+   whose ``when`` test (if any) accepts the request, takes it. Taking it spends one of its
+   ``times`` at once, at arrival, so with concurrent requests exactly the first ``times``
+   arrivals get the fault; a rule spent to 0 is removed.
    ``times=None`` lasts until cleared (:meth:`RuleHandle.clear`, :meth:`FaultProxy.clear`).
    No rule: the request is forwarded unchanged.
 3. **Act.** ``rule.delay`` seconds are waited first (the request reaches the upstream late, or
@@ -227,6 +228,20 @@ def without(*paths: str) -> Callable[[Any], Any]:
     return edit
 
 
+def body_has(**fields: Any) -> Callable[[Exchange], bool]:
+    """A ``when`` for :class:`Rule`: the request's JSON body has these top-level values
+    (``body_has(blockIndex=2)``: only the calls about block 2)."""
+
+    def when(ex: Exchange) -> bool:
+        body = ex.json()
+        return isinstance(body, dict) and all(body.get(k, _MISSING) == v for k, v in fields.items())
+
+    return when
+
+
+_MISSING = object()
+
+
 def cut(keep: float = 0.5) -> Callable[[bytes], bytes]:
     """A ``raw`` for :class:`Rewrite`: the first ``keep`` of the body's bytes (truncated JSON)."""
     return lambda raw: raw[: int(len(raw) * keep)]
@@ -240,7 +255,8 @@ class Rule:
     """Which requests get which fault, how often, how late.
 
     ``path`` (exact HTTP path), ``rpc`` (JSON-RPC method) and ``http_method`` select requests;
-    ``None`` fits anything. ``times``: the next N matching requests, ``None`` until cleared.
+    ``None`` fits anything; ``when`` is an extra test of the request (see :func:`body_has`; one
+    that raises does not fit). ``times``: the next N matching requests, ``None`` until cleared.
     ``delay``: seconds before acting; ``answer_delay``: seconds between the upstream's answer
     and the relay (forwarding actions only).
     """
@@ -252,6 +268,7 @@ class Rule:
     times: int | None = None
     delay: float = 0.0
     answer_delay: float = 0.0
+    when: Callable[[Exchange], bool] | None = None
 
     def __post_init__(self) -> None:
         if self.times is not None and self.times < 1:
@@ -259,13 +276,19 @@ class Rule:
         if self.delay < 0 or self.answer_delay < 0:
             raise ValueError("Rule delays must be >= 0 seconds")
 
-    def fits(self, http_method: str, route: Route) -> bool:
-        path, rpc = route
-        return (
-            (self.path is None or self.path == path)
-            and (self.rpc is None or self.rpc == rpc)
-            and (self.http_method is None or self.http_method.upper() == http_method)
-        )
+    def fits(self, ex: Exchange) -> bool:
+        if not (
+            (self.path is None or self.path == ex.path)
+            and (self.rpc is None or self.rpc == ex.rpc)
+            and (self.http_method is None or self.http_method.upper() == ex.http_method)
+        ):
+            return False
+        if self.when is None:
+            return True
+        try:
+            return self.when(ex)
+        except Exception:
+            return False
 
 
 @dataclass(eq=False)
@@ -487,9 +510,9 @@ class FaultProxy:
             self._rules.remove(active)
             self._touch()
 
-    def _take(self, http_method: str, route: Route) -> _Active | None:
+    def _take(self, ex: Exchange) -> _Active | None:
         for active in reversed(self._rules):
-            if active.rule.fits(http_method, route):
+            if active.rule.fits(ex):
                 if active.remaining is not None:
                     active.remaining -= 1
                     if active.remaining == 0:
@@ -560,9 +583,6 @@ class FaultProxy:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         rpc, rpc_id = _rpc_call(body)
-        route: Route = (request.path, rpc)
-        active = self._take(request.method, route)
-        rule = None if active is None else active.rule
         ex = Exchange(
             seq=len(self.exchanges) + 1,
             at=time.time(),
@@ -573,8 +593,10 @@ class FaultProxy:
             body=body,
             rpc=rpc,
             rpc_id=rpc_id,
-            rule=rule,
+            rule=None,
         )
+        active = self._take(ex)
+        rule = ex.rule = None if active is None else active.rule
         self.exchanges.append(ex)
         if active is not None:
             active.taken.append(ex)
