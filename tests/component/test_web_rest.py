@@ -248,7 +248,7 @@ async def test_submit_statuses_and_bodies(http: aiohttp.ClientSession) -> None:
 
 
 async def test_rest_requests_over_the_rate_limit_get_429(http: aiohttp.ClientSession) -> None:
-    async with running_system(messages_per_second=0.001, message_burst=3) as system:
+    async with running_system(messages_per_second=0.001, messages_burst=3) as system:
         reg = await register(http, system.url)
         job = await get_job(http, system, reg["token"])  # 1
         await call(http, "GET", f"{system.url}/miner/stats", reg["token"])  # 2

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pooler.cluster.options import from_settings
+from pooler.app.options import TUNING, cluster_options
 from pooler.config import (
     DEFAULT_CONTRACT_IDS,
     Settings,
@@ -77,9 +77,10 @@ def test_values_are_parsed_into_their_types() -> None:
             "LEADER_LEASE_MS": "3000",
         }
     )
-    cluster = from_settings(str(s.redis_url), s.pooler_instance_id, s.leader_lease_ms)
-    assert (cluster.instance_id, cluster.lease_ttl) == ("pooler-a.eu_1", 3.0)
-    unnamed = from_settings("redis://h", None, 5000)  # unset: host name + pid, unique per start
+    cluster = cluster_options(s, TUNING)
+    assert cluster is not None and (cluster.instance_id, cluster.lease_ttl) == ("pooler-a.eu_1", 3.0)
+    unnamed = cluster_options(dataclasses.replace(s, pooler_instance_id=None), TUNING)
+    assert unnamed is not None  # unset: host name + pid, unique per start
     assert unnamed.instance_id.endswith(f"-{os.getpid()}")
     assert s.port == 8080 and s.stake_percentage == 0.25 and s.metrics_enabled is False
     assert s.stellar_network == "mainnet" and s.kale_contract_id == DEFAULT_CONTRACT_IDS["mainnet"]
@@ -438,3 +439,34 @@ def test_devnet_default_contract_is_the_devnets() -> None:
     from pooler.devnet.ledger import CONTRACT_ID
 
     assert DEFAULT_CONTRACT_IDS["devnet"] == CONTRACT_ID
+
+
+# ---------------------------------------------------------------- the derived options
+
+
+def test_the_derived_options_take_the_tables_values_converted_once() -> None:
+    from pooler.app.options import Endpoints, pooler_options
+
+    s = load({})
+    endpoints = Endpoints.configured(s)
+    assert endpoints == Endpoints(REQUIRED["STELLAR_RPC_URL"], REQUIRED["BACKEND_API_URL"], TESTNET)
+    opts = pooler_options(s, endpoints, tuning=TUNING, gc_freeze=False)
+    # one value for what used to have two defaults: the Settings table's
+    assert opts.pooler_id == opts.core.pooler_id == s.pooler_id == "kale-pooler"
+    assert opts.pooler_name == "KALE Pooler"
+    assert opts.backend_timeout == 30.0  # BACKEND_TIMEOUT=30000 ms
+    assert (opts.messages_per_second, opts.message_burst, opts.outbox_size) == (20.0, 40.0, 64)
+    assert (opts.max_connections, opts.max_connections_per_ip) == (10_000, 100)
+    assert (opts.core.safety_margin, opts.core.max_farmers_capacity) == (15.0, 1000)
+    assert (opts.core.share_zeros_min, opts.core.share_zeros_initial, opts.core.share_zeros_max) == (4, 6, 20)
+    # milliseconds became seconds
+    assert (opts.poll_interval, opts.hello_timeout, opts.health_interval) == (1.0, 10.0, 5.0)
+    assert (opts.ws_ping_interval, opts.ws_ping_timeout) == (20.0, 40.0)  # IDLE_TIMEOUT_MS - interval
+    core = opts.core
+    assert (core.work_delay, core.late_plant_grace, core.summary_interval) == (280.0, 15.0, 5.0)
+    assert opts.invalid_share_cooldown == 300.0
+    # where it is kept follows STORE; a group only with STORE=redis
+    assert opts.db_path == "./pooler.db" and opts.cluster is None
+    memory = pooler_options(dataclasses.replace(s, store="memory"), endpoints, tuning=TUNING, gc_freeze=False)
+    assert memory.db_path is None
+    assert Endpoints.configured(Settings(stellar_network="devnet")) is None  # pooler serve starts a devnet
