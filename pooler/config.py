@@ -411,13 +411,6 @@ class Settings:
         _CYCLE,
         "If nobody opened the next block by interval + this grace, the Pooler's own /plant opens it.",
     )
-    work_timeout_minutes: int = _setting(
-        5,
-        "WORK_TIMEOUT_MINUTES",
-        _int(1, 1440, "minutes"),
-        _CYCLE,
-        "How long a block's jobs stay valid for miners; shares for an older block are refused as stale.",
-    )
     max_farmers_capacity: int = _setting(
         1000,
         "MAX_FARMERS_CAPACITY",
@@ -455,6 +448,14 @@ class Settings:
         _float(0.1, 3600.0, "seconds"),
         _SHARES,
         "Vardiff aims at one share per worker this often (10 s = 6 a minute).",
+    )
+    work_timeout_minutes: int = _setting(
+        5,
+        "WORK_TIMEOUT_MINUTES",
+        _int(1, 1440, "minutes"),
+        _SHARES,
+        "REST miners: a worker silent this long (no /miner/work, no /miner/submit) is forgotten;"
+        " shares on its jobs are then stale (410).",
     )
     # -- connection limits
     max_frame_bytes: int = _setting(

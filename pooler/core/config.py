@@ -52,7 +52,8 @@ class CoreConfig:
         max_jobs_per_worker: jobs kept valid per worker within a block; older ones become stale.
 
     Housekeeping:
-        rest_worker_idle: a REST worker not heard from for this long is forgotten.
+        rest_worker_idle: a REST worker not heard from for this long is forgotten, with its jobs
+            (``WORK_TIMEOUT_MINUTES``).
         summary_interval: period of the dashboard ``summary`` event.
         history_blocks: blocks kept for the view (statuses, rewards).
         job_id_prefix: prepended to job ids; the runtime sets it per process start so a job id

@@ -470,3 +470,29 @@ def test_the_derived_options_take_the_tables_values_converted_once() -> None:
     memory = pooler_options(dataclasses.replace(s, store="memory"), endpoints, tuning=TUNING, gc_freeze=False)
     assert memory.db_path is None
     assert Endpoints.configured(Settings(stellar_network="devnet")) is None  # pooler serve starts a devnet
+
+
+def test_work_timeout_minutes_is_how_long_a_silent_rest_workers_jobs_are_honoured() -> None:
+    from pooler.app.options import core_config
+    from pooler.core.events import RestShareSubmitted, RestWorkRequested, TimerFired
+    from protocol.errors import Code
+    from protocol.messages import Accepted, Job, Rejected, Share
+    from tests.unit.core_support import T0, Rig, find_nonce, sends
+
+    assert core_config(load({"WORK_TIMEOUT_MINUTES": "7"}), TUNING).rest_worker_idle == 7 * 60
+    easy = {"share_zeros_initial": 1, "share_zeros_min": 1, "stellar_network": "devnet"}
+    rig = Rig(core_config(Settings(**easy, work_timeout_minutes=1), TUNING))
+    rig.join("r", 2)
+    rig.block(1)
+    [job] = sends(rig.do(RestWorkRequested(101, "r", "rig"), at=T0 + 1), Job)
+    first = find_nonce(job, 1)
+    second = find_nonce(job, 1, start=first[0] + 1)
+    # silent for 59 s: still its worker's job; the submit counts as hearing from it
+    rig.do(TimerFired("summary"), at=T0 + 60)
+    answer = rig.do(RestShareSubmitted(102, "r", Share(job.job, first[0], first[1])), at=T0 + 60)
+    assert sends(answer, Accepted)
+    # then silent for more than WORK_TIMEOUT_MINUTES: forgotten with its jobs
+    rig.do(TimerFired("summary"), at=T0 + 60 + 61)
+    assert rig.core.view(rig.now).workers == 0
+    answer = rig.do(RestShareSubmitted(103, "r", Share(job.job, second[0], second[1])), at=T0 + 122)
+    assert [r.code for r in sends(answer, Rejected)] == [Code.STALE]
