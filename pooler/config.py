@@ -315,7 +315,11 @@ class Settings:
         "kale-pooler", "POOLER_ID", _pooler_id, _ID, "This Pooler's id as the Backend knows it (poolerId)."
     )
     pooler_name: str = _setting(
-        "KALE Pooler", "POOLER_NAME", _display_text, _ID, "Display name shown on the dashboard."
+        "KALE Pooler",
+        "POOLER_NAME",
+        _display_text,
+        _ID,
+        "Display name: the title and heading of the dashboard page, and `name` in GET /health.",
     )
     host: str = _setting(
         "127.0.0.1", "HOST", _host, _ID, "Address to listen on (the Docker image sets 0.0.0.0)."
@@ -603,7 +607,8 @@ class Settings:
         "ADMIN_TOKEN",
         _secret(16),
         _OPS,
-        "Secret for admin actions (at least 16 characters); unset = no admin actions. Never logged.",
+        "Set: only the operator registers miners (POST /miner/register needs 'Authorization: Bearer"
+        " <ADMIN_TOKEN>'); unset: anyone may register. Never logged.",
         example="change-me-to-a-long-random-string",
     )
 
