@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -20,62 +19,63 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from pooler.app.options import PoolerOptions
 from pooler.app.service import Pooler
-from pooler.core.config import CoreConfig
 from pooler.devnet import Devnet
 from protocol.codec import decode_server
 from protocol.messages import Difficulty, Job, ServerMessage, Welcome
 from protocol.work import WorkTemplate, address_bytes
+from tests.support import config
 
 M = TypeVar("M")
 SECRET_SEED = re.compile(r"(?<![A-Za-z0-9])S[A-Z2-7]{55}(?![A-Za-z0-9])")
 
 
-def core_config(interval: int, **overrides: Any) -> CoreConfig:
-    base = CoreConfig(
-        pooler_id="ops-pooler",
-        block_interval=float(interval),
-        work_delay=interval * 0.6,
-        safety_margin=1.0,
-        late_plant_grace=0.5,
-        late_plant_retry=1.0,
-        backend_retry_delay=0.3,
-        harvest_retry_delay=0.5,
-        summary_interval=1.0,
-        share_zeros_initial=1,
-        share_zeros_min=1,
-        share_zeros_max=4,
-        vardiff_target_interval=1.0,
-        local_search_lead=0.5,
+def options(
+    net: Devnet, interval: int, *, tuning: dict[str, Any] | None = None, **settings: Any
+) -> PoolerOptions:
+    """A Pooler on ``net`` with ``interval`` s blocks and fast ticks; ``settings`` override
+    Settings fields, ``tuning`` Tuning fields."""
+    chosen = config.settings(
+        **{
+            "pooler_id": "ops-pooler",
+            "backend_api_url": net.backend_url,
+            "stellar_rpc_url": net.rpc_url,
+            "kale_contract_id": net.contract_id,
+            "block_poll_interval_ms": 100,
+            "backend_timeout_ms": 2000,
+            "block_interval_seconds": interval,
+            "optimal_work_delay_ms": round(interval * 600),
+            "work_safety_margin_ms": 1000,
+            "late_plant_grace_ms": 500,
+            "summary_interval_ms": 1000,
+            "share_zeros_initial": 1,
+            "share_zeros_min": 1,
+            "share_zeros_max": 4,
+            "vardiff_target_seconds": 1.0,
+            "health_interval_ms": 200,
+            **settings,
+        }
     )
-    return dataclasses.replace(base, **overrides)
-
-
-def options(net: Devnet, interval: int, core: CoreConfig | None = None, **overrides: Any) -> PoolerOptions:
-    base = PoolerOptions(
-        backend_url=net.backend_url,
-        rpc_url=net.rpc_url,
-        contract_id=net.contract_id,
-        pooler_id="ops-pooler",
-        port=0,
-        poll_interval=0.1,
-        backend_timeout=2.0,
-        core=core or core_config(interval),
-        metrics_interval=0.1,
-        snapshot_interval=0.2,
-        health_interval=0.2,
-        ws_ping_interval=None,
-        shutdown_timeout=1.0,
+    fast = config.tuning(
+        **{
+            "late_plant_retry": 1.0,
+            "backend_retry_delay": 0.3,
+            "harvest_retry_delay": 0.5,
+            "local_search_lead": 0.5,
+            "metrics_interval": 0.1,
+            "snapshot_interval": 0.2,
+            "shutdown_timeout": 1.0,
+            **(tuning or {}),
+        }
     )
-    return dataclasses.replace(base, **overrides)
+    return config.options(chosen, fast)
 
 
 @contextlib.asynccontextmanager
-async def pooler_on_devnet(
-    interval: int = 6, core: CoreConfig | None = None, **overrides: Any
-) -> AsyncIterator[tuple[Devnet, Pooler]]:
+async def pooler_on_devnet(interval: int = 6, **settings: Any) -> AsyncIterator[tuple[Devnet, Pooler]]:
+    """Devnet + Pooler (:func:`options`; ``settings`` override Settings fields)."""
     async with (
         Devnet(block_interval=interval, ledger_seconds=1.0) as net,
-        Pooler(options(net, interval, core, **overrides)) as pooler,
+        Pooler(options(net, interval, **settings)) as pooler,
     ):
         yield net, pooler
 

@@ -25,20 +25,21 @@ from pooler.app.options import PoolerOptions
 from pooler.app.service import Pooler
 from pooler.backend import BackendClient
 from pooler.cluster.keys import Keys
-from pooler.cluster.options import ClusterOptions
 from pooler.devnet import Devnet
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord, hash_token, new_token
 from pooler.store.redis import miner_to_json
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.redis_server import RedisServer
+from tests.support import config
 from tests.support.system import (
     POOLER_ID,
     MinerSocket,
     bearer,
-    core_config,
     find_nonce,
     register,
+    system_settings,
+    system_tuning,
     wait_until,
 )
 
@@ -53,18 +54,16 @@ async def two_instances(
     async with Devnet(block_interval=BLOCK, ledger_seconds=1.0) as net:
 
         def options(instance: str) -> PoolerOptions:
-            return PoolerOptions(
-                backend_url=net.backend_url,
-                rpc_url=net.rpc_url,
-                contract_id=net.contract_id,
-                pooler_id=POOLER_ID,
-                port=0,
-                poll_interval=0.1,
-                core=core_config(BLOCK),
-                ws_ping_interval=None,
-                shutdown_timeout=1.0,
-                snapshot_interval=0.5,
-                cluster=ClusterOptions(redis_url, instance, lease_ttl=2.0, chunk_bits=chunk_bits),
+            settings = system_settings(
+                net,
+                BLOCK,
+                store="redis",
+                redis_url=redis_url,
+                pooler_instance_id=instance,
+                leader_lease_ms=2000,
+            )
+            return config.options(
+                settings, system_tuning(BLOCK, snapshot_interval=0.5, chunk_bits=chunk_bits)
             )
 
         async with Pooler(options("a")) as a, Pooler(options("b")) as b:

@@ -223,7 +223,7 @@ async def test_fuzzed_websocket_frames_never_break_the_server(caplog: pytest.Log
     corpus = ws_corpus()
     async with (
         # rate and share-quality limits off: the frames must reach the decoder and the core
-        pooler_on_devnet(messages_per_second=1e6, message_burst=1e6, invalid_share_window=10**9) as (
+        pooler_on_devnet(messages_per_second=1e6, messages_burst=10**6, invalid_share_window=10**9) as (
             _,
             pooler,
         ),

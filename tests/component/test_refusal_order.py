@@ -85,7 +85,7 @@ async def test_a_refused_connection_gets_its_error_then_its_close_then_the_end(h
 
 
 async def test_a_refused_peer_that_leaves_at_once_leaves_nothing_behind() -> None:
-    async with pooler_on_devnet(max_connections=1) as (_, pooler):
+    async with pooler_on_devnet(max_concurrent_miners=1) as (_, pooler):
         url = ws_url(pooler)
         async with connect(url):
             for _ in range(5):

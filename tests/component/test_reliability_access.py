@@ -27,7 +27,10 @@ from tests.component.reliability_support import (
 
 async def test_tokens_are_random_shown_once_and_stored_hashed(tmp_path: Path) -> None:
     db = tmp_path / "pooler.db"
-    async with pooler_on_devnet(db_path=str(db)) as (_, pooler), aiohttp.ClientSession() as http:
+    async with (
+        pooler_on_devnet(store="sqlite", pooler_db=str(db)) as (_, pooler),
+        aiohttp.ClientSession() as http,
+    ):
         regs = [await register(http, pooler.url, f"rig{i}") for i in range(3)]
         tokens = [r["token"] for r in regs]
         assert len(set(tokens)) == 3

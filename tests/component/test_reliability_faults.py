@@ -173,7 +173,7 @@ async def switchable(net: Devnet) -> AsyncIterator[SwitchableRpc]:
 
 async def test_chain_rpc_outage_keeps_the_last_block_backs_off_and_recovers() -> None:
     async with Devnet(block_interval=30, ledger_seconds=1.0) as net, switchable(net) as proxy:
-        opts = options(net, 30, rpc_url=f"http://127.0.0.1:{proxy.port}")
+        opts = options(net, 30, stellar_rpc_url=f"http://127.0.0.1:{proxy.port}")
         async with Pooler(opts) as pooler, aiohttp.ClientSession() as http:
             reg = await register(http, pooler.url)
             with dashboard(pooler) as events:

@@ -39,7 +39,7 @@ FAILSAFE_S = 15.0  # a lost frame fails the test instead of hanging the run (no 
 
 @pytest.fixture
 async def pool() -> AsyncIterator[tuple[Devnet, Pooler]]:
-    async with pooler_on_devnet(messages_per_second=20.0, message_burst=40.0) as running:
+    async with pooler_on_devnet(messages_per_second=20.0, messages_burst=40) as running:
         yield running
 
 
@@ -237,7 +237,7 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
             del one, two
         assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 1
-    async with pooler_on_devnet(max_connections=1) as (_, pooler):
+    async with pooler_on_devnet(max_concurrent_miners=1) as (_, pooler):
         url = ws_url(pooler)
         async with connect(url), connect(url) as second:
             answer = decode_server(await asyncio.wait_for(second.recv(), FAILSAFE_S))
@@ -249,7 +249,7 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
 
 
 async def test_no_hello_in_time_is_answered_and_closed() -> None:
-    async with pooler_on_devnet(hello_timeout=0.3) as (_, pooler), connect(ws_url(pooler)) as ws:
+    async with pooler_on_devnet(hello_timeout_ms=300) as (_, pooler), connect(ws_url(pooler)) as ws:
         answer = decode_server(await asyncio.wait_for(ws.recv(), 5))
         assert isinstance(answer, Error) and answer.code == Code.NO_HELLO
         with pytest.raises(ConnectionClosed) as closed:
@@ -260,7 +260,7 @@ async def test_no_hello_in_time_is_answered_and_closed() -> None:
 
 async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -> None:
     async with (
-        pooler_on_devnet(ws_ping_interval=0.2, ws_ping_timeout=0.3) as (_, pooler),
+        pooler_on_devnet(ws_ping_interval_ms=200, idle_timeout_ms=500) as (_, pooler),
         aiohttp.ClientSession() as http,
     ):
         reg = await register(http, pooler.url)
@@ -297,7 +297,9 @@ async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -
 
 async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:
     async with (
-        pooler_on_devnet(invalid_share_window=10, invalid_share_ratio=0.5, invalid_share_cooldown=60.0) as (
+        pooler_on_devnet(
+            invalid_share_window=10, invalid_share_ratio=0.5, invalid_share_cooldown_ms=60_000
+        ) as (
             _,
             pooler,
         ),

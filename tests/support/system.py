@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,41 +24,57 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from pooler.app.options import PoolerOptions
+from pooler.app.options import Tuning
 from pooler.app.service import Pooler
-from pooler.core.config import CoreConfig
+from pooler.config import Settings
 from pooler.devnet import Devnet
 from protocol.work import WorkTemplate, address_bytes
+from tests.support import config
 
 FAILSAFE = 30.0  # seconds: only bounds a wait that would otherwise hang a broken run
 POOLER_ID = "test-pooler"
 
 
-def core_config(block_interval: int, *, share_zeros: int = 1, vardiff: bool = False) -> CoreConfig:
-    """Coordinator timings scaled to ``block_interval`` seconds.
+def system_settings(
+    net: Devnet, block_interval: int, *, share_zeros: int = 1, vardiff: bool = False, **overrides: Any
+) -> Settings:
+    """Settings for a Pooler on ``net`` with coordinator timings scaled to ``block_interval`` seconds.
 
     Without ``vardiff`` the share difficulty is pinned (min = initial = max), so no ``difficulty``
-    message interleaves with the answers a component test expects.
+    message interleaves with the answers a component test expects. ``overrides`` are Settings fields.
     """
-    return CoreConfig(
-        pooler_id=POOLER_ID,
-        block_interval=block_interval,
-        work_delay=round(block_interval * 0.6, 3),
-        safety_margin=max(1.0, block_interval * 0.15),
-        late_plant_grace=0.5,
-        late_plant_retry=1.0,
-        backend_retry_delay=0.5,
-        harvest_retry_delay=1.0,
-        local_search_lead=max(1.0, block_interval * 0.2),
-        local_search_max_hashes=50_000,
-        share_zeros_initial=share_zeros,
-        share_zeros_min=1 if vardiff else share_zeros,
-        share_zeros_max=8 if vardiff else share_zeros,
-        vardiff_target_interval=1.0,
-        vardiff_window=4.0,
-        vardiff_grace=2.0,
-        summary_interval=0.5,
-    )
+    timings: dict[str, Any] = {
+        "pooler_id": POOLER_ID,
+        "backend_api_url": net.backend_url,
+        "stellar_rpc_url": net.rpc_url,
+        "kale_contract_id": net.contract_id,
+        "block_poll_interval_ms": 100,
+        "block_interval_seconds": block_interval,
+        "optimal_work_delay_ms": round(block_interval * 600),
+        "work_safety_margin_ms": round(max(1.0, block_interval * 0.15) * 1000),
+        "late_plant_grace_ms": 500,
+        "share_zeros_initial": share_zeros,
+        "share_zeros_min": 1 if vardiff else share_zeros,
+        "share_zeros_max": 8 if vardiff else share_zeros,
+        "vardiff_target_seconds": 1.0,
+        "summary_interval_ms": 500,
+    }
+    return config.settings(**{**timings, **overrides})
+
+
+def system_tuning(block_interval: int, **overrides: Any) -> Tuning:
+    """Short retry delays and searches for ``block_interval`` seconds; ``overrides`` are Tuning fields."""
+    fast: dict[str, Any] = {
+        "late_plant_retry": 1.0,
+        "backend_retry_delay": 0.5,
+        "harvest_retry_delay": 1.0,
+        "local_search_lead": max(1.0, block_interval * 0.2),
+        "local_search_max_hashes": 50_000,
+        "vardiff_window": 4.0,
+        "vardiff_grace": 2.0,
+        "shutdown_timeout": 1.0,
+    }
+    return config.tuning(**{**fast, **overrides})
 
 
 @dataclass
@@ -95,11 +111,13 @@ async def running_system(
     wait_for_block: bool = True,
     rpc_url: str | None = None,
     prepare: Callable[[Pooler], None] | None = None,
-    **options: Any,
+    tuning: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> AsyncIterator[System]:
     """Devnet + Pooler on loopback. ``paused`` pauses the farm before the Pooler first looks;
     ``rpc_url`` points the Pooler at another chain RPC (a dead port, say) than the devnet's;
-    ``prepare`` adjusts the built Pooler before it starts (what it opens at start, say).
+    ``prepare`` adjusts the built Pooler before it starts (what it opens at start, say);
+    ``settings`` override Settings fields, ``tuning`` Tuning fields.
 
     With the default 300 s interval no block turns over during a component test, so a job
     stays current for the whole test.
@@ -107,19 +125,10 @@ async def running_system(
     async with Devnet(block_interval=block_interval, ledger_seconds=1.0) as net:
         if paused:
             net.contract.pause()
-        opts = PoolerOptions(
-            backend_url=net.backend_url,
-            rpc_url=rpc_url or net.rpc_url,
-            contract_id=net.contract_id,
-            pooler_id=POOLER_ID,
-            port=0,
-            poll_interval=0.1,
-            core=core_config(block_interval, share_zeros=share_zeros, vardiff=vardiff),
-            ws_ping_interval=None,
-            shutdown_timeout=1.0,
-            **options,
-        )
-        pooler = Pooler(opts)
+        if rpc_url is not None:
+            settings["stellar_rpc_url"] = rpc_url
+        chosen = system_settings(net, block_interval, share_zeros=share_zeros, vardiff=vardiff, **settings)
+        pooler = Pooler(config.options(chosen, system_tuning(block_interval, **(tuning or {}))))
         if prepare is not None:
             prepare(pooler)
         async with pooler:
