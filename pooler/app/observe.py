@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pooler.chain.monitor import BlockMonitor
 from pooler.core.effects import CallBackend
 from pooler.core.events import BackendResult
+from pooler.errors import RpcErrorReply, RpcTimeout, RpcUnavailable
 from pooler.logs import log_event
 from pooler.metrics import PHASES, SHARE_REASONS, Metrics
 from protocol.messages import Accepted, Rejected
@@ -64,15 +65,16 @@ def op_outcome(op: str, result: BackendResult, missed: bool) -> str:
     return "ok"
 
 
-def rpc_error_kind(detail: str) -> str:
-    """The ``kind`` label of a failed chain poll, from the reader's error text."""
-    if "timed out" in detail:
-        return "timeout"
-    if "JSON-RPC error" in detail:
-        return "rpc-error"
-    if "HTTP" in detail or "connection failed" in detail:
-        return "unavailable"
-    return "bad-data"
+def rpc_error_kind(failure: BaseException | None) -> str:
+    """The ``kind`` label of a failed chain poll, from the type of the reader's error."""
+    match failure:
+        case RpcTimeout():
+            return "timeout"
+        case RpcErrorReply():
+            return "rpc-error"
+        case RpcUnavailable():
+            return "unavailable"
+    return "bad-data"  # ChainDataError, or a bug the monitor survived
 
 
 class ObservedMonitor(BlockMonitor):
@@ -89,7 +91,7 @@ class ObservedMonitor(BlockMonitor):
         self._latency.observe(time.perf_counter() - started)
         self._metrics.rpc_up.set(1 if ok else 0)
         if not ok:
-            kind = rpc_error_kind(self.last_error)
+            kind = rpc_error_kind(self.last_failure)
             self._metrics.rpc_errors.labels(method="getLedgerEntries", kind=kind).inc()
         return ok
 

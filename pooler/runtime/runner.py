@@ -57,7 +57,7 @@ from pooler.core.effects import (
     SetTimer,
 )
 from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
-from pooler.errors import BackendError, BackendUnavailable, StoreUnavailable
+from pooler.errors import BackendDeadline, BackendError, BackendUnavailable, StoreUnavailable
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
 from pooler.runtime.outbox import Flusher, Outbox
@@ -449,8 +449,8 @@ class Runner:
         except BackendError as exc:
             # The client stops retrying either at its attempt limit or at the deadline; only the
             # latter (or a failure with no time left for another try) means the phase was missed.
-            missed = isinstance(exc, BackendUnavailable) and (
-                "deadline" in str(exc) or self._clock() >= call.deadline
+            missed = isinstance(exc, BackendDeadline) or (
+                isinstance(exc, BackendUnavailable) and self._clock() >= call.deadline
             )
             result = BackendResult(
                 call.call_id,
