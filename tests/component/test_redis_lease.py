@@ -14,10 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from pooler.cluster.fence import FencedBackend
-from pooler.cluster.keys import Keys
 from pooler.cluster.lease import LeaderLease
 from pooler.devnet import Devnet
 from pooler.errors import BackendFenced, BackendRejected, FencedOff
+from pooler.store.keys import Keys
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 
 KEYS = Keys("kp")
