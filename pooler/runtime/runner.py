@@ -270,7 +270,7 @@ class Runner:
         self._replies[reply] = fut
         try:
             await self.submit(make(reply))
-            async with asyncio.timeout(within):  # not wait_for, which may swallow a cancel (observe.py)
+            async with asyncio.timeout(within):  # not wait_for: pooler/runtime/tasks.py
                 return await fut
         finally:
             self._replies.pop(reply, None)

@@ -81,7 +81,7 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grac
             await ws.close(close_code, code.reason)
 
     try:
-        async with asyncio.timeout(grace):  # not wait_for, which may swallow a cancel (pooler/app/observe.py)
+        async with asyncio.timeout(grace):  # not wait_for: pooler/runtime/tasks.py
             await say()
     except TimeoutError:
         abort = (ws.scope.get("extensions") or {}).get(ABORT)
