@@ -30,7 +30,7 @@ class ShareGuardPort:
         limits: LimitHits,
         clock: Callable[[], float],
     ) -> None:
-        self.guard = guard
+        self.guard = guard  # each miner's windows, strikes and cool-down
         self._sockets = sockets  # a miner's live sockets, told the verdict
         self._limits = limits
         self._clock = clock
