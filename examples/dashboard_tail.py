@@ -133,6 +133,9 @@ def _describe(kind: str, d: dict[str, Any]) -> str:
             return _summary(d)
         case "chain":
             return f"chain {'ok' if d.get('ok') else 'DOWN'}: {d.get('detail', '')}"
+        case "alert":
+            level = "resolved" if d.get("status") == "resolved" else str(d.get("severity", "alert")).upper()
+            return f"{level}: {d.get('summary', d.get('kind'))}"
     return json.dumps(d, separators=(",", ":"))[:300]
 
 

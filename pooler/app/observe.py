@@ -13,7 +13,11 @@ The :class:`Observer` is fed by the runtime's own actions instead of adding work
 - :class:`BackendProbe` (another task of the Pooler's) polls ``BackendClient.health()`` every
   ``health_interval`` and reports to the observer, so no request to ``/health/ready`` or
   ``/metrics`` ever waits on the Backend;
-- :class:`Readiness` answers ``/health`` from what the others hold (no I/O).
+- :class:`Readiness` answers ``/health`` from what the others hold (no I/O);
+- what it learns about the Backend (health polls, real calls) and the chain RPC (each poll of
+  :class:`ObservedMonitor`) also goes to :class:`~pooler.app.alerts.Alerts`, which raises
+  ``backend-down`` / ``chain-rpc-down`` after a hold and ``resolved`` after them; the hold is
+  checked on every tick of :meth:`Observer.run`.
 
 It sees the rest of the Pooler only through narrow ports given at construction (the core's
 view, the hub's publish, the group's status, the share-quality hook), never the service.
@@ -30,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from pooler.app.alerts import Alerts
 from pooler.chain.monitor import BlockMonitor
 from pooler.core.effects import CallBackend
 from pooler.core.events import BackendResult
@@ -86,21 +91,33 @@ def rpc_error_kind(failure: BaseException | None) -> str:
 
 
 class ObservedMonitor(BlockMonitor):
-    """The block monitor, with each poll timed and counted in ``metrics``."""
+    """The block monitor, with each poll timed and counted in ``metrics`` and reported to
+    ``on_poll(ok, detail)`` (the alerts' RPC watch), if given."""
 
-    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        metrics: Metrics,
+        on_poll: Callable[[bool, str], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._metrics = metrics
         self._latency = metrics.rpc_latency.labels(method="getLedgerEntries")
+        self._on_poll = on_poll
 
     async def poll_once(self) -> bool:
         started = time.perf_counter()
+        failed_before = self.consecutive_failures
         ok = await super().poll_once()
         self._latency.observe(time.perf_counter() - started)
         self._metrics.rpc_up.set(1 if ok else 0)
         if not ok:
             kind = rpc_error_kind(self.last_failure)
             self._metrics.rpc_errors.labels(method="getLedgerEntries", kind=kind).inc()
+        if self._on_poll is not None:
+            detail = self.last_error if not ok else f"a poll succeeded after {failed_before} failed"
+            self._on_poll(ok, detail)
         return ok
 
 
@@ -115,6 +132,7 @@ class Observer:
         publish: Publish,
         group_status: Status | None = None,
         on_share: ShareHook | None = None,
+        alerts: Alerts | None = None,
         interval: float = 1.0,
         snapshot_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -124,6 +142,7 @@ class Observer:
         self._publish = publish  # Backend reachability news go to the dashboards too
         self._group_status = group_status  # None: a single Pooler (no cluster gauges)
         self._on_share = on_share  # told each answered share (the invalid-share guard), or nobody
+        self._alerts = alerts  # told what the Backend evidence says, ticked; None: no alerts
         self.interval = interval  # loop-lag probe and share-count flush period
         self.snapshot_interval = snapshot_interval  # gauges from Coordinator.view
         self._clock = clock
@@ -244,13 +263,24 @@ class Observer:
             m.backend_up.set(0)
         if outcome == "cancelled":
             return  # the caller gave up: says nothing about the Backend
+        if op == "health":
+            # The probe's own poll: a 503 is an answer to the client ("ok") but an unhealthy
+            # Backend to the probe, which reports its verdict itself (backend_polled).
+            return
         ok = outcome != "unavailable"  # it answered (a refusal is an answer)
+        self._backend_evidence(ok, op, f"{op} call: {'answered' if ok else 'unavailable'}")
+
+    def _backend_evidence(self, ok: bool, source: str, detail: str) -> None:
+        """The newest evidence about the Backend (a real call, or a health poll): news on the
+        dashboard when it flips, and to the alerts' Backend watch."""
+        if self._alerts is not None:
+            self._alerts.backend_seen(ok, detail)
         was = self._backend_seen
         self._backend_seen = ok
         if ok != (True if was is None else was):  # news: unavailable, or reachable again
-            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
-            (log.info if ok else log.warning)("%s", detail)
-            self._publish("chain", {"ok": ok, "detail": detail})
+            news = f"Backend {'reachable again' if ok else 'unavailable'} ({source})"
+            (log.info if ok else log.warning)("%s", news)
+            self._publish("chain", {"ok": ok, "detail": news})
 
     def backend_check(self) -> str:
         """/health's ``backend``: what the newest evidence says (a health poll or a real call),
@@ -311,6 +341,11 @@ class Observer:
             woke = loop.time()
             self.metrics.record_loop_lag(woke - started - self.interval)
             self.flush()
+            if self._alerts is not None:
+                try:
+                    self._alerts.tick()
+                except Exception:  # nor a bug in an alert
+                    log.exception("alert check failed")
             if woke >= next_snapshot:
                 next_snapshot = woke + self.snapshot_interval
                 try:
@@ -325,7 +360,7 @@ class Observer:
     def _set_backend(self, ok: bool, detail: str) -> None:
         was = self.backend_ok
         self.backend_ok, self.backend_detail = ok, detail
-        self._backend_seen = ok
+        self._backend_evidence(ok, "health", f"health check: {detail}")
         self.metrics.backend_up.set(1 if ok else 0)
         if was is not ok:
             if ok:

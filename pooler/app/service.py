@@ -8,7 +8,8 @@ Start-up with a store: miners and the coordinator's snapshot are reloaded before
 listens, so a miner reconnecting with its token resumes the open block where it was.
 Shutdown (:meth:`Pooler.aclose`, bounded by ``shutdown_timeout``): stop listening, let the
 runner answer what it already received (acks committed first), close every miner socket
-with 1012, stop uvicorn, then the monitor and the runner, and flush and close the store.
+with 1012, stop uvicorn, then the monitor and the runner, give the alert webhook a moment for what
+it still holds, and flush and close the store.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Pooler:
             self.runner.post(joined(record))
         if self.cluster is not None:
             await self.cluster.start()
+        if self.parts.webhook is not None:
+            self.parts.webhook.start()
         self._services.spawn(self.monitor.run(), "block-monitor")
         self._services.spawn(self.observer.run(), "observer")
         self._services.spawn(self.parts.probe.run(), "backend-health")
@@ -157,6 +160,8 @@ class Pooler:
         if self.cluster is not None:
             await self.cluster.aclose()
         await self.runner.aclose()
+        if self.parts.webhook is not None:  # last: what the runner's last effects raised is queued
+            await self.parts.webhook.aclose(min(1.0, budget / 4))
         await self.backend.__aexit__(None, None, None)
         if self.store is not None:
             self.parts.readiness.store_open = False

@@ -29,11 +29,13 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 
 from pooler import __version__
+from pooler.app.alerts import Alerts
 from pooler.app.guard import ShareGuardPort
 from pooler.app.observe import BackendProbe, ObservedMonitor, Observer, Readiness
 from pooler.app.options import PoolerOptions
 from pooler.app.sockets import ConnectionLimits, LiveSockets, SocketDesk
 from pooler.backend import BackendClient
+from pooler.chain.backoff import Backoff
 from pooler.cluster.coordinator import ClusterCoordinator
 from pooler.cluster.fence import FencedBackend
 from pooler.cluster.node import ClusterNode, GroupResources
@@ -46,6 +48,7 @@ from pooler.miners import MinerRecord, MinerRegistry
 from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
+from pooler.runtime.webhook import AlertWebhook, RetryPolicy
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -65,6 +68,8 @@ class Wiring:
     store: Store | None  # None: nothing kept across restarts
     inbox: Inbox  # the core's inbox: everything that feeds it holds this
     observer: Observer
+    alerts: Alerts  # where every alert goes (dashboard, metrics, log, webhook)
+    webhook: AlertWebhook | None  # ALERT_WEBHOOK_URL's sender; None when it is unset
     backend: BackendClient  # registrations, health polls; a single Pooler's cycle calls too
     probe: BackendProbe
     runner: Runner
@@ -122,12 +127,17 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         limits,
         clock,
     )
+    webhook = _webhook(options, metrics, clock)
+    alerts = Alerts(
+        metrics, shape.hub.publish, sink=webhook, down_after=options.alerts.down_after, clock=clock
+    )
     observer = Observer(
         metrics,
         view=shape.core.view,
         publish=shape.hub.publish,
         group_status=group.status if group is not None else None,
         on_share=guard.judge_conn,
+        alerts=alerts,
         interval=options.metrics_interval,
         snapshot_interval=options.snapshot_interval,
         clock=clock,
@@ -155,6 +165,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         emit=group.emit if group is not None else inbox.post,
         poll_interval=options.poll_interval,
         metrics=metrics,
+        on_poll=alerts.rpc_polled,
     )
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval
@@ -195,6 +206,8 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         store=shape.store,
         inbox=inbox,
         observer=observer,
+        alerts=alerts,
+        webhook=webhook,
         backend=backend,
         probe=probe,
         runner=runner,
@@ -206,6 +219,30 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         readiness=readiness,
         miners=miners,
         app=app,
+    )
+
+
+def _webhook(options: PoolerOptions, metrics: Metrics, clock: Callable[[], float]) -> AlertWebhook | None:
+    """The alert webhook when ``ALERT_WEBHOOK_URL`` is set; its body names this Pooler."""
+    alerting = options.alerts
+    if alerting.webhook_url is None:
+        return None
+    source: dict[str, object] = {"id": options.pooler_id, "name": options.pooler_name}
+    if options.cluster is not None:
+        source["instance"] = options.cluster.instance_id  # each instance watches its own dependencies
+    counter = metrics.alert_webhook
+    return AlertWebhook(
+        alerting.webhook_url,
+        source=source,
+        timeout=alerting.webhook_timeout,
+        queue_size=alerting.webhook_queue,
+        retry=RetryPolicy(
+            attempts=alerting.webhook_attempts,
+            window=alerting.webhook_retry_window,
+            backoff=Backoff(alerting.webhook_backoff_base, alerting.webhook_backoff_cap),
+        ),
+        on_outcome=lambda outcome: counter.labels(outcome=outcome).inc(),
+        clock=clock,
     )
 
 

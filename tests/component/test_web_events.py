@@ -39,6 +39,7 @@ KINDS = {
     "chain",
     "farmer",
     "gap",
+    "alert",
 }
 
 

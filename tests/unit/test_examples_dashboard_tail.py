@@ -53,6 +53,12 @@ def test_format_kale(stroops: str, kale: str) -> None:
           "rejected": 1, "bestZeros": {"f1": 6}},
          "block 7 mining: 2 miners, 3 workers, 1.5 kH/s, accepted 9, rejected 1, best zeros f1=6"),
         ("chain", {"ok": False, "detail": "rpc down"}, "chain DOWN: rpc down"),
+        ("alert", {"kind": "backend-down", "status": "firing", "severity": "critical",
+                   "summary": "Backend down since 08:53:20 UTC: status 503"},
+         "CRITICAL: Backend down since 08:53:20 UTC: status 503"),
+        ("alert", {"kind": "resolved", "status": "resolved", "severity": "info",
+                   "summary": "Backend answers again after 42 s down"},
+         "resolved: Backend answers again after 42 s down"),
         ("snapshot", {"summary": {"block": 7, "phase": "idle"}, "recent": [{}, {}], "blocks": []},
          "block 7 idle: 0 miners, 0 workers, 0.0 H/s, accepted 0, rejected 0, best zeros -; 2 recent events,"
          " 0 blocks of history"),
