@@ -46,10 +46,12 @@ those lines), a run that has not reached its range's end within :data:`GPU_DEADL
 the time the rest of the range needs at that rate, plus :data:`GPU_DEADLINE_GRACE` seconds, is
 killed and its range counted as done (by time: those hashes are an estimate). So a GPU stays inside
 its range even if its lines stop coming. Two limits of the GPU kernels, which no driver can fix:
-one kernel call reports one find (the first thread to get one), so a batch holding two qualifying
-nonces sends only one; and the CUDA kernel rounds a batch up to a multiple of the threads per block,
-so the last batch of a range may pass its end by that much (such finds are dropped). At the pool's
-vardiff difficulty a batch holds a fraction of a share, so little is lost.
+a kernel call reports one find, whichever thread got one first, so a qualifying nonce below it
+that another thread hashed at the same moment is skipped by the restart from ``n + 1`` (those above
+it are hashed again by the next run); and the CUDA kernel rounds a batch up to a multiple of the
+threads per block, so the last batch of a range may pass its end by that much (such finds are
+dropped). At the pool's vardiff difficulty a find is rare among the nonces hashed at one moment,
+so little is lost.
 
 **Counting.** The bridge counts the nonces of its ranges it has hashed (each once: exact from the
 binary's output, estimated from the rate for a run cut short by a new block, a disconnect, the end
