@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from pooler.cluster.nonces import RangeAllocator
+from pooler.core.block import BlockState
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
-from pooler.core.cycle import BlockState
 from pooler.core.miners import FarmerState
 from pooler.core.shares import FarmerBlock
 

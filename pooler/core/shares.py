@@ -1,20 +1,16 @@
-"""Share bookkeeping: jobs, per-(block, farmer) verification state, bests and tallies.
+"""Share bookkeeping: per-(block, farmer) verification state, bests and tallies.
 
 These are the objects the share hot path touches, so they are slotted classes reached by
-one dict lookup each (job id -> :class:`JobRecord` -> :class:`FarmerBlock`). The order of
-the checks lives in :meth:`pooler.core.coordinator.Coordinator._share`.
+one dict lookup each (job id -> :class:`pooler.core.miners.JobRecord` -> :class:`FarmerBlock`).
+The order of the checks lives in :mod:`pooler.core.checks`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pooler.core.nonces import NonceCounter
 from protocol.work import WorkTemplate, address_bytes
-
-if TYPE_CHECKING:
-    from pooler.core.miners import MinerState, Session
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,32 +63,6 @@ class FarmerBlock:
             self.best_zeros = best.zeros
             return True
         return False
-
-
-class JobRecord:
-    """One job handed out: which miner may submit on it, for which farmer, which range."""
-
-    __slots__ = ("fb", "id", "issued_at", "miner", "nonce_end", "nonce_start", "session", "share_zeros")
-
-    def __init__(
-        self,
-        job_id: str,
-        miner: MinerState,
-        session: Session,
-        fb: FarmerBlock,
-        nonce_start: int,
-        nonce_end: int,
-        share_zeros: int,
-        issued_at: float,
-    ) -> None:
-        self.id = job_id
-        self.miner = miner  # only this miner's workers may submit on it (any of its connections)
-        self.session = session  # the worker it was issued to: REST shares are credited there
-        self.fb = fb  # the (block, farmer) it hashes for; its block decides staleness
-        self.nonce_start = nonce_start
-        self.nonce_end = nonce_end  # exclusive
-        self.share_zeros = share_zeros  # the difficulty at issue (kept for views and debugging)
-        self.issued_at = issued_at  # with the range size, gives a hashrate when ``more`` comes
 
 
 class Tally:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pooler.core.cycle import FarmerStatus
+from pooler.core.block import FarmerStatus
 
 
 @dataclass(frozen=True, slots=True)

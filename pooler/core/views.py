@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pooler.core.cycle import FarmerStatus, Phase
+from pooler.core.block import FarmerStatus, Phase
 
 
 @dataclass(frozen=True, slots=True)

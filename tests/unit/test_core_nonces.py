@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pooler.core.block import BlockState
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
-from pooler.core.cycle import BlockState
 from pooler.core.effects import Send
 from pooler.core.events import (
     MinerJoined,

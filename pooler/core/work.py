@@ -1,0 +1,241 @@
+"""The work phase: local searches for farmers nobody mined for, ``/work`` calls and their answers.
+
+At ``work:N`` one ``/work`` carries every planted farmer's best (deadline ``T+I``). After it a
+strictly better best (more zeros) is resubmitted for that farmer alone while
+``now < T+I-margin``, one call per farmer in flight at a time. A failed call with
+``retryable`` is retried on ``work-retry:N`` while ``now + backend_retry_delay < deadline``;
+past it, or on a refusal, the farmers without confirmed work fail with the reason. A failed
+resubmission never undoes a confirmed ``worked``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger, ms
+from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, SetTimer
+from pooler.core.events import BackendResult, LocalSearchDone
+from pooler.core.jobs import Jobs
+from pooler.core.replies import int_field, item_error, results
+from pooler.core.shares import Best
+from pooler.core.state import RoundState
+
+
+def best_data(block: int, fid: str, best: Best) -> dict[str, object]:
+    return {
+        "block": block,
+        "farmerId": fid,
+        "nonce": str(best.nonce),
+        "hash": best.hash.hex(),
+        "zeros": best.zeros,
+        "foundAt": ms(best.found_at),
+        "minerId": best.miner_id,
+        "worker": best.worker,
+    }
+
+
+class Work:
+    """Local searches and ``/work`` submissions of the current block (see the module docstring)."""
+
+    def __init__(self, state: RoundState, jobs: Jobs) -> None:
+        self._st = state
+        self._jobs = jobs
+
+    # ------------------------------------------------------------ local search
+
+    def local_search(self, blk: BlockState, effects: list[Effect], now: float) -> None:
+        """A bounded search for each planted farmer nobody found a share for."""
+        blk.searched = True
+        cfg = self._st.config
+        deadline = blk.work_at if now < blk.work_at else blk.ends_at - cfg.safety_margin
+        for fid in blk.planted():
+            fr = blk.rounds[fid]
+            if fid in blk.bests or fr.searching or fr.worked >= 0:
+                continue
+            farmer = self._st.farmers.get(fid)
+            if farmer is None:
+                blk.set_status(fid, "failed", "no address known for this farmer: cannot search", effects)
+                continue
+            got = self._jobs.take(self._jobs.farmer_block(blk, farmer), cfg.local_search_max_hashes, effects)
+            if got is None:
+                continue
+            fr.searching = True
+            effects.append(
+                LocalSearch(blk.index, fid, farmer.address, blk.entropy, got[0], got[1] - got[0], deadline)
+            )
+
+    def on_local_search_done(self, ev: LocalSearchDone, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        blk = self._st.blocks.get(ev.block)
+        if blk is None:
+            return effects
+        fr = blk.round(ev.farmer_id)
+        fr.searching = False
+        if blk.closed:
+            return effects
+        farmer = self._st.farmers.get(ev.farmer_id)
+        if ev.nonce is None or farmer is None:
+            if ev.farmer_id not in blk.bests and fr.worked < 0 and fr.status == "planted" and blk.work_due:
+                blk.set_status(ev.farmer_id, "failed", "the local search found no nonce in time", effects)
+            return effects
+        fb = self._jobs.farmer_block(blk, farmer)
+        digest, zeros = fb.template.verify(ev.nonce)  # never trust a result we did not check
+        if ev.hash is not None and ev.hash != digest:
+            fr.reason = "the local search returned a wrong hash"
+            return effects
+        best = Best(ev.nonce, digest, zeros, now, "", "local-search")
+        fb.seen.add(ev.nonce)
+        if fb.offer(best):
+            blk.bests[ev.farmer_id] = best
+            effects.append(Persist("best", best_data(blk.index, ev.farmer_id, best)))
+            if blk.work_due:
+                self.after_best(blk, ev.farmer_id, effects, now)
+        return effects
+
+    # ------------------------------------------------------------ submissions
+
+    def after_best(self, blk: BlockState, fid: str, effects: list[Effect], now: float) -> None:
+        """workAt has passed and ``fid`` has a new best: submit it if it can still count."""
+        if self._st.paused or blk.closed or blk.phase is BlockPhase.RETRY_WAIT:
+            return  # paused: unpause sends it; retry pending: the retry sends it
+        fr = blk.rounds.get(fid)
+        if fr is None or fr.status not in ("planted", "worked"):
+            return
+        if fr.in_flight is not None:
+            fr.resubmit = True  # one call per farmer at a time; sent when the answer comes
+            return
+        limit = blk.ends_at if fr.submitted < 0 else blk.ends_at - self._st.config.safety_margin
+        if now < limit:
+            self.submit(blk, [fid], effects, now)
+
+    def submit(self, blk: BlockState, farmer_ids: Iterable[str], effects: list[Effect], now: float) -> None:
+        """One /work call with the best of each farmer that improves on what was sent."""
+        st = self._st
+        if st.paused or now >= blk.ends_at:
+            return
+        sent: list[str] = []
+        subs: list[dict[str, object]] = []
+        for fid in farmer_ids:
+            fr = blk.rounds.get(fid)
+            best = blk.bests.get(fid)
+            if fr is None or best is None or best.zeros <= fr.submitted:
+                continue
+            if fr.in_flight is not None:
+                fr.resubmit = True
+                continue
+            sent.append(fid)
+            subs.append(
+                {
+                    "farmerId": fid,
+                    "nonce": str(best.nonce),
+                    "timestamp": ms(best.found_at),
+                    "hash": best.hash.hex(),
+                    "zeros": best.zeros,
+                }
+            )
+        if not subs:
+            return
+        call_id = st.next_call()
+        zeros = tuple(blk.bests[fid].zeros for fid in sent)
+        st.calls[call_id] = CallRecord("work", blk.index, tuple(sent), tuple(subs), zeros)
+        for fid, z in zip(sent, zeros, strict=True):
+            fr = blk.rounds[fid]
+            fr.in_flight = call_id
+            fr.submitted = z
+            fr.resubmit = False
+        blk.work_calls += 1
+        blk.work_tried = True
+        payload = {"blockIndex": blk.index, "poolerId": st.config.pooler_id, "submissions": subs}
+        effects.append(CallBackend(call_id, "work", blk.index, payload, blk.ends_at))
+
+    def on_result(self, rec: CallRecord, ev: BackendResult, effects: list[Effect], now: float) -> None:
+        st = self._st
+        blk = st.blocks.get(rec.block)
+        if blk is None:
+            return
+        blk.work_calls -= 1
+        for fid in rec.farmers:
+            fr = blk.rounds[fid]
+            if fr.in_flight == ev.call_id:
+                fr.in_flight = None
+        shown = [
+            {"farmerId": s["farmerId"], "zeros": s["zeros"], "nonce": s["nonce"]} for s in rec.submissions
+        ]
+        if ev.ok:
+            effects.append(
+                Persist(
+                    "work",
+                    {"block": blk.index, "submissions": list(rec.submissions), "response": dict(ev.response)},
+                )
+            )
+            outcomes = results(ev.response)
+            valid = int_field(ev.response, "validNonces")
+            invalid = int_field(ev.response, "invalidNonces") or 0
+            for fid, zeros in zip(rec.farmers, rec.zeros, strict=True):
+                fr = blk.rounds[fid]
+                if outcomes is not None:
+                    item = outcomes.get(fid)
+                    ok = item is not None and item.get("ok") is True
+                    why = "the Backend did not report it" if item is None else item_error(item)
+                elif invalid and not valid:
+                    ok, why = False, "the Backend counted the nonce invalid"
+                else:
+                    ok, why = True, ""
+                if ok:
+                    fr.worked = max(fr.worked, zeros)
+                    warn = (
+                        f"{invalid} nonce(s) of the batch were invalid"
+                        if invalid and outcomes is None
+                        else ""
+                    )
+                    blk.set_status(fid, "worked", warn, effects, zeros=fr.worked)
+                elif fr.worked < 0:
+                    blk.set_status(fid, "failed", f"work refused: {why}", effects)
+                else:
+                    fr.reason = f"resubmission at {zeros} zeros refused: {why}"
+            data: dict[str, object] = {
+                "block": blk.index,
+                "ok": True,
+                "submissions": shown,
+                "validNonces": valid if valid is not None else len(shown) - invalid,
+                "invalidNonces": invalid,
+            }
+            effects.append(Publish("work", data))
+        else:
+            effects.append(
+                Persist("work", {"block": blk.index, "submissions": list(rec.submissions), "error": ev.error})
+            )
+            effects.append(
+                Publish(
+                    "work",
+                    {
+                        "block": blk.index,
+                        "ok": False,
+                        "submissions": shown,
+                        "validNonces": 0,
+                        "invalidNonces": 0,
+                        "error": ev.error,
+                    },
+                )
+            )
+            delay = st.config.backend_retry_delay
+            if ev.retryable and blk.may(Trigger.RETRY_ARMED) and now + delay < blk.ends_at:
+                for fid in rec.farmers:
+                    fr = blk.rounds[fid]
+                    fr.submitted = fr.worked  # so the retry sends every unconfirmed best again
+                    fr.reason = f"work call failed, retrying: {ev.error}"
+                blk.advance(Trigger.RETRY_ARMED)
+                effects.append(SetTimer(f"work-retry:{blk.index}", now + delay))
+            else:
+                for fid in rec.farmers:
+                    fr = blk.rounds[fid]
+                    if fr.worked < 0:
+                        why = "work was not recorded before the deadline" if ev.retryable else "work refused"
+                        blk.set_status(fid, "failed", f"{why}: {ev.error}", effects)
+                    else:
+                        fr.reason = f"resubmission failed: {ev.error}"
+        if blk is st.block and blk.phase is not BlockPhase.RETRY_WAIT:
+            again = [fid for fid in rec.farmers if blk.rounds[fid].resubmit]
+            for fid in again:
+                blk.rounds[fid].resubmit = False
+                self.after_best(blk, fid, effects, now)
