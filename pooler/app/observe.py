@@ -23,14 +23,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pooler.chain.monitor import BlockMonitor
+from pooler.core.backend_calls import WorkReply
+from pooler.core.dashboard_events import (
+    BlockEvent,
+    ChainEvent,
+    DashboardEvent,
+    HarvestEvent,
+    MinerEvent,
+    PlantEvent,
+    WorkEvent,
+)
 from pooler.core.effects import CallBackend
 from pooler.core.events import BackendResult
+from pooler.core.records import FarmerStatusChanged
 from pooler.logs import log_event
 from pooler.metrics import PHASES, SHARE_REASONS, Metrics
+from pooler.runtime.event_codec import encode_event
 from protocol.messages import Accepted, Rejected
 
 if TYPE_CHECKING:
@@ -48,18 +60,21 @@ _CLUSTER_EVENTS = {
 }
 
 _BACKEND_KINDS = {"unavailable": "unavailable", "rejected": "rejected", "bad_response": "bad-response"}
-_OUTCOME_FIELDS = {"plant": "failedPlants", "harvest": "failedHarvests", "work": "invalidNonces"}
+_MINER_EVENTS = {
+    "joined": "miner joined",
+    "left": "miner left",
+    "connected": "worker connected",
+    "disconnected": "worker disconnected",
+}
 
 
 def op_outcome(op: str, result: BackendResult, missed: bool) -> str:
     """``ok``/``partial``/``failed``/``missed`` of one plant/work/harvest call (metrics labels)."""
-    if not result.ok:
+    reply = result.reply
+    if reply is None:
         return "missed" if missed else "failed"
-    failed = result.response.get(_OUTCOME_FIELDS.get(op, ""), 0)
-    if isinstance(failed, int) and not isinstance(failed, bool) and failed > 0:
-        return "partial"
-    results = result.response.get("results")
-    if isinstance(results, list) and any(isinstance(r, Mapping) and r.get("ok") is False for r in results):
+    failed = reply.invalid if isinstance(reply, WorkReply) else reply.failed
+    if failed > 0 or any(not r.ok for r in reply.results or ()):
         return "partial"
     return "ok"
 
@@ -138,69 +153,52 @@ class Observer:
         if miner_id is not None:
             pooler.judge_share(miner_id, reason)
 
-    def published(self, kind: str, data: Mapping[str, object]) -> None:
+    def published(self, event: DashboardEvent) -> None:
         m = self.metrics
-        if kind == "block":
-            block = data.get("block")
-            self._block = block if isinstance(block, int) else self._block
-            ts = data.get("timestamp")
-            if isinstance(ts, int):
-                m.block_timestamp.set(ts / 1000)
-                m.new_block_detect_latency.observe(max(0.0, self._clock() - ts / 1000))
-            if self._block is not None:
-                m.block_index.set(self._block)
-            log_event(
-                log,
-                logging.INFO,
-                "new block",
-                block=block,
-                workAt=data.get("workAt"),
-                endsAt=data.get("blockEndsAt"),
-            )
-        elif kind in ("plant", "work", "harvest"):
-            ok = data.get("ok") is True
-            fields: dict[str, Any] = {
-                k: v for k, v in data.items() if k not in ("ok", "submissions", "rewards", "exc_info")
-            }
-            subs = data.get("submissions")
-            if isinstance(subs, list):
-                fields["farmers"] = len(subs)
-            log_event(
-                log, logging.INFO if ok else logging.WARNING, f"{kind} {'ok' if ok else 'failed'}", **fields
-            )
-        elif kind == "miner":
-            what = data.get("event")
-            event = {
-                "joined": "miner joined",
-                "left": "miner left",
-                "connected": "worker connected",
-                "disconnected": "worker disconnected",
-            }.get(str(what), f"miner {what}")
-            log_event(
-                log,
-                logging.INFO,
-                event,
-                block=self._block,
-                minerId=data.get("minerId"),
-                farmerId=data.get("farmerId"),
-                worker=data.get("worker"),
-            )
-        elif kind == "chain":
-            if data.get("ok") is True:
-                log_event(log, logging.INFO, "chain RPC up", block=self._block, detail=data.get("detail"))
-            else:
+        match event:
+            case BlockEvent(block=block, timestamp=ts):
+                self._block = block
+                m.block_timestamp.set(ts)
+                m.new_block_detect_latency.observe(max(0.0, self._clock() - ts))
+                m.block_index.set(block)
                 log_event(
-                    log, logging.WARNING, "chain RPC down", block=self._block, detail=data.get("detail")
+                    log, logging.INFO, "new block", block=block, workAt=event.work_at, endsAt=event.ends_at
                 )
-        elif kind == "farmer" and data.get("status") == "failed":
-            log_event(
-                log,
-                logging.WARNING,
-                "farmer failed",
-                block=data.get("block"),
-                farmerId=data.get("farmerId"),
-                reason=data.get("reason"),
-            )
+            case PlantEvent() | WorkEvent() | HarvestEvent():
+                kind, data = encode_event(event)
+                ok = event.ok
+                fields: dict[str, Any] = {
+                    k: v for k, v in data.items() if k not in ("ok", "submissions", "rewards", "exc_info")
+                }
+                if isinstance(event, WorkEvent):
+                    fields["farmers"] = len(event.submissions)
+                level = logging.INFO if ok else logging.WARNING
+                log_event(log, level, f"{kind} {'ok' if ok else 'failed'}", **fields)
+            case MinerEvent():
+                log_event(
+                    log,
+                    logging.INFO,
+                    _MINER_EVENTS[event.event],
+                    block=self._block,
+                    minerId=event.miner_id,
+                    farmerId=event.farmer_id,
+                    worker=event.worker,
+                )
+            case ChainEvent(ok=True):
+                log_event(log, logging.INFO, "chain RPC up", block=self._block, detail=event.detail)
+            case ChainEvent():
+                log_event(log, logging.WARNING, "chain RPC down", block=self._block, detail=event.detail)
+            case FarmerStatusChanged(status="failed"):
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "farmer failed",
+                    block=event.block,
+                    farmerId=event.farmer_id,
+                    reason=event.reason or None,
+                )
+            case _:
+                pass
 
     def backend_done(self, call: CallBackend, result: BackendResult, missed: bool) -> None:
         self.metrics.block_ops.labels(op=call.op, outcome=op_outcome(call.op, result, missed)).inc()
@@ -238,7 +236,7 @@ class Observer:
         if ok != (True if was is None else was):  # news: unavailable, or reachable again
             detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
             (log.info if ok else log.warning)("%s", detail)
-            self._pooler.hub.publish("chain", {"ok": ok, "detail": detail})
+            self._pooler.hub.publish(ChainEvent(ok, detail))
 
     def backend_check(self) -> str:
         """/health's ``backend``: what the newest evidence says (a health poll or a real call),

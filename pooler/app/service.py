@@ -35,6 +35,7 @@ from pooler.core.effects import Effect
 from pooler.core.events import MinerJoined, MinerLeft
 from pooler.metrics import Metrics
 from pooler.miners import MinerRecord, MinerRegistry
+from pooler.runtime.event_codec import summary_data
 from pooler.runtime.hub import EventHub
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.store import Store
@@ -303,7 +304,8 @@ class Pooler:
     # ------------------------------------------------------------ views
 
     def summary(self) -> dict[str, Any]:
-        return self.core.summary(self.clock())
+        """The coordinator's summary as dashboards get it."""
+        return summary_data(self.core.summary(self.clock()))
 
     def health(self) -> dict[str, Any]:
         """Readiness parts and a summary; cheap (no view, no I/O): the Backend is polled on a timer."""
@@ -323,7 +325,7 @@ class Pooler:
             "store": "ok" if store_ok else "failing",
         }
         summary = self.core.summary(now)
-        block = summary["block"]
+        block = summary.block
         ready = rpc_ok and backend_ok and store_ok
         # Degraded: it still holds a block and serves miners while a dependency is away.
         status = "ok" if ready else ("degraded" if block is not None else "down")
@@ -331,7 +333,7 @@ class Pooler:
             "status": status,
             "checks": checks,
             "block": block,
-            "phase": summary["phase"],
+            "phase": summary.phase,
             "minersOnline": sum(1 for c in self.miner_conns.values() if c),
             "workers": self._open,
             "uptime": round(now - self.started_at, 3),

@@ -47,15 +47,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pooler.core.backend_calls import Submission
 from pooler.core.config import CoreConfig
+from pooler.core.dashboard_events import Phase
 from pooler.core.effects import Effect, Persist, Publish
 from pooler.core.events import BackendResult
-from pooler.core.shares import Best, FarmerBlock
+from pooler.core.records import Best, FarmerStatus, FarmerStatusChanged
+from pooler.core.shares import FarmerBlock
 from pooler.errors import PoolerError
 
-Phase = Literal["idle", "planting", "mining", "submitting", "worked", "closed", "paused"]
-"""The phase dashboards see (docs/events.md): a projection of :class:`BlockPhase`."""
-FarmerStatus = Literal["active", "planted", "worked", "harvested", "failed"]
 PlantState = Literal["none", "pending", "done", "failed"]
 HarvestState = Literal["none", "pending", "in_flight", "done", "failed"]
 
@@ -153,8 +153,7 @@ class CallRecord:
     op: Literal["plant", "work", "harvest"]
     block: int
     farmers: tuple[str, ...]  # plant: farmers known at the call; work: farmers submitted
-    submissions: tuple[dict[str, object], ...] = ()  # work: the exact items sent
-    zeros: tuple[int, ...] = ()  # work: zeros of each submission, typed
+    submissions: tuple[Submission, ...] = ()  # work: what was sent, one per farmer, in order
     late: bool = False  # a plant we made to open the block ourselves
 
 
@@ -254,15 +253,10 @@ class BlockState:
         fr = self.round(fid)
         fr.status = status
         fr.reason = reason
-        data: dict[str, object] = {"farmerId": fid, "block": self.index, "status": status}
-        if reason:
-            data["reason"] = reason
-        if zeros is not None:
-            data["zeros"] = zeros
-        if fr.reward is not None and status == "harvested":
-            data["reward"] = str(fr.reward)
-        effects.append(Persist("farmer_status", data))
-        effects.append(Publish("farmer", data))
+        reward = fr.reward if status == "harvested" else None
+        record = FarmerStatusChanged(fid, self.index, status, reason, zeros, reward)
+        effects.append(Persist(record))
+        effects.append(Publish(record))
 
 
 @dataclass(slots=True)

@@ -20,9 +20,9 @@ from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import RestShareSubmitted
 from pooler.core.jobs import Jobs
 from pooler.core.miners import MinerState, Session
-from pooler.core.shares import Best
+from pooler.core.records import Best, BestFound
 from pooler.core.state import RoundState
-from pooler.core.work import Work, best_data
+from pooler.core.work import Work
 from protocol.errors import Code
 from protocol.messages import Accepted, Error, Rejected, Share
 
@@ -105,7 +105,7 @@ class ShareCheck:
         tally.accepted += 1
         if zeros <= fb.best_zeros:  # the common case: an ordinary share
             effects: list[Effect] = [
-                Persist("shares", tally.record()),
+                Persist(tally.record()),
                 Send(conn, Accepted(share.job, nonce, zeros, False)),
             ]
             changed = vd.credit(now, self._config)
@@ -119,8 +119,8 @@ class ShareCheck:
         assert blk is not None and blk.index == fb.block  # jobs exist for the current block only
         blk.bests[fb.farmer_id] = best
         effects = [
-            Persist("best", best_data(fb.block, fb.farmer_id, best)),
-            Persist("shares", tally.record()),
+            Persist(BestFound(fb.block, fb.farmer_id, best)),
+            Persist(tally.record()),
             Send(conn, Accepted(share.job, nonce, zeros, True)),
         ]
         changed = vd.credit(now, self._config)

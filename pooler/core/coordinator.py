@@ -30,6 +30,7 @@ from pooler.core.block import BlockState
 from pooler.core.checks import ShareCheck
 from pooler.core.config import CoreConfig
 from pooler.core.cycle import Cycle
+from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.effects import Effect, Publish, Send, SetTimer
 from pooler.core.events import (
     BackendResult,
@@ -133,8 +134,8 @@ class Coordinator:
         self._state.publish_phase(effects, now)
         return effects
 
-    def summary(self, now: float) -> dict[str, object]:
-        """The dashboard's ``summary`` event data (also the snapshot sent to a new dashboard)."""
+    def summary(self, now: float) -> SummaryEvent:
+        """The dashboard's ``summary`` (also the snapshot sent to a new dashboard)."""
         return self._projection.summary(now)
 
     def pending_harvests(self) -> tuple[int, ...]:
@@ -171,7 +172,7 @@ class Coordinator:
         if ev.key == "summary":
             self._roster.forget_idle_rest(now)
             return [
-                Publish("summary", self._projection.summary(now)),
+                Publish(self._projection.summary(now)),
                 SetTimer("summary", now + cfg.summary_interval),
             ]
         if ev.key == "vardiff":

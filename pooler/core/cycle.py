@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from pooler.core.block import BlockPhase, BlockState, Trigger, ms
 from pooler.core.checks import ShareCheck
+from pooler.core.dashboard_events import BlockEvent, ChainEvent
 from pooler.core.effects import CancelTimer, Effect, Persist, Publish, SetTimer
 from pooler.core.events import BackendResult, ChainHealth, FarmPaused, NewBlock, TimerFired
 from pooler.core.harvest import Harvest
 from pooler.core.jobs import Jobs
 from pooler.core.plant import Plant
+from pooler.core.records import BlockSeen
 from pooler.core.roster import Roster
 from pooler.core.state import RoundState
 from pooler.core.work import Work
@@ -36,14 +38,8 @@ from pooler.core.work import Work
 _BLOCK_TIMERS = ("work", "search", "end", "late-plant", "work-retry")
 
 
-def block_data(blk: BlockState) -> dict[str, object]:
-    return {
-        "block": blk.index,
-        "entropy": blk.entropy.hex(),
-        "timestamp": blk.timestamp * 1000,
-        "workAt": ms(blk.work_at),
-        "blockEndsAt": ms(blk.ends_at),
-    }
+def block_event(blk: BlockState) -> BlockEvent:
+    return BlockEvent(blk.index, blk.entropy, blk.timestamp, ms(blk.work_at), ms(blk.ends_at))
 
 
 class Cycle:
@@ -74,9 +70,7 @@ class Cycle:
         cur = st.block
         if cur is not None and ev.index <= cur.index:
             return []  # seen already (a monitor restart re-announces it) or older: nothing new
-        effects: list[Effect] = [
-            Persist("block", {"index": ev.index, "entropy": ev.entropy.hex(), "timestamp": ev.timestamp})
-        ]
+        effects: list[Effect] = [Persist(BlockSeen(ev.index, ev.entropy, ev.timestamp))]
         if cur is not None:
             self._close(cur, effects, now)
         blk = BlockState(ev.index, ev.entropy, ev.timestamp, st.config)
@@ -86,7 +80,7 @@ class Cycle:
         self._roster.new_block()
         for fid in st.farmers:
             blk.round(fid)
-        effects.append(Publish("block", block_data(blk)))
+        effects.append(Publish(block_event(blk)))
         late, st.late = st.late, None
         adopt = late is not None and late.index == ev.index and (late.result is None or late.result.ok)
         if not st.paused:
@@ -125,7 +119,7 @@ class Cycle:
         effects.extend(CancelTimer(f"{kind}:{n}") for kind in _BLOCK_TIMERS)
         for tally in st.tallies.values():
             if tally.rejected != tally.persisted_rejected:
-                effects.append(Persist("shares", tally.record()))
+                effects.append(Persist(tally.record()))
         st.tallies.clear()
         st.jobs.clear()
         for sess in st.all_sessions():
@@ -158,7 +152,7 @@ class Cycle:
     def on_chain_health(self, ev: ChainHealth, now: float) -> list[Effect]:
         self._st.chain_ok = ev.ok
         self._st.chain_detail = ev.detail
-        return [Publish("chain", {"ok": ev.ok, "detail": ev.detail})]
+        return [Publish(ChainEvent(ev.ok, ev.detail))]
 
     # ------------------------------------------------------------ Backend answers
 

@@ -8,11 +8,14 @@ Rewards are per farmer only when the harvest response has ``results``; otherwise
 
 from __future__ import annotations
 
+from pooler.core.backend_calls import HarvestReply, HarvestRequest, outcomes
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger
+from pooler.core.dashboard_events import FarmerReward, HarvestEvent
 from pooler.core.effects import CallBackend, Effect, Persist, Publish, SetTimer
 from pooler.core.events import BackendResult
-from pooler.core.replies import as_int, int_field, item_error, results
+from pooler.core.records import HarvestCalled
 from pooler.core.state import RoundState
+from pooler.errors import PoolerError
 
 
 class Harvest:
@@ -35,8 +38,7 @@ class Harvest:
         blk.harvest_call = call_id
         blk.harvest_attempts += 1
         deadline = min(blk.harvest_until, now + st.config.block_interval)
-        payload = {"blockIndex": blk.index, "poolerId": st.config.pooler_id}
-        effects.append(CallBackend(call_id, "harvest", blk.index, payload, deadline))
+        effects.append(CallBackend(call_id, HarvestRequest(blk.index, st.config.pooler_id), deadline))
 
     def _expired(self, blk: BlockState, why: str, effects: list[Effect]) -> None:
         blk.advance(Trigger.HARVEST_EXPIRED)
@@ -50,59 +52,14 @@ class Harvest:
         if blk is None or blk.harvest_call != ev.call_id:
             return
         blk.harvest_call = None
-        rewards: list[dict[str, object]] = []
-        if ev.ok:
-            blk.advance(Trigger.HARVEST_OK)
-            effects.append(Persist("harvest", {"block": blk.index, "response": dict(ev.response)}))
-            outcomes = results(ev.response)
-            if outcomes is None:  # worked now: a /work answer may have come after the call
-                for fid in [fid for fid, fr in blk.rounds.items() if fr.status == "worked"]:
-                    blk.set_status(fid, "harvested", "", effects)
-            else:
-                for fid, item in outcomes.items():
-                    fr = blk.round(fid)
-                    if item.get("ok") is True:
-                        reward = as_int(item.get("reward"))
-                        if reward is not None:
-                            fr.reward = reward
-                            st.rewards[fid] = st.rewards.get(fid, 0) + reward
-                            rewards.append({"farmerId": fid, "reward": str(reward)})
-                        blk.set_status(fid, "harvested", "", effects)
-                    else:
-                        blk.set_status(fid, "failed", f"harvest failed: {item_error(item)}", effects)
-            total = as_int(ev.response.get("totalRewards"))
-            if total is None and rewards:
-                total = sum(int(str(r["reward"])) for r in rewards)
-            blk.rewards_total = total
-            effects.append(
-                Publish(
-                    "harvest",
-                    {
-                        "block": blk.index,
-                        "ok": True,
-                        "successfulHarvests": int_field(ev.response, "successfulHarvests") or 0,
-                        "failedHarvests": int_field(ev.response, "failedHarvests") or 0,
-                        "totalRewards": str(total or 0),
-                        "rewards": rewards,
-                    },
-                )
-            )
+        reply = ev.reply
+        if reply is not None:
+            if not isinstance(reply, HarvestReply):
+                raise PoolerError(f"a /harvest call was answered with {type(reply).__name__}")
+            self._harvested(blk, reply, effects)
             return
-        effects.append(Persist("harvest", {"block": blk.index, "error": ev.error}))
-        effects.append(
-            Publish(
-                "harvest",
-                {
-                    "block": blk.index,
-                    "ok": False,
-                    "successfulHarvests": 0,
-                    "failedHarvests": 0,
-                    "totalRewards": "0",
-                    "rewards": rewards,
-                    "error": ev.error,
-                },
-            )
-        )
+        effects.append(Persist(HarvestCalled(blk.index, None, ev.error)))
+        effects.append(Publish(HarvestEvent(blk.index, False, 0, 0, 0, (), ev.error)))
         cfg = st.config
         delay = min(cfg.harvest_retry_delay * 2 ** (blk.harvest_attempts - 1), 4 * cfg.block_interval)
         if now + delay < blk.harvest_until:
@@ -110,3 +67,30 @@ class Harvest:
             effects.append(SetTimer(f"harvest-retry:{blk.index}", now + delay))
         else:
             self._expired(blk, f"harvest failed until the block's entries expired: {ev.error}", effects)
+
+    def _harvested(self, blk: BlockState, reply: HarvestReply, effects: list[Effect]) -> None:
+        st = self._st
+        blk.advance(Trigger.HARVEST_OK)
+        effects.append(Persist(HarvestCalled(blk.index, reply)))
+        rewards: list[FarmerReward] = []
+        items = outcomes(reply)
+        if items is None:  # worked now: a /work answer may have come after the call
+            for fid in [fid for fid, fr in blk.rounds.items() if fr.status == "worked"]:
+                blk.set_status(fid, "harvested", "", effects)
+        else:
+            for fid, item in items.items():
+                fr = blk.round(fid)
+                if item.ok:
+                    if item.reward is not None:
+                        fr.reward = item.reward
+                        st.rewards[fid] = st.rewards.get(fid, 0) + item.reward
+                        rewards.append(FarmerReward(fid, item.reward))
+                    blk.set_status(fid, "harvested", "", effects)
+                else:
+                    blk.set_status(fid, "failed", f"harvest failed: {item.error}", effects)
+        total = reply.total_rewards
+        if total is None and rewards:
+            total = sum(r.reward for r in rewards)
+        blk.rewards_total = total
+        event = HarvestEvent(blk.index, True, reply.successful, reply.failed, total or 0, tuple(rewards))
+        effects.append(Publish(event))

@@ -15,6 +15,7 @@ from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob, MoreRequested, NonceRefillDone, RestWorkRequested
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
 from pooler.core.nonces import range_size
+from pooler.core.records import NoncesIssued, RestJobIssued
 from pooler.core.shares import FarmerBlock, Tally
 from pooler.core.state import RoundState
 from protocol.errors import Code
@@ -103,22 +104,10 @@ class Jobs:
         self.hold_job(sess, rec, blk, now)
         if cfg.share_rest_jobs and sess.conn is None:
             # in the shared store before the miner has it: any instance can take its shares
-            effects.append(
-                Persist(
-                    "job",
-                    {
-                        "job": job_id,
-                        "block": blk.index,
-                        "minerId": sess.miner.miner_id,
-                        "farmerId": fb.farmer_id,
-                        "worker": sess.name,
-                        "nonceStart": str(start),
-                        "nonceEnd": str(end),
-                        "shareZeros": zeros,
-                        "issuedAt": now,
-                    },
-                )
+            issued = IssuedJob(
+                job_id, blk.index, sess.miner.miner_id, fb.farmer_id, sess.name, start, end, zeros, now
             )
+            effects.append(Persist(RestJobIssued(issued)))
         job = Job(
             job_id,
             blk.index,
@@ -214,7 +203,7 @@ class Jobs:
         a restart resumes above every range handed out, so no two workers ever hash the same nonce."""
         got = fb.counter.take(size)
         if got is not None:
-            effects.append(Persist("nonces", {"block": fb.block, "farmerId": fb.farmer_id, "next": got[1]}))
+            effects.append(Persist(NoncesIssued(fb.block, fb.farmer_id, got[1])))
         return got
 
     def tally(self, block: int, sess: Session) -> Tally:

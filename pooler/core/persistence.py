@@ -10,11 +10,13 @@ was opened by our late plant, which the next NewBlock adopts.
 
 from __future__ import annotations
 
+from pooler.core.backend_calls import PlantReply
 from pooler.core.block import BlockPhase, BlockState, CallRecord, LatePlant, Trigger
-from pooler.core.cycle import Cycle, block_data
+from pooler.core.cycle import Cycle, block_event
 from pooler.core.effects import Effect, Publish, SetTimer
 from pooler.core.events import BackendResult
-from pooler.core.shares import Best, Tally
+from pooler.core.records import Best
+from pooler.core.shares import Tally
 from pooler.core.snapshot import (
     BestRecord,
     BlockRecord,
@@ -108,8 +110,11 @@ def restore(st: RoundState, cycle: Cycle, snap: CoreSnapshot, now: float, effect
     if ahead:
         call_id = st.next_call()
         rec = CallRecord("plant", cur.index + 1, tuple(ahead), late=True)
-        st.late = LatePlant(cur.index + 1, call_id, rec, BackendResult(call_id, "plant", cur.index + 1, True))
-    effects.append(Publish("block", block_data(cur)))
+        done = BackendResult(
+            call_id, "plant", cur.index + 1, PlantReply()
+        )  # it planted them, as statuses say
+        st.late = LatePlant(cur.index + 1, call_id, rec, done)
+    effects.append(Publish(block_event(cur)))
     if now < cur.ends_at - cfg.safety_margin:
         cycle.open(cur, effects, now, plant=cur.plant != "done")
     elif now < cur.ends_at + cfg.late_plant_grace:

@@ -12,26 +12,29 @@ of planting again.
 
 from __future__ import annotations
 
+from pooler.core.backend_calls import PlantReply, PlantRequest, outcomes
 from pooler.core.block import BlockState, CallRecord, LatePlant
+from pooler.core.dashboard_events import PlantEvent
 from pooler.core.effects import CallBackend, Effect, Persist, Publish, SetTimer
 from pooler.core.events import BackendResult
-from pooler.core.replies import already_planted, as_int, int_field, item_error, results
+from pooler.core.records import PlantCalled
 from pooler.core.state import RoundState
 from pooler.core.work import Work
+from pooler.errors import PoolerError
 
 
-def plant_data(index: int, ev: BackendResult) -> dict[str, object]:
-    r = ev.response
-    data: dict[str, object] = {
-        "block": index,
-        "ok": ev.ok,
-        "successfulPlants": int_field(r, "successfulPlants") or 0,
-        "failedPlants": int_field(r, "failedPlants") or 0,
-        "totalStaked": str(as_int(r.get("totalStaked")) or 0),
-    }
-    if not ev.ok:
-        data["error"] = ev.error
-    return data
+def plant_event(index: int, ev: BackendResult) -> PlantEvent:
+    reply = _reply(ev)
+    if reply is None:
+        return PlantEvent(index, False, 0, 0, 0, ev.error)
+    return PlantEvent(index, True, reply.successful, reply.failed, reply.total_staked)
+
+
+def _reply(ev: BackendResult) -> PlantReply | None:
+    reply = ev.reply
+    if reply is not None and not isinstance(reply, PlantReply):
+        raise PoolerError(f"a /plant call was answered with {type(reply).__name__}")
+    return reply
 
 
 class Plant:
@@ -45,12 +48,8 @@ class Plant:
         st = self._st
         call_id = st.next_call()
         st.calls[call_id] = CallRecord("plant", index, tuple(st.farmers), late=late)
-        payload = {
-            "blockIndex": index,
-            "poolerId": st.config.pooler_id,
-            "maxFarmersCapacity": st.config.max_farmers_capacity,
-        }
-        effects.append(CallBackend(call_id, "plant", index, payload, deadline))
+        request = PlantRequest(index, st.config.pooler_id, st.config.max_farmers_capacity)
+        effects.append(CallBackend(call_id, request, deadline))
         return call_id
 
     def apply(
@@ -66,26 +65,27 @@ class Plant:
         """The answer to ``blk``'s plant: the farmers' statuses, then search and work if due."""
         st = self._st
         blk.plant_call = None
-        if ev.ok:
+        reply = _reply(ev)
+        if reply is not None:
             blk.plant = "done"
-            effects.append(Persist("plant", {"block": blk.index, "response": dict(ev.response)}))
-            outcomes = results(ev.response)
-            if outcomes is None:  # every farmer known at the call or since (a restore may precede joins)
+            effects.append(Persist(PlantCalled(blk.index, reply)))
+            items = outcomes(reply)
+            if items is None:  # every farmer known at the call or since (a restore may precede joins)
                 for fid in dict.fromkeys([*rec.farmers, *st.farmers]):
                     blk.set_status(fid, "planted", "", effects)
             else:
-                for fid, item in outcomes.items():
-                    if item.get("ok") is True or already_planted(item):
+                for fid, item in items.items():
+                    if item.ok or item.already_planted:
                         blk.set_status(fid, "planted", "", effects)
                     else:
-                        blk.set_status(fid, "failed", f"plant failed: {item_error(item)}", effects)
+                        blk.set_status(fid, "failed", f"plant failed: {item.error}", effects)
         else:
             blk.plant = "failed"
-            effects.append(Persist("plant", {"block": blk.index, "error": ev.error}))
+            effects.append(Persist(PlantCalled(blk.index, None, ev.error)))
             for fid in rec.farmers:
                 blk.set_status(fid, "failed", f"plant failed: {ev.error}", effects)
         if publish:
-            effects.append(Publish("plant", plant_data(blk.index, ev)))
+            effects.append(Publish(plant_event(blk.index, ev)))
         if blk is st.block and not blk.closed and not st.paused and blk.plant == "done":
             if now >= blk.search_at:
                 self._work.local_search(blk, effects, now)
@@ -101,9 +101,10 @@ class Plant:
         late = st.late
         if late is not None and late.call_id == ev.call_id:  # the block it opens is not seen yet
             late.result = ev
-            effects.append(Publish("plant", plant_data(rec.block, ev)))
-            if ev.ok:
-                effects.append(Persist("plant", {"block": rec.block, "response": dict(ev.response)}))
+            effects.append(Publish(plant_event(rec.block, ev)))
+            reply = _reply(ev)
+            if reply is not None:
+                effects.append(Persist(PlantCalled(rec.block, reply)))
             cur = st.block
             if cur is not None and cur.index == rec.block - 1:
                 # Failed: try again. Succeeded: a watchdog, because the plant may have been applied

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pooler.core.block import FarmerRound, ms
 from pooler.core.checks import ShareCheck
+from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.state import RoundState
 from pooler.core.views import BlockView, CoreView, FarmerStatusView, FarmerView, MinerView, WorkerView
 
@@ -25,24 +26,24 @@ class Projection:
         """Blocks worked and not harvested yet (harvest due, in flight or waiting to retry)."""
         return tuple(sorted(i for i, b in self._st.blocks.items() if b.harvest in ("pending", "in_flight")))
 
-    def summary(self, now: float) -> dict[str, object]:
-        """The dashboard's ``summary`` event data (also the snapshot sent to a new dashboard)."""
+    def summary(self, now: float) -> SummaryEvent:
+        """The dashboard's ``summary`` (also the snapshot sent to a new dashboard)."""
         st = self._st
         blk = st.block
         sessions = st.all_sessions()
         online = {s.miner.miner_id for s in sessions}
-        return {
-            "block": None if blk is None else blk.index,
-            "phase": st.current_phase(now),
-            "miners": len(online),
-            "workers": len(sessions),
-            "hashrate": sum(s.hashrate(now) for s in sessions),
-            "accepted": self._checks.accepted,
-            "rejected": self._checks.rejected,
-            "bestZeros": {} if blk is None else {fid: b.zeros for fid, b in blk.bests.items()},
-            "workAt": None if blk is None else ms(blk.work_at),
-            "blockEndsAt": None if blk is None else ms(blk.ends_at),
-        }
+        return SummaryEvent(
+            block=None if blk is None else blk.index,
+            phase=st.current_phase(now),
+            miners=len(online),
+            workers=len(sessions),
+            hashrate=sum(s.hashrate(now) for s in sessions),
+            accepted=self._checks.accepted,
+            rejected=self._checks.rejected,
+            best_zeros={} if blk is None else {fid: b.zeros for fid, b in blk.bests.items()},
+            work_at=None if blk is None else ms(blk.work_at),
+            ends_at=None if blk is None else ms(blk.ends_at),
+        )
 
     def view(self, now: float) -> CoreView:
         """A frozen picture of everything /health, stats and the dashboard show."""

@@ -9,6 +9,7 @@ jobs; its shares and the farmer's best stay and are submitted.
 
 from __future__ import annotations
 
+from pooler.core.dashboard_events import MinerEvent
 from pooler.core.effects import Close, Effect, Persist, Publish, Send
 from pooler.core.events import (
     MinerJoined,
@@ -19,6 +20,7 @@ from pooler.core.events import (
 )
 from pooler.core.jobs import Jobs
 from pooler.core.miners import FarmerState, MinerState, Session
+from pooler.core.records import WorkerSeen
 from pooler.core.state import RoundState
 from protocol.errors import Code
 from protocol.messages import Error, Stats, Welcome
@@ -50,7 +52,7 @@ class Roster:
             return []
         st.miners[ev.miner_id] = MinerState(ev.miner_id, farmer, ev.name)
         farmer.miners.add(ev.miner_id)
-        return [Publish("miner", {"minerId": ev.miner_id, "farmerId": ev.farmer_id, "event": "joined"})]
+        return [Publish(MinerEvent(ev.miner_id, ev.farmer_id, "joined"))]
 
     def on_miner_left(self, ev: MinerLeft, now: float) -> list[Effect]:
         st = self._st
@@ -73,9 +75,7 @@ class Roster:
         for key in [k for k in st.last_zeros if k[0] == ev.miner_id]:
             del st.last_zeros[key]
         miner.farmer.miners.discard(ev.miner_id)
-        effects.append(
-            Publish("miner", {"minerId": ev.miner_id, "farmerId": miner.farmer.farmer_id, "event": "left"})
-        )
+        effects.append(Publish(MinerEvent(ev.miner_id, miner.farmer.farmer_id, "left")))
         return effects
 
     def on_connected(self, ev: WorkerConnected, now: float) -> list[Effect]:
@@ -94,22 +94,12 @@ class Roster:
         st.sessions[ev.conn] = sess
         miner.sessions.add(ev.conn)
         farmer = miner.farmer
-        effects.append(Persist("worker", {"minerId": miner.miner_id, "worker": ev.worker, "agent": ev.agent}))
+        effects.append(Persist(WorkerSeen(miner.miner_id, ev.worker, ev.agent)))
         effects.append(Send(ev.conn, Welcome(miner.miner_id, ev.worker, farmer.farmer_id, farmer.address)))
         blk = st.live_block()
         if blk is not None:
             self._jobs.send_job(sess, ev.conn, blk, True, effects, now)
-        effects.append(
-            Publish(
-                "miner",
-                {
-                    "minerId": miner.miner_id,
-                    "farmerId": farmer.farmer_id,
-                    "event": "connected",
-                    "worker": ev.worker,
-                },
-            )
-        )
+        effects.append(Publish(MinerEvent(miner.miner_id, farmer.farmer_id, "connected", ev.worker)))
         return effects
 
     def on_disconnected(self, ev: WorkerDisconnected, now: float) -> list[Effect]:
@@ -121,13 +111,7 @@ class Roster:
         miner = sess.miner
         miner.sessions.discard(ev.conn)
         st.last_zeros[(miner.miner_id, sess.name)] = sess.vd.zeros
-        data = {
-            "minerId": miner.miner_id,
-            "farmerId": miner.farmer.farmer_id,
-            "event": "disconnected",
-            "worker": sess.name,
-        }
-        return [Publish("miner", data)]
+        return [Publish(MinerEvent(miner.miner_id, miner.farmer.farmer_id, "disconnected", sess.name))]
 
     def on_stats(self, ev: StatsRequested, now: float) -> list[Effect]:
         st = self._st

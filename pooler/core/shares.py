@@ -7,22 +7,9 @@ The order of the checks lives in :mod:`pooler.core.checks`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pooler.core.nonces import NonceCounter
+from pooler.core.records import Best, ShareCounts
 from protocol.work import WorkTemplate, address_bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Best:
-    """A farmer's best hash of a block: what ``/work`` submits for it."""
-
-    nonce: int
-    hash: bytes
-    zeros: int
-    found_at: float  # unix seconds: the submission's ``timestamp``
-    miner_id: str  # "" when the pooler's local search found it
-    worker: str
 
 
 class FarmerBlock:
@@ -66,7 +53,7 @@ class FarmerBlock:
 
 
 class Tally:
-    """Accepted and rejected shares of one (block, miner, worker name): what Persist("shares") records.
+    """Accepted and rejected shares of one (block, miner, worker name): what ``ShareCounts`` records.
 
     Keyed by worker NAME, not connection, so two connections with one name (a reconnect
     racing the old socket's death, two rigs left on "default") add to one durable count.
@@ -84,12 +71,6 @@ class Tally:
         # close flushes the rest without writing per rejected share (cheap to spam)
         self.persisted_rejected = rejected
 
-    def record(self) -> dict[str, object]:
+    def record(self) -> ShareCounts:
         self.persisted_rejected = self.rejected
-        return {
-            "block": self.block,
-            "minerId": self.miner_id,
-            "worker": self.worker,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-        }
+        return ShareCounts(self.block, self.miner_id, self.worker, self.accepted, self.rejected)

@@ -7,8 +7,9 @@ part named in its comment, so a change to, say, how jobs are kept has one room t
 
 from __future__ import annotations
 
-from pooler.core.block import BlockState, CallRecord, LatePlant, Phase, ms
+from pooler.core.block import BlockState, CallRecord, LatePlant, ms
 from pooler.core.config import CoreConfig
+from pooler.core.dashboard_events import Phase, PhaseEvent
 from pooler.core.effects import Effect, Publish
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
 from pooler.core.shares import Tally
@@ -81,14 +82,7 @@ class RoundState:
         if phase != self.phase:
             self.phase = phase
             blk = self.block
-            effects.append(
-                Publish(
-                    "phase",
-                    {
-                        "block": None if blk is None else blk.index,
-                        "phase": phase,
-                        "workAt": None if blk is None else ms(blk.work_at),
-                        "blockEndsAt": None if blk is None else ms(blk.ends_at),
-                    },
-                )
-            )
+            if blk is None:
+                effects.append(Publish(PhaseEvent(None, phase, None, None)))
+            else:
+                effects.append(Publish(PhaseEvent(blk.index, phase, ms(blk.work_at), ms(blk.ends_at))))

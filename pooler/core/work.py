@@ -12,26 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pooler.core.backend_calls import Submission, WorkReply, WorkRequest, outcomes
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger, ms
+from pooler.core.dashboard_events import ShownSubmission, WorkEvent
 from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, SetTimer
 from pooler.core.events import BackendResult, LocalSearchDone
 from pooler.core.jobs import Jobs
-from pooler.core.replies import int_field, item_error, results
-from pooler.core.shares import Best
+from pooler.core.records import Best, BestFound, WorkCalled
 from pooler.core.state import RoundState
-
-
-def best_data(block: int, fid: str, best: Best) -> dict[str, object]:
-    return {
-        "block": block,
-        "farmerId": fid,
-        "nonce": str(best.nonce),
-        "hash": best.hash.hex(),
-        "zeros": best.zeros,
-        "foundAt": ms(best.found_at),
-        "minerId": best.miner_id,
-        "worker": best.worker,
-    }
+from pooler.errors import PoolerError
 
 
 class Work:
@@ -87,7 +76,7 @@ class Work:
         fb.seen.add(ev.nonce)
         if fb.offer(best):
             blk.bests[ev.farmer_id] = best
-            effects.append(Persist("best", best_data(blk.index, ev.farmer_id, best)))
+            effects.append(Persist(BestFound(blk.index, ev.farmer_id, best)))
             if blk.work_due:
                 self.after_best(blk, ev.farmer_id, effects, now)
         return effects
@@ -113,8 +102,7 @@ class Work:
         st = self._st
         if st.paused or now >= blk.ends_at:
             return
-        sent: list[str] = []
-        subs: list[dict[str, object]] = []
+        subs: list[Submission] = []
         for fid in farmer_ids:
             fr = blk.rounds.get(fid)
             best = blk.bests.get(fid)
@@ -123,30 +111,21 @@ class Work:
             if fr.in_flight is not None:
                 fr.resubmit = True
                 continue
-            sent.append(fid)
-            subs.append(
-                {
-                    "farmerId": fid,
-                    "nonce": str(best.nonce),
-                    "timestamp": ms(best.found_at),
-                    "hash": best.hash.hex(),
-                    "zeros": best.zeros,
-                }
-            )
+            subs.append(Submission(fid, best.nonce, ms(best.found_at), best.hash, best.zeros))
         if not subs:
             return
         call_id = st.next_call()
-        zeros = tuple(blk.bests[fid].zeros for fid in sent)
-        st.calls[call_id] = CallRecord("work", blk.index, tuple(sent), tuple(subs), zeros)
-        for fid, z in zip(sent, zeros, strict=True):
-            fr = blk.rounds[fid]
+        sent = tuple(s.farmer_id for s in subs)
+        st.calls[call_id] = CallRecord("work", blk.index, sent, tuple(subs))
+        for sub in subs:
+            fr = blk.rounds[sub.farmer_id]
             fr.in_flight = call_id
-            fr.submitted = z
+            fr.submitted = sub.zeros
             fr.resubmit = False
         blk.work_calls += 1
         blk.work_tried = True
-        payload = {"blockIndex": blk.index, "poolerId": st.config.pooler_id, "submissions": subs}
-        effects.append(CallBackend(call_id, "work", blk.index, payload, blk.ends_at))
+        request = WorkRequest(blk.index, st.config.pooler_id, tuple(subs))
+        effects.append(CallBackend(call_id, request, blk.ends_at))
 
     def on_result(self, rec: CallRecord, ev: BackendResult, effects: list[Effect], now: float) -> None:
         st = self._st
@@ -158,66 +137,18 @@ class Work:
             fr = blk.rounds[fid]
             if fr.in_flight == ev.call_id:
                 fr.in_flight = None
-        shown = [
-            {"farmerId": s["farmerId"], "zeros": s["zeros"], "nonce": s["nonce"]} for s in rec.submissions
-        ]
-        if ev.ok:
-            effects.append(
-                Persist(
-                    "work",
-                    {"block": blk.index, "submissions": list(rec.submissions), "response": dict(ev.response)},
-                )
-            )
-            outcomes = results(ev.response)
-            valid = int_field(ev.response, "validNonces")
-            invalid = int_field(ev.response, "invalidNonces") or 0
-            for fid, zeros in zip(rec.farmers, rec.zeros, strict=True):
-                fr = blk.rounds[fid]
-                if outcomes is not None:
-                    item = outcomes.get(fid)
-                    ok = item is not None and item.get("ok") is True
-                    why = "the Backend did not report it" if item is None else item_error(item)
-                elif invalid and not valid:
-                    ok, why = False, "the Backend counted the nonce invalid"
-                else:
-                    ok, why = True, ""
-                if ok:
-                    fr.worked = max(fr.worked, zeros)
-                    warn = (
-                        f"{invalid} nonce(s) of the batch were invalid"
-                        if invalid and outcomes is None
-                        else ""
-                    )
-                    blk.set_status(fid, "worked", warn, effects, zeros=fr.worked)
-                elif fr.worked < 0:
-                    blk.set_status(fid, "failed", f"work refused: {why}", effects)
-                else:
-                    fr.reason = f"resubmission at {zeros} zeros refused: {why}"
-            data: dict[str, object] = {
-                "block": blk.index,
-                "ok": True,
-                "submissions": shown,
-                "validNonces": valid if valid is not None else len(shown) - invalid,
-                "invalidNonces": invalid,
-            }
-            effects.append(Publish("work", data))
+        shown = tuple(ShownSubmission(s.farmer_id, s.zeros, s.nonce) for s in rec.submissions)
+        reply = ev.reply
+        if reply is not None:
+            if not isinstance(reply, WorkReply):
+                raise PoolerError(f"a /work call was answered with {type(reply).__name__}")
+            effects.append(Persist(WorkCalled(blk.index, rec.submissions, reply)))
+            self._confirm(blk, rec, reply, effects)
+            valid = reply.valid if reply.valid is not None else len(shown) - reply.invalid
+            effects.append(Publish(WorkEvent(blk.index, True, shown, valid, reply.invalid)))
         else:
-            effects.append(
-                Persist("work", {"block": blk.index, "submissions": list(rec.submissions), "error": ev.error})
-            )
-            effects.append(
-                Publish(
-                    "work",
-                    {
-                        "block": blk.index,
-                        "ok": False,
-                        "submissions": shown,
-                        "validNonces": 0,
-                        "invalidNonces": 0,
-                        "error": ev.error,
-                    },
-                )
-            )
+            effects.append(Persist(WorkCalled(blk.index, rec.submissions, None, ev.error)))
+            effects.append(Publish(WorkEvent(blk.index, False, shown, 0, 0, ev.error)))
             delay = st.config.backend_retry_delay
             if ev.retryable and blk.may(Trigger.RETRY_ARMED) and now + delay < blk.ends_at:
                 for fid in rec.farmers:
@@ -239,3 +170,29 @@ class Work:
             for fid in again:
                 blk.rounds[fid].resubmit = False
                 self.after_best(blk, fid, effects, now)
+
+    @staticmethod
+    def _confirm(blk: BlockState, rec: CallRecord, reply: WorkReply, effects: list[Effect]) -> None:
+        """Each submitted farmer worked, or failed, as the answer says."""
+        items = outcomes(reply)
+        invalid = reply.invalid
+        for sub in rec.submissions:
+            fr = blk.rounds[sub.farmer_id]
+            if items is not None:
+                item = items.get(sub.farmer_id)
+                ok = item is not None and item.ok
+                why = "the Backend did not report it" if item is None else item.error
+            elif invalid and not reply.valid:
+                ok, why = False, "the Backend counted the nonce invalid"
+            else:
+                ok, why = True, ""
+            if ok:
+                fr.worked = max(fr.worked, sub.zeros)
+                warn = ""
+                if invalid and items is None:
+                    warn = f"{invalid} nonce(s) of the batch were invalid"
+                blk.set_status(sub.farmer_id, "worked", warn, effects, zeros=fr.worked)
+            elif fr.worked < 0:
+                blk.set_status(sub.farmer_id, "failed", f"work refused: {why}", effects)
+            else:
+                fr.reason = f"resubmission at {sub.zeros} zeros refused: {why}"

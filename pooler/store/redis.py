@@ -34,10 +34,21 @@ from pooler.cluster.coordinator import Credit
 from pooler.cluster.keys import Keys
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob
+from pooler.core.records import (
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    HarvestCalled,
+    PlantCalled,
+    RestJobIssued,
+    ShareCounts,
+    WorkCalled,
+)
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.store import Restored
+from pooler.store.codec import best_data, record_data, record_kind
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
 
@@ -216,23 +227,19 @@ class RedisStore:
         tallies: dict[tuple[object, object, object], list[Any]] = {}
         blocks: list[list[Any]] = []
         jobs: list[list[str]] = []
-        for r in records:
-            d = r.data
-            if r.kind == "shares":
-                field = orjson.dumps([d["minerId"], d["worker"], self.instance]).decode()
-                tallies[d["block"], d["minerId"], d["worker"]] = [
-                    str(d["block"]),
-                    field,
-                    d["accepted"],
-                    d["rejected"],
-                ]
-            elif r.kind == "best":
-                bests.append(_best_row(d))
-            elif r.kind == "block":
-                blocks.append(_block_row(d))
-            elif r.kind == "job":
-                jobs.append([str(d["job"]), orjson.dumps(d).decode()])
-            # plant/work/harvest/farmer_status here come from refused follower calls: not facts
+        for p in records:
+            match p.record:
+                case ShareCounts(block, miner_id, worker, accepted, rejected):
+                    field = orjson.dumps([miner_id, worker, self.instance]).decode()
+                    tallies[block, miner_id, worker] = [str(block), field, accepted, rejected]
+                case BestFound() as found:
+                    bests.append(_best_row(found))
+                case BlockSeen() as seen:
+                    blocks.append(_block_row(seen))
+                case RestJobIssued(job) as issued:
+                    jobs.append([job.job_id, orjson.dumps(record_data(issued)).decode()])
+                case _:
+                    pass  # plant/work/harvest/farmer_status here come from refused follower calls: not facts
         payload = {
             "seen": [[str(b), f, str(n)] for b, f, n in credits],
             "tallies": list(tallies.values()),
@@ -315,21 +322,30 @@ class RedisStore:
         statuses: list[list[Any]] = []
         calls: list[list[Any]] = []
         rewards: list[list[Any]] = []
-        for r in records:
-            d = r.data
-            if r.kind == "block":
-                blocks.append(_block_row(d))
-            elif r.kind == "best":
-                bests.append(_best_row(d))
-            elif r.kind == "farmer_status":
-                row = {k: d.get(k) for k in ("status", "reason", "zeros", "reward") if d.get(k) is not None}
-                statuses.append([str(d["block"]), d["farmerId"], orjson.dumps(row).decode()])
-            elif r.kind in ("plant", "work", "harvest"):
-                calls.append([r.kind, str(d["block"]), orjson.dumps(d, default=_default).decode()])
-                if r.kind == "harvest":
-                    total = _decimal(_mapping(d.get("response")).get("totalRewards"))
-                    if total is not None:
-                        rewards.append([str(d["block"]), str(total)])
+        for p in records:
+            match p.record:
+                case BlockSeen() as seen:
+                    blocks.append(_block_row(seen))
+                case BestFound() as found:
+                    bests.append(_best_row(found))
+                case FarmerStatusChanged(farmer_id, block, status, reason, zeros, reward):
+                    row: dict[str, Any] = {"status": status}
+                    if reason:
+                        row["reason"] = reason
+                    if zeros is not None:
+                        row["zeros"] = zeros
+                    if reward is not None:
+                        row["reward"] = str(reward)
+                    statuses.append([str(block), farmer_id, orjson.dumps(row).decode()])
+                case PlantCalled() | WorkCalled() | HarvestCalled() as call:
+                    record = orjson.dumps(record_data(call), default=_default).decode()
+                    calls.append([record_kind(call), str(call.block), record])
+                    if isinstance(call, HarvestCalled) and call.reply is not None:
+                        total = _decimal(call.reply.body.get("totalRewards"))
+                        if total is not None:
+                            rewards.append([str(call.block), str(total)])
+                case _:
+                    pass  # shares, jobs and the rest are the miner-serving side's
         payload = {"blocks": blocks, "bests": bests, "statuses": statuses, "calls": calls, "rewards": rewards}
         args: list[str | int] = [
             self._keys.base,
@@ -434,29 +450,24 @@ def miner_from_json(raw: str | bytes | Mapping[str, Any]) -> MinerRecord:
         raise StoreError(f"a miner record in Redis is malformed ({exc}): {str(d)[:120]}") from exc
 
 
-def _best_row(d: Mapping[str, Any]) -> list[Any]:
-    h = d["hash"]
+def _best_row(found: BestFound) -> list[Any]:
+    """[block, farmer, nonce, zeros, JSON] of a best, as the scripts take it."""
+    d = best_data(found)
     best = {
-        "nonce": str(d["nonce"]),
-        "hash": h.hex() if isinstance(h, bytes) else str(h),
-        "zeros": int(d["zeros"]),
-        "foundAt": d.get("foundAt"),
-        "minerId": d.get("minerId", ""),
-        "worker": d.get("worker", ""),
-        "block": int(d["block"]),
+        "nonce": d["nonce"],
+        "hash": d["hash"],
+        "zeros": d["zeros"],
+        "foundAt": d["foundAt"],
+        "minerId": d["minerId"],
+        "worker": d["worker"],
+        "block": d["block"],
         "farmerId": d["farmerId"],
     }
-    return [str(d["block"]), d["farmerId"], str(d["nonce"]), int(d["zeros"]), orjson.dumps(best).decode()]
+    return [str(found.block), found.farmer_id, d["nonce"], found.best.zeros, orjson.dumps(best).decode()]
 
 
-def _block_row(d: Mapping[str, Any]) -> list[Any]:
-    e = d["entropy"]
-    data = {
-        "index": int(d["index"]),
-        "entropy": e.hex() if isinstance(e, bytes) else str(e),
-        "timestamp": int(d["timestamp"]),
-    }
-    return [str(d["index"]), orjson.dumps(data).decode()]
+def _block_row(seen: BlockSeen) -> list[Any]:
+    return [str(seen.index), orjson.dumps(record_data(seen)).decode()]
 
 
 def _lua_json(payload: Mapping[str, Any]) -> str:
@@ -471,10 +482,6 @@ def _default(value: object) -> object:
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"cannot store {type(value).__name__}")
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _decimal(value: object) -> int | None:

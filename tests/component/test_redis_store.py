@@ -8,11 +8,21 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from pooler.backend import parse_reply
 from pooler.cluster.keys import BEST_GROUP, Keys
 from pooler.cluster.lease import LeaderLease
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import CallBackend, Effect, Persist, Send
+from pooler.core.records import (
+    Best,
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    HarvestCalled,
+    PlantCalled,
+    ShareCounts,
+)
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.store.redis import RedisStore
@@ -29,22 +39,12 @@ def store(client: aioredis.Redis, instance: str) -> RedisStore:
 
 
 def best(block: int, fid: str, nonce: int, zeros: int, miner: str = "m1") -> Persist:
-    data = {
-        "block": block,
-        "farmerId": fid,
-        "nonce": str(nonce),
-        "hash": (b"\x00" * zeros + b"\xff" * (32 - zeros)).hex(),
-        "zeros": zeros,
-        "foundAt": 1_700_000_001_000,
-        "minerId": miner,
-        "worker": "w",
-    }
-    return Persist("best", data)
+    digest = b"\x00" * zeros + b"\xff" * (32 - zeros)
+    return Persist(BestFound(block, fid, Best(nonce, digest, zeros, 1_700_000_001.0, miner, "w")))
 
 
 def shares(block: int, miner: str, worker: str, accepted: int, rejected: int) -> Persist:
-    data = {"block": block, "minerId": miner, "worker": worker, "accepted": accepted, "rejected": rejected}
-    return Persist("shares", data)
+    return Persist(ShareCounts(block, miner, worker, accepted, rejected))
 
 
 async def test_bests_keep_the_most_zeros_and_reach_the_stream_only_when_better(
@@ -150,20 +150,20 @@ async def test_the_leader_writes_a_snapshot_a_new_leader_restores(rclient: aiore
     assert await lease.try_acquire()
     assert lease.token is not None
     s = store(rclient, "a")
-    block = {"index": 9, "entropy": ENTROPY.hex(), "timestamp": 1_700_000_000}
     records = [
-        Persist("block", {"index": 8, "entropy": ENTROPY.hex(), "timestamp": 1_699_999_700}),
-        Persist("block", block),
+        Persist(BlockSeen(8, ENTROPY, 1_699_999_700)),
+        Persist(BlockSeen(9, ENTROPY, 1_700_000_000)),
         best(9, "f1", 1234, 5),
-        Persist("farmer_status", {"farmerId": "f1", "block": 9, "status": "planted"}),
-        Persist("farmer_status", {"farmerId": "f1", "block": 8, "status": "worked", "zeros": 4}),
-        Persist("plant", {"block": 9, "response": {"successfulPlants": 1}}),
+        Persist(FarmerStatusChanged("f1", 9, "planted")),
+        Persist(FarmerStatusChanged("f1", 8, "worked", zeros=4)),
+        Persist(PlantCalled(9, parse_reply("plant", {"successfulPlants": 1}))),
     ]
     await s.commit_cycle(records, lease.token)
+    harvest = parse_reply("harvest", {"totalRewards": "500"})
     await s.commit_cycle(
         [
-            Persist("harvest", {"block": 8, "response": {"totalRewards": "500"}}),
-            Persist("farmer_status", {"farmerId": "f1", "block": 8, "status": "harvested", "reward": "500"}),
+            Persist(HarvestCalled(8, harvest)),
+            Persist(FarmerStatusChanged("f1", 8, "harvested", reward=500)),
         ],
         lease.token,
     )
@@ -189,7 +189,7 @@ async def test_a_deposed_leader_cannot_write(rclient: aioredis.Redis) -> None:  
     await rclient.delete(KEYS.lease)
     assert await b.try_acquire()
     s = store(rclient, "a")
-    status = Persist("farmer_status", {"farmerId": "f1", "block": 9, "status": "failed", "reason": "x"})
+    status = Persist(FarmerStatusChanged("f1", 9, "failed", "x"))
     with pytest.raises(StoreError, match="FENCED"):
         await s.commit_cycle([status], old)
     assert await rclient.hgetall(KEYS.status(9)) == {}
