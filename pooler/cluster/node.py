@@ -5,8 +5,8 @@ Theory of operation
 Every instance runs the ordinary Pooler (web surfaces, a Runner around a coordinator that
 serves its miners) with these differences, all owned by :class:`ClusterNode`:
 
-- Its coordinator is a :class:`~pooler.cluster.coordinator.ClusterCoordinator` (nonce ranges
-  from Redis chunks, credited nonces checked against the shared duplicate sets) and its
+- Its coordinator is the ordinary one with the group's ports (nonce ranges from Redis chunks,
+  every credited nonce reported for the shared duplicate sets) and its
   Backend port refuses every call: it never plants, works or harvests.
 - REST jobs are recorded in Redis before they are sent (``share_rest_jobs``), so a REST miner's
   submit may reach any instance: one that does not know the job id reads the job there
@@ -21,7 +21,7 @@ serves its miners) with these differences, all owned by :class:`ClusterNode`:
   chain state into it, and runs it in a second Runner whose Backend port is fenced and whose
   store writes are fenced. Then it consumes the ``{p}:bests`` stream: first every entry
   still pending in the consumer group (delivered to a leader that died before XACK), then new
-  ones; each becomes a ``LocalSearchDone`` (the core re-verifies the hash and keeps it if it
+  ones; each becomes a ``GroupBest`` (the core re-verifies the hash and keeps it if it
   beats the farmer's best) and is XACKed once handed over. A best is in the shared best table
   before its miner's ``accepted`` goes out, so a new leader has it even if the stream lost it.
 - Losing the lease (renewal refused, or Redis unreachable until the local belief ends) stops
@@ -51,7 +51,6 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from pooler.cluster.coordinator import ClusterCoordinator
 from pooler.cluster.fence import FencedBackend, FollowerBackend
 from pooler.cluster.hub import ClusterHub, RelayHub
 from pooler.cluster.keys import BEST_GROUP, Keys
@@ -59,12 +58,13 @@ from pooler.cluster.lease import LeaderLease
 from pooler.cluster.nonces import RangeAllocator
 from pooler.cluster.options import ClusterOptions
 from pooler.core.config import CoreConfig
+from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Persist
 from pooler.core.events import (
     Event,
     FarmPaused,
+    GroupBest,
     IssuedJob,
-    LocalSearchDone,
     MinerJoined,
     MinerLeft,
     NewBlock,
@@ -142,13 +142,13 @@ class ClusterNode:
 
     # ------------------------------------------------------------ wiring (called by the Pooler)
 
-    def coordinator(self, config: CoreConfig) -> ClusterCoordinator:
+    def coordinator(self, config: CoreConfig) -> Coordinator:
         """The miner-serving coordinator; job ids carry the instance name (unique in the group)."""
         cfg = dataclasses.replace(
             config, job_id_prefix=f"{self.instance}.{config.job_id_prefix}", share_rest_jobs=True
         )
         self._job_prefix = cfg.job_id_prefix
-        return ClusterCoordinator(cfg, self.allocator, self.store.credits)
+        return Coordinator(cfg, nonces=self.allocator, report_credits=True)
 
     async def issued_job(self, job_id: str) -> IssuedJob | None:
         """A REST job of another instance (or of an earlier start of this one), from Redis; None
@@ -169,7 +169,6 @@ class ClusterNode:
         self._pooler = pooler
         opts = pooler.options
         self.fenced = FencedBackend(opts.backend_url, opts.backend_timeout, opts.retry_attempts, self.lease)
-        self.store.credits.clear()
         self.allocator.on_refill = lambda block, farmer_id: self._post(NonceRefillDone(block, farmer_id))
         self._spawn(self._run_gate(), "cluster-gate")
         self._spawn(self._listen(), "cluster-pubsub")
@@ -470,7 +469,7 @@ class ClusterNode:
             raise
         epoch = self.lease.epoch
         cfg = dataclasses.replace(self._core_config, job_id_prefix=f"{self.instance}.L{epoch}.")
-        core = ClusterCoordinator(cfg, self.allocator, None)
+        core = Coordinator(cfg, nonces=self.allocator)
         now = self._clock()
         effects = core.restore(snapshot, now)
         runner = Runner(
@@ -556,12 +555,14 @@ class ClusterNode:
                 continue  # trimmed away (MAXLEN) before we read it: the best table has it
             try:
                 d = parse_best(fields["best"])
-                event = LocalSearchDone(
+                event = GroupBest(
                     int(d["block"]),
                     str(d["farmerId"]),
                     int(d["nonce"]),
                     bytes.fromhex(d["hash"]),
                     int(d["zeros"]),
+                    str(d.get("minerId", "")),
+                    str(d.get("worker", "")),
                 )
             except (KeyError, ValueError, TypeError, StoreError) as exc:
                 log.warning("ignored a malformed best candidate %s: %s", entry_id, exc)

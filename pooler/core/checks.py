@@ -20,7 +20,7 @@ from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import RestShareSubmitted
 from pooler.core.jobs import Jobs
 from pooler.core.miners import MinerState, Session
-from pooler.core.records import Best, BestFound
+from pooler.core.records import Best, BestFound, NonceCredited
 from pooler.core.state import RoundState
 from pooler.core.work import Work
 from protocol.errors import Code
@@ -38,6 +38,7 @@ class ShareCheck:
         self._tally = jobs.tally
         self._difficulty_changed = jobs.difficulty_changed
         self._after_best = work.after_best
+        self._credits = state.report_credits  # a group: each credited nonce goes to the shared set
         self.accepted = 0  # shares of the current block, pool-wide (summary)
         self.rejected = 0
         self.accepted_total = 0  # since start
@@ -108,6 +109,8 @@ class ShareCheck:
                 Persist(tally.record()),
                 Send(conn, Accepted(share.job, nonce, zeros, False)),
             ]
+            if self._credits:
+                effects.insert(0, Persist(NonceCredited(fb.block, fb.farmer_id, nonce, share.job)))
             changed = vd.credit(now, self._config)
             if changed is not None:
                 self._difficulty_changed(sess, changed, effects)
@@ -123,6 +126,8 @@ class ShareCheck:
             Persist(tally.record()),
             Send(conn, Accepted(share.job, nonce, zeros, True)),
         ]
+        if self._credits:
+            effects.insert(0, Persist(NonceCredited(fb.block, fb.farmer_id, nonce, share.job)))
         changed = vd.credit(now, self._config)
         if changed is not None:
             self._difficulty_changed(sess, changed, effects)

@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pooler.core.block import BlockState
 from pooler.core.checks import ShareCheck
 from pooler.core.config import CoreConfig
 from pooler.core.cycle import Cycle
@@ -37,6 +36,7 @@ from pooler.core.events import (
     ChainHealth,
     Event,
     FarmPaused,
+    GroupBest,
     LocalSearchDone,
     MinerJoined,
     MinerLeft,
@@ -53,12 +53,11 @@ from pooler.core.events import (
 )
 from pooler.core.harvest import Harvest
 from pooler.core.jobs import Jobs
-from pooler.core.miners import FarmerState
+from pooler.core.nonces import LocalNonces, NonceSpace
 from pooler.core.persistence import restore, snapshot
 from pooler.core.plant import Plant
 from pooler.core.projection import Projection
 from pooler.core.roster import Roster
-from pooler.core.shares import FarmerBlock
 from pooler.core.snapshot import CoreSnapshot
 from pooler.core.state import RoundState
 from pooler.core.views import CoreView
@@ -71,18 +70,21 @@ from protocol.messages import Error
 class Coordinator:
     """The Pooler's round state machine. Not thread-safe: one owner calls :meth:`handle`."""
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(
+        self, config: CoreConfig, *, nonces: NonceSpace | None = None, report_credits: bool = False
+    ) -> None:
+        """``nonces``: where each (block, farmer)'s nonce counter comes from (the whole u64 space
+        per farmer by default; a group's shared chunks). ``report_credits``: every credited nonce
+        also leaves as a ``Persist(NonceCredited)``, for a group's shared duplicate set."""
         self._config = config
-        st = self._state = RoundState(config)
+        st = self._state = RoundState(config, report_credits=report_credits)
         self._sessions = st.sessions  # the hot path's one lookup (the very dict the roster fills)
-        jobs = Jobs(st)
-        jobs.make_farmer_block = self._farmer_block
+        jobs = Jobs(st, LocalNonces() if nonces is None else nonces)
         roster = self._roster = Roster(st, jobs)
         work = Work(st, jobs)
         checks = ShareCheck(st, jobs, work)
         self._share = checks.share
         cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st))
-        self._jobs = jobs
         self._projection = Projection(st, checks)
         self._started = False  # start() armed the periodic timers
         self._handlers: dict[type, Callable[[Any, float], list[Effect]]] = {
@@ -100,6 +102,7 @@ class Coordinator:
             BackendResult: cycle.on_backend_result,
             TimerFired: self._on_timer,
             LocalSearchDone: work.on_local_search_done,
+            GroupBest: work.on_group_best,
             NonceRefillDone: jobs.on_refill_done,
         }
 
@@ -181,9 +184,3 @@ class Coordinator:
             effects.append(SetTimer("vardiff", now + cfg.vardiff_target_interval))
             return effects
         return self._cycle.on_timer(ev, now)
-
-    # ------------------------------------------------------------------ extension point
-
-    def _farmer_block(self, blk: BlockState, farmer: FarmerState) -> FarmerBlock:
-        """A new (block, farmer) record: the one hook a group instance overrides (shared nonces)."""
-        return self._jobs.new_farmer_block(blk, farmer)

@@ -180,6 +180,20 @@ class NonceRefillDone:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupBest:
+    """A best candidate an instance of the group accepted, as the leader reads it from the group's
+    bests stream: kept if its hash checks out and it beats the farmer's best of the block."""
+
+    block: int
+    farmer_id: str
+    nonce: int
+    hash: bytes
+    zeros: int
+    miner_id: str = ""
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LocalSearchDone:
     """Result of a ``LocalSearch`` effect: the best nonce found, or None if none in time."""
 
@@ -206,5 +220,6 @@ Event = (
     | BackendResult
     | TimerFired
     | LocalSearchDone
+    | GroupBest
     | NonceRefillDone
 )

@@ -8,30 +8,25 @@ mark is persisted before the job is sent, so a restart never hands the same rang
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pooler.core.block import BlockState, ms
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob, MoreRequested, NonceRefillDone, RestWorkRequested
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
-from pooler.core.nonces import range_size
+from pooler.core.nonces import NonceSpace, range_size
 from pooler.core.records import NoncesIssued, RestJobIssued
 from pooler.core.shares import FarmerBlock, Tally
 from pooler.core.state import RoundState
 from protocol.errors import Code
 from protocol.messages import Difficulty, Error, Job
 
-FarmerBlockFactory = Callable[[BlockState, FarmerState], FarmerBlock]
-
 
 class Jobs:
     """Hands out ranges and jobs; answers ``more``, REST work requests and nonce refills."""
 
-    def __init__(self, state: RoundState) -> None:
+    def __init__(self, state: RoundState, nonces: NonceSpace) -> None:
         self._st = state
         self._config = state.config
-        # how a (block, farmer) record is made; the coordinator may route it through its hook
-        self.make_farmer_block: FarmerBlockFactory = self.new_farmer_block
+        self._nonces = nonces  # where each (block, farmer)'s counter comes from
 
     # ------------------------------------------------------------ events
 
@@ -182,14 +177,9 @@ class Jobs:
         """The (block, farmer) record shares and ranges of ``farmer`` in ``blk`` use."""
         fb = blk.shares.get(farmer.farmer_id)
         if fb is None:
-            fb = self.make_farmer_block(blk, farmer)
-        return fb
-
-    def new_farmer_block(self, blk: BlockState, farmer: FarmerState) -> FarmerBlock:
-        fb = blk.shares.get(farmer.farmer_id)
-        if fb is None:
-            floor = blk.nonce_floor.get(farmer.farmer_id, 0)
-            fb = FarmerBlock(blk.index, blk.entropy, farmer.farmer_id, farmer.address, floor)
+            fid = farmer.farmer_id
+            counter = self._nonces.counter(blk.index, fid, blk.nonce_floor.get(fid, 0))
+            fb = FarmerBlock(blk.index, blk.entropy, fid, farmer.address, counter)
             best = blk.bests.get(farmer.farmer_id)
             if best is not None:
                 fb.offer(best)

@@ -27,14 +27,16 @@ class FarmerBlock:
         "waiting",
     )
 
-    def __init__(self, block: int, entropy: bytes, farmer_id: str, farmer: str, next_nonce: int = 0) -> None:
+    def __init__(
+        self, block: int, entropy: bytes, farmer_id: str, farmer: str, counter: NonceCounter
+    ) -> None:
         self.block = block
         self.farmer_id = farmer_id
         self.farmer = farmer  # G... address: jobs carry it, the preimage uses its key bytes
         # one template per (block, farmer): a share then costs one pack and one Keccak
         self.template = WorkTemplate(block, entropy, address_bytes(farmer))
         # all workers of all miners of this farmer draw ranges here: disjoint by construction
-        self.counter = NonceCounter(next_nonce)
+        self.counter = counter
         # accepted nonces as ints: duplicates are caught whatever spelling the client used
         self.seen: set[int] = set()
         self.best: Best | None = None  # the farmer's best of the block; /work submits it

@@ -18,8 +18,10 @@ from pooler.core.shares import Tally
 class RoundState:
     """Everything the coordinator holds between events (see the module docstring)."""
 
-    def __init__(self, config: CoreConfig) -> None:
+    def __init__(self, config: CoreConfig, *, report_credits: bool = False) -> None:
         self.config = config
+        # every credited nonce also leaves as a NonceCredited record (a group's shared duplicate set)
+        self.report_credits = report_credits
         # roster: farmer id -> address; kept once known
         self.farmers: dict[str, FarmerState] = {}
         self.miners: dict[str, MinerState] = {}  # roster: registered miners (joined, not left)

@@ -16,9 +16,10 @@ from pooler.core.backend_calls import Submission, WorkReply, WorkRequest, outcom
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger, ms
 from pooler.core.dashboard_events import ShownSubmission, WorkEvent
 from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, SetTimer
-from pooler.core.events import BackendResult, LocalSearchDone
+from pooler.core.events import BackendResult, GroupBest, LocalSearchDone
 from pooler.core.jobs import Jobs
-from pooler.core.records import Best, BestFound, WorkCalled
+from pooler.core.records import Best, BestFound, NonceCredited, WorkCalled
+from pooler.core.shares import FarmerBlock
 from pooler.core.state import RoundState
 from pooler.errors import PoolerError
 
@@ -72,14 +73,32 @@ class Work:
         if ev.hash is not None and ev.hash != digest:
             fr.reason = "the local search returned a wrong hash"
             return effects
-        best = Best(ev.nonce, digest, zeros, now, "", "local-search")
-        fb.seen.add(ev.nonce)
-        if fb.offer(best):
-            blk.bests[ev.farmer_id] = best
-            effects.append(Persist(BestFound(blk.index, ev.farmer_id, best)))
-            if blk.work_due:
-                self.after_best(blk, ev.farmer_id, effects, now)
+        self._offer(blk, fb, Best(ev.nonce, digest, zeros, now, "", "local-search"), effects, now)
         return effects
+
+    def on_group_best(self, ev: GroupBest, now: float) -> list[Effect]:
+        """A best another instance accepted (the leader's core): checked here, kept if better."""
+        effects: list[Effect] = []
+        blk = self._st.blocks.get(ev.block)
+        farmer = self._st.farmers.get(ev.farmer_id)
+        if blk is None or blk.closed or farmer is None:
+            return effects
+        fb = self._jobs.farmer_block(blk, farmer)
+        digest, zeros = fb.template.verify(ev.nonce)  # never trust a result we did not check
+        if ev.hash == digest:
+            self._offer(blk, fb, Best(ev.nonce, digest, zeros, now, ev.miner_id, ev.worker), effects, now)
+        return effects
+
+    def _offer(self, blk: BlockState, fb: FarmerBlock, best: Best, effects: list[Effect], now: float) -> None:
+        """A checked nonce for ``fb``'s farmer: credited, and its best (submitted if due) when better."""
+        fb.seen.add(best.nonce)
+        if self._st.report_credits:
+            effects.append(Persist(NonceCredited(fb.block, fb.farmer_id, best.nonce, "")))
+        if fb.offer(best):
+            blk.bests[fb.farmer_id] = best
+            effects.append(Persist(BestFound(blk.index, fb.farmer_id, best)))
+            if blk.work_due:
+                self.after_best(blk, fb.farmer_id, effects, now)
 
     # ------------------------------------------------------------ submissions
 

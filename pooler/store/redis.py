@@ -5,7 +5,8 @@ batch is durable entirely or not at all, and with ``appendfsync always`` it is o
 before the reply; see docs/scale-out.md):
 
 - Every instance's miner-serving coordinator (:meth:`RedisStore.commit`): share tallies,
-  the instance's best candidates and the nonces it credited. In the same script the nonces
+  the instance's best candidates and the nonces it credited (the core's ``NonceCredited``
+  records, in the same batch as the shares' acks). In the same script the nonces
   go into the shared duplicate sets (a nonce already there is refused and reported back, so
   its ``accepted`` becomes a ``rejected``), and a candidate that beats the group's best for
   its farmer replaces it in ``{p}:best:{block}`` and is appended to the ``{p}:bests`` stream
@@ -30,7 +31,6 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from pooler.cluster.coordinator import Credit
 from pooler.cluster.keys import Keys
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob
@@ -39,6 +39,7 @@ from pooler.core.records import (
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
+    NonceCredited,
     PlantCalled,
     RestJobIssued,
     ShareCounts,
@@ -161,13 +162,11 @@ class RedisStore:
         self._clock = clock
         self.keep_blocks = keep_blocks
         self._maxlen = str(stream_maxlen)
-        # nonces credited by the miner-serving coordinator since the last commit (SharedSeen appends)
-        self.credits: list[Credit] = []
         # credits of the last commit that the shared duplicate set refused: their acks become rejects
-        self._refused: list[Credit] = []
+        self._refused: list[NonceCredited] = []
         # best candidates and credits of a failed commit, sent again with the next one
         self._retry_bests: list[list[Any]] = []
-        self._retry_credits: list[Credit] = []
+        self._retry_credits: list[NonceCredited] = []
         self._commit = client.register_script(_COMMIT)
         self._commit_cycle = client.register_script(_COMMIT_CYCLE)
         self.commits = 0  # batches committed (metrics, benchmarks)
@@ -218,9 +217,8 @@ class RedisStore:
     # ------------------------------------------------------------ the miner-serving side
 
     async def commit(self, records: list[Persist]) -> None:
-        credits = self._retry_credits + self.credits
-        # emptied in place: the coordinator's SharedSeen sets append to this very list object
-        self.credits.clear()
+        # the nonces the batch's shares credited (the core's NonceCredited records), in order
+        credits = list(self._retry_credits)
         bests: list[list[Any]] = list(self._retry_bests)
         # (block, miner, worker) -> its newest tally: counts are absolute, so one row a worker
         # a batch says it all (the script's per-row HGET/HSET/PEXPIRE was most of its cost)
@@ -238,10 +236,12 @@ class RedisStore:
                     blocks.append(_block_row(seen))
                 case RestJobIssued(job) as issued:
                     jobs.append([job.job_id, orjson.dumps(record_data(issued)).decode()])
+                case NonceCredited() as credit:
+                    credits.append(credit)
                 case _:
                     pass  # plant/work/harvest/farmer_status here come from refused follower calls: not facts
         payload = {
-            "seen": [[str(b), f, str(n)] for b, f, n in credits],
+            "seen": [[str(c.block), c.farmer_id, str(c.nonce)] for c in credits],
             "tallies": list(tallies.values()),
             "bests": bests,
             "blocks": blocks,
@@ -301,7 +301,7 @@ class RedisStore:
         refused, self._refused = self._refused, []
         if not refused:
             return held
-        want = [n for _, _, n in refused]
+        want = [c.nonce for c in refused]
         out: list[Effect] = []
         for effect in held:
             if isinstance(effect, Send) and isinstance(effect.msg, Accepted) and effect.msg.nonce in want:

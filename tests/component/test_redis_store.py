@@ -20,6 +20,7 @@ from pooler.core.records import (
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
+    NonceCredited,
     PlantCalled,
     ShareCounts,
 )
@@ -45,6 +46,10 @@ def best(block: int, fid: str, nonce: int, zeros: int, miner: str = "m1") -> Per
 
 def shares(block: int, miner: str, worker: str, accepted: int, rejected: int) -> Persist:
     return Persist(ShareCounts(block, miner, worker, accepted, rejected))
+
+
+def credit(block: int, fid: str, nonce: int, job: str) -> Persist:
+    return Persist(NonceCredited(block, fid, nonce, job))
 
 
 async def test_bests_keep_the_most_zeros_and_reach_the_stream_only_when_better(
@@ -80,11 +85,10 @@ async def test_tallies_are_kept_per_instance_and_never_go_down(rclient: aioredis
 
 async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: aioredis.Redis) -> None:  # noqa: F811
     a, b = store(rclient, "a"), store(rclient, "b")
-    a.credits.append((5, "f1", 77))
-    await a.commit([shares(5, "m1", "w", 1, 0), best(5, "f1", 77, 2)])
+    await a.commit([credit(5, "f1", 77, "j1"), shares(5, "m1", "w", 1, 0), best(5, "f1", 77, 2)])
     assert a.review([Send(1, Accepted("j1", 77, 2, True))]) == [Send(1, Accepted("j1", 77, 2, True))]
-    b.credits.extend([(5, "f1", 77), (5, "f1", 78), (5, "f2", 77)])
-    await b.commit([best(5, "f1", 77, 2, miner="m9"), shares(5, "m9", "w", 3, 0)])
+    credits = [credit(5, "f1", 77, "j2"), credit(5, "f1", 78, "j3"), credit(5, "f2", 77, "j4")]
+    await b.commit([*credits, best(5, "f1", 77, 2, miner="m9"), shares(5, "m9", "w", 3, 0)])
     held: list[Effect] = [
         Send(2, Accepted("j2", 77, 2, True)),
         Send(3, Accepted("j3", 78, 1, False)),
@@ -101,18 +105,15 @@ async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: a
     assert await rclient.pttl(KEYS.seen(5, "f1")) > 0
 
 
-async def test_credits_keep_flowing_through_the_list_the_coordinator_holds(
+async def test_the_credits_of_every_commit_reach_the_shared_set(
     rclient: aioredis.Redis,  # noqa: F811
 ) -> None:
-    """The coordinator's SharedSeen sets hold a reference to ``store.credits``: every commit must
-    drain that very list (a commit that rebound it lost all later credits: duplicates across
+    """Each batch carries its own credits (they once flowed through a list the coordinator and the
+    store shared, and a commit that rebound it lost all later credits: duplicates across
     instances went undetected after an instance's first commit)."""
     a = store(rclient, "a")
-    held_by_coordinator = a.credits
     for nonce in (1, 2, 3):
-        held_by_coordinator.append((5, "f1", nonce))
-        await a.commit([])
-        assert a.credits is held_by_coordinator and held_by_coordinator == []
+        await a.commit([credit(5, "f1", nonce, f"j{nonce}")])
     assert await rclient.smembers(KEYS.seen(5, "f1")) == {"1", "2", "3"}
 
 
