@@ -4,8 +4,9 @@ The :class:`Observer` is fed by the runtime's own actions instead of adding work
 
 - the runner reports what it already does (``RunnerObserver``): each share answer it
   delivers (counted in plain ints, flushed into Prometheus once per tick, so the share path
-  pays one dict increment), each dashboard event (block-cycle outcomes, structured log
-  lines), each Backend call's outcome, each store commit, each new block's push latency;
+  pays one dict increment), each limit the core's share-quality guard hit, each dashboard
+  event (block-cycle outcomes, structured log lines), each Backend call's outcome, each store
+  commit, each new block's push latency;
 - the Backend client's ``observe(op, seconds, outcome)`` hook times every call;
 - :class:`ObservedMonitor` times each chain poll;
 - its own task (:meth:`Observer.run`, owned and cancelled by the Pooler) probes event-loop
@@ -37,7 +38,7 @@ from pooler.core.dashboard_events import (
     PlantEvent,
     WorkEvent,
 )
-from pooler.core.effects import CallBackend
+from pooler.core.effects import CallBackend, LimitHit
 from pooler.core.events import BackendResult
 from pooler.core.records import FarmerStatusChanged
 from pooler.logs import log_event
@@ -148,10 +149,9 @@ class Observer:
     def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
         reason = "ok" if type(msg) is Accepted else msg.code.reason  # type: ignore[union-attr]
         self._shares[reason] += 1
-        pooler = self._pooler
-        miner_id = pooler.conn_miner.get(conn)
-        if miner_id is not None:
-            pooler.judge_share(miner_id, reason)
+
+    def limit_hit(self, hit: LimitHit) -> None:
+        self.metrics.limit_hits.labels(limit=hit.limit).inc()
 
     def published(self, event: DashboardEvent) -> None:
         m = self.metrics

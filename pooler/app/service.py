@@ -43,8 +43,6 @@ from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
 from pooler.web.lane import AVAILABLE as LANE_AVAILABLE
 from pooler.web.lane import LaneProtocol
-from pooler.web.limits import InvalidShareGuard
-from pooler.web.miner_ws import enforce_share_quality
 from pooler.web.wsproto import AbortableWebSocketProtocol
 
 if TYPE_CHECKING:
@@ -64,7 +62,14 @@ class Pooler:
         self.registry = MinerRegistry(options.pooler_id)
         # A per-start job-id prefix: a job id from before a restart can never name a job of this run
         # (random: two starts within one clock second must differ too).
-        core_config = dataclasses.replace(options.core, job_id_prefix=f"{secrets.token_hex(3)}.")
+        core_config = dataclasses.replace(
+            options.core,
+            job_id_prefix=f"{secrets.token_hex(3)}.",
+            # the share-quality guard is the coordinator's (pooler/core/guard.py)
+            invalid_share_window=options.invalid_share_window,
+            invalid_share_ratio=options.invalid_share_ratio,
+            invalid_share_cooldown=options.invalid_share_cooldown,
+        )
         self.core = Coordinator(core_config)
         self.metrics = Metrics()  # this Pooler's registry: /metrics serves exactly it
         self.metrics.describe(
@@ -116,13 +121,8 @@ class Pooler:
             poll_interval=options.poll_interval,
             metrics=self.metrics,
         )
-        # Escalation against miners sending mostly invalid shares (pooler/web/limits.py).
-        self.guard = InvalidShareGuard(
-            options.invalid_share_window, options.invalid_share_ratio, options.invalid_share_cooldown
-        )
         self.app = create_app(self)
         self.miner_conns: dict[str, set[int]] = {}  # miner id -> its live socket conns (leave closes them)
-        self.conn_miner: dict[int, str] = {}  # live socket conn -> its miner (share-quality guard)
         self.store_open = False  # the store was opened and not closed yet (readiness)
         self._per_ip: collections.Counter[str] = (
             collections.Counter()
@@ -288,14 +288,7 @@ class Pooler:
         if self._per_ip[host] <= 0:
             del self._per_ip[host]
 
-    def judge_share(self, miner_id: str, reason: str) -> None:
-        """Count one answered share of ``miner_id`` against the invalid-share guard, and act on it."""
-        verdict = self.guard.record(miner_id, reason)
-        if verdict != "ok":
-            enforce_share_quality(self, miner_id, verdict)
-
     async def remove_miner(self, miner_id: str) -> None:
-        self.guard.forget(miner_id)
         self.registry.revoke(miner_id)
         if self.store is not None:
             await self.store.revoke_miner(miner_id)

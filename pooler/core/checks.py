@@ -7,7 +7,8 @@ the previous one during the grace after a change (LOW_ZEROS). Accepted: tallies,
 farmer's best, ``Persist`` effects, then the ``Send``.
 
 Rejected shares are counted at once and written with the next accepted share of that worker,
-or at block close (a flood of bad shares causes no writes).
+or at block close (a flood of bad shares causes no writes). Every answered share also counts
+in its miner's share-quality window (:mod:`pooler.core.guard`), judged once the window is full.
 
 Cost: everything :meth:`ShareCheck.share` touches is reached through attributes bound at
 construction (the jobs dict, the config, the tally and best hooks); an ordinary accepted
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import RestShareSubmitted
+from pooler.core.guard import ShareGuard
 from pooler.core.jobs import Jobs
 from pooler.core.miners import MinerState, Session
 from pooler.core.records import Best, BestFound, NonceCredited
@@ -30,7 +32,7 @@ from protocol.messages import Accepted, Error, Rejected, Share
 class ShareCheck:
     """Checks shares and counts them (see the module docstring)."""
 
-    def __init__(self, state: RoundState, jobs: Jobs, work: Work) -> None:
+    def __init__(self, state: RoundState, jobs: Jobs, work: Work, guard: ShareGuard) -> None:
         self._st = state
         self._config = state.config
         self._jobs = state.jobs  # the very dict job issue fills (never rebound)
@@ -39,6 +41,8 @@ class ShareCheck:
         self._difficulty_changed = jobs.difficulty_changed
         self._after_best = work.after_best
         self._credits = state.report_credits  # a group: each credited nonce goes to the shared set
+        self._guard = guard
+        self._window = guard.window  # shares per share-quality window
         self.accepted = 0  # shares of the current block, pool-wide (summary)
         self.rejected = 0
         self.accepted_total = 0  # since start
@@ -51,6 +55,9 @@ class ShareCheck:
         miner = self._st.miners.get(ev.miner_id)
         if miner is None:
             return [Send(ev.reply, Error(Code.UNAUTHORIZED, f"miner {ev.miner_id!r} is not registered here"))]
+        refused = self._guard.refusal(miner, now)
+        if refused is not None:
+            return [Send(ev.reply, Rejected(ev.share.job, ev.share.nonce, refused.code, refused.message))]
         job = self._jobs.get(ev.share.job)
         if job is None and ev.issued is not None:
             job = self._issue.adopt(miner, ev.issued, now)
@@ -68,19 +75,21 @@ class ShareCheck:
         job = self._jobs.get(share.job)
         if job is None or job.miner is not miner or sess is None:
             return self._reject(
-                miner, sess, conn, share, Code.STALE, "the job is not a current job of this miner"
+                miner, sess, conn, share, Code.STALE, "the job is not a current job of this miner", now
             )
         nonce = share.nonce
         if nonce < job.nonce_start or nonce >= job.nonce_end:
             why = f"nonce is outside the job's range [{job.nonce_start}, {job.nonce_end})"
-            return self._reject(miner, sess, conn, share, Code.OUT_OF_RANGE, why)
+            return self._reject(miner, sess, conn, share, Code.OUT_OF_RANGE, why, now)
         fb = job.fb
         if nonce in fb.seen:
-            return self._reject(miner, sess, conn, share, Code.DUPLICATE, "this nonce was already accepted")
+            return self._reject(
+                miner, sess, conn, share, Code.DUPLICATE, "this nonce was already accepted", now
+            )
         digest, zeros = fb.template.verify(nonce)
         if share.hash is not None and share.hash != digest:
             return self._reject(
-                miner, sess, conn, share, Code.INVALID_HASH, f"the hash of this nonce is {digest.hex()}"
+                miner, sess, conn, share, Code.INVALID_HASH, f"the hash of this nonce is {digest.hex()}", now
             )
         vd = sess.vd
         need = vd.zeros if now >= vd.grace_until else vd.low
@@ -90,7 +99,13 @@ class ShareCheck:
             need = min(need, job.share_zeros)
         if zeros < need:
             return self._reject(
-                miner, sess, conn, share, Code.LOW_ZEROS, f"the hash has {zeros} zeros; {need} are needed"
+                miner,
+                sess,
+                conn,
+                share,
+                Code.LOW_ZEROS,
+                f"the hash has {zeros} zeros; {need} are needed",
+                now,
             )
         fb.seen.add(nonce)
         miner.accepted += 1
@@ -114,6 +129,9 @@ class ShareCheck:
             changed = vd.credit(now, self._config)
             if changed is not None:
                 self._difficulty_changed(sess, changed, effects)
+            miner.window_seen += 1
+            if miner.window_seen >= self._window:
+                self._guard.judge(miner, effects, now)
             return effects
         best = Best(nonce, digest, zeros, now, miner.miner_id, sess.name)
         fb.best = best
@@ -136,15 +154,27 @@ class ShareCheck:
             self._after_best(blk, fb.farmer_id, effects, now)
             if blk.work_calls != calls:  # a /work went out: the dashboard's phase is "submitting"
                 self._st.publish_phase(effects, now)
+        miner.window_seen += 1
+        if miner.window_seen >= self._window:
+            self._guard.judge(miner, effects, now)
         return effects
 
     def _reject(
-        self, miner: MinerState, sess: Session | None, conn: int, share: Share, code: Code, message: str
+        self,
+        miner: MinerState,
+        sess: Session | None,
+        conn: int,
+        share: Share,
+        code: Code,
+        message: str,
+        now: float,
     ) -> list[Effect]:
         miner.rejected += 1
         miner.block_rejected += 1
         if code is Code.STALE:
-            miner.stale += 1
+            miner.stale += 1  # a race around a block change: not held against the miner
+        else:
+            miner.window_invalid += 1
         reason = code.reason
         miner.rejected_by[reason] = miner.rejected_by.get(reason, 0) + 1
         self.rejected += 1
@@ -157,4 +187,8 @@ class ShareCheck:
                 if tally is None or tally.block != blk.index:
                     tally = sess.tally = self._tally(blk.index, sess)
                 tally.rejected += 1  # written with the next accepted share or at block close
-        return [Send(conn, Rejected(share.job, share.nonce, code, message))]
+        effects: list[Effect] = [Send(conn, Rejected(share.job, share.nonce, code, message))]
+        miner.window_seen += 1
+        if miner.window_seen >= self._window:
+            self._guard.judge(miner, effects, now)
+        return effects

@@ -7,6 +7,7 @@ and the parts that act on it, each in its own module:
 :mod:`pooler.core.roster`     miners joining/leaving, workers connecting, stats
 :mod:`pooler.core.jobs`       nonce ranges, jobs, REST workers, refills
 :mod:`pooler.core.checks`     the share check (the hot path)
+:mod:`pooler.core.guard`      the share-quality guard (warn, close, refuse)
 :mod:`pooler.core.cycle`      new blocks, the pause, block timers, Backend answers
 :mod:`pooler.core.plant`,     the three Backend phases of a block
 :mod:`pooler.core.work`,
@@ -51,6 +52,7 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
+from pooler.core.guard import ShareGuard
 from pooler.core.harvest import Harvest
 from pooler.core.jobs import Jobs
 from pooler.core.nonces import LocalNonces, NonceSpace
@@ -79,10 +81,11 @@ class Coordinator:
         self._config = config
         st = self._state = RoundState(config, report_credits=report_credits)
         self._sessions = st.sessions  # the hot path's one lookup (the very dict the roster fills)
-        jobs = Jobs(st, LocalNonces() if nonces is None else nonces)
-        roster = self._roster = Roster(st, jobs)
+        guard = ShareGuard(st)
+        jobs = Jobs(st, LocalNonces() if nonces is None else nonces, guard)
+        roster = self._roster = Roster(st, jobs, guard)
         work = Work(st, jobs)
-        checks = ShareCheck(st, jobs, work)
+        checks = ShareCheck(st, jobs, work, guard)
         self._share = checks.share
         cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st))
         self._projection = Projection(st, checks)

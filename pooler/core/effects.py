@@ -10,6 +10,7 @@ The runner performs effects in the order returned. Two ordering rules matter:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pooler.core.backend_calls import BackendOp, BackendRequest
 from pooler.core.dashboard_events import DashboardEvent
@@ -100,4 +101,12 @@ class Persist:
     record: Record
 
 
-Effect = Send | Close | CallBackend | SetTimer | CancelTimer | LocalSearch | Publish | Persist
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """A protective limit cut a miner off or refused it (an operator's count, not a dashboard event)."""
+
+    limit: Literal["invalid-shares"]
+    miner_id: str
+
+
+Effect = Send | Close | CallBackend | SetTimer | CancelTimer | LocalSearch | Publish | Persist | LimitHit

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pooler.core.block import BlockState, ms
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob, MoreRequested, NonceRefillDone, RestWorkRequested
+from pooler.core.guard import ShareGuard
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
 from pooler.core.nonces import NonceSpace, range_size
 from pooler.core.records import NoncesIssued, RestJobIssued
@@ -23,10 +24,11 @@ from protocol.messages import Difficulty, Error, Job
 class Jobs:
     """Hands out ranges and jobs; answers ``more``, REST work requests and nonce refills."""
 
-    def __init__(self, state: RoundState, nonces: NonceSpace) -> None:
+    def __init__(self, state: RoundState, nonces: NonceSpace, guard: ShareGuard) -> None:
         self._st = state
         self._config = state.config
         self._nonces = nonces  # where each (block, farmer)'s counter comes from
+        self._guard = guard  # a miner in its cool-down gets no REST work
 
     # ------------------------------------------------------------ events
 
@@ -50,6 +52,9 @@ class Jobs:
         miner = self._st.miners.get(ev.miner_id)
         if miner is None:
             return [Send(ev.reply, Error(Code.UNAUTHORIZED, f"miner {ev.miner_id!r} is not registered here"))]
+        refused = self._guard.refusal(miner, now)
+        if refused is not None:
+            return [Send(ev.reply, refused)]
         blk = self._st.live_block()
         if blk is None:
             return [Send(ev.reply, Error(Code.STALE, "no block is open; ask again in a few seconds"))]

@@ -35,11 +35,15 @@ class MinerState:
         "farmer",
         "miner_id",
         "name",
+        "refused_until",
         "rejected",
         "rejected_by",
         "rest",
         "sessions",
         "stale",
+        "strikes",
+        "window_invalid",
+        "window_seen",
     )
 
     def __init__(self, miner_id: str, farmer: FarmerState, name: str) -> None:
@@ -55,6 +59,11 @@ class MinerState:
         self.block_accepted = 0  # in the current block (reset at NewBlock)
         self.block_rejected = 0
         self.block_best = -1  # its best zeros in the current block, -1 = none
+        # the share-quality guard (pooler.core.guard): its current window, strikes, cool-down
+        self.window_seen = 0  # shares answered in the window
+        self.window_invalid = 0  # of which invalid (rejected, not stale)
+        self.strikes = 0  # bad windows in a row since the last clean one or refusal
+        self.refused_until = 0.0  # refused at hello and for REST work/submits until then
 
 
 class Session:

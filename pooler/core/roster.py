@@ -10,7 +10,7 @@ jobs; its shares and the farmer's best stay and are submitted.
 from __future__ import annotations
 
 from pooler.core.dashboard_events import MinerEvent
-from pooler.core.effects import Close, Effect, Persist, Publish, Send
+from pooler.core.effects import Close, Effect, LimitHit, Persist, Publish, Send
 from pooler.core.events import (
     MinerJoined,
     MinerLeft,
@@ -18,6 +18,7 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
+from pooler.core.guard import CLOSE_POLICY, ShareGuard
 from pooler.core.jobs import Jobs
 from pooler.core.miners import FarmerState, MinerState, Session
 from pooler.core.records import WorkerSeen
@@ -29,9 +30,10 @@ from protocol.messages import Error, Stats, Welcome
 class Roster:
     """Who mines here, and each worker's session (see the module docstring)."""
 
-    def __init__(self, state: RoundState, jobs: Jobs) -> None:
+    def __init__(self, state: RoundState, jobs: Jobs, guard: ShareGuard) -> None:
         self._st = state
         self._jobs = jobs
+        self._guard = guard  # a miner in its cool-down is refused at hello
 
     def on_miner_joined(self, ev: MinerJoined, now: float) -> list[Effect]:
         st = self._st
@@ -84,7 +86,14 @@ class Roster:
         if miner is None:
             return [
                 Send(ev.conn, Error(Code.UNAUTHORIZED, f"miner {ev.miner_id!r} is not registered here")),
-                Close(ev.conn, 1008, "unknown miner"),
+                Close(ev.conn, CLOSE_POLICY, "unknown miner"),
+            ]
+        refused = self._guard.refusal(miner, now)
+        if refused is not None:
+            return [
+                Send(ev.conn, refused),
+                Close(ev.conn, CLOSE_POLICY, refused.code.reason),
+                LimitHit("invalid-shares", miner.miner_id),
             ]
         effects: list[Effect] = []
         if ev.conn in st.sessions:  # a second hello on one socket: start that worker afresh

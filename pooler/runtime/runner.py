@@ -52,6 +52,7 @@ from pooler.core.effects import (
     CancelTimer,
     Close,
     Effect,
+    LimitHit,
     LocalSearch,
     Persist,
     Publish,
@@ -122,10 +123,13 @@ _REAP_S = 5.0  # seconds a terminated search worker gets to exit before it is ki
 
 
 class RunnerObserver(Protocol):
-    """What the runner reports as it works (metrics, logs, share-quality limits)."""
+    """What the runner reports as it works (metrics, logs)."""
 
     def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
         """An ``accepted``/``rejected`` went to socket or REST reply ``conn``."""
+
+    def limit_hit(self, hit: LimitHit) -> None:
+        """The core cut a miner off or refused it (the share-quality guard)."""
 
     def published(self, event: DashboardEvent) -> None:
         """A dashboard event was published."""
@@ -407,7 +411,6 @@ class Runner:
                     fut = self._replies.get(conn)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
-                # After delivery: what the observer does about it (a warning, a close) comes second.
                 if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
                     self.observer.share_answered(conn, msg)
             case Close(conn, code, reason):
@@ -432,6 +435,9 @@ class Runner:
                 self._spawn(self._call_backend(effect))
             case LocalSearch():
                 self._spawn(self._local_search(effect))
+            case LimitHit():
+                if self.observer is not None:
+                    self.observer.limit_hit(effect)
             case Persist():
                 pass  # no store configured: nothing to make durable
 

@@ -9,7 +9,8 @@ switch, and the outbox writes a batch's frames in one go; otherwise the sender t
 the ASGI receive loop do the same work.
 
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
-its invalid-share cool-down, or a misbehaving peer; 1009 on a frame over the size limit;
+its invalid-share cool-down or cut off by it (the coordinator's share-quality guard says so
+with ``Close`` effects), or a misbehaving peer; 1009 on a frame over the size limit;
 1011 when a ping went unanswered (uvicorn's keepalive); 1013 when the client reads too
 slowly to keep its outbox under the limit, or the connection limits are reached. A peer
 that does not even take the close frame within ``slow_client_grace`` seconds has its TCP
@@ -159,52 +160,9 @@ async def miner_socket(ws: WebSocket) -> None:
                 opts.slow_client_grace,
             )
             return
-        cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
-        if cooling > 0:
-            pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
-            await _refuse(
-                ws,
-                Code.RATE_LIMITED,
-                f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
-                CLOSE_POLICY,
-                opts.slow_client_grace,
-            )
-            return
         await _serve(ws, pooler, miner.miner_id, hello)
     finally:
         pooler.release(ws)
-
-
-def enforce_share_quality(pooler: Pooler, miner_id: str, verdict: str) -> None:
-    """Act on an :class:`~pooler.web.limits.InvalidShareGuard` verdict for all sockets of a miner.
-
-    Called from the runner's share reports, so it only queues frames and closes; no await.
-    """
-    guard = pooler.guard
-    share = f"more than {guard.max_invalid:.0%} of its last {guard.window} shares"
-    if verdict == "warn":
-        text = (
-            f"warning: {share} were invalid (low-zeros, invalid-hash, out-of-range, duplicate); "
-            "fix the miner, or the next such window closes the connection"
-        )
-        close = False
-    elif verdict == "close":
-        text = f"closing: {share} were invalid again; one more such window and it is refused for a while"
-        close = True
-    else:
-        guard.refuse(miner_id, pooler.clock())
-        text = f"refused for {guard.cooldown:g} s: {share} were invalid three windows running"
-        close = True
-    if close:
-        pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
-    frame = _frame(Error(Code.RATE_LIMITED, text))
-    for conn in list(pooler.miner_conns.get(miner_id, ())):
-        box = pooler.runner.conns.get(conn)
-        if box is None:
-            continue
-        box.put(frame)
-        if close:
-            box.close(CLOSE_POLICY, "too many invalid shares")
 
 
 class _Reader:
@@ -330,7 +288,6 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
     extensions = ws.scope.get("extensions") or {}
     abort = extensions.get(ABORT)  # None on servers without our protocol class
     lane: Lane | None = extensions.get(LANE)  # None likewise: then everything goes through ASGI
-    pooler.conn_miner[conn] = miner_id
 
     async def close(code: int, reason: str) -> None:
         if ws.application_state != WebSocketState.DISCONNECTED:
@@ -385,7 +342,6 @@ async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> 
         if lane is not None:
             lane.receive_with(None)
             box.attach(None)
-        pooler.conn_miner.pop(conn, None)
         runner.post(WorkerDisconnected(conn))
         conns = pooler.miner_conns.get(miner_id)
         if conns is not None:

@@ -25,7 +25,7 @@ from pooler.miners import MinerRecord
 from pooler.web.limits import TokenBucket
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
-from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
+from protocol.messages import Error, Job, Rejected, ServerMessage, Share
 
 if TYPE_CHECKING:
     from pooler.app.service import Pooler
@@ -73,9 +73,9 @@ def rejected(code: Code, message: str, job: object = None, nonce: int | None = N
     return JSON(body, status_code=STATUS_OF.get(code, 400))
 
 
-async def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
-    """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
-    (``cooldown``) in its invalid-share cool-down."""
+async def _authenticate(request: Request) -> MinerRecord | Error:
+    """The miner of the bearer token; an Error when missing, unknown or over its rate limit.
+    (A miner in its invalid-share cool-down is refused by the coordinator, which knows it.)"""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -86,12 +86,6 @@ async def _authenticate(request: Request, *, cooldown: bool = True) -> MinerReco
     miner = await pooler.authenticate(token.strip())
     if miner is None:
         return Error(Code.UNAUTHORIZED, "unknown or revoked token")
-    cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
-    if cooldown and cooling > 0:
-        return Error(
-            Code.RATE_LIMITED,
-            f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
-        )
     buckets: dict[str, TokenBucket] = request.app.state.rest_buckets
     now = time.monotonic()
     bucket = buckets.get(miner.miner_id)
@@ -106,8 +100,8 @@ async def _authenticate(request: Request, *, cooldown: bool = True) -> MinerReco
     return miner
 
 
-async def _miner(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
-    miner = await _authenticate(request, cooldown=cooldown)
+async def _miner(request: Request) -> MinerRecord | JSON:
+    miner = await _authenticate(request)
     return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
 
 
@@ -148,7 +142,7 @@ def _answer(msg: ServerMessage, ok_status: int = 200) -> JSON:
     if isinstance(msg, Rejected):
         return JSON(server_to_dict(msg), status_code=STATUS_OF.get(msg.code, 400))
     if isinstance(msg, Error):
-        if msg.code == Code.UNAUTHORIZED:
+        if msg.code in (Code.UNAUTHORIZED, Code.RATE_LIMITED):
             return protocol_error(msg.code, msg.message)
         reason = msg.code.reason if msg.code is Code.UNAVAILABLE else "no-work"
         return JSON(error_body(reason, msg.message, code=int(msg.code)), status_code=503)
@@ -235,20 +229,18 @@ async def submit(request: Request) -> JSON:
     answer = await pooler.runner.request(
         lambda reply: RestShareSubmitted(reply, miner.miner_id, share, issued)
     )
-    if isinstance(answer, Accepted | Rejected):
-        pooler.judge_share(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
     return _answer(answer)
 
 
 async def stats(request: Request) -> JSON:
-    miner = await _miner(request, cooldown=False)
+    miner = await _miner(request)
     if isinstance(miner, JSON):
         return miner
     return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
 
 async def leave(request: Request) -> JSON:
-    miner = await _miner(request, cooldown=False)
+    miner = await _miner(request)
     if isinstance(miner, JSON):
         return miner
     pooler = _pooler(request)
