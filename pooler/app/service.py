@@ -227,16 +227,17 @@ class Pooler:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.runner.drain(min(1.0, budget / 4))  # events of the closing sockets: counts kept
-        if self.cluster is not None:
-            await self.cluster.aclose()
         await self.runner.aclose()
-        await self.backend.__aexit__(None, None, None)
         if self.store is not None:
             self.store_open = False
-            try:
+            try:  # before a group's node closes the Redis client its store writes through
                 await self.runner.flush()
             except Exception:
                 log.exception("%d records could not be written before the store closed", self.runner.unsaved)
+        if self.cluster is not None:
+            await self.cluster.aclose()
+        await self.backend.__aexit__(None, None, None)
+        if self.store is not None:
             await self.store.close()
 
     @property

@@ -16,6 +16,12 @@ before the reply; see docs/scale-out.md):
   call outcomes, farmer statuses and rewards. Its script first checks the leader token:
   a deposed leader's writes are refused whole (fencing of the shared state).
 
+Failures keep the contract of :mod:`pooler.store`, as SQLite does: Redis unreachable, timed
+out, loading, out of memory or read-only raises :class:`StoreUnavailable` (the runner keeps the
+batch and sends it again with the next one; the store itself keeps nothing of it); a refusal
+of the request itself (a script error, the fencing check, bad credentials) raises
+:class:`StoreError`.
+
 ``open`` returns the miners and an empty snapshot: round state of the group lives with the
 leader, which loads it with :meth:`load_snapshot` when it takes over.
 """
@@ -29,7 +35,17 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pooler.cluster.keys import Keys
 from pooler.core.effects import Effect, Persist, Send
@@ -46,7 +62,7 @@ from pooler.core.records import (
     WorkCalled,
 )
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
-from pooler.errors import StoreError
+from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
 from pooler.store import Restored
 from pooler.store.codec import best_data, record_data, record_kind
@@ -162,11 +178,11 @@ class RedisStore:
         self._clock = clock
         self.keep_blocks = keep_blocks
         self._maxlen = str(stream_maxlen)
-        # credits of the last commit that the shared duplicate set refused: their acks become rejects
-        self._refused: list[NonceCredited] = []
-        # best candidates and credits of a failed commit, sent again with the next one
-        self._retry_bests: list[list[Any]] = []
-        self._retry_credits: list[NonceCredited] = []
+        # (job, nonce) of the last commit's credits that the shared duplicate set refused: the
+        # accepted sent for each becomes a rejected (a job hashes for one (block, farmer), so the
+        # pair names the credit's (block, farmer, nonce)). Nothing else outlives a commit: a
+        # batch Redis could not take is the runner's to keep and send again (StoreUnavailable).
+        self._refused: set[tuple[str, int]] = set()
         self._commit = client.register_script(_COMMIT)
         self._commit_cycle = client.register_script(_COMMIT_CYCLE)
         self.commits = 0  # batches committed (metrics, benchmarks)
@@ -178,7 +194,7 @@ class RedisStore:
         try:
             raw = await self._redis.hgetall(self._keys.miners)
         except RedisError as exc:
-            raise StoreError(f"cannot read the miners from Redis: {exc}") from exc
+            raise _failure("cannot read the miners from Redis", exc) from exc
         miners = sorted((miner_from_json(v) for v in raw.values()), key=lambda m: m.miner_id)
         return Restored(miners, CoreSnapshot())
 
@@ -190,7 +206,7 @@ class RedisStore:
         try:
             await self._redis.ping()
         except RedisError as exc:
-            raise StoreError(f"Redis does not answer: {exc}") from exc
+            raise _failure("Redis does not answer", exc) from exc
         return "ok"
 
     # ------------------------------------------------------------ miners
@@ -203,7 +219,7 @@ class RedisStore:
                 pipe.publish(self._keys.control, orjson.dumps({"op": "joined", "miner": orjson.loads(data)}))
                 await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot save miner {record.miner_id}: {exc}") from exc
+            raise _failure(f"cannot save miner {record.miner_id}", exc) from exc
 
     async def revoke_miner(self, miner_id: str) -> None:
         try:
@@ -212,14 +228,13 @@ class RedisStore:
                 pipe.publish(self._keys.control, orjson.dumps({"op": "left", "minerId": miner_id}))
                 await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot revoke miner {miner_id}: {exc}") from exc
+            raise _failure(f"cannot revoke miner {miner_id}", exc) from exc
 
     # ------------------------------------------------------------ the miner-serving side
 
     async def commit(self, records: list[Persist]) -> None:
-        # the nonces the batch's shares credited (the core's NonceCredited records), in order
-        credits = list(self._retry_credits)
-        bests: list[list[Any]] = list(self._retry_bests)
+        credits: list[NonceCredited] = []  # the nonces the batch's shares credited, in order
+        bests: list[list[Any]] = []
         # (block, miner, worker) -> its newest tally: counts are absolute, so one row a worker
         # a batch says it all (the script's per-row HGET/HSET/PEXPIRE was most of its cost)
         tallies: dict[tuple[object, object, object], list[Any]] = {}
@@ -257,12 +272,11 @@ class RedisStore:
             ]
             dups = await self._commit(args=args)
         except RedisError as exc:
-            self._retry_bests, self._retry_credits = bests[-1000:], credits[-100_000:]
-            self._refused = []
-            raise StoreError(f"Redis commit failed: {exc}") from exc
-        self._retry_bests, self._retry_credits = [], []
-        self._refused = [credits[int(i)] for i in dups or ()]
-        self.duplicates += len(self._refused)
+            self._refused = set()
+            raise _failure("Redis commit failed", exc) from exc  # the runner keeps the batch if it may pass
+        refused = [credits[int(i)] for i in dups or ()]
+        self._refused = {(c.job, c.nonce) for c in refused}
+        self.duplicates += len(refused)
         self.commits += 1
 
     async def load_job(self, job_id: str) -> IssuedJob | None:
@@ -273,7 +287,7 @@ class RedisStore:
         try:
             raw = await self._redis.get(self._keys.job(job_id))
         except RedisError as exc:
-            raise StoreError(f"cannot read job {job_id!r} from Redis: {exc}") from exc
+            raise _failure(f"cannot read job {job_id!r} from Redis", exc) from exc
         if raw is None:
             return None
         try:
@@ -298,14 +312,17 @@ class RedisStore:
     def review(self, held: list[Effect]) -> list[Effect]:
         """After a commit: the ``accepted`` of each credit the shared duplicate set refused becomes
         a ``rejected`` DUPLICATE (Runner hook, called before the batch's held acks go out)."""
-        refused, self._refused = self._refused, []
+        refused, self._refused = self._refused, set()
         if not refused:
             return held
-        want = [c.nonce for c in refused]
         out: list[Effect] = []
         for effect in held:
-            if isinstance(effect, Send) and isinstance(effect.msg, Accepted) and effect.msg.nonce in want:
-                want.remove(effect.msg.nonce)
+            if (
+                isinstance(effect, Send)
+                and isinstance(effect.msg, Accepted)
+                and (effect.msg.job, effect.msg.nonce) in refused
+            ):
+                refused.discard((effect.msg.job, effect.msg.nonce))
                 msg = effect.msg
                 why = "this nonce was already accepted by another instance of the pool"
                 out.append(Send(effect.conn, Rejected(msg.job, msg.nonce, Code.DUPLICATE, why)))
@@ -357,10 +374,8 @@ class RedisStore:
         ]
         try:
             await self._commit_cycle(args=args)
-        except ResponseError as exc:
-            raise StoreError(f"leader records refused: {exc}") from exc
-        except RedisError as exc:
-            raise StoreError(f"Redis commit of the leader's records failed: {exc}") from exc
+        except RedisError as exc:  # FENCED (a deposed leader) is a refusal: never retried
+            raise _failure("leader records refused or not written", exc) from exc
         self.commits += 1
 
     async def load_snapshot(self) -> CoreSnapshot:
@@ -382,7 +397,7 @@ class RedisStore:
                 pipe.hgetall(self._keys.rewards)
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot load the round state from Redis: {exc}") from exc
+            raise _failure("cannot load the round state from Redis", exc) from exc
         bests: list[BestRecord] = []
         statuses: list[StatusRecord] = []
         rewards: list[RewardRecord] = []
@@ -417,6 +432,29 @@ class RedisStore:
         return CoreSnapshot(
             blocks=tuple(blocks), bests=tuple(bests), statuses=tuple(statuses), rewards=tuple(rewards)
         )
+
+
+# ---------------------------------------------------------------- failures
+
+# Redis could not serve the request now; the same one may succeed later (the Store contract's
+# StoreUnavailable: the runner keeps the batch and writes it with the next one)
+_TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    ClusterDownError,
+)
+_MISCONFIGURED = (AuthenticationError, AuthorizationError)  # connection errors no retry mends
+
+
+def _failure(what: str, exc: RedisError) -> StoreError:
+    """StoreUnavailable for a failure the same request may survive later, else StoreError (the
+    request itself was refused: a script error, a fencing refusal, bad credentials)."""
+    if isinstance(exc, _TRANSIENT) and not isinstance(exc, _MISCONFIGURED):
+        return StoreUnavailable(f"{what}: {exc}")
+    return StoreError(f"{what}: {exc}")
 
 
 # ---------------------------------------------------------------- encoding

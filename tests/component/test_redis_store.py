@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 import pytest
@@ -24,12 +26,15 @@ from pooler.core.records import (
     PlantCalled,
     ShareCounts,
 )
-from pooler.errors import StoreError
+from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
+from pooler.runtime.hub import EventHub
+from pooler.runtime.runner import Runner
 from pooler.store.redis import RedisStore
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 
 KEYS = Keys("kp")
 ENTROPY = bytes(range(32))
@@ -105,6 +110,54 @@ async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: a
     assert await rclient.pttl(KEYS.seen(5, "f1")) > 0
 
 
+async def test_a_refused_credit_rejects_the_accepted_of_its_own_farmer(rclient: aioredis.Redis) -> None:  # noqa: F811
+    """Two farmers' shares with the same nonce in one batch, and another instance credited the
+    second farmer's first: only that farmer's accepted becomes a duplicate (matching refused
+    credits to acks by nonce alone rejected the first farmer's share instead)."""
+    a, b = store(rclient, "a"), store(rclient, "b")
+    await a.commit([credit(5, "f1", 77, "a.1")])
+    await b.commit([credit(5, "f2", 77, "b.2"), credit(5, "f1", 77, "b.1")])
+    held: list[Effect] = [Send(2, Accepted("b.2", 77, 1, False)), Send(1, Accepted("b.1", 77, 1, False))]
+    out = b.review(held)
+    assert out[0] == held[0]  # farmer f2's nonce 77 was nobody's yet
+    second = out[1]
+    assert isinstance(second, Send) and isinstance(second.msg, Rejected)
+    assert (second.conn, second.msg.job, second.msg.code) == (1, "b.1", Code.DUPLICATE)
+    assert b.duplicates == 1
+
+
+class _NoBackend:
+    async def call(
+        self, op: str, method: str, path: str, payload: Mapping[str, object] | None, deadline: float
+    ) -> dict[str, Any]:
+        raise AssertionError("no Backend call is expected here")
+
+
+async def test_redis_away_makes_a_commit_unavailable_and_the_runner_keeps_the_batch() -> None:
+    """One contract for both stores: a failure the same batch may survive later is StoreUnavailable,
+    so the runner keeps the records and writes them once Redis is back (a StoreError made it drop
+    them while the store kept retry buffers of its own)."""
+    with RedisServer() as server:
+        client = aioredis.Redis.from_url(
+            server.url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        try:
+            s = store(client, "a")
+            runner = Runner(Coordinator(CoreConfig()), _NoBackend(), EventHub(clock=lambda: 0.0), store=s)
+            server.stop()
+            with pytest.raises(StoreUnavailable):
+                await s.commit([shares(5, "m1", "w", 1, 0)])
+            await runner.perform([best(5, "f1", 10, 4), Send(1, Accepted("j", 10, 4, True))])
+            assert runner.unsaved == 1 and runner.refused_acks == 1  # kept, and no ack went out for it
+            server.start()
+            await runner.flush()
+            assert runner.unsaved == 0
+            written = await client.hget(KEYS.best(5), "f1")
+            assert written is not None and orjson.loads(written)["zeros"] == 4
+        finally:
+            await client.aclose()
+
+
 async def test_the_credits_of_every_commit_reach_the_shared_set(
     rclient: aioredis.Redis,  # noqa: F811
 ) -> None:
@@ -117,15 +170,19 @@ async def test_the_credits_of_every_commit_reach_the_shared_set(
     assert await rclient.smembers(KEYS.seen(5, "f1")) == {"1", "2", "3"}
 
 
-async def test_a_failed_commit_keeps_its_best_for_the_next_one(redis_server, rclient: aioredis.Redis) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+async def test_a_failed_commit_is_unavailable_and_its_batch_is_written_when_sent_again(
+    rclient: aioredis.Redis,  # noqa: F811
+) -> None:
+    """The store keeps nothing of a failed batch: it says StoreUnavailable and the runner sends the
+    batch again ahead of the next one (the store used to keep retry buffers of its own)."""
     broken = aioredis.Redis(host="127.0.0.1", port=1, decode_responses=True, socket_connect_timeout=0.5)
     s = RedisStore(broken, KEYS, instance="a", block_ttl=3600)
-    with pytest.raises(StoreError, match="Redis commit failed"):
+    with pytest.raises(StoreUnavailable, match="Redis commit failed"):
         await s.commit([best(5, "f1", 10, 4)])
     await broken.aclose()
     s._redis = rclient
     s._commit = rclient.register_script(s._commit.script)
-    await s.commit([shares(5, "m1", "w", 1, 0)])
+    await s.commit([best(5, "f1", 10, 4), shares(5, "m1", "w", 1, 0)])  # the kept batch, then the next
     assert orjson.loads(await rclient.hget(KEYS.best(5), "f1"))["zeros"] == 4
 
 
