@@ -15,9 +15,11 @@ from typing import Literal
 from pooler.core.backend_calls import BackendOp, BackendRequest
 from pooler.core.dashboard_events import DashboardEvent
 from pooler.core.records import Record
+from pooler.core.values import slot_init
 from protocol.messages import ServerMessage
 
 
+@slot_init  # built once per share: see pooler.core.values
 @dataclass(frozen=True, slots=True)
 class Send:
     """Deliver ``msg`` to one socket's queue or one REST reply."""
@@ -93,6 +95,7 @@ class Publish:
     event: DashboardEvent
 
 
+@slot_init  # built once per share: see pooler.core.values
 @dataclass(frozen=True, slots=True)
 class Persist:
     """Record something durably (:mod:`pooler.core.records`; the store decides how).

@@ -16,6 +16,7 @@ from typing import Literal
 
 from pooler.core.backend_calls import HarvestReply, PlantReply, Submission, WorkReply
 from pooler.core.events import IssuedJob
+from pooler.core.values import slot_init
 
 FarmerStatus = Literal["active", "planted", "worked", "harvested", "failed"]
 
@@ -41,6 +42,7 @@ class BlockSeen:
     timestamp: int  # the block's, unix seconds
 
 
+@slot_init  # built once per share: see pooler.core.values
 @dataclass(frozen=True, slots=True)
 class BestFound:
     """A farmer's new best of a block (bests only grow: a store keeps the one with most zeros)."""
@@ -50,6 +52,7 @@ class BestFound:
     best: Best
 
 
+@slot_init  # built once per share: see pooler.core.values
 @dataclass(frozen=True, slots=True)
 class ShareCounts:
     """Absolute share counts of one (block, miner, worker name): the newest one stands."""
@@ -127,6 +130,7 @@ class RestJobIssued:
     job: IssuedJob
 
 
+@slot_init  # built once per share: see pooler.core.values
 @dataclass(frozen=True, slots=True)
 class NonceCredited:
     """A nonce an accepted share (or a local search) credited, for a group's shared duplicate set
