@@ -47,7 +47,7 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # 
 # Label values. Enumerated here so the series exist (at 0) from the start and so callers
 # and docs share one spelling.
 PHASES: Final = ("idle", "planting", "mining", "submitting", "worked", "closed", "paused")
-"""``pooler_block_phase`` states, the coordinator's phases (``pooler.core.cycle.Phase``): no
+"""``pooler_block_phase`` states, the coordinator's phases (``pooler.core.block.Phase``): no
 block seen yet; /plant in flight; miners hashing; /work due or in flight; work recorded; the
 block's deadline passed, waiting for the next one; the farm is paused."""
 

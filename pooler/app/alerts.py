@@ -24,17 +24,18 @@ come through :meth:`Alerts.raise_alert` too, once the core emits them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from pooler.config import redact_url
-from pooler.core.alerts import Alert, BackendDown, ChainRpcDown, Resolved, alert_record
+from pooler.core.alerts import Alert, BackendDown, ChainRpcDown, Resolved
+from pooler.core.dashboard_events import AlertEvent, DashboardEvent
 from pooler.logs import log_event
 from pooler.metrics import Metrics
 
 log = logging.getLogger("pooler.alerts")
 
-Publish = Callable[[str, Mapping[str, Any]], None]  # a dashboard event (EventHub.publish)
+Publish = Callable[[DashboardEvent], None]  # a dashboard event (EventHub.publish)
 
 
 def one_line(text: str, limit: int = 200) -> str:
@@ -115,10 +116,9 @@ class Alerts:
         now = self._clock() if at is None else at
         self.raised += 1
         self._metrics.alerts.labels(kind=alert.kind).inc()
-        record = alert_record(alert)
-        self._publish("alert", record)
+        self._publish(AlertEvent(alert))
         level = logging.INFO if isinstance(alert, Resolved) else logging.WARNING
-        log_event(log, level, "alert", kind=alert.kind, key=alert.key, summary=record["summary"])
+        log_event(log, level, "alert", kind=alert.kind, key=alert.key, summary=alert.summary())
         if self._sink is not None:
             self._sink.offer(alert, now)
 

@@ -171,9 +171,6 @@ class PoolerOptions:
     metrics_interval: float  # loop-lag probe and share-counter flush period
     snapshot_interval: float  # gauges from Coordinator.view
     health_interval: float  # Backend health polls (readiness)
-    invalid_share_window: int  # shares per window of the invalid-share guard
-    invalid_share_ratio: float  # a window with more invalid shares than this is a strike
-    invalid_share_cooldown: float  # seconds a miner is refused after its third strike
     admin_token: str | None  # set: POST /miner/register needs it as a bearer token
     alerts: AlertOptions
 
@@ -208,6 +205,9 @@ def core_config(settings: Settings, tuning: Tuning) -> CoreConfig:
         rest_worker_idle=settings.work_timeout_minutes * 60.0,
         summary_interval=settings.summary_interval_ms / 1000,
         history_blocks=tuning.history_blocks,
+        invalid_share_window=settings.invalid_share_window,
+        invalid_share_ratio=settings.invalid_share_ratio,
+        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
         job_id_prefix="",  # set per start by the Pooler (and the cluster node)
         share_rest_jobs=False,  # set by the cluster node on its miner-serving coordinator
     )
@@ -285,9 +285,6 @@ def pooler_options(
         metrics_interval=tuning.metrics_interval,
         snapshot_interval=tuning.snapshot_interval,
         health_interval=settings.health_interval_ms / 1000,
-        invalid_share_window=settings.invalid_share_window,
-        invalid_share_ratio=settings.invalid_share_ratio,
-        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
         admin_token=settings.admin_token,
         alerts=alert_options(settings, tuning),
     )

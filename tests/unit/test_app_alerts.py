@@ -11,6 +11,7 @@ from pooler.app.alerts import Alerts, DownWatch, one_line
 from pooler.app.observe import Observer
 from pooler.core.alerts import Alert, BackendDown, ChainRpcDown, Resolved, WorkFailed, alert_record
 from pooler.metrics import Metrics
+from pooler.runtime.event_codec import encode_event
 
 T0 = 1_760_000_000.0  # 08:53:20 UTC
 
@@ -75,7 +76,9 @@ def test_the_dispatcher_counts_publishes_logs_and_offers(caplog: pytest.LogCaptu
     caplog.set_level(logging.INFO, logger="pooler.alerts")
     metrics, clock, sink = Metrics(process=False), Clock(), Sink()
     published: list[tuple[str, object]] = []
-    alerts = Alerts(metrics, lambda k, d: published.append((k, d)), sink=sink, down_after=10.0, clock=clock)
+    alerts = Alerts(
+        metrics, lambda e: published.append(encode_event(e)), sink=sink, down_after=10.0, clock=clock
+    )
     alerts.backend_seen(False, "health check: refused (http://ops:pa55@backend.example)")
     clock.now += 5
     alerts.tick()
@@ -109,14 +112,16 @@ def test_a_detail_is_one_line_of_bounded_length() -> None:
     )
     assert one_line("x" * 500) == "x" * 197 + "..." and one_line("") == ""
     metrics, clock, sink = Metrics(process=False), Clock(), Sink()
-    alerts = Alerts(metrics, lambda k, d: None, sink=sink, down_after=0.0, clock=clock)
+    alerts = Alerts(metrics, lambda e: None, sink=sink, down_after=0.0, clock=clock)
     alerts.rpc_polled(False, "first line\nsecond line")
     assert sink.offered == [(ChainRpcDown(T0, "first line ..."), T0)]
 
 
 def test_without_a_webhook_alerts_still_reach_the_dashboard_and_metrics() -> None:
     metrics, published = Metrics(process=False), []
-    alerts = Alerts(metrics, lambda k, d: published.append(k), sink=None, down_after=0.0, clock=Clock())
+    alerts = Alerts(
+        metrics, lambda e: published.append(encode_event(e)[0]), sink=None, down_after=0.0, clock=Clock()
+    )
     alerts.raise_alert(WorkFailed(3, ("f1",), "refused"))
     assert published == ["alert"] and alerts.raised == 1
     assert metrics.registry.get_sample_value("pooler_alerts_total", {"kind": "work-failed"}) == 1
@@ -130,9 +135,9 @@ def test_a_health_poll_counts_by_its_verdict_and_news_flips_once_each_way() -> N
     probe: the poll's verdict alone is evidence, so the news and the alert watch do not flap."""
     metrics, clock, sink = Metrics(process=False), Clock(), Sink()
     news: list[tuple[str, object]] = []
-    alerts = Alerts(metrics, lambda k, d: news.append((k, d)), sink=sink, down_after=2.0, clock=clock)
+    alerts = Alerts(metrics, lambda e: news.append(encode_event(e)), sink=sink, down_after=2.0, clock=clock)
     observer = Observer(
-        metrics, view=lambda now: None, publish=lambda k, d: news.append((k, d)), alerts=alerts
+        metrics, view=lambda now: None, publish=lambda e: news.append(encode_event(e)), alerts=alerts
     )  # type: ignore[arg-type,return-value]
     observer.backend_polled(True, "status 'healthy'")
     for _ in range(3):  # three polls in an outage answered 503, one second apart

@@ -486,7 +486,7 @@ def test_the_derived_options_take_the_tables_values_converted_once() -> None:
     assert (opts.ws_ping_interval, opts.ws_ping_timeout) == (20.0, 40.0)  # IDLE_TIMEOUT_MS - interval
     core = opts.core
     assert (core.work_delay, core.late_plant_grace, core.summary_interval) == (280.0, 15.0, 5.0)
-    assert opts.invalid_share_cooldown == 300.0
+    assert opts.core.invalid_share_cooldown == 300.0
     # alerts: no webhook unless ALERT_WEBHOOK_URL is set; the Backend/RPC hold in seconds
     assert (opts.alerts.webhook_url, opts.alerts.down_after) == (None, 60.0)
     # where it is kept follows STORE; a group only with STORE=redis
