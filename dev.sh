@@ -31,14 +31,18 @@ setup() {
   fi
 }
 
-# The suite drives real programs, not mocks: Debian's redis-server (scale-out tests) and chromium (the
-# dashboard's browser tests, through playwright, whose own browser download does not work here).
+# The suite drives real programs, not mocks: Debian's redis-server (scale-out tests), chromium (the
+# dashboard's browser tests, through playwright, whose own browser download does not work here) and
+# make + g++ (the kale-miner bridge tests build the real binary).
 # Installed with apt-get when missing and we may (root, or sudo without a password); otherwise one line
 # says what to install and the tests do not start.
 provision() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then missing+=(chromium); fi
+  # the kale-miner bridge tests build the real binary (tests/support/kale_miner.py)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
