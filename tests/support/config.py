@@ -1,7 +1,7 @@
 """Configuration for in-process tests: a :class:`Settings` with overrides, then the one derivation.
 
 Tests configure a Pooler the way an operator does, through the one table of settings
-(pooler/config.py), and derive its options with pooler/app/options.py; values that are not
+(pooler/config/), and derive its options with pooler/app/options.py; values that are not
 settings (short retry delays, fast metrics ticks) are overrides of :data:`TUNING`.
 
 ``BASE`` is what every in-process test starts from: the devnet (short blocks allowed), no

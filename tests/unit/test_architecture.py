@@ -231,3 +231,24 @@ def test_every_import_follows_the_layer_order() -> None:
         if LAYER_OF[unit_of(target)] > LAYER_OF[unit_of(module)]
     )
     assert not against, "imports against the layer order (low -> high):\n" + "\n".join(against)
+
+
+MAX_MODULE_LINES = 700  # a module longer than this holds more than one concept
+MAX_CLASS_LINES = 450  # likewise a class: split it along its seams
+
+
+def test_modules_and_classes_stay_small() -> None:
+    too_big: list[str] = []
+    for name, path in MODULES.items():
+        if not name.startswith("pooler"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n") + 1
+        if lines > MAX_MODULE_LINES:
+            too_big.append(f"{name}: {lines} lines (at most {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                size = node.end_lineno - node.lineno + 1
+                if size > MAX_CLASS_LINES:
+                    too_big.append(f"{name}.{node.name}: {size} lines (at most {MAX_CLASS_LINES})")
+    assert not too_big, "split these along their seams:\n" + "\n".join(too_big)

@@ -15,18 +15,32 @@ Rules an operator can rely on:
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
-import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
-from urllib.parse import urlsplit
 
+from pooler.config.envfile import parse_env, read_env_file
+from pooler.config.parsers import (
+    Parser,
+    _bool,
+    _contract_id,
+    _display_text,
+    _enum,
+    _float,
+    _host,
+    _http_url,
+    _instance_id,
+    _int,
+    _Invalid,
+    _origins,
+    _path,
+    _pooler_id,
+    _redis_url,
+    _secret,
+)
 from pooler.errors import ConfigError
-from protocol import strkey
-from protocol.errors import ProtocolError
 
 Network = Literal["testnet", "mainnet", "devnet"]
 StoreKind = Literal["sqlite", "redis", "memory"]
@@ -52,213 +66,6 @@ REQUIRED_FOR_SERVE: Final = ("BACKEND_API_URL", "STELLAR_RPC_URL")
 
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|KEY")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-
-
-# ---------------------------------------------------------------- value parsers
-
-
-class _Invalid(Exception):
-    """Raised by a parse function; an optional detail is added after what is expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class Parser:
-    """Turns a variable's text into its typed value; ``expected`` is what the error line says."""
-
-    expected: str
-    parse: Callable[[str], object]
-
-    def __call__(self, text: str) -> object:
-        return self.parse(text)
-
-
-def _int(lo: int, hi: int, unit: str = "") -> Parser:
-    def parse(text: str) -> int:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise _Invalid from None
-        if not lo <= value <= hi:
-            raise _Invalid
-        return value
-
-    return Parser(f"an integer {lo}..{hi}" + (f" ({unit})" if unit else ""), parse)
-
-
-def _float(lo: float, hi: float, unit: str = "") -> Parser:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise _Invalid from None
-        if not math.isfinite(value) or not lo <= value <= hi:
-            raise _Invalid
-        return value
-
-    return Parser(f"a number {lo:g}..{hi:g}" + (f" ({unit})" if unit else ""), parse)
-
-
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off"})
-
-
-def _parse_bool(text: str) -> bool:
-    word = text.lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise _Invalid
-
-
-_bool = Parser("true or false (also 1/0, yes/no, on/off)", _parse_bool)
-
-
-def _enum(*choices: str, upper: bool = False) -> Parser:
-    def parse(text: str) -> str:
-        word = text.upper() if upper else text.lower()
-        if word not in choices:
-            raise _Invalid
-        return word
-
-    return Parser("one of " + ", ".join(choices), parse)
-
-
-def _http_url(*, strip_slash: bool) -> Parser:
-    def parse(text: str) -> str:
-        _check_url(text, ("http", "https"))
-        return text.rstrip("/") if strip_slash else text
-
-    return Parser("an http:// or https:// URL with a host, e.g. http://127.0.0.1:3000", parse)
-
-
-def _check_url(text: str, schemes: tuple[str, ...]) -> None:
-    if any(c.isspace() for c in text):
-        raise _Invalid
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 -- raises ValueError on a bad port
-    except ValueError:
-        raise _Invalid from None
-    if parts.scheme.lower() not in schemes or not parts.hostname:
-        raise _Invalid
-
-
-def _parse_redis_url(text: str) -> str:
-    if text.lower().startswith("unix://"):
-        if len(text) <= len("unix://") or any(c.isspace() for c in text):
-            raise _Invalid
-        return text
-    _check_url(text, ("redis", "rediss"))
-    return text
-
-
-_redis_url = Parser("a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0", _parse_redis_url)
-
-_INSTANCE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-
-def _parse_instance_id(text: str) -> str:
-    if not _INSTANCE_ID.fullmatch(text):
-        raise _Invalid
-    return text
-
-
-_instance_id = Parser("1 to 64 of A-Z a-z 0-9 _ . -, unique in the group, e.g. pooler-a", _parse_instance_id)
-
-
-def _parse_contract_id(text: str) -> str:
-    try:
-        kind, _ = strkey.decode(text)
-    except ProtocolError:
-        raise _Invalid from None
-    if kind != "C":
-        raise _Invalid("this is an account (G...), not a contract")
-    return text
-
-
-_contract_id = Parser("a Soroban contract id (a 56-character C... strkey)", _parse_contract_id)
-
-
-def _parse_origins(text: str) -> tuple[str, ...]:
-    items = tuple(item.strip() for item in text.split(",") if item.strip())
-    if items == ("*",):
-        return items
-    for item in items:
-        try:
-            parts = urlsplit(item)
-            parts.port  # noqa: B018 -- raises ValueError on a bad port
-        except ValueError:
-            raise _Invalid(f"{item!r} is not an origin") from None
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.hostname
-            or parts.path not in ("", "/")
-            or parts.query
-            or parts.fragment
-            or "@" in parts.netloc
-        ):
-            raise _Invalid(f"{item!r} is not an origin")
-    return tuple(item.rstrip("/") for item in items)
-
-
-_origins = Parser(
-    "comma-separated origins (scheme://host[:port]) such as https://pool.example.com, or *", _parse_origins
-)
-
-_POOLER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
-
-
-def _parse_pooler_id(text: str) -> str:
-    if not _POOLER_ID.match(text):
-        raise _Invalid
-    return text
-
-
-_pooler_id = Parser("1-128 letters, digits and . _ : - (such as a UUID)", _parse_pooler_id)
-
-
-def _parse_display_text(text: str) -> str:
-    if len(text) > 100 or not text.isprintable():
-        raise _Invalid
-    return text
-
-
-_display_text = Parser("printable text of at most 100 characters", _parse_display_text)
-
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\Z")
-
-
-def _parse_host(text: str) -> str:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        if not _HOST_NAME.match(text):
-            raise _Invalid from None
-    return text
-
-
-_host = Parser("an IP address or host name to listen on, e.g. 127.0.0.1 or 0.0.0.0", _parse_host)
-
-
-def _parse_path(text: str) -> str:
-    if not text.isprintable():
-        raise _Invalid
-    return text
-
-
-_path = Parser("a file path (or :memory:)", _parse_path)
-
-
-def _secret(min_len: int) -> Parser:
-    def parse(text: str) -> str:
-        if len(text) < min_len or any(c.isspace() for c in text) or not text.isprintable():
-            raise _Invalid
-        return text
-
-    return Parser(f"at least {min_len} printable characters without spaces", parse)
 
 
 # ---------------------------------------------------------------- the table
@@ -641,7 +448,7 @@ class Settings:
         if not self.kale_contract_id:
             # A frozen dataclass can only fill a network-dependent default this way.
             object.__setattr__(self, "kale_contract_id", DEFAULT_CONTRACT_IDS[self.stellar_network])
-        self._check_together()
+        _check_together(self)
 
     # ------------------------------------------------------------ loading
 
@@ -697,40 +504,6 @@ class Settings:
             )
         return settings
 
-    def _check_together(self) -> None:
-        """Checks across fields, kept here so direct construction gets them too."""
-        if not self.share_zeros_min <= self.share_zeros_max:
-            raise ConfigError(
-                f"SHARE_ZEROS_MIN={self.share_zeros_min} is not valid: expected at most "
-                f"SHARE_ZEROS_MAX={self.share_zeros_max}"
-            )
-        if not self.share_zeros_min <= self.share_zeros_initial <= self.share_zeros_max:
-            raise ConfigError(
-                f"SHARE_ZEROS_INITIAL={self.share_zeros_initial} is not valid: expected a value between "
-                f"SHARE_ZEROS_MIN={self.share_zeros_min} and SHARE_ZEROS_MAX={self.share_zeros_max}"
-            )
-        if self.idle_timeout_ms <= self.ws_ping_interval_ms:
-            raise ConfigError(
-                f"IDLE_TIMEOUT_MS={self.idle_timeout_ms} is not valid: expected more than "
-                f"WS_PING_INTERVAL_MS={self.ws_ping_interval_ms} (a pong needs time to come back)"
-            )
-        if (
-            self.stellar_network != "devnet"
-            and self.block_interval_seconds != CONTRACT_BLOCK_INTERVAL_SECONDS
-        ):
-            raise ConfigError(
-                f"BLOCK_INTERVAL_SECONDS={self.block_interval_seconds} is not valid: expected "
-                f"{CONTRACT_BLOCK_INTERVAL_SECONDS} on {self.stellar_network} (the contract's interval; "
-                "only STELLAR_NETWORK=devnet can shorten it)"
-            )
-        if self.work_safety_margin_ms >= self.block_interval_seconds * 1000:
-            raise ConfigError(
-                f"WORK_SAFETY_MARGIN_MS={self.work_safety_margin_ms} is not valid: expected less than the "
-                f"block interval (BLOCK_INTERVAL_SECONDS={self.block_interval_seconds})"
-            )
-        if self.store == "redis" and not self.redis_url:
-            raise ConfigError("REDIS_URL is not set: expected a redis:// URL because STORE=redis")
-
     # ------------------------------------------------------------ views
 
     def missing_for_serve(self) -> list[str]:
@@ -757,6 +530,38 @@ class Settings:
             else:
                 out[var.env] = redact_url(format_value(value))
         return out
+
+
+def _check_together(self: Settings) -> None:
+    """Checks across fields, kept here so direct construction gets them too."""
+    if not self.share_zeros_min <= self.share_zeros_max:
+        raise ConfigError(
+            f"SHARE_ZEROS_MIN={self.share_zeros_min} is not valid: expected at most "
+            f"SHARE_ZEROS_MAX={self.share_zeros_max}"
+        )
+    if not self.share_zeros_min <= self.share_zeros_initial <= self.share_zeros_max:
+        raise ConfigError(
+            f"SHARE_ZEROS_INITIAL={self.share_zeros_initial} is not valid: expected a value between "
+            f"SHARE_ZEROS_MIN={self.share_zeros_min} and SHARE_ZEROS_MAX={self.share_zeros_max}"
+        )
+    if self.idle_timeout_ms <= self.ws_ping_interval_ms:
+        raise ConfigError(
+            f"IDLE_TIMEOUT_MS={self.idle_timeout_ms} is not valid: expected more than "
+            f"WS_PING_INTERVAL_MS={self.ws_ping_interval_ms} (a pong needs time to come back)"
+        )
+    if self.stellar_network != "devnet" and self.block_interval_seconds != CONTRACT_BLOCK_INTERVAL_SECONDS:
+        raise ConfigError(
+            f"BLOCK_INTERVAL_SECONDS={self.block_interval_seconds} is not valid: expected "
+            f"{CONTRACT_BLOCK_INTERVAL_SECONDS} on {self.stellar_network} (the contract's interval; "
+            "only STELLAR_NETWORK=devnet can shorten it)"
+        )
+    if self.work_safety_margin_ms >= self.block_interval_seconds * 1000:
+        raise ConfigError(
+            f"WORK_SAFETY_MARGIN_MS={self.work_safety_margin_ms} is not valid: expected less than the "
+            f"block interval (BLOCK_INTERVAL_SECONDS={self.block_interval_seconds})"
+        )
+    if self.store == "redis" and not self.redis_url:
+        raise ConfigError("REDIS_URL is not set: expected a redis:// URL because STORE=redis")
 
 
 # ---------------------------------------------------------------- helpers
@@ -807,82 +612,6 @@ def _horizon_check(raw: Mapping[str, tuple[str, Source]], have_rpc: bool) -> tup
         f"STELLAR_HORIZON_URL={shown} is not used: expected STELLAR_RPC_URL instead, because Soroban "
         "contract state is only readable through a Soroban RPC server (e.g. https://soroban-testnet.stellar.org)"
     )
-
-
-def read_env_file(path: str) -> dict[str, str]:
-    """Parse a ``.env`` file (see :func:`parse_env`). Raises ConfigError if unreadable."""
-    try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path} is not valid: expected a UTF-8 text file of NAME=value lines") from None
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
-    return parse_env(text, path)
-
-
-def parse_env(text: str, path: str = ".env") -> dict[str, str]:
-    """Parse ``.env`` text: ``NAME=value`` lines, strict enough to catch typos.
-
-    - blank lines and ``#`` comment lines are skipped; an ``export`` prefix is allowed;
-    - ``'single quotes'`` keep their content literally; ``"double quotes"`` understand
-      ``\\n \\t \\" \\\\ \\$``; both must close on the same line;
-    - unquoted values end at a ``#`` that follows whitespace, and are stripped;
-    - no variable expansion; a later line overrides an earlier one.
-    Errors name the file and line but never echo the line (it may hold a secret).
-    """
-    out: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if stripped.startswith("export ") or stripped.startswith("export\t"):
-            stripped = stripped[len("export") :].lstrip()
-        name, eq, rest = stripped.partition("=")
-        name = name.rstrip()
-        if not eq or not _ENV_NAME.match(name):
-            raise ConfigError(
-                f"{path} line {number} is not valid: expected NAME=value, a # comment or a blank line"
-            )
-        try:
-            out[name] = _env_value(rest.lstrip())
-        except _Invalid as exc:
-            raise ConfigError(f"{path} line {number} ({name}) is not valid: {exc}") from None
-    return out
-
-
-_ESCAPES = {"n": "\n", "t": "\t", '"': '"', "\\": "\\", "$": "$"}
-
-
-def _env_value(rest: str) -> str:
-    if rest[:1] == "'":
-        end = rest.find("'", 1)
-        if end < 0:
-            raise _Invalid("expected a closing ' on the same line")
-        value, tail = rest[1:end], rest[end + 1 :]
-    elif rest[:1] == '"':
-        chars: list[str] = []
-        i = 1
-        while True:
-            if i >= len(rest):
-                raise _Invalid('expected a closing " on the same line')
-            c = rest[i]
-            if c == '"':
-                break
-            if c == "\\" and i + 1 < len(rest) and rest[i + 1] in _ESCAPES:
-                chars.append(_ESCAPES[rest[i + 1]])
-                i += 2
-                continue
-            chars.append(c)
-            i += 1
-        value, tail = "".join(chars), rest[i + 1 :]
-    else:
-        cut = re.search(r"\s#", rest)
-        return (rest[: cut.start()] if cut else rest).strip()
-    tail = tail.strip()
-    if tail and not tail.startswith("#"):
-        raise _Invalid("expected only a # comment after the closing quote")
-    return value
 
 
 __all__ = [
