@@ -114,7 +114,8 @@ async def _demo(args: argparse.Namespace) -> int:
                         proc.terminate()
                 for proc in miners:
                     try:
-                        await asyncio.wait_for(proc.wait(), 5)
+                        async with asyncio.timeout(5):  # not wait_for: pooler/runtime/tasks.py
+                            await proc.wait()
                     except TimeoutError:
                         proc.kill()
                         await proc.wait()
@@ -163,14 +164,12 @@ async def _watch(pooler: Any, sub: Any, args: argparse.Namespace, stop: asyncio.
     harvested_ok: set[int] = set()
     deadline = time.time() + (args.blocks * args.block_interval * 3 + 60 if args.blocks else float("inf"))
     while not stop.is_set() and time.time() < deadline:
-        waiter = asyncio.create_task(sub.next_batch())
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({waiter, stopper}, timeout=2.0, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if waiter not in done:
-            waiter.cancel()
+        try:  # a bounded wait: Ctrl-C (stop) and the deadline are looked at every 2 s
+            async with asyncio.timeout(2.0):
+                batch = await sub.next_batch()
+        except TimeoutError:
             continue
-        for frame in waiter.result():
+        for frame in batch:
             event = orjson.loads(frame)
             kind, data = event["kind"], event["data"]
             block = data.get("block")

@@ -133,7 +133,8 @@ async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
         await stack.aclose()
         raise
     try:
-        await asyncio.wait_for(stack.aclose(), bound)
+        async with asyncio.timeout(bound):  # not wait_for, which may swallow a cancel (runtime/tasks.py)
+            await stack.aclose()
     except TimeoutError:
         log.error("shutdown took longer than %.0f s; exiting anyway (acknowledged work is durable)", bound)
         return 1
