@@ -14,6 +14,7 @@ and the parts that act on it, each in its own module:
 :mod:`pooler.core.harvest`
 :mod:`pooler.core.block`      a block's phase: the state table (theory of operation)
 :mod:`pooler.core.projection` views and the dashboard summary
+:mod:`pooler.core.forecast`   the open block's reward projection (:mod:`pooler.core.rewards`)
 :mod:`pooler.core.persistence` snapshot and restore
 ============================  ==========================================================
 
@@ -34,6 +35,7 @@ from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.effects import Effect, Publish, Send, SetTimer
 from pooler.core.events import (
     BackendResult,
+    BlockUpdated,
     ChainHealth,
     Event,
     FarmPaused,
@@ -52,6 +54,7 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
+from pooler.core.forecast import Forecast
 from pooler.core.guard import ShareGuard
 from pooler.core.harvest import Harvest
 from pooler.core.jobs import Jobs
@@ -84,7 +87,8 @@ class Coordinator:
         guard = ShareGuard(st)
         jobs = Jobs(st, LocalNonces() if nonces is None else nonces, guard)
         roster = self._roster = Roster(st, jobs, guard)
-        work = Work(st, jobs)
+        forecast = Forecast(st)
+        work = Work(st, jobs, forecast)
         checks = ShareCheck(st, jobs, work, guard)
         self._share = checks.share
         cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st))
@@ -92,6 +96,7 @@ class Coordinator:
         self._started = False  # start() armed the periodic timers
         self._handlers: dict[type, Callable[[Any, float], list[Effect]]] = {
             NewBlock: cycle.on_new_block,
+            BlockUpdated: forecast.on_block_updated,
             FarmPaused: cycle.on_paused,
             ChainHealth: cycle.on_chain_health,
             MinerJoined: roster.on_miner_joined,

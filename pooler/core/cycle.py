@@ -73,6 +73,7 @@ class Cycle:
         effects: list[Effect] = [Persist(BlockSeen(ev.index, ev.entropy, ev.timestamp))]
         if cur is not None:
             self._close(cur, effects, now)
+            self.work.forecast.close(cur)
         blk = BlockState(ev.index, ev.entropy, ev.timestamp, st.config)
         st.blocks[ev.index] = blk
         st.block = blk

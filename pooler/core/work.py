@@ -17,6 +17,7 @@ from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger, ms
 from pooler.core.dashboard_events import ShownSubmission, WorkEvent
 from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, SetTimer
 from pooler.core.events import BackendResult, GroupBest, LocalSearchDone
+from pooler.core.forecast import Forecast
 from pooler.core.jobs import Jobs
 from pooler.core.records import Best, BestFound, NonceCredited, WorkCalled
 from pooler.core.shares import FarmerBlock
@@ -27,9 +28,10 @@ from pooler.errors import PoolerError
 class Work:
     """Local searches and ``/work`` submissions of the current block (see the module docstring)."""
 
-    def __init__(self, state: RoundState, jobs: Jobs) -> None:
+    def __init__(self, state: RoundState, jobs: Jobs, forecast: Forecast) -> None:
         self._st = state
         self._jobs = jobs
+        self.forecast = forecast  # the reward projection: told of each confirmed work
 
     # ------------------------------------------------------------ local search
 
@@ -162,7 +164,7 @@ class Work:
             if not isinstance(reply, WorkReply):
                 raise PoolerError(f"a /work call was answered with {type(reply).__name__}")
             effects.append(Persist(WorkCalled(blk.index, rec.submissions, reply)))
-            self._confirm(blk, rec, reply, effects)
+            self._confirm(blk, rec, reply, effects, self.forecast)
             valid = reply.valid if reply.valid is not None else len(shown) - reply.invalid
             effects.append(Publish(WorkEvent(blk.index, True, shown, valid, reply.invalid)))
         else:
@@ -191,7 +193,9 @@ class Work:
                 self.after_best(blk, fid, effects, now)
 
     @staticmethod
-    def _confirm(blk: BlockState, rec: CallRecord, reply: WorkReply, effects: list[Effect]) -> None:
+    def _confirm(
+        blk: BlockState, rec: CallRecord, reply: WorkReply, effects: list[Effect], forecast: Forecast
+    ) -> None:
         """Each submitted farmer worked, or failed, as the answer says."""
         items = outcomes(reply)
         invalid = reply.invalid
@@ -211,6 +215,7 @@ class Work:
                 if invalid and items is None:
                     warn = f"{invalid} nonce(s) of the batch were invalid"
                 blk.set_status(sub.farmer_id, "worked", warn, effects, zeros=fr.worked)
+                forecast.work_landed(blk, sub.farmer_id, sub.zeros)
             elif fr.worked < 0:
                 blk.set_status(sub.farmer_id, "failed", f"work refused: {why}", effects)
             else:
