@@ -66,6 +66,7 @@ from pooler.core.roster import Roster
 from pooler.core.snapshot import CoreSnapshot
 from pooler.core.state import RoundState
 from pooler.core.views import CoreView
+from pooler.core.watch import Watch
 from pooler.core.work import Work
 from pooler.errors import PoolerError
 from protocol.errors import Code
@@ -91,7 +92,8 @@ class Coordinator:
         work = Work(st, jobs, forecast)
         checks = ShareCheck(st, jobs, work, guard)
         self._share = checks.share
-        cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st))
+        watch = self._watch = Watch(st)
+        cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st), watch)
         self._projection = Projection(st, checks)
         self._started = False  # start() armed the periodic timers
         self._handlers: dict[type, Callable[[Any, float], list[Effect]]] = {
@@ -182,12 +184,14 @@ class Coordinator:
         cfg = self._config
         if ev.key == "summary":
             self._roster.forget_idle_rest(now)
-            return [
+            effects: list[Effect] = [
                 Publish(self._projection.summary(now)),
                 SetTimer("summary", now + cfg.summary_interval),
             ]
+            self._watch.silence(effects, now)
+            return effects
         if ev.key == "vardiff":
-            effects: list[Effect] = []
+            effects = []
             self._roster.retarget(now, effects)
             effects.append(SetTimer("vardiff", now + cfg.vardiff_target_interval))
             return effects
