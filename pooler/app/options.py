@@ -208,6 +208,8 @@ def core_config(settings: Settings, tuning: Tuning) -> CoreConfig:
         invalid_share_window=settings.invalid_share_window,
         invalid_share_ratio=settings.invalid_share_ratio,
         invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
+        stake_alert_lead=settings.alert_stake_lead_ms / 1000,
+        worker_silent_after=settings.alert_worker_silent_minutes * 60.0,
         job_id_prefix="",  # set per start by the Pooler (and the cluster node)
         share_rest_jobs=False,  # set by the cluster node on its miner-serving coordinator
     )

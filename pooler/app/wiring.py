@@ -37,6 +37,7 @@ from pooler.backend import BackendClient
 from pooler.chain.backoff import Backoff
 from pooler.cluster.fence import FencedBackend
 from pooler.cluster.node import ClusterNode, GroupResources
+from pooler.core.alerts import Alert, Resolved, WorkerSilent
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.dashboard_events import SummaryEvent
@@ -146,6 +147,9 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         outbox_size=options.outbox_size,
         review=shape.review,
         observer=observer,
+        # in a group the leader's cycle runner raises the cycle's alerts; this one only its workers'
+        alert=alerts.raise_alert if group is None else _workers_only(alerts.raise_alert),
+        watch_pails=lambda block, farmers: monitor.watch(block, farmers),
     )
     monitor = ObservedMonitor(
         options.rpc_url,
@@ -155,6 +159,9 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         metrics=metrics,
         on_poll=alerts.rpc_polled,
     )
+    if group is not None:  # the leader's cycle runner raises the cycle's alerts and watches pails
+        group.leadership.alert = alerts.raise_alert
+        group.leadership.watch_pails = monitor.watch
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval
     )
@@ -206,6 +213,18 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         miners=miners,
         app=app,
     )
+
+
+def _workers_only(raise_alert: Callable[[Alert], None]) -> Callable[[Alert], None]:
+    """A group member's miner-serving core: its own workers' alerts (the cycle's are the leader's)."""
+
+    def only(alert: Alert) -> None:
+        if isinstance(alert, WorkerSilent) or (
+            isinstance(alert, Resolved) and isinstance(alert.alert, WorkerSilent)
+        ):
+            raise_alert(alert)
+
+    return only
 
 
 def _webhook(options: PoolerOptions, metrics: Metrics, clock: Callable[[], float]) -> AlertWebhook | None:

@@ -19,6 +19,11 @@ cancellation.
   ``last_state`` is kept, ``consecutive_failures`` grows, the first failure of an outage emits
   ``ChainHealth(ok=False)``, and the next poll waits an exponential backoff with jitter
   (base = the poll interval, capped) instead of the grid.
+- pails: after :meth:`BlockMonitor.watch` (the core's ``WatchPails``: the block it planted and
+  its farmers), each poll also reads that ``Block(index)`` and the farmers' pails, and
+  ``BlockUpdated`` is emitted whenever they differ from the last one announced (before
+  ``NewBlock``, so a block's final state, read in the ledger that shows the next block, comes
+  first).
 What was announced is advanced only after ``emit`` returned, so an event the consumer failed to
 take is offered again by the next poll instead of being lost.
 """
@@ -37,8 +42,9 @@ from stellar_sdk.client.aiohttp_client import AiohttpClient
 from stellar_sdk.soroban_server_async import SorobanServerAsync
 
 from pooler.chain.backoff import Backoff
-from pooler.chain.reader import ChainSnapshot, FarmReader, instance_key
-from pooler.core.events import ChainHealth, Event, FarmPaused, NewBlock
+from pooler.chain.reader import ChainSnapshot, FarmReader, WatchedBlock, instance_key
+from pooler.core import rewards
+from pooler.core.events import BlockUpdated, ChainHealth, Event, FarmPaused, NewBlock
 from pooler.errors import ChainError
 
 log = logging.getLogger("pooler.chain")
@@ -101,6 +107,16 @@ class BlockMonitor:
         self._down_since: float | None = None
         # The index whose missing Block(index) was already warned about (warn once, not per poll).
         self._warned_missing_block: int | None = None
+        # What watch() asked for (block, (farmer id, address) pairs): handed to each new reader.
+        self._watch: tuple[int, tuple[tuple[str, str], ...]] | None = None
+        # The last BlockUpdated emitted (compared to say whether the next read changed anything).
+        self._announced_update: BlockUpdated | None = None
+
+    def watch(self, index: int, farmers: tuple[tuple[str, str], ...]) -> None:
+        """Read ``Block(index)`` and these farmers' pails with every poll (``WatchPails``)."""
+        self._watch = (index, farmers)
+        if self._reader is not None:
+            self._reader.watch(index, farmers)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,6 +126,8 @@ class BlockMonitor:
             server = SorobanServerAsync(self.rpc_url, client=client)
             self._reader = FarmReader(server, self.contract_id)
             self._server = server
+            if self._watch is not None:
+                self._reader.watch(*self._watch)
         return self._reader
 
     async def aclose(self) -> None:
@@ -207,6 +225,8 @@ class BlockMonitor:
             log.warning("farm %s", "paused" if state.paused else "unpaused")
             if self._offer(FarmPaused(paused=state.paused)):
                 self._announced_paused = state.paused
+        if snap.watched is not None:
+            self._update(snap.watched, snap.ledger)
         if state.index == self._announced_index:
             return
         if snap.block is None:
@@ -224,3 +244,23 @@ class BlockMonitor:
                 "new block %d (ledger %d, block time %d)", state.index, snap.ledger, snap.block.timestamp
             )
             self._announced_index = state.index
+
+    def _update(self, watched: WatchedBlock, ledger: int) -> None:
+        """``BlockUpdated`` when the watched block or its pails changed since the last one."""
+        if watched.block is None:
+            return
+        event = BlockUpdated(
+            index=watched.index,
+            block=rewards.BlockState.of(watched.index, watched.block),
+            pails={fid: rewards.Pail.of(p) for fid, p in watched.pails.items()},
+            ledger=ledger,
+        )
+        last = self._announced_update
+        if last is not None and (last.index, last.block, last.pails) == (
+            event.index,
+            event.block,
+            event.pails,
+        ):
+            return
+        if self._offer(event):
+            self._announced_update = event

@@ -16,6 +16,11 @@ asks for the instance plus ``Block(last)`` and ``Block(last + 1)`` (``last`` = t
 by the previous read). Steady state and the "next block opened" case are then one round trip,
 and all three entries come from the same ledger. Only the first read and a jump of more than
 one block need a second call.
+
+Pails: :meth:`FarmReader.watch` names a block and the farmers the Pooler planted in it; every
+read then also asks for their ``Pail(farmer, index)`` in the same call (and ``Block(index)``,
+so a block's final state is read with its pails even after FarmIndex moved on). The RPC caps
+the keys of one request (:data:`MAX_KEYS_PER_REQUEST`); pails past the cap go in further calls.
 """
 
 from __future__ import annotations
@@ -84,6 +89,18 @@ class ChainSnapshot:
     block: BlockRecord | None
     ledger: int
     rpc_calls: int
+    # The watched block (``FarmReader.watch``) as read with its pails: its index, its Block entry
+    # (None if missing) and the pails found, by the caller's farmer label. None: nothing watched.
+    watched: WatchedBlock | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedBlock:
+    """``Block(index)`` and the watched farmers' ``Pail(farmer, index)``, read in one snapshot."""
+
+    index: int
+    block: BlockRecord | None
+    pails: Mapping[str, PailRecord]  # farmer label -> pail; a farmer with no pail is absent
 
 
 # ---------------------------------------------------------------- keys
@@ -306,6 +323,10 @@ def entries_by_key(entries: Iterable[LedgerEntryResult] | None) -> dict[bytes, x
 # ---------------------------------------------------------------- the read path
 
 
+MAX_KEYS_PER_REQUEST = 200
+"""Soroban RPC's default cap on the keys of one ``getLedgerEntries`` (``--max-ledger-entries``)."""
+
+
 class LedgerSource(Protocol):
     """What the reader needs from ``SorobanServerAsync``."""
 
@@ -324,6 +345,15 @@ class FarmReader:
         # The FarmIndex of the previous successful read: it decides which Block keys ride along
         # with the instance in the next call. None until the first read.
         self._last_index: int | None = None
+        # The block whose pails are read with every call and the farmers to read them for
+        # (label, G... address), set by watch(); None: no pails read.
+        self._watch: tuple[int, tuple[tuple[str, str], ...]] | None = None
+
+    def watch(self, index: int, farmers: Iterable[tuple[str, str]]) -> None:
+        """Read ``Pail(address, index)`` for each ``(label, address)`` (and ``Block(index)``) with
+        every following read, until the next ``watch``; no farmers: stop reading pails."""
+        listed = tuple(farmers)
+        self._watch = (index, listed) if listed else None
 
     async def _get(self, keys: list[xdr.LedgerKey]) -> GetLedgerEntriesResponse:
         try:
@@ -346,8 +376,22 @@ class FarmReader:
         keys = [self._instance_key]
         if last is not None:
             keys += [block_key(self.contract_id, last), block_key(self.contract_id, last + 1)]
-        resp = await self._get(keys)
+        watch = self._watch
+        pail_keys: list[tuple[str, xdr.LedgerKey]] = []
+        if watch is not None:
+            windex, farmers = watch
+            if last is None or windex not in (last, last + 1):
+                keys.append(block_key(self.contract_id, windex))
+            pail_keys = [(label, pail_key(self.contract_id, addr, windex)) for label, addr in farmers]
+        room = MAX_KEYS_PER_REQUEST - len(keys)
+        first, rest = pail_keys[:room], pail_keys[room:]
+        resp = await self._get(keys + [k for _, k in first])
         found = entries_by_key(resp.entries)
+        extra = 0
+        for start in range(0, len(rest), MAX_KEYS_PER_REQUEST):
+            more = await self._get([k for _, k in rest[start : start + MAX_KEYS_PER_REQUEST]])
+            found.update(entries_by_key(more.entries))
+            extra += 1
         inst = found.get(self._instance_key_bytes)
         if inst is None:
             raise ChainDataError(
@@ -358,9 +402,25 @@ class FarmReader:
         want = block_key(self.contract_id, state.index).to_xdr_bytes()
         if last is None or state.index not in (last, last + 1):
             resp2 = await self._get([block_key(self.contract_id, state.index)])
-            found = entries_by_key(resp2.entries)
+            found.update(entries_by_key(resp2.entries))
             calls = 2
         data = found.get(want)
         block = decode_block_entry(data, state.index) if data is not None else None
+        watched: WatchedBlock | None = None
+        if watch is not None:
+            windex = watch[0]
+            if windex == state.index:
+                wblock = block
+            else:
+                wdata = found.get(block_key(self.contract_id, windex).to_xdr_bytes())
+                wblock = decode_block_entry(wdata, windex) if wdata is not None else None
+            pails: dict[str, PailRecord] = {}
+            for label, key in pail_keys:
+                pdata = found.get(key.to_xdr_bytes())
+                if pdata is not None:
+                    pails[label] = decode_pail_entry(pdata, label, windex)
+            watched = WatchedBlock(windex, wblock, pails)
         self._last_index = state.index
-        return ChainSnapshot(state=state, block=block, ledger=resp.latest_ledger, rpc_calls=calls)
+        return ChainSnapshot(
+            state=state, block=block, ledger=resp.latest_ledger, rpc_calls=calls + extra, watched=watched
+        )

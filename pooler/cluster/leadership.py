@@ -31,6 +31,7 @@ from redis.exceptions import RedisError
 from pooler.cluster.hub import RelayHub
 from pooler.cluster.lease import LeaderLease
 from pooler.cluster.membership import joined_event
+from pooler.core.alerts import Alert
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Persist
 from pooler.core.events import Event, FarmPaused, NewBlock
@@ -121,6 +122,10 @@ class Leadership:
         self._clock = clock
         self._consumer = TaskSet("cluster-bests")  # the term's bests-stream consumer
         self.terms = 0  # times this instance became leader
+        # Plugged in by the wiring once they exist (the Alerts and the block monitor): where the
+        # term's cycle runner sends the core's RaiseAlert and WatchPails. None: dropped.
+        self.alert: Callable[[Alert], None] | None = None
+        self.watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None
 
     @property
     def leading(self) -> bool:
@@ -152,7 +157,13 @@ class Leadership:
         core = self._make_core(epoch)
         effects = core.restore(snapshot, self._clock())
         runner = Runner(
-            core, self._backend, self._relay, store=CycleStore(self._store, self.lease), clock=self._clock
+            core,
+            self._backend,
+            self._relay,
+            store=CycleStore(self._store, self.lease),
+            clock=self._clock,
+            alert=self.alert,
+            watch_pails=self.watch_pails,
         )
         await runner.__aenter__()
         self._fanout.cycle = runner

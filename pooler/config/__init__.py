@@ -440,6 +440,23 @@ class Settings:
         " its recovery resolved); 0 = at the first failure.",
     )
 
+    alert_stake_lead_ms: int = _setting(
+        0,
+        "ALERT_STAKE_LEAD_MS",
+        _int(0, 3_600_000, _MS),
+        _ALERTS,
+        "This long before workAt, a planted farmer with no share at or above the previous block's"
+        " on-chain min zeros raises stake-at-risk (e.g. 30000); 0 = off.",
+    )
+    alert_worker_silent_minutes: int = _setting(
+        0,
+        "ALERT_WORKER_SILENT_MINUTES",
+        _int(0, 1440, "minutes"),
+        _ALERTS,
+        "A worker that was active and sent nothing for this many minutes raises worker-silent (resolved"
+        " when it sends again); 0 = off.",
+    )
+
     # -- not settings: where each value came from, and warnings to show at start-up
     sources: Mapping[str, Source] = field(default_factory=dict, compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)

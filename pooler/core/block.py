@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from pooler.core import rewards
 from pooler.core.backend_calls import Submission
 from pooler.core.config import CoreConfig
 from pooler.core.dashboard_events import Phase
@@ -184,6 +185,16 @@ class BlockState:
         self.harvest_call: int | None = None  # the /harvest in flight
         self.harvest_attempts = 0  # backs off the retry timer
         self.rewards_total: int | None = None  # stroops, from the harvest response
+        # The reward projection (pooler/core/forecast.py): Block(N) and the planted farmers' pails
+        # as last read (BlockUpdated), or as our own confirmed /work changed them since
+        # (rewards.apply_work) until the next read shows it; the ledger of that read; the
+        # projection made from them; and whether the block closed after that read (final).
+        self.chain: rewards.BlockState | None = None
+        self.pails: dict[str, rewards.Pail] = {}  # farmer id -> its Pail(farmer, N)
+        self.chain_ledger = 0
+        self.projection: rewards.PoolProjection | None = None
+        self.projection_final = False
+        self.watching = False  # WatchPails went out for this block's planted farmers
 
     # ------------------------------------------------------------ the phase
 

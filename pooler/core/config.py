@@ -104,6 +104,11 @@ class CoreConfig:
     invalid_share_ratio: float
     invalid_share_cooldown: float
 
+    # Core-side alerts (pooler/core/watch.py): seconds before workAt the stake check runs (0 =
+    # off) and seconds of silence of an active worker before worker-silent (0 = off).
+    stake_alert_lead: float = 0.0
+    worker_silent_after: float = 0.0
+
     def __post_init__(self) -> None:
         problems: list[str] = []
         for f in fields(self):

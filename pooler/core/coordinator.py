@@ -14,6 +14,7 @@ and the parts that act on it, each in its own module:
 :mod:`pooler.core.harvest`
 :mod:`pooler.core.block`      a block's phase: the state table (theory of operation)
 :mod:`pooler.core.projection` views and the dashboard summary
+:mod:`pooler.core.forecast`   the open block's reward projection (:mod:`pooler.core.rewards`)
 :mod:`pooler.core.persistence` snapshot and restore
 ============================  ==========================================================
 
@@ -34,6 +35,7 @@ from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.effects import Effect, Publish, Send, SetTimer
 from pooler.core.events import (
     BackendResult,
+    BlockUpdated,
     ChainHealth,
     Event,
     FarmPaused,
@@ -52,6 +54,7 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
+from pooler.core.forecast import Forecast
 from pooler.core.guard import ShareGuard
 from pooler.core.harvest import Harvest
 from pooler.core.jobs import Jobs
@@ -63,6 +66,7 @@ from pooler.core.roster import Roster
 from pooler.core.snapshot import CoreSnapshot
 from pooler.core.state import RoundState
 from pooler.core.views import CoreView
+from pooler.core.watch import Watch
 from pooler.core.work import Work
 from pooler.errors import PoolerError
 from protocol.errors import Code
@@ -84,14 +88,17 @@ class Coordinator:
         guard = ShareGuard(st)
         jobs = Jobs(st, LocalNonces() if nonces is None else nonces, guard)
         roster = self._roster = Roster(st, jobs, guard)
-        work = Work(st, jobs)
+        forecast = Forecast(st)
+        work = Work(st, jobs, forecast)
         checks = ShareCheck(st, jobs, work, guard)
         self._share = checks.share
-        cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st))
+        watch = self._watch = Watch(st)
+        cycle = self._cycle = Cycle(st, roster, jobs, checks, Plant(st, work), work, Harvest(st), watch)
         self._projection = Projection(st, checks)
         self._started = False  # start() armed the periodic timers
         self._handlers: dict[type, Callable[[Any, float], list[Effect]]] = {
             NewBlock: cycle.on_new_block,
+            BlockUpdated: forecast.on_block_updated,
             FarmPaused: cycle.on_paused,
             ChainHealth: cycle.on_chain_health,
             MinerJoined: roster.on_miner_joined,
@@ -177,12 +184,14 @@ class Coordinator:
         cfg = self._config
         if ev.key == "summary":
             self._roster.forget_idle_rest(now)
-            return [
+            effects: list[Effect] = [
                 Publish(self._projection.summary(now)),
                 SetTimer("summary", now + cfg.summary_interval),
             ]
+            self._watch.silence(effects, now)
+            return effects
         if ev.key == "vardiff":
-            effects: list[Effect] = []
+            effects = []
             self._roster.retarget(now, effects)
             effects.append(SetTimer("vardiff", now + cfg.vardiff_target_interval))
             return effects

@@ -33,9 +33,10 @@ from pooler.core.plant import Plant
 from pooler.core.records import BlockSeen
 from pooler.core.roster import Roster
 from pooler.core.state import RoundState
+from pooler.core.watch import Watch
 from pooler.core.work import Work
 
-_BLOCK_TIMERS = ("work", "search", "end", "late-plant", "work-retry")
+_BLOCK_TIMERS = ("work", "search", "end", "late-plant", "work-retry", "stake")
 
 
 def block_event(blk: BlockState) -> BlockEvent:
@@ -54,6 +55,7 @@ class Cycle:
         plant: Plant,
         work: Work,
         harvest: Harvest,
+        watch: Watch,
     ) -> None:
         self._st = state
         self._roster = roster
@@ -62,6 +64,7 @@ class Cycle:
         self.plant = plant
         self.work = work
         self.harvest = harvest
+        self.watch = watch  # the stake-at-risk check (its timer is the block's)
 
     # ------------------------------------------------------------ chain events
 
@@ -73,6 +76,7 @@ class Cycle:
         effects: list[Effect] = [Persist(BlockSeen(ev.index, ev.entropy, ev.timestamp))]
         if cur is not None:
             self._close(cur, effects, now)
+            self.work.forecast.close(cur)
         blk = BlockState(ev.index, ev.entropy, ev.timestamp, st.config)
         st.blocks[ev.index] = blk
         st.block = blk
@@ -110,6 +114,7 @@ class Cycle:
         effects.append(SetTimer(f"work:{n}", blk.work_at))
         effects.append(SetTimer(f"end:{n}", blk.ends_at))
         effects.append(SetTimer(f"late-plant:{n}", blk.ends_at + st.config.late_plant_grace))
+        self.watch.arm(blk, effects)
 
     def _close(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         """A newer block exists: N's jobs are stale, its counts flushed, its harvest due."""
@@ -186,7 +191,10 @@ class Cycle:
             return effects
         if blk is not st.block or blk.closed:
             return effects  # a timer of a block that is over
-        if kind == "search":
+        if kind == "stake":
+            if blk.plant == "done" and not st.paused:
+                self.watch.stakes(blk, effects, now)
+        elif kind == "search":
             if blk.plant == "done" and not st.paused:
                 self.work.local_search(blk, effects, now)
         elif kind == "work":

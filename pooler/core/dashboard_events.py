@@ -9,7 +9,7 @@ or a secret. Times here are already unix milliseconds, as the jobs carry them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pooler.core.alerts import Alert
@@ -117,6 +117,10 @@ class SummaryEvent:
     best_zeros: Mapping[str, int]  # farmer id -> zeros, current block
     work_at: int | None  # unix ms
     ends_at: int | None
+    # The open block's reward projection (pooler/core/rewards.py): farmer id -> stroops it would
+    # harvest if the block closed now, and the pool's sum; empty / None before Block(N) was read.
+    projected: Mapping[str, int] = field(default_factory=dict)
+    projected_reward: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from pooler.core.alerts import Alert
 from pooler.core.backend_calls import BackendOp, BackendRequest
 from pooler.core.dashboard_events import DashboardEvent
 from pooler.core.records import Record
@@ -112,4 +113,32 @@ class LimitHit:
     miner_id: str
 
 
-Effect = Send | Close | CallBackend | SetTimer | CancelTimer | LocalSearch | Publish | Persist | LimitHit
+@dataclass(frozen=True, slots=True)
+class WatchPails:
+    """Have the block monitor read ``Pail(address, block)`` for these ``(farmer id, address)``
+    pairs (and ``Block(block)``) with every poll, and post ``BlockUpdated`` when they change."""
+
+    block: int
+    farmers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseAlert:
+    """Tell the operator (:mod:`pooler.core.alerts`): the dashboard, ``/metrics``, the webhook."""
+
+    alert: Alert
+
+
+Effect = (
+    Send
+    | Close
+    | CallBackend
+    | SetTimer
+    | CancelTimer
+    | LocalSearch
+    | Publish
+    | Persist
+    | LimitHit
+    | WatchPails
+    | RaiseAlert
+)

@@ -7,8 +7,10 @@ a fresh one as its reply address. The core answers with ``Send(conn, ...)`` effe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pooler.core import rewards
 from pooler.core.backend_calls import BackendOp, BackendReply
 from protocol.messages import Share
 
@@ -27,6 +29,21 @@ class NewBlock:
     entropy: bytes
     timestamp: int
     ledger: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockUpdated:
+    """``Block(index)`` or a watched farmer's ``Pail(farmer, index)`` changed (the block the core
+    asked pails for with ``WatchPails``). From the block monitor, before the ``NewBlock`` of a
+    newer block when both are seen by one poll, so block N's final state comes first.
+
+    ``pails`` is keyed by farmer id; a planted farmer whose pail is missing is absent.
+    """
+
+    index: int
+    block: rewards.BlockState
+    pails: Mapping[str, rewards.Pail]
+    ledger: int  # the ledger it was read at
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +223,7 @@ class LocalSearchDone:
 
 Event = (
     NewBlock
+    | BlockUpdated
     | FarmPaused
     | ChainHealth
     | MinerJoined

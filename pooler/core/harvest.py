@@ -8,10 +8,11 @@ Rewards are per farmer only when the harvest response has ``results``; otherwise
 
 from __future__ import annotations
 
+from pooler.core.alerts import HarvestFailed
 from pooler.core.backend_calls import HarvestReply, HarvestRequest, outcomes
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger
 from pooler.core.dashboard_events import FarmerReward, HarvestEvent
-from pooler.core.effects import CallBackend, Effect, Persist, Publish, SetTimer
+from pooler.core.effects import CallBackend, Effect, Persist, Publish, RaiseAlert, SetTimer
 from pooler.core.events import BackendResult
 from pooler.core.records import HarvestCalled
 from pooler.core.state import RoundState
@@ -42,9 +43,10 @@ class Harvest:
 
     def _expired(self, blk: BlockState, why: str, effects: list[Effect]) -> None:
         blk.advance(Trigger.HARVEST_EXPIRED)
-        for fid, fr in blk.rounds.items():
-            if fr.status == "worked":
-                blk.set_status(fid, "failed", why, effects)
+        lost = [fid for fid, fr in blk.rounds.items() if fr.status == "worked"]
+        for fid in lost:
+            blk.set_status(fid, "failed", why, effects)
+        effects.append(RaiseAlert(HarvestFailed(blk.index, tuple(lost), why)))
 
     def on_result(self, rec: CallRecord, ev: BackendResult, effects: list[Effect], now: float) -> None:
         st = self._st
@@ -78,6 +80,8 @@ class Harvest:
             for fid in [fid for fid, fr in blk.rounds.items() if fr.status == "worked"]:
                 blk.set_status(fid, "harvested", "", effects)
         else:
+            failed: list[str] = []
+            reasons: list[str] = []
             for fid, item in items.items():
                 fr = blk.round(fid)
                 if item.ok:
@@ -88,6 +92,11 @@ class Harvest:
                     blk.set_status(fid, "harvested", "", effects)
                 else:
                     blk.set_status(fid, "failed", f"harvest failed: {item.error}", effects)
+                    failed.append(fid)
+                    reasons.append(item.error)
+            if failed:
+                reason = "harvest failed: " + "; ".join(dict.fromkeys(reasons))
+                effects.append(RaiseAlert(HarvestFailed(blk.index, tuple(failed), reason)))
         total = reply.total_rewards
         if total is None and rewards:
             total = sum(r.reward for r in rewards)

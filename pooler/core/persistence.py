@@ -122,6 +122,8 @@ def restore(st: RoundState, cycle: Cycle, snap: CoreSnapshot, now: float, effect
     else:
         cur.advance(Trigger.DEADLINE)  # too late for anything but our late plant of the next block
         effects.append(SetTimer(f"late-plant:{cur.index}", now))
+    if cur.plant == "done":  # its planted farmers' pails, for the reward projection
+        cycle.work.forecast.watch(cur, effects)
     for blk in sorted(st.blocks.values(), key=lambda b: b.index):
         if blk.phase is BlockPhase.HARVEST_DUE:
             cycle.harvest.call(blk, effects, now)

@@ -86,6 +86,8 @@ class Plant:
                 blk.set_status(fid, "failed", f"plant failed: {ev.error}", effects)
         if publish:
             effects.append(Publish(plant_event(blk.index, ev)))
+        if blk.plant == "done":
+            self._work.forecast.watch(blk, effects)
         if blk is st.block and not blk.closed and not st.paused and blk.plant == "done":
             if now >= blk.search_at:
                 self._work.local_search(blk, effects, now)

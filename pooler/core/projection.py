@@ -11,6 +11,7 @@ from __future__ import annotations
 from pooler.core.block import FarmerRound, ms
 from pooler.core.checks import ShareCheck
 from pooler.core.dashboard_events import SummaryEvent
+from pooler.core.forecast import projection_view
 from pooler.core.state import RoundState
 from pooler.core.views import BlockView, CoreView, FarmerStatusView, FarmerView, MinerView, WorkerView
 
@@ -32,6 +33,7 @@ class Projection:
         blk = st.block
         sessions = st.all_sessions()
         online = {s.miner.miner_id for s in sessions}
+        proj = None if blk is None else blk.projection
         return SummaryEvent(
             block=None if blk is None else blk.index,
             phase=st.current_phase(now),
@@ -43,6 +45,8 @@ class Projection:
             best_zeros={} if blk is None else {fid: b.zeros for fid, b in blk.bests.items()},
             work_at=None if blk is None else ms(blk.work_at),
             ends_at=None if blk is None else ms(blk.ends_at),
+            projected={} if proj is None else {f.farmer: f.reward for f in proj.farmers},
+            projected_reward=None if proj is None else proj.reward,
         )
 
     def view(self, now: float) -> CoreView:
@@ -76,6 +80,7 @@ class Projection:
                     None if miner.block_best < 0 else miner.block_best,
                 )
             )
+        proj = None if blk is None else projection_view(blk)
         farmers = []
         for fid, farmer in st.farmers.items():
             mine = [s for s in sessions if s.miner.farmer is farmer]
@@ -91,6 +96,7 @@ class Projection:
                     None if best is None else best.zeros,
                     None if fr is None else status_view(fr),
                     st.rewards.get(fid, 0),
+                    None if proj is None else proj.rewards.get(fid),
                 )
             )
         blocks = tuple(
@@ -105,6 +111,7 @@ class Projection:
                 {fid: best.zeros for fid, best in b.bests.items()},
                 b.rewards_total,
                 {fid: fr.reward for fid, fr in b.rounds.items() if fr.reward is not None},
+                projection_view(b),
             )
             for b in sorted(st.blocks.values(), key=lambda b: -b.index)
         )
@@ -131,6 +138,7 @@ class Projection:
             worker_list=worker_list,
             blocks=blocks,
             pending_harvests=self.pending_harvests(),
+            projection=proj,
         )
 
 

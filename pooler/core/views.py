@@ -59,6 +59,7 @@ class FarmerView:
     best_zeros: int | None  # in the current block
     status: FarmerStatusView | None  # in the current block
     rewards: int  # stroops harvested for it (attributed by results)
+    projected_reward: int | None = None  # stroops it would harvest if the open block closed now
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class BlockView:
     best_zeros: Mapping[str, int]
     rewards_total: int | None  # stroops
     rewards: Mapping[str, int]  # farmer id -> stroops (when the Backend said per farmer)
+    projection: ProjectionView | None = None  # the last projection (frozen at the next block)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +103,20 @@ class CoreView:
     worker_list: tuple[WorkerView, ...]
     blocks: tuple[BlockView, ...]  # recent blocks, newest first
     pending_harvests: tuple[int, ...]
+    projection: ProjectionView | None = None  # the open block's reward projection
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionView:
+    """A block's reward projection (pooler/core/rewards.py), as last made from Block(N), the
+    pails and our own confirmed work."""
+
+    block: int
+    ledger: int  # the ledger of the chain read it rests on
+    pot: int  # block reward + staked total (stroops)
+    normalized_total: int
+    reward: int  # the pool's: sum of its farmers' floored rewards (stroops)
+    payout: int  # reward + returned stakes
+    forfeited: int  # stakes of planted farmers without work (yet)
+    rewards: Mapping[str, int]  # farmer id -> stroops
+    final: bool  # made from the block's last read after it closed: what harvest should pay

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pooler.core.alerts import WorkFailed
 from pooler.core.backend_calls import Submission, WorkReply, WorkRequest, outcomes
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger, ms
 from pooler.core.dashboard_events import ShownSubmission, WorkEvent
-from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, SetTimer
+from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, RaiseAlert, SetTimer
 from pooler.core.events import BackendResult, GroupBest, LocalSearchDone
+from pooler.core.forecast import Forecast
 from pooler.core.jobs import Jobs
 from pooler.core.records import Best, BestFound, NonceCredited, WorkCalled
 from pooler.core.shares import FarmerBlock
@@ -27,9 +29,10 @@ from pooler.errors import PoolerError
 class Work:
     """Local searches and ``/work`` submissions of the current block (see the module docstring)."""
 
-    def __init__(self, state: RoundState, jobs: Jobs) -> None:
+    def __init__(self, state: RoundState, jobs: Jobs, forecast: Forecast) -> None:
         self._st = state
         self._jobs = jobs
+        self.forecast = forecast  # the reward projection: told of each confirmed work
 
     # ------------------------------------------------------------ local search
 
@@ -162,7 +165,7 @@ class Work:
             if not isinstance(reply, WorkReply):
                 raise PoolerError(f"a /work call was answered with {type(reply).__name__}")
             effects.append(Persist(WorkCalled(blk.index, rec.submissions, reply)))
-            self._confirm(blk, rec, reply, effects)
+            self._confirm(blk, rec, reply, effects, self.forecast)
             valid = reply.valid if reply.valid is not None else len(shown) - reply.invalid
             effects.append(Publish(WorkEvent(blk.index, True, shown, valid, reply.invalid)))
         else:
@@ -177,13 +180,17 @@ class Work:
                 blk.advance(Trigger.RETRY_ARMED)
                 effects.append(SetTimer(f"work-retry:{blk.index}", now + delay))
             else:
+                lost: list[str] = []
+                why = "work was not recorded before the deadline" if ev.retryable else "work refused"
                 for fid in rec.farmers:
                     fr = blk.rounds[fid]
                     if fr.worked < 0:
-                        why = "work was not recorded before the deadline" if ev.retryable else "work refused"
                         blk.set_status(fid, "failed", f"{why}: {ev.error}", effects)
+                        lost.append(fid)
                     else:
                         fr.reason = f"resubmission failed: {ev.error}"
+                if lost:
+                    effects.append(RaiseAlert(WorkFailed(blk.index, tuple(lost), f"{why}: {ev.error}")))
         if blk is st.block and blk.phase is not BlockPhase.RETRY_WAIT:
             again = [fid for fid in rec.farmers if blk.rounds[fid].resubmit]
             for fid in again:
@@ -191,10 +198,14 @@ class Work:
                 self.after_best(blk, fid, effects, now)
 
     @staticmethod
-    def _confirm(blk: BlockState, rec: CallRecord, reply: WorkReply, effects: list[Effect]) -> None:
+    def _confirm(
+        blk: BlockState, rec: CallRecord, reply: WorkReply, effects: list[Effect], forecast: Forecast
+    ) -> None:
         """Each submitted farmer worked, or failed, as the answer says."""
         items = outcomes(reply)
         invalid = reply.invalid
+        refused: list[str] = []
+        reasons: list[str] = []
         for sub in rec.submissions:
             fr = blk.rounds[sub.farmer_id]
             if items is not None:
@@ -211,7 +222,13 @@ class Work:
                 if invalid and items is None:
                     warn = f"{invalid} nonce(s) of the batch were invalid"
                 blk.set_status(sub.farmer_id, "worked", warn, effects, zeros=fr.worked)
+                forecast.work_landed(blk, sub.farmer_id, sub.zeros)
             elif fr.worked < 0:
                 blk.set_status(sub.farmer_id, "failed", f"work refused: {why}", effects)
+                refused.append(sub.farmer_id)
+                reasons.append(why)
             else:
                 fr.reason = f"resubmission at {sub.zeros} zeros refused: {why}"
+        if refused:
+            reason = "work refused: " + "; ".join(dict.fromkeys(reasons))
+            effects.append(RaiseAlert(WorkFailed(blk.index, tuple(refused), reason)))

@@ -110,6 +110,8 @@ def summary_data(event: SummaryEvent) -> Data:
         "bestZeros": dict(event.best_zeros),
         "workAt": event.work_at,
         "blockEndsAt": event.ends_at,
+        "projectedRewards": {fid: str(v) for fid, v in event.projected.items()},
+        "projectedReward": None if event.projected_reward is None else str(event.projected_reward),
     }
 
 
@@ -186,6 +188,8 @@ def decode_event(kind: str, data: Mapping[str, Any]) -> DashboardEvent:
                 {str(k): int(v) for k, v in cast(Mapping[str, Any], d["bestZeros"]).items()},
                 _opt_int(d["workAt"]),
                 _opt_int(d["blockEndsAt"]),
+                {str(k): int(v) for k, v in cast(Mapping[str, Any], d.get("projectedRewards", {})).items()},
+                _opt_int(d.get("projectedReward")),
             )
         case "chain":
             return ChainEvent(bool(d["ok"]), str(d["detail"]))

@@ -45,6 +45,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
 from pooler.backend import parse_reply, request_body, request_path
+from pooler.core.alerts import Alert
 from pooler.core.coordinator import Coordinator
 from pooler.core.dashboard_events import DashboardEvent
 from pooler.core.effects import (
@@ -56,8 +57,10 @@ from pooler.core.effects import (
     LocalSearch,
     Persist,
     Publish,
+    RaiseAlert,
     Send,
     SetTimer,
+    WatchPails,
 )
 from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
 from pooler.core.records import RestJobIssued
@@ -168,6 +171,8 @@ class Runner:
         outbox_size: int = 256,
         review: Callable[[list[Effect]], list[Effect]] | None = None,
         observer: RunnerObserver | None = None,
+        alert: Callable[[Alert], None] | None = None,
+        watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
@@ -196,6 +201,11 @@ class Runner:
         # set while the loop waits on an empty inbox: drain() uses it to know all acks are out
         self._idle = asyncio.Event()
         self.observer = observer  # None: nobody watches (tests of the runner alone)
+        # Where RaiseAlert goes (Alerts.raise_alert); None: the core's alerts are dropped (tests,
+        # a group member's miner-serving runner for cycle alerts: only the leader raises those)
+        self._alert = alert
+        # Where WatchPails goes (BlockMonitor.watch); None: no monitor to tell (tests, followers)
+        self._watch_pails = watch_pails
 
     # ------------------------------------------------------------ lifecycle
 
@@ -432,6 +442,12 @@ class Runner:
                     self.observer.limit_hit(effect)
             case Persist():
                 pass  # no store configured: nothing to make durable
+            case RaiseAlert(alert):
+                if self._alert is not None:
+                    self._alert(alert)
+            case WatchPails(block, farmers):
+                if self._watch_pails is not None:
+                    self._watch_pails(block, farmers)
 
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)

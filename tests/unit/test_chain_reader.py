@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from stellar_sdk import Keypair, scval, xdr
 from stellar_sdk.base_soroban_server import _build_contract_instance_key
-from stellar_sdk.soroban_rpc import LedgerEntryResult
+from stellar_sdk.soroban_rpc import GetLedgerEntriesResponse, LedgerEntryResult
 
 from pooler.chain.reader import (
+    MAX_KEYS_PER_REQUEST,
     BlockRecord,
+    FarmReader,
     PailRecord,
     block_key,
     decode_block_entry,
@@ -331,3 +335,67 @@ def test_bad_entry_xdr_is_chain_data_error() -> None:
     )
     with pytest.raises(ChainDataError, match="key is not base64"):
         entries_by_key([bad_key])
+
+
+# ---------------------------------------------------------------- watched pails (FarmReader.watch)
+
+
+R = TypeVar("R")
+
+
+def run_now(coro: Coroutine[Any, Any, R]) -> R:
+    """Run a coroutine that never suspends (the fake ledger answers at once): no event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    raise AssertionError("the coroutine suspended")
+
+
+class FakeLedger:
+    """A LedgerSource over a dict of entries; records how many keys each call asked for."""
+
+    def __init__(self, entries: dict[bytes, tuple[xdr.LedgerKey, xdr.LedgerEntryData]]) -> None:
+        self.entries = entries
+        self.calls: list[int] = []
+
+    async def get_ledger_entries(self, keys: list[xdr.LedgerKey]) -> GetLedgerEntriesResponse:
+        self.calls.append(len(keys))
+        found = [self.entries[k.to_xdr_bytes()] for k in keys if k.to_xdr_bytes() in self.entries]
+        return GetLedgerEntriesResponse.model_validate(
+            {"entries": [rpc_entry(k, d).model_dump(by_alias=True) for k, d in found], "latestLedger": 77}
+        )
+
+
+def _pail_data(key: xdr.LedgerKey, sequence: int) -> xdr.LedgerEntryData:
+    fields = {
+        "sequence": scval.to_uint32(sequence),
+        "gap": scval.to_void(),
+        "stake": scval.to_int128(5),
+        "zeros": scval.to_void(),
+    }
+    assert key.contract_data is not None
+    return contract_data(key.contract_data.key, struct(fields), xdr.ContractDataDurability.TEMPORARY)
+
+
+def test_watched_pails_ride_along_and_are_batched_past_the_key_cap() -> None:
+    farmers = [(f"f{i}", Keypair.from_raw_ed25519_seed(bytes([i + 1]) * 32).public_key) for i in range(250)]
+    entries: dict[bytes, tuple[xdr.LedgerKey, xdr.LedgerEntryData]] = {}
+    ikey = instance_key(CONTRACT)
+    entries[ikey.to_xdr_bytes()] = (ikey, instance_entry(full_storage()))
+    bkey = block_key(CONTRACT, 42)
+    entries[bkey.to_xdr_bytes()] = (bkey, block_entry(BLOCK_FIELDS, 42))
+    for i, (_, address) in enumerate(farmers[:-1]):  # the last farmer has no pail
+        pkey = pail_key(CONTRACT, address, 42)
+        entries[pkey.to_xdr_bytes()] = (pkey, _pail_data(pkey, 1000 + i))
+    ledger = FakeLedger(entries)
+    reader = FarmReader(ledger, CONTRACT)
+    reader.watch(42, farmers)
+    snap = run_now(reader.read())
+    assert all(n <= MAX_KEYS_PER_REQUEST for n in ledger.calls)
+    assert sum(ledger.calls) == 1 + 1 + 250 + 1  # instance + Block(42) + pails, then Block(42) (first read)
+    assert snap.watched is not None and snap.watched.index == 42 and snap.watched.block == BLOCK
+    assert len(snap.watched.pails) == 249 and "f249" not in snap.watched.pails
+    assert snap.watched.pails["f3"] == PailRecord(1003, None, 5, None)
+    reader.watch(42, ())
+    assert run_now(reader.read()).watched is None

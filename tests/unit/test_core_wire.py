@@ -98,7 +98,7 @@ EVENTS: list[tuple[DashboardEvent, str, dict[str, object]]] = [
         {"farmerId": "f", "block": 3, "status": "harvested", "reward": "12"},
     ),
     (
-        SummaryEvent(3, "mining", 1, 2, 1.5, 4, 1, {"f": 7}, 1, 2),
+        SummaryEvent(3, "mining", 1, 2, 1.5, 4, 1, {"f": 7}, 1, 2, {"f": 12_345}, 12_345),
         "summary",
         {
             "block": 3,
@@ -111,6 +111,8 @@ EVENTS: list[tuple[DashboardEvent, str, dict[str, object]]] = [
             "bestZeros": {"f": 7},
             "workAt": 1,
             "blockEndsAt": 2,
+            "projectedRewards": {"f": "12345"},
+            "projectedReward": "12345",
         },
     ),
 ]

@@ -1,0 +1,58 @@
+"""The coordinator's own alerts from a real in-process Pooler on the devnet, received by a real
+HTTP receiver on 127.0.0.1: a planted farmer nobody mines for raises ``stake-at-risk`` before
+workAt; a worker that sent a share and went quiet raises ``worker-silent`` after
+ALERT_WORKER_SILENT_MINUTES (one minute: the shortest the setting allows)."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.support.system import MinerSocket, find_nonce, register, running_system, wait_until
+from tests.support.webhook_receiver import WebhookReceiver
+
+BLOCK_INTERVAL = 6
+
+
+async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
+    async with (
+        WebhookReceiver() as receiver,
+        running_system(
+            block_interval=BLOCK_INTERVAL,
+            alert_webhook_url=receiver.url,
+            alert_stake_lead_ms=2500,
+            alert_worker_silent_minutes=1,
+        ) as system,
+        aiohttp.ClientSession() as http,
+    ):
+        idle = await register(http, system.url, "idle")  # planted, never mined for
+        busy = await register(http, system.url, "busy")
+        async with MinerSocket.open(system.ws_url) as miner:
+            _, job = await miner.hello(busy["token"], worker="rig-1")
+            nonce, _, _ = find_nonce(job)
+            await miner.send({"type": "share", "job": job["job"], "nonce": str(nonce)})
+            await miner.expect("accepted")
+
+            def stake(body: dict[str, object]) -> bool:
+                data = body["data"]
+                return (
+                    body["kind"] == "stake-at-risk"
+                    and isinstance(data, dict)
+                    and data["farmerId"] == idle["farmerId"]
+                )
+
+            await wait_until(lambda: any(map(stake, receiver.delivered())), "stake-at-risk", within=30)
+            risk = next(filter(stake, receiver.delivered()))
+            assert risk["severity"] == "critical"
+            assert risk["data"]["bestZeros"] is None and risk["data"]["fallbackSearch"] is False
+            assert risk["data"]["secondsBeforeWorkAt"] > 0
+
+            def silent(body: dict[str, object]) -> bool:
+                return body["kind"] == "worker-silent"
+
+            await wait_until(lambda: any(map(silent, receiver.delivered())), "worker-silent", within=90)
+            quiet = next(filter(silent, receiver.delivered()))
+            assert quiet["data"]["minerId"] == busy["minerId"] and quiet["data"]["worker"] == "rig-1"
+            assert quiet["data"]["minutes"] == 1
+        sample = system.pooler.metrics.registry.get_sample_value
+        assert (sample("pooler_alerts_total", {"kind": "stake-at-risk"}) or 0) >= 1
+        assert sample("pooler_alerts_total", {"kind": "worker-silent"}) == 1
