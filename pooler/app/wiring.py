@@ -49,6 +49,7 @@ from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.runtime.webhook import AlertWebhook, RetryPolicy
+from pooler.stats.history import History
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -72,6 +73,7 @@ class Wiring:
     backend: BackendClient  # registrations, health polls; a single Pooler's cycle calls too
     probe: BackendProbe
     runner: Runner
+    history: History  # share buckets and block summaries (the stats API's aggregates)
     monitor: ObservedMonitor
     group: ClusterNode | None  # a group member's cluster node; None for a single Pooler
     sockets: LiveSockets
@@ -136,6 +138,8 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         options.retry_attempts,
         observe=observer.backend_call,
     )
+    # fed by the runner with every batch; its records commit with the batch's own
+    history = History(shape.core.share_source, durable=shape.store is not None)
     runner = Runner(
         shape.core,
         shape.runner_backend or backend,
@@ -146,6 +150,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         outbox_size=options.outbox_size,
         review=shape.review,
         observer=observer,
+        history=history,
     )
     monitor = ObservedMonitor(
         options.rpc_url,
@@ -198,6 +203,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         backend=backend,
         probe=probe,
         runner=runner,
+        history=history,
         monitor=monitor,
         group=group,
         sockets=sockets,

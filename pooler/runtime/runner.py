@@ -146,6 +146,14 @@ class RunnerObserver(Protocol):
         """A new block's effects (jobs included) were performed ``seconds`` after it was taken."""
 
 
+class HistoryPort(Protocol):
+    """What the runner needs of the history (pooler.stats.history.History)."""
+
+    def observe(self, effects: list[Effect], now: float) -> None: ...
+
+    def take(self) -> list[Persist]: ...
+
+
 class StorePort(Protocol):
     """What the runner needs of the store: commit one batch of records durably."""
 
@@ -168,6 +176,7 @@ class Runner:
         outbox_size: int = 256,
         review: Callable[[list[Effect]], list[Effect]] | None = None,
         observer: RunnerObserver | None = None,
+        history: HistoryPort | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
@@ -196,6 +205,8 @@ class Runner:
         # set while the loop waits on an empty inbox: drain() uses it to know all acks are out
         self._idle = asyncio.Event()
         self.observer = observer  # None: nobody watches (tests of the runner alone)
+        # share/block history fed every batch; its records ride on the batch's commit (None: none)
+        self.history = history
 
     # ------------------------------------------------------------ lifecycle
 
@@ -345,6 +356,10 @@ class Runner:
                 held.append(effect)
             else:
                 self._do(effect)
+        if self.history is not None:
+            self.history.observe(effects, self._clock())
+            if records:  # the batch commits anyway: the history changed so far goes with it
+                records.extend(self.history.take())
         if records and self._store is not None:
             batch = self._unsaved + records if self._unsaved else records
             started = time.perf_counter()
