@@ -33,6 +33,7 @@ from pooler.app.alerts import Alerts
 from pooler.app.observe import BackendProbe, ObservedMonitor, Observer, Readiness
 from pooler.app.options import PoolerOptions
 from pooler.app.sockets import ConnectionLimits, LiveSockets, SocketDesk
+from pooler.app.stats import StatsDesk
 from pooler.backend import BackendClient
 from pooler.chain.backoff import Backoff
 from pooler.cluster.fence import FencedBackend
@@ -187,6 +188,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         events=DashboardFeed(shape.hub, shape.core.summary, clock),
         health=readiness,
         metrics=MetricsScrape(metrics, observer) if options.metrics_enabled else None,
+        stats=StatsDesk(history, clock),
     )
     app = create_app(ports, web_settings(options))
     return Wiring(

@@ -107,6 +107,9 @@ class History:
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
+        self.workers_of: dict[str, set[str]] = {}  # miner id -> its worker names with history
+        # farmer id -> block -> stroops harvested for it (the farmer's rewards, without a block scan)
+        self.rewards: dict[str, dict[int, int]] = {}
         self._pruned_at = 0.0  # when the last prune pass ran (at most one a minute)
         # buckets changed since the last take(), by (scope, key, width, start): written next commit
         self._dirty: dict[tuple[str, str, int, int], Bucket] = {}
@@ -161,6 +164,10 @@ class History:
         if src is not None:
             miner_id, worker, zeros = src
             keys += [("miner", miner_id), ("worker", f"{miner_id}/{worker}")]
+            names = self.workers_of.get(miner_id)
+            if names is None:
+                names = self.workers_of[miner_id] = set()
+            names.add(worker)
         t = int(now)
         for sk in keys:
             series = self.series.get(sk)
@@ -185,7 +192,7 @@ class History:
                     BlockHistory(index, timestamp) if old is None else replace(old, timestamp=timestamp)
                 )
                 while len(self.blocks) > BLOCKS_KEEP:
-                    del self.blocks[next(iter(self.blocks))]
+                    self._drop_block(next(iter(self.blocks)))
             case BestFound(block, farmer_id, best):
                 bh = self._block(block)
                 gap = None if not bh.timestamp else max(0.0, best.found_at - bh.timestamp)
@@ -232,6 +239,11 @@ class History:
         if isinstance(which, int) and which in self.blocks:
             blocks.add(which)
 
+    def _drop_block(self, block: int) -> None:
+        bh = self.blocks.pop(block)
+        for f in bh.farmers:
+            self.rewards.get(f.farmer_id, {}).pop(block, None)
+
     def _block(self, block: int) -> BlockHistory:
         bh = self.blocks.get(block)
         if bh is None:
@@ -248,6 +260,10 @@ class History:
         else:
             farmers.append(replace(FarmerOfBlock(farmer_id), **changes))  # type: ignore[arg-type]
         self.blocks[block] = replace(bh, farmers=tuple(farmers))
+        per = self.rewards.setdefault(farmer_id, {})  # a farmer is listed once it is in a block
+        reward = changes.get("reward")
+        if isinstance(reward, int):
+            per[block] = reward
 
     # ------------------------------------------------------------ pruning and loading
 
@@ -261,19 +277,31 @@ class History:
                 dead.append(sk)
         for sk in dead:
             del self.series[sk]
+            if sk[0] == "worker":
+                miner_id, _, worker = sk[1].partition("/")
+                self.workers_of.get(miner_id, set()).discard(worker)
 
     def load(self, records: Iterable[HistoryBucket | BlockHistory], now: float) -> None:
         """Rebuild from what a store kept (oldest first per series), then prune."""
         for r in records:
             if isinstance(r, BlockHistory):
                 self.blocks[r.block] = r
+                for f in r.farmers:
+                    per = self.rewards.setdefault(f.farmer_id, {})
+                    if f.reward is not None:
+                        per[r.block] = f.reward
                 continue
+            if r.scope == "worker":
+                miner_id, _, worker = r.key.partition("/")
+                self.workers_of.setdefault(miner_id, set()).add(worker)
             series = self.series.get((r.scope, r.key))
             if series is None:
                 series = self.series[r.scope, r.key] = Series()
             b = series.bucket(r.width, r.start)
             b.accepted, b.stale, b.rejected, b.work = r.accepted, r.stale, dict(r.rejected), r.work
-        self.blocks = dict(sorted(self.blocks.items())[-BLOCKS_KEEP:])
+        self.blocks = dict(sorted(self.blocks.items()))
+        while len(self.blocks) > BLOCKS_KEEP:
+            self._drop_block(next(iter(self.blocks)))
         self.prune(now)
 
     # ------------------------------------------------------------ reading
