@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from typing import Any
 
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.records import (
@@ -107,6 +108,8 @@ class History:
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
+        # answers the stats views keep for a few seconds (the sorted miner list): key -> (at, rows)
+        self.view_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
         self.workers_of: dict[str, set[str]] = {}  # miner id -> its worker names with history
         # farmer id -> block -> stroops harvested for it (the farmer's rewards, without a block scan)
         self.rewards: dict[str, dict[int, int]] = {}

@@ -32,14 +32,16 @@ def _totals(history: History, scope: str, key: str, now: float, seconds: int, wi
         accepted += b.accepted
         stale += b.stale
         work += b.work
-        for reason, n in b.rejected.items():
-            rejected[reason] = rejected.get(reason, 0) + n
+        if b.rejected:
+            for reason, n in b.rejected.items():
+                rejected[reason] = rejected.get(reason, 0) + n
     return {"accepted": accepted, "stale": stale, "rejected": rejected, "work": work}
 
 
 def _now(history: History, scope: str, key: str, now: float) -> JSON:
-    """Shares of the last 24 h and the hashrate of the last WINDOW seconds."""
-    day = _totals(history, scope, key, now, 24 * HOUR, MINUTE)
+    """Shares of the last 24 h (the hour buckets since the hour 24 h ago began: at most 25 of
+    them) and the hashrate of the last WINDOW seconds (at most 11 minute buckets)."""
+    day = _totals(history, scope, key, now, 24 * HOUR + HOUR, HOUR)
     recent = _totals(history, scope, key, now, WINDOW, MINUTE)
     return {
         "hashrate": recent["work"] / WINDOW,
@@ -126,7 +128,20 @@ def _miner_row(history: History, miner_id: str, now: float) -> JSON:
     return {"minerId": miner_id, "workers": len(history.workers_of.get(miner_id, ())), **row}
 
 
+CACHE_S = 5.0  # the sorted miner list is rebuilt at most this often (its cost grows with miners)
+
+
 def miners(history: History, now: float, sort: str, order: str, limit: int, offset: int) -> JSON:
+    cached = history.view_cache.get(("miners", sort, order))
+    if cached is not None and 0 <= now - cached[0] < CACHE_S:
+        rows: list[JSON] = cached[1]
+    else:
+        rows = _sorted_miners(history, now, sort, order)
+        history.view_cache["miners", sort, order] = (now, rows)
+    return {"total": len(rows), "offset": offset, "miners": rows[offset : offset + limit]}
+
+
+def _sorted_miners(history: History, now: float, sort: str, order: str) -> list[JSON]:
     rows = [_miner_row(history, m, now) for m in history.workers_of]
     if sort == "minerId":
         rows.sort(key=lambda r: r["minerId"], reverse=order == "desc")
@@ -135,7 +150,7 @@ def miners(history: History, now: float, sort: str, order: str, limit: int, offs
     else:
         key = "hashrate" if sort == "hashrate" else "accepted24h"
         rows.sort(key=lambda r: r[key], reverse=order == "desc")
-    return {"total": len(rows), "offset": offset, "miners": rows[offset : offset + limit]}
+    return rows
 
 
 def miner(history: History, miner_id: str, now: float, range_: str) -> JSON | None:
