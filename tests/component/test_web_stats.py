@@ -4,10 +4,15 @@ against what the miners were told; bad parameters are 400s that say what was exp
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from pooler.stats import views
+from pooler.stats.history import History
+from pooler.store.sqlite import SqliteStore
 from tests.support.miners import MinerLog, ws_miner
 from tests.support.system import register, running_system, wait_until
 
@@ -16,6 +21,16 @@ async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
     async with http.get(url) as resp:
         assert resp.content_type == "application/json", await resp.text()
         return resp.status, await resp.json()
+
+
+def _counted(system: Any, miner_id: str | None = None, worker: str | None = None) -> int:
+    """Accepted shares in the Pooler's durable tallies (a miner's last shares before its bye may
+    be counted after its socket stopped reading: a log can be a few short, never over)."""
+    return sum(
+        t.accepted
+        for t in system.pooler.core.snapshot().tallies
+        if miner_id in (None, t.miner_id) and worker in (None, t.worker)
+    )
 
 
 async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -> None:
@@ -34,7 +49,8 @@ async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -
 
         status, pool = await _get(http, f"{system.url}/stats/pool?range=1h")
         assert status == 200
-        told = sum(len(log.accepted) for log in logs)
+        told = _counted(system)
+        assert told >= sum(len(log.accepted) for log in logs)
         assert sum(bk["accepted"] for bk in pool["history"]) == told == pool["accepted24h"]
         assert sum(sum(bk["rejected"].values()) + bk["stale"] for bk in pool["history"]) == sum(
             len(log.rejected) for log in logs
@@ -46,14 +62,15 @@ async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -
         status, miners = await _get(http, f"{system.url}/stats/miners?sort=accepted&order=asc")
         assert status == 200 and miners["total"] == 2
         rows = {r["minerId"]: r for r in miners["miners"]}
-        assert rows[a["minerId"]]["accepted24h"] == len(logs[0].accepted)
-        assert rows[b["minerId"]]["accepted24h"] == len(logs[1].accepted) + len(logs[2].accepted)
+        assert rows[a["minerId"]]["accepted24h"] == _counted(system, a["minerId"]) >= len(logs[0].accepted)
+        assert rows[b["minerId"]]["accepted24h"] == _counted(system, b["minerId"])
         assert [r["accepted24h"] for r in miners["miners"]] == sorted(r["accepted24h"] for r in rows.values())
 
         status, one = await _get(http, f"{system.url}/stats/miners/{b['minerId']}?range=24h")
         assert status == 200
         workers = {w["worker"]: w["accepted24h"] for w in one["workerList"]}
-        assert workers == {"rig-b1": len(logs[1].accepted), "rig-b2": len(logs[2].accepted)}
+        assert workers == {w: _counted(system, b["minerId"], w) for w in ("rig-b1", "rig-b2")}
+        assert workers["rig-b1"] >= len(logs[1].accepted) and workers["rig-b2"] >= len(logs[2].accepted)
         assert sum(bk["accepted"] for bk in one["history"]) == workers["rig-b1"] + workers["rig-b2"]
         body = str([pool, miners, one])
         assert a["token"] not in body and b["token"] not in body  # ids are public, tokens never
@@ -63,7 +80,7 @@ async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -
         status, block = await _get(http, f"{system.url}/stats/blocks/{system.block()}")
         assert status == 200 and block["block"] == system.block()
         bests = {f["farmerId"]: f["bestZeros"] for f in block["farmers"]}
-        assert bests[a["farmerId"]] == max(c.zeros for c in logs[0].accepted)
+        assert bests[a["farmerId"]] >= max(c.zeros for c in logs[0].accepted)
         status, farmers = await _get(http, f"{system.url}/stats/farmers")
         assert status == 200 and {a["farmerId"], b["farmerId"]} <= {f["farmerId"] for f in farmers["farmers"]}
         status, farmer = await _get(http, f"{system.url}/stats/farmers/{a['farmerId']}")
@@ -87,3 +104,33 @@ async def test_bad_parameters_are_400_with_what_is_expected_and_unknown_ids_404(
         for path in ("/stats/miners/nobody", "/stats/farmers/nobody", "/stats/blocks/999999"):
             status, body = await _get(http, system.url + path)
             assert status == 404 and body["error"] == "not-found", path
+
+
+async def test_what_the_api_showed_is_in_the_file_after_the_pooler_stops(tmp_path: Path) -> None:
+    db = tmp_path / "pooler.db"
+    async with (
+        running_system(store="sqlite", pooler_db=str(db)) as system,
+        aiohttp.ClientSession() as http,
+    ):
+        a = await register(http, system.url, "a")
+        log, stop = MinerLog("rig"), asyncio.Event()
+        task = asyncio.create_task(ws_miner(system.ws_url, a["token"], log, stop))
+        await wait_until(lambda: len(log.accepted) >= 30, "shares")
+        stop.set()
+        await task
+        await asyncio.sleep(0.2)
+        _, before = await _get(http, f"{system.url}/stats/miners/{a['minerId']}?range=1h")
+        _, block_before = await _get(http, f"{system.url}/stats/blocks/{system.block()}")
+        now = time.time()
+        assert before["accepted24h"] == _counted(system, a["minerId"])
+    assert before["accepted24h"] >= len(log.accepted) >= 30
+    store = SqliteStore(db)
+    restored = await store.open()
+    await store.close()
+    # a restarted Pooler loads this into its History: the same answers
+    history = History(lambda job, conn: None)
+    history.load(restored.history, now)
+    again = views.miner(history, a["minerId"], now, "1h")
+    assert again is not None
+    assert again["accepted24h"] == before["accepted24h"] and again["history"] == before["history"]
+    assert views.block(history, block_before["block"]) == block_before
