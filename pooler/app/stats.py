@@ -12,7 +12,7 @@ from pooler.stats.history import History
 class StatsDesk:
     def __init__(self, history: History, clock: Callable[[], float]) -> None:
         self._history = history  # the aggregates the runner keeps up to date (read here only)
-        self._clock = clock
+        self._clock = clock  # the "now" of every answer
 
     def pool(self, range_: str) -> dict[str, Any]:
         return views.pool(self._history, self._clock(), range_)

@@ -103,8 +103,8 @@ class History:
     False (no store): nothing is marked for :meth:`take`, the aggregates are kept in memory only."""
 
     def __init__(self, source: Source, *, durable: bool = True) -> None:
-        self._source = source
-        self.durable = durable
+        self._source = source  # names the worker and difficulty behind a share answer
+        self.durable = durable  # False: no store behind it, nothing is marked for take()
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order

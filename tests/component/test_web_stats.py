@@ -134,3 +134,34 @@ async def test_what_the_api_showed_is_in_the_file_after_the_pooler_stops(tmp_pat
     assert again is not None
     assert again["accepted24h"] == before["accepted24h"] and again["history"] == before["history"]
     assert views.block(history, block_before["block"]) == block_before
+
+
+async def test_a_harvested_block_shows_each_farmers_reward() -> None:
+    async with running_system(block_interval=6, share_zeros=2) as system, aiohttp.ClientSession() as http:
+        a = await register(http, system.url, "a")
+        log, stop = MinerLog("rig"), asyncio.Event()
+        task = asyncio.create_task(ws_miner(system.ws_url, a["token"], log, stop))
+        opened = system.block()
+        assert opened is not None
+        first = opened + 1  # the first block planted with this farmer in the roster
+
+        def harvested() -> bool:
+            b = system.pooler.parts.history.blocks.get(first)
+            return b is not None and b.harvest_total is not None
+
+        try:
+            await wait_until(harvested, "the block's harvest", within=40)
+        except AssertionError:
+            raise AssertionError(str(system.pooler.parts.history.blocks)) from None
+        stop.set()
+        await task
+        _, block = await _get(http, f"{system.url}/stats/blocks/{first}")
+        _, farmer = await _get(http, f"{system.url}/stats/farmers/{a['farmerId']}")
+    mine = next(f for f in block["farmers"] if f["farmerId"] == a["farmerId"])
+    assert mine["planted"] and mine["worked"] and block["planted"] >= 1 and int(block["staked"]) >= 0
+    assert block["workOk"] is True and block["workAt"] is not None
+    assert mine["bestZeros"] == mine["workZeros"] >= max(c.zeros for c in log.accepted if c.block == first)
+    if mine["reward"] is not None:  # the Backend attributed it: the farmer's page says the same
+        assert {"block": first, "reward": mine["reward"]} in farmer["blocks"]
+    else:
+        assert block["harvested"] is not None
