@@ -82,6 +82,7 @@ class Pooler:
             for record in restored.miners:
                 self.registry.add(record)
             resume = self.core.restore(restored.snapshot, self.clock())
+            self.parts.history.load(restored.history, self.clock())
         await self.backend.__aenter__()
         await self.runner.__aenter__()
         await self.runner.perform(resume)

@@ -33,6 +33,7 @@ from pooler.app.alerts import Alerts
 from pooler.app.observe import BackendProbe, ObservedMonitor, Observer, Readiness
 from pooler.app.options import PoolerOptions
 from pooler.app.sockets import ConnectionLimits, LiveSockets, SocketDesk
+from pooler.app.stats import StatsDesk
 from pooler.backend import BackendClient
 from pooler.chain.backoff import Backoff
 from pooler.cluster.fence import FencedBackend
@@ -50,6 +51,7 @@ from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.runtime.webhook import AlertWebhook, RetryPolicy
+from pooler.stats.history import History
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -73,6 +75,7 @@ class Wiring:
     backend: BackendClient  # registrations, health polls; a single Pooler's cycle calls too
     probe: BackendProbe
     runner: Runner
+    history: History  # share buckets and block summaries (the stats API's aggregates)
     monitor: ObservedMonitor
     group: ClusterNode | None  # a group member's cluster node; None for a single Pooler
     sockets: LiveSockets
@@ -137,6 +140,8 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         options.retry_attempts,
         observe=observer.backend_call,
     )
+    # fed by the runner with every batch; its records commit with the batch's own
+    history = History(shape.core.share_source, durable=shape.store is not None)
     runner = Runner(
         shape.core,
         shape.runner_backend or backend,
@@ -150,6 +155,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         # in a group the leader's cycle runner raises the cycle's alerts; this one only its workers'
         alert=alerts.raise_alert if group is None else _workers_only(alerts.raise_alert),
         watch_pails=lambda block, farmers: monitor.watch(block, farmers),
+        history=history,
     )
     monitor = ObservedMonitor(
         options.rpc_url,
@@ -189,6 +195,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         events=DashboardFeed(shape.hub, shape.core.summary, clock),
         health=readiness,
         metrics=MetricsScrape(metrics, observer) if options.metrics_enabled else None,
+        stats=StatsDesk(history, clock),
     )
     app = create_app(ports, web_settings(options))
     return Wiring(
@@ -205,6 +212,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         backend=backend,
         probe=probe,
         runner=runner,
+        history=history,
         monitor=monitor,
         group=group,
         sockets=sockets,

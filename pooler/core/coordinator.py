@@ -118,6 +118,17 @@ class Coordinator:
 
     # ------------------------------------------------------------------ entry points
 
+    def share_source(self, job: str | None, conn: int) -> tuple[str, str, int] | None:
+        """(miner id, worker name, share zeros checked) of a share answered on ``job`` or, when the
+        job is unknown, on WebSocket ``conn``; None when neither names a worker (history)."""
+        rec = self._state.jobs.get(job) if job is not None else None
+        if rec is not None:
+            return rec.miner.miner_id, rec.session.name, rec.share_zeros
+        sess = self._sessions.get(conn)
+        if sess is not None:
+            return sess.miner.miner_id, sess.name, sess.vd.zeros
+        return None
+
     @property
     def config(self) -> CoreConfig:
         return self._config

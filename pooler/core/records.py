@@ -143,8 +143,62 @@ class NonceCredited:
     job: str
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryBucket:
+    """One bucket of share history (absolute: the newest of a key stands). Built by
+    :mod:`pooler.stats` from the batch's share answers, committed with the records they follow.
+
+    ``scope``: "pool" (``key`` ""), "miner" (``key`` the miner id) or "worker" (``key``
+    "<miner id>/<worker name>"); ``width``: 60 or 3600 seconds; ``start``: unix seconds, a
+    multiple of ``width``. ``work``: sum of 16**share_zeros over accepted shares (expected hashes
+    behind them), so hashrate = work / width. ``rejected``: (reason, count) pairs, sorted."""
+
+    scope: str
+    key: str
+    width: int
+    start: int
+    accepted: int
+    stale: int
+    rejected: tuple[tuple[str, int], ...]
+    work: int
+
+
+@dataclass(frozen=True, slots=True)
+class FarmerOfBlock:
+    """One farmer's part of a block in :class:`BlockHistory`."""
+
+    farmer_id: str
+    planted: bool = False
+    best_zeros: int = -1  # -1: no share
+    gap_s: float | None = None  # seconds from the block's timestamp to the best's find
+    worked: bool | None = None  # the Backend's verdict on its work (None: not submitted)
+    work_zeros: int | None = None
+    reward: int | None = None  # stroops harvested, when the Backend attributed them
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHistory:
+    """What the pool did in one block (absolute: the newest stands). Built by :mod:`pooler.stats`.
+
+    On-chain min/max zeros, gap and stake are not in the core's records yet (``BlockSeen`` has
+    index, entropy and timestamp only), so they are not recorded here."""
+
+    block: int
+    timestamp: int = 0
+    planted: int = 0  # farmers the Backend planted
+    staked: int = 0  # stroops, the plant reply's total
+    work_at: float | None = None  # unix seconds the /work answer came
+    work_ok: bool | None = None
+    work_error: str = ""
+    harvest_total: int | None = None  # stroops, the harvest reply's total
+    farmers: tuple[FarmerOfBlock, ...] = ()
+
+
 Record = (
-    BlockSeen
+    HistoryBucket
+    | BlockHistory
+    | BlockSeen
     | BestFound
     | ShareCounts
     | PlantCalled

@@ -149,6 +149,14 @@ class RunnerObserver(Protocol):
         """A new block's effects (jobs included) were performed ``seconds`` after it was taken."""
 
 
+class HistoryPort(Protocol):
+    """What the runner needs of the history (pooler.stats.history.History)."""
+
+    def observe(self, effects: list[Effect], now: float) -> None: ...
+
+    def take(self) -> list[Persist]: ...
+
+
 class StorePort(Protocol):
     """What the runner needs of the store: commit one batch of records durably."""
 
@@ -173,6 +181,7 @@ class Runner:
         observer: RunnerObserver | None = None,
         alert: Callable[[Alert], None] | None = None,
         watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None,
+        history: HistoryPort | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
@@ -206,6 +215,8 @@ class Runner:
         self._alert = alert
         # Where WatchPails goes (BlockMonitor.watch); None: no monitor to tell (tests, followers)
         self._watch_pails = watch_pails
+        # share/block history fed every batch; its records ride on the batch's commit (None: none)
+        self.history = history
 
     # ------------------------------------------------------------ lifecycle
 
@@ -355,6 +366,10 @@ class Runner:
                 held.append(effect)
             else:
                 self._do(effect)
+        if self.history is not None:
+            self.history.observe(effects, self._clock())
+            if records:  # the batch commits anyway: the history changed so far goes with it
+                records.extend(self.history.take())
         if records and self._store is not None:
             batch = self._unsaved + records if self._unsaved else records
             started = time.perf_counter()

@@ -12,17 +12,27 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pooler.core.effects import Persist
-from pooler.core.records import BestFound, NoncesIssued, Record, ShareCounts, WorkerSeen
+from pooler.core.records import (
+    BestFound,
+    BlockHistory,
+    HistoryBucket,
+    NoncesIssued,
+    Record,
+    ShareCounts,
+    WorkerSeen,
+)
 from pooler.core.snapshot import CoreSnapshot
 from pooler.miners import MinerRecord
 
 
 @dataclass(frozen=True, slots=True)
 class Restored:
-    """What a restarted Pooler reloads: its miners, and the coordinator's snapshot."""
+    """What a restarted Pooler reloads: its miners, the coordinator's snapshot, the history."""
 
     miners: list[MinerRecord] = field(default_factory=list)
     snapshot: CoreSnapshot = field(default_factory=CoreSnapshot)
+    # share buckets (oldest first per series) and block summaries within retention (pooler.stats)
+    history: list[HistoryBucket | BlockHistory] = field(default_factory=list)
 
 
 class Store(Protocol):
@@ -48,7 +58,8 @@ def coalesce(records: list[Persist]) -> list[Persist]:
 
     ``ShareCounts`` carry absolute counts (the last of a key wins), ``BestFound`` and
     ``NoncesIssued`` only grow (the largest wins, the first on ties, as the SQL does),
-    ``WorkerSeen`` keeps the last sighting. Everything else (calls, status history, credits)
+    ``WorkerSeen`` keeps the last sighting, history buckets and block summaries are absolute.
+    Everything else (calls, status history, credits)
     is kept, in order.
     """
     out: list[Persist] = []
@@ -63,6 +74,10 @@ def coalesce(records: list[Persist]) -> list[Persist]:
                 key = ("nonces", b, f)
             case WorkerSeen(miner_id=m, worker=w):
                 key = ("worker", m, w)
+            case HistoryBucket(scope=sc, key=k, width=wd, start=st):
+                key = ("history", sc, k, wd, st)
+            case BlockHistory(block=b):
+                key = ("block_history", b)
             case _:
                 out.append(p)
                 continue

@@ -14,9 +14,12 @@ from typing import Any
 from pooler.backend import submission_body
 from pooler.core.records import (
     BestFound,
+    BlockHistory,
     BlockSeen,
+    FarmerOfBlock,
     FarmerStatusChanged,
     HarvestCalled,
+    HistoryBucket,
     NonceCredited,
     NoncesIssued,
     PlantCalled,
@@ -59,6 +62,10 @@ def record_kind(record: Record) -> str:
             return "job"
         case NonceCredited():
             return "credit"
+        case HistoryBucket():
+            return "history"
+        case BlockHistory():
+            return "block_history"
 
 
 def record_data(record: Record) -> Data:
@@ -101,6 +108,10 @@ def record_data(record: Record) -> Data:
             }
         case NonceCredited(block, farmer_id, nonce, job):
             return {"block": block, "farmerId": farmer_id, "nonce": str(nonce), "job": job}
+        case HistoryBucket():
+            return bucket_data(record)
+        case BlockHistory():
+            return block_history_data(record)
 
 
 def best_data(record: BestFound) -> Data:
@@ -135,3 +146,85 @@ def _outcome(data: Data, response: Mapping[str, object] | None, error: str) -> D
     else:
         data["error"] = error
     return data
+
+
+def bucket_data(b: HistoryBucket) -> Data:
+    return {
+        "scope": b.scope,
+        "key": b.key,
+        "width": b.width,
+        "start": b.start,
+        "accepted": b.accepted,
+        "stale": b.stale,
+        "rejected": dict(b.rejected),
+        "work": str(b.work),  # 16**z sums pass 2**53 quickly: decimal text
+    }
+
+
+def bucket_from(d: Mapping[str, Any]) -> HistoryBucket:
+    rejected = d.get("rejected") or {}
+    return HistoryBucket(
+        str(d["scope"]),
+        str(d["key"]),
+        int(d["width"]),
+        int(d["start"]),
+        int(d["accepted"]),
+        int(d["stale"]),
+        tuple(sorted((str(k), int(v)) for k, v in rejected.items())),
+        int(d["work"]),
+    )
+
+
+def block_history_data(b: BlockHistory) -> Data:
+    return {
+        "block": b.block,
+        "timestamp": b.timestamp,
+        "planted": b.planted,
+        "staked": str(b.staked),
+        "workAt": b.work_at,
+        "workOk": b.work_ok,
+        "workError": b.work_error,
+        "harvestTotal": None if b.harvest_total is None else str(b.harvest_total),
+        "farmers": [
+            {
+                "farmerId": f.farmer_id,
+                "planted": f.planted,
+                "bestZeros": f.best_zeros,
+                "gapS": f.gap_s,
+                "worked": f.worked,
+                "workZeros": f.work_zeros,
+                "reward": None if f.reward is None else str(f.reward),
+                "error": f.error,
+            }
+            for f in b.farmers
+        ],
+    }
+
+
+def block_history_from(d: Mapping[str, Any]) -> BlockHistory:
+    def opt_int(v: object) -> int | None:
+        return None if v is None else int(str(v))
+
+    return BlockHistory(
+        block=int(d["block"]),
+        timestamp=int(d.get("timestamp") or 0),
+        planted=int(d.get("planted") or 0),
+        staked=int(str(d.get("staked") or 0)),
+        work_at=None if d.get("workAt") is None else float(d["workAt"]),
+        work_ok=d.get("workOk"),
+        work_error=str(d.get("workError") or ""),
+        harvest_total=opt_int(d.get("harvestTotal")),
+        farmers=tuple(
+            FarmerOfBlock(
+                farmer_id=str(f["farmerId"]),
+                planted=bool(f.get("planted")),
+                best_zeros=int(f.get("bestZeros", -1)),
+                gap_s=None if f.get("gapS") is None else float(f["gapS"]),
+                worked=f.get("worked"),
+                work_zeros=opt_int(f.get("workZeros")),
+                reward=opt_int(f.get("reward")),
+                error=str(f.get("error") or ""),
+            )
+            for f in d.get("farmers") or ()
+        ),
+    )

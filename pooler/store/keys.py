@@ -11,6 +11,8 @@ Scalar keys:
     {p}:rewards             hash block -> the block's total harvested (stroops)
     {p}:calls               stream: every Backend call's outcome (the leader's audit trail)
     {p}:bests               stream: best candidates for the leader (consumer group ``leader``)
+    {p}:blockhist           hash block -> the block's history summary (the newest 8640 blocks)
+    {p}:hist:{width}:{start}  hash [scope, key, instance] -> a history bucket (expires past retention)
     {p}:instances           sorted set: instance -> last time it shared its summary (ms)
     {p}:summary:{instance}  that instance's last dashboard summary (expires after 3 intervals)
 Per block (expire with the block's harvest retention):

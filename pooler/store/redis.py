@@ -51,9 +51,11 @@ from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob
 from pooler.core.records import (
     BestFound,
+    BlockHistory,
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
+    HistoryBucket,
     NonceCredited,
     PlantCalled,
     RestJobIssued,
@@ -63,8 +65,17 @@ from pooler.core.records import (
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
+from pooler.stats.history import BLOCKS_KEEP, KEEP
 from pooler.store import Restored
-from pooler.store.codec import best_data, record_data, record_kind
+from pooler.store.codec import (
+    best_data,
+    block_history_data,
+    block_history_from,
+    bucket_data,
+    bucket_from,
+    record_data,
+    record_kind,
+)
 from pooler.store.keys import Keys
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
@@ -73,7 +84,7 @@ Credit = tuple[int, str, int]  # (block, farmer id, nonce) credited by an accept
 
 log = logging.getLogger("pooler.store")
 
-# ARGV: prefix, ttl ms, payload JSON, stream maxlen, seen-set ttl ms.
+# ARGV: prefix, ttl ms, payload JSON, stream maxlen, seen-set ttl ms, block summaries kept.
 # Returns the 0-based positions of refused credits.
 _COMMIT = """
 local pre, ttl, p, maxlen = ARGV[1], tonumber(ARGV[2]), cjson.decode(ARGV[3]), ARGV[4]
@@ -119,10 +130,19 @@ for _, b in ipairs(p.bests) do
     end
   end
 end
+for _, h in ipairs(p.hist) do
+  local k = pre .. 'hist:' .. h[1]
+  redis.call('HSET', k, h[2], h[3])
+  redis.call('PEXPIRE', k, h[4])
+end
+for _, b in ipairs(p.blockhist) do
+  redis.call('HSET', pre .. 'blockhist', b[1], b[2])
+  redis.call('HDEL', pre .. 'blockhist', tostring(tonumber(b[1]) - tonumber(ARGV[6])))
+end
 return dups
 """
 
-# ARGV: prefix, ttl ms, payload JSON, leader token, calls maxlen, blocks kept.
+# ARGV: prefix, ttl ms, payload JSON, leader token, calls maxlen, blocks kept, block summaries kept.
 _COMMIT_CYCLE = """
 local pre, ttl, p = ARGV[1], tonumber(ARGV[2]), cjson.decode(ARGV[3])
 local token, maxlen, keep = ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -151,6 +171,10 @@ for _, c in ipairs(p.calls) do
 end
 for _, r in ipairs(p.rewards) do
   redis.call('HSET', pre .. 'rewards', r[1], r[2])
+end
+for _, b in ipairs(p.blockhist) do
+  redis.call('HSET', pre .. 'blockhist', b[1], b[2])
+  redis.call('HDEL', pre .. 'blockhist', tostring(tonumber(b[1]) - tonumber(ARGV[7])))
 end
 return 1
 """
@@ -201,7 +225,55 @@ class RedisStore:
         except RedisError as exc:
             raise _failure("cannot read the miners from Redis", exc) from exc
         miners = sorted((miner_from_json(v) for v in raw.values()), key=lambda m: m.miner_id)
-        return Restored(miners, CoreSnapshot())
+        return Restored(miners, CoreSnapshot(), await self.load_history())
+
+    def _hist_row(self, b: HistoryBucket) -> tuple[str, str, list[Any]]:
+        """(key suffix, field, script row) of a bucket: one hash per (width, start), one field per
+        (scope, key, instance): each instance writes its own shares, a reader sums them."""
+        suffix = f"{b.width}:{b.start}"
+        field = orjson.dumps([b.scope, b.key, self.instance]).decode()
+        ttl = (KEEP[b.width] + b.width) * 1000  # Redis prunes it: no pass over old keys
+        return suffix, field, [suffix, field, orjson.dumps(bucket_data(b)).decode(), ttl]
+
+    async def load_history(self) -> list[HistoryBucket | BlockHistory]:
+        """Buckets (summed over instances, oldest first) and block summaries (at start only: one
+        SCAN over the history keys, at most 24 * 60 + 30 * 24 of them)."""
+        sums: dict[tuple[str, str, int, int], HistoryBucket] = {}
+        try:
+            keys = [k async for k in self._redis.scan_iter(match=self._keys.base + "hist:*", count=1000)]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.hgetall(k)
+                pipe.hgetall(self._keys.base + "blockhist")
+                replies = await pipe.execute()
+        except RedisError as exc:
+            raise _failure("cannot load the history from Redis", exc) from exc
+        for fields in replies[:-1]:
+            for raw in fields.values():
+                b = bucket_from(orjson.loads(raw))
+                at = (b.scope, b.key, b.width, b.start)
+                old = sums.get(at)
+                if old is not None:
+                    rejected: dict[str, int] = dict(old.rejected)
+                    for reason, n in b.rejected:
+                        rejected[reason] = rejected.get(reason, 0) + n
+                    b = HistoryBucket(
+                        b.scope,
+                        b.key,
+                        b.width,
+                        b.start,
+                        old.accepted + b.accepted,
+                        old.stale + b.stale,
+                        tuple(sorted(rejected.items())),
+                        old.work + b.work,
+                    )
+                sums[at] = b
+        out: list[HistoryBucket | BlockHistory] = [sums[k] for k in sorted(sums, key=lambda k: k[3])]
+        blocks = sorted(
+            (block_history_from(orjson.loads(v)) for v in replies[-1].values()), key=lambda b: b.block
+        )
+        out.extend(blocks[-BLOCKS_KEEP:])
+        return out
 
     async def close(self) -> None:
         """The client belongs to the cluster node, which closes it."""
@@ -245,8 +317,15 @@ class RedisStore:
         tallies: dict[tuple[object, object, object], list[Any]] = {}
         blocks: list[list[Any]] = []
         jobs: list[list[str]] = []
+        hist: dict[tuple[str, str], list[Any]] = {}  # (key suffix, field) -> its newest row
+        blockhist: dict[int, list[Any]] = {}  # block -> its newest summary
         for p in records:
             match p.record:
+                case HistoryBucket() as b:
+                    suffix, field, row = self._hist_row(b)
+                    hist[suffix, field] = row
+                case BlockHistory() as bh:
+                    blockhist[bh.block] = _blockhist_row(bh)
                 case ShareCounts(block, miner_id, worker, accepted, rejected):
                     field = orjson.dumps([miner_id, worker, self.instance]).decode()
                     tallies[block, miner_id, worker] = [str(block), field, accepted, rejected]
@@ -266,6 +345,8 @@ class RedisStore:
             "bests": bests,
             "blocks": blocks,
             "jobs": jobs,
+            "hist": list(hist.values()),
+            "blockhist": list(blockhist.values()),
         }
         try:
             args: list[str | int] = [
@@ -274,6 +355,7 @@ class RedisStore:
                 _lua_json(payload),
                 self._maxlen,
                 self._seen_ttl_ms,
+                BLOCKS_KEEP,
             ]
             dups = await self._commit(args=args)
         except RedisError as exc:
@@ -344,8 +426,11 @@ class RedisStore:
         statuses: list[list[Any]] = []
         calls: list[list[Any]] = []
         rewards: list[list[Any]] = []
+        blockhist: dict[int, list[Any]] = {}  # block -> its newest summary
         for p in records:
             match p.record:
+                case BlockHistory() as bh:
+                    blockhist[bh.block] = _blockhist_row(bh)
                 case BlockSeen() as seen:
                     blocks.append(_block_row(seen))
                 case BestFound() as found:
@@ -368,7 +453,14 @@ class RedisStore:
                             rewards.append([str(call.block), str(total)])
                 case _:
                     pass  # shares, jobs and the rest are the miner-serving side's
-        payload = {"blocks": blocks, "bests": bests, "statuses": statuses, "calls": calls, "rewards": rewards}
+        payload = {
+            "blocks": blocks,
+            "bests": bests,
+            "statuses": statuses,
+            "calls": calls,
+            "rewards": rewards,
+            "blockhist": list(blockhist.values()),
+        }
         args: list[str | int] = [
             self._keys.base,
             self._ttl_ms,
@@ -376,6 +468,7 @@ class RedisStore:
             token,
             self._maxlen,
             self.keep_blocks,
+            BLOCKS_KEEP,
         ]
         try:
             await self._commit_cycle(args=args)
@@ -507,6 +600,10 @@ def _best_row(found: BestFound) -> list[Any]:
         "farmerId": d["farmerId"],
     }
     return [str(found.block), found.farmer_id, d["nonce"], found.best.zeros, orjson.dumps(best).decode()]
+
+
+def _blockhist_row(bh: BlockHistory) -> list[Any]:
+    return [str(bh.block), orjson.dumps(block_history_data(bh)).decode()]
 
 
 def _block_row(seen: BlockSeen) -> list[Any]:

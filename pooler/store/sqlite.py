@@ -34,9 +34,11 @@ import orjson
 from pooler.core.effects import Persist
 from pooler.core.records import (
     BestFound,
+    BlockHistory,
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
+    HistoryBucket,
     NonceCredited,
     NoncesIssued,
     PlantCalled,
@@ -56,8 +58,9 @@ from pooler.core.snapshot import (
 )
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
+from pooler.stats.history import BLOCKS_KEEP, KEEP
 from pooler.store import Restored, coalesce
-from pooler.store.codec import ms, record_data, record_kind
+from pooler.store.codec import block_history_data, block_history_from, ms, record_data, record_kind
 
 T = TypeVar("T")
 
@@ -144,7 +147,30 @@ MIGRATIONS: list[str] = [
         SELECT farmer_id, farmer, count(*) AS miners, min(created_at) AS first_seen
         FROM miners GROUP BY farmer_id, farmer;
     """,
+    # 3: share history buckets (1-minute for 24 h, 1-hour for 30 days) and block summaries
+    # (pooler.stats). `work` is decimal text: sums of 16**zeros pass SQLite's INTEGER.
+    """
+    CREATE TABLE history (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        width INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        accepted INTEGER NOT NULL,
+        stale INTEGER NOT NULL,
+        rejected TEXT,
+        work TEXT NOT NULL,
+        PRIMARY KEY (scope, key, width, start)
+    ) WITHOUT ROWID;
+    CREATE INDEX history_age ON history (width, start);
+    CREATE TABLE block_history (
+        block INTEGER PRIMARY KEY,
+        data TEXT NOT NULL
+    );
+    """,
 ]
+
+# history rows deleted per commit at most: pruning is bounded work, spread over commits
+PRUNE_PER_COMMIT = 500
 
 
 class SqliteStore:
@@ -225,10 +251,30 @@ class SqliteStore:
         def write(db: sqlite3.Connection) -> None:
             for p in records:
                 _write(db, p.record, now)
+            self._prune(db, now)
 
         self._transaction("store commit", write)
         self.commits += 1
         self.records += len(records)
+
+    def _prune(self, db: sqlite3.Connection, now: float) -> None:
+        """Delete at most PRUNE_PER_COMMIT history rows past retention (index range scans only)."""
+        left = PRUNE_PER_COMMIT
+        for width, keep in KEEP.items():
+            if left <= 0:
+                break
+            cur = db.execute(
+                "DELETE FROM history WHERE (scope, key, width, start) IN (SELECT scope, key, width, start"
+                " FROM history WHERE width = ? AND start < ? LIMIT ?)",
+                (width, int(now - keep) - width, left),
+            )
+            left -= max(cur.rowcount, 0)
+        if left > 0:
+            db.execute(
+                "DELETE FROM block_history WHERE block IN (SELECT block FROM block_history WHERE block <"
+                " (SELECT max(block) FROM block_history) - ? LIMIT ?)",
+                (BLOCKS_KEEP, left),
+            )
 
     def _transaction(self, what: str, body: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``body`` in one write transaction; errors become StoreUnavailable or StoreError."""
@@ -301,8 +347,9 @@ class SqliteStore:
                 (self.keep_blocks,),
             )
         ][::-1]
+        history = self._load_history(db)
         if not blocks:
-            return Restored(miners, CoreSnapshot())
+            return Restored(miners, CoreSnapshot(), history)
         first, last = blocks[0].index, blocks[-1].index
         bests = tuple(
             BestRecord(r[0], r[1], int(r[2]), bytes(r[3]), r[4], r[5], r[6], r[7])
@@ -349,7 +396,30 @@ class SqliteStore:
             rewards=tuple(rewards),
             nonce_next=nonce_next,
         )
-        return Restored(miners, snapshot)
+        return Restored(miners, snapshot, history)
+
+    def _load_history(self, db: sqlite3.Connection) -> list[HistoryBucket | BlockHistory]:
+        out: list[HistoryBucket | BlockHistory] = []
+        for width, keep in KEEP.items():
+            # within retention of the newest bucket (History.load prunes against the clock again)
+            (newest,) = db.execute("SELECT max(start) FROM history WHERE width = ?", (width,)).fetchone()
+            if newest is None:
+                continue
+            now = newest + width
+            for sc, key, wd, start, acc, stale, rej, work in db.execute(
+                "SELECT scope, key, width, start, accepted, stale, rejected, work FROM history"
+                " WHERE width = ? AND start >= ? ORDER BY scope, key, start",
+                (width, int(now - keep) - width),
+            ):
+                rejected = tuple(sorted(orjson.loads(rej).items())) if rej else ()
+                out.append(HistoryBucket(sc, key, wd, start, acc, stale, rejected, int(work)))
+        out.extend(
+            block_history_from(orjson.loads(data))
+            for (data,) in db.execute(
+                "SELECT data FROM block_history ORDER BY block DESC LIMIT ?", (BLOCKS_KEEP,)
+            )
+        )
+        return out
 
     async def integrity_check(self) -> str:
         return await self._run(lambda: str(self._require().execute("PRAGMA integrity_check").fetchone()[0]))
@@ -425,6 +495,25 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
                 "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (miner_id, worker) DO UPDATE SET"
                 " agent = coalesce(excluded.agent, workers.agent), last_seen = excluded.last_seen",
                 (miner_id, worker, agent, now, now),
+            )
+        case HistoryBucket(scope, key, width, start, accepted, stale, rejected, work):
+            db.execute(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    scope,
+                    key,
+                    width,
+                    start,
+                    accepted,
+                    stale,
+                    _json(dict(rejected)) if rejected else None,
+                    str(work),
+                ),
+            )
+        case BlockHistory():
+            db.execute(
+                "INSERT OR REPLACE INTO block_history VALUES (?, ?)",
+                (record.block, _json(block_history_data(record))),
             )
         case RestJobIssued() | NonceCredited():
             pass  # a group's shared state: one instance has nobody to share it with

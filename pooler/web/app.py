@@ -20,6 +20,7 @@ from pooler.web.miner_ws import MinerSocket
 from pooler.web.openapi import SPEC
 from pooler.web.ports import MetricsPage, WebPorts, WebSettings
 from pooler.web.rest import RestRoutes
+from pooler.web.stats import StatsRoutes
 
 
 async def openapi(request: Request) -> rest.JSON:
@@ -70,6 +71,17 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
         Route("/health/ready", health.ready),
         Route("/openapi.json", openapi),
     ]
+    if ports.stats is not None:
+        stats = StatsRoutes(ports.stats)
+        routes += [
+            Route("/stats/pool", stats.pool, methods=["GET"]),
+            Route("/stats/blocks", stats.blocks, methods=["GET"]),
+            Route("/stats/blocks/{block}", stats.block, methods=["GET"]),
+            Route("/stats/miners", stats.miners, methods=["GET"]),
+            Route("/stats/miners/{miner_id}", stats.miner, methods=["GET"]),
+            Route("/stats/farmers", stats.farmers, methods=["GET"]),
+            Route("/stats/farmers/{farmer_id}", stats.farmer, methods=["GET"]),
+        ]
     if ports.metrics is not None:
         routes.append(Route("/metrics", _Metrics(ports.metrics).metrics))
     if dashboard.STATIC.is_dir():

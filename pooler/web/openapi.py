@@ -265,3 +265,215 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+# ---------------------------------------------------------------- the stats API (docs/stats.md)
+
+_RANGE = {
+    "name": "range",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "string", "enum": ["1h", "24h", "7d", "30d"], "default": "24h"},
+    "description": "1h and 24h: 1-minute buckets; 7d and 30d: 1-hour buckets",
+}
+_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+}
+_STROOPS = {"type": "string", "pattern": "^[0-9]+$", "description": "KALE stroops, decimal string"}
+_REJECTED = {"type": "object", "additionalProperties": {"type": "integer"}, "description": "reason -> count"}
+_NOW = {
+    "hashrate": {"type": "number", "description": "H/s: work of accepted shares over the last 10 minutes"},
+    "accepted24h": {"type": "integer"},
+    "stale24h": {"type": "integer"},
+    "rejected24h": _REJECTED,
+}
+
+
+def _get(summary: str, schema: str, params: list[dict[str, Any]], not_found: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": _json(_ref(schema), "the answer"),
+        "400": _json(_ERR, "a bad query parameter: the message names it and what is expected"),
+    }
+    if not_found:
+        responses["404"] = _json(_ERR, "not in the history")
+    return {"get": {"summary": summary, "tags": ["stats"], "parameters": params, "responses": responses}}
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+SPEC["paths"].update(
+    {
+        "/stats/pool": _get("The pool now and its history", "StatsPool", [_RANGE]),
+        "/stats/blocks": _get(
+            "Blocks, newest first (paged by ?before=<the previous page's nextBefore>)",
+            "StatsBlocks",
+            [_LIMIT, {"name": "before", "in": "query", "required": False, "schema": {"type": "integer"}}],
+        ),
+        "/stats/blocks/{block}": _get("One block", "StatsBlock", [_path("block")], not_found=True),
+        "/stats/miners": _get(
+            "Miners (paged, sortable)",
+            "StatsMiners",
+            [
+                _LIMIT,
+                {
+                    "name": "offset",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "sort",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["hashrate", "accepted", "rejected", "minerId"]},
+                },
+                {
+                    "name": "order",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string", "enum": ["desc", "asc"]},
+                },
+            ],
+        ),
+        "/stats/miners/{miner_id}": _get(
+            "One miner: its workers and history", "StatsMiner", [_path("miner_id"), _RANGE], not_found=True
+        ),
+        "/stats/farmers": _get("Farmers and their rewards", "StatsFarmers", []),
+        "/stats/farmers/{farmer_id}": _get(
+            "One farmer: rewards per block, newest first",
+            "StatsFarmer",
+            [_path("farmer_id"), _LIMIT],
+            not_found=True,
+        ),
+    }
+)
+
+_BUCKET = {
+    "type": "object",
+    "properties": {
+        "start": {"type": "integer", "description": "unix seconds"},
+        "width": {"type": "integer", "description": "seconds: 60 or 3600"},
+        "accepted": {"type": "integer"},
+        "stale": {"type": "integer"},
+        "rejected": _REJECTED,
+        "work": {"type": "string", "description": "sum of 16**shareZeros over accepted shares"},
+        "hashrate": {"type": "number", "description": "work / width"},
+    },
+}
+_MINER_PROPS: dict[str, Any] = {"minerId": {"type": "string"}, "workers": {"type": "integer"}, **_NOW}
+_MINER_ROW = {"type": "object", "required": ["minerId"], "properties": _MINER_PROPS}
+_FARMER_OF_BLOCK = {
+    "type": "object",
+    "properties": {
+        "farmerId": {"type": "string"},
+        "planted": {"type": "boolean"},
+        "bestZeros": {"type": "integer", "nullable": True},
+        "gapSeconds": {
+            "type": "number",
+            "nullable": True,
+            "description": "block timestamp to the best's find",
+        },
+        "worked": {"type": "boolean", "nullable": True},
+        "workZeros": {"type": "integer", "nullable": True},
+        "reward": {**_STROOPS, "nullable": True},
+        "error": {"type": "string"},
+    },
+}
+SPEC["components"]["schemas"].update(
+    {
+        "StatsBucket": _BUCKET,
+        "StatsPool": {
+            "type": "object",
+            "properties": {
+                **_NOW,
+                "miners": {"type": "integer"},
+                "workers": {"type": "integer"},
+                "block": {"type": "integer", "nullable": True},
+                "range": {"type": "string"},
+                "history": {"type": "array", "items": _ref("StatsBucket")},
+            },
+        },
+        "StatsBlock": {
+            "type": "object",
+            "required": ["block"],
+            "properties": {
+                "block": {"type": "integer"},
+                "timestamp": {"type": "integer"},
+                "planted": {"type": "integer", "description": "farmers planted"},
+                "staked": _STROOPS,
+                "workAt": {
+                    "type": "number",
+                    "nullable": True,
+                    "description": "unix seconds of the /work answer",
+                },
+                "workOk": {"type": "boolean", "nullable": True},
+                "workError": {"type": "string"},
+                "harvested": {**_STROOPS, "nullable": True},
+                "farmers": {"type": "array", "items": _FARMER_OF_BLOCK},
+            },
+        },
+        "StatsBlocks": {
+            "type": "object",
+            "properties": {
+                "blocks": {"type": "array", "items": _ref("StatsBlock")},
+                "nextBefore": {"type": "integer", "nullable": True},
+            },
+        },
+        "StatsMinerRow": _MINER_ROW,
+        "StatsMiners": {
+            "type": "object",
+            "properties": {
+                "total": {"type": "integer"},
+                "offset": {"type": "integer"},
+                "miners": {"type": "array", "items": _ref("StatsMinerRow")},
+            },
+        },
+        "StatsMiner": {
+            "type": "object",
+            "properties": {
+                **_MINER_PROPS,
+                "workerList": {
+                    "type": "array",
+                    "items": {"type": "object", "properties": {"worker": {"type": "string"}, **_NOW}},
+                },
+                "range": {"type": "string"},
+                "history": {"type": "array", "items": _ref("StatsBucket")},
+            },
+        },
+        "StatsFarmers": {
+            "type": "object",
+            "properties": {
+                "farmers": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "farmerId": {"type": "string"},
+                            "blocks": {"type": "integer", "description": "blocks with a harvested reward"},
+                            "rewards": _STROOPS,
+                        },
+                    },
+                }
+            },
+        },
+        "StatsFarmer": {
+            "type": "object",
+            "properties": {
+                "farmerId": {"type": "string"},
+                "rewards": _STROOPS,
+                "blocks": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"block": {"type": "integer"}, "reward": _STROOPS},
+                    },
+                },
+            },
+        },
+    }
+)

@@ -139,6 +139,25 @@ class MetricsPage(Protocol):
         ...
 
 
+class Stats(Protocol):
+    """The read-only stats API's answers (pooler.stats.views over the in-memory history).
+    Arguments are validated by the routes; None: no such block, miner or farmer."""
+
+    def pool(self, range_: str) -> dict[str, Any]: ...
+
+    def blocks(self, limit: int, before: int | None) -> dict[str, Any]: ...
+
+    def block(self, index: int) -> dict[str, Any] | None: ...
+
+    def miners(self, sort: str, order: str, limit: int, offset: int) -> dict[str, Any]: ...
+
+    def miner(self, miner_id: str, range_: str) -> dict[str, Any] | None: ...
+
+    def farmers(self) -> dict[str, Any]: ...
+
+    def farmer(self, farmer_id: str, limit: int) -> dict[str, Any] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WebPorts:
     """Everything :func:`pooler.web.app.create_app` hands out to the handlers."""
@@ -153,3 +172,4 @@ class WebPorts:
     events: EventFeed
     health: HealthReport
     metrics: MetricsPage | None  # None: /metrics is not served
+    stats: Stats | None = None  # None: the /stats routes are not served

@@ -33,6 +33,7 @@ LAYERS: dict[int, tuple[str, ...]] = {
         "pooler.chain",
         "pooler.backend",
         "pooler.store",
+        "pooler.stats",
         "pooler.miners",
         "pooler.metrics",
         "pooler.logs",

@@ -1,0 +1,330 @@
+"""The history aggregates: buckets of shares per worker / miner / pool, and block summaries.
+
+Pure bookkeeping (no I/O, no clock of its own): the runner calls :meth:`History.observe` with
+each batch's effects and the batch's time, and commits the returned records with the batch.
+Every bucket is kept twice, in a 1-minute and a 1-hour resolution, both updated as shares are
+answered (so the hour series is the minute series downsampled, without a pass over it), and
+pruned as time moves: minute buckets older than :data:`MINUTE_KEEP`, hour buckets older than
+:data:`HOUR_KEEP` and blocks beyond :data:`BLOCKS_KEEP` are dropped from memory at most once a
+minute, by walking per-series deques from their old end (work proportional to what is dropped).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+from pooler.core.effects import Effect, Persist, Send
+from pooler.core.records import (
+    BestFound,
+    BlockHistory,
+    BlockSeen,
+    FarmerOfBlock,
+    FarmerStatusChanged,
+    HarvestCalled,
+    HistoryBucket,
+    PlantCalled,
+    WorkCalled,
+)
+from protocol.errors import Code
+from protocol.messages import Accepted, Rejected
+
+MINUTE = 60
+HOUR = 3600
+MINUTE_KEEP = 24 * HOUR  # minute buckets kept this long
+HOUR_KEEP = 30 * 24 * HOUR  # hour buckets kept this long
+BLOCKS_KEEP = 30 * 24 * 12  # block summaries kept: 30 days of 5-minute blocks
+KEEP = {MINUTE: MINUTE_KEEP, HOUR: HOUR_KEEP}
+
+# (job, conn) -> (miner id, worker name, share zeros checked), or None: Coordinator.share_source
+Source = Callable[[str | None, int], tuple[str, str, int] | None]
+
+
+class Bucket:
+    """One mutable bucket of one series (see :class:`~pooler.core.records.HistoryBucket`)."""
+
+    __slots__ = ("accepted", "rejected", "stale", "start", "work")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.accepted = 0  # accepted shares
+        self.stale = 0  # rejected as stale (a block change race)
+        self.rejected: dict[str, int] = {}  # reason -> rejected shares (stale not included)
+        self.work = 0  # sum of 16**share_zeros over accepted shares
+
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+class Series:
+    """The buckets of one (scope, key): a minute and an hour deque, oldest first."""
+
+    __slots__ = ("hours", "minutes")
+
+    def __init__(self) -> None:
+        self.minutes: deque[Bucket] = deque()  # 1-minute buckets, newest last, at most 24 h
+        self.hours: deque[Bucket] = deque()  # 1-hour buckets, newest last, at most 30 d
+
+    def of(self, width: int) -> deque[Bucket]:
+        return self.minutes if width == MINUTE else self.hours
+
+    def bucket(self, width: int, start: int) -> Bucket:
+        """The bucket starting at ``start`` (created at the new end; answers come in time order)."""
+        dq = self.of(width)
+        if dq and dq[-1].start == start:
+            return dq[-1]
+        if dq and dq[-1].start > start:  # a late answer (clock step): find or insert it in place
+            for b in reversed(dq):
+                if b.start == start:
+                    return b
+            b = Bucket(start)
+            items = sorted([*dq, b], key=lambda x: x.start)
+            dq.clear()
+            dq.extend(items)
+            return b
+        b = Bucket(start)
+        dq.append(b)
+        return b
+
+    def prune(self, now: float) -> None:
+        for width, dq in ((MINUTE, self.minutes), (HOUR, self.hours)):
+            cutoff = now - KEEP[width]
+            while dq and dq[0].start + width <= cutoff:
+                dq.popleft()
+
+    def empty(self) -> bool:
+        return not self.minutes and not self.hours
+
+
+class History:
+    """See the module docstring. ``source`` names the worker behind a share answer; ``durable``
+    False (no store): nothing is marked for :meth:`take`, the aggregates are kept in memory only."""
+
+    def __init__(self, source: Source, *, durable: bool = True) -> None:
+        self._source = source  # names the worker and difficulty behind a share answer
+        self.durable = durable  # False: no store behind it, nothing is marked for take()
+        # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
+        self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
+        self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
+        # answers the stats views keep for a few seconds (the sorted miner list): key -> (at, rows)
+        self.view_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
+        self.workers_of: dict[str, set[str]] = {}  # miner id -> its worker names with history
+        # farmer id -> block -> stroops harvested for it (the farmer's rewards, without a block scan)
+        self.rewards: dict[str, dict[int, int]] = {}
+        self._pruned_at = 0.0  # when the last prune pass ran (at most one a minute)
+        # buckets changed since the last take(), by (scope, key, width, start): written next commit
+        self._dirty: dict[tuple[str, str, int, int], Bucket] = {}
+        self._dirty_blocks: set[int] = set()  # blocks whose summary changed since the last take()
+
+    # ------------------------------------------------------------ feeding
+
+    def observe(self, effects: Iterable[Effect], now: float) -> None:
+        """Fold a batch's share answers and records into the aggregates (marks what changed)."""
+        touched: dict[tuple[str, str, int, int], Bucket] = self._dirty if self.durable else {}
+        blocks = self._dirty_blocks if self.durable else set()
+        for effect in effects:
+            if type(effect) is Send:
+                msg = effect.msg
+                if type(msg) is Accepted:
+                    self._answer(msg.job, effect.conn, None, now, touched)
+                elif type(msg) is Rejected:
+                    self._answer(msg.job, effect.conn, msg.code, now, touched)
+            elif type(effect) is Persist:
+                self._record(effect.record, now, blocks)
+        if now - self._pruned_at >= MINUTE:
+            self.prune(now)
+
+    def take(self) -> list[Persist]:
+        """The records of every bucket and block changed since the last take (absolute values).
+
+        The runner takes them into a batch that commits core records anyway (an accepted share
+        always brings its ``ShareCounts``), so rejected-only batches cost no commit of their own:
+        their counts ride on the next one, as the core's tallies do."""
+        out = [
+            Persist(self._bucket_record(scope, key, width, b))
+            for (scope, key, width, _), b in self._dirty.items()
+        ]
+        out.extend(Persist(self.blocks[i]) for i in sorted(self._dirty_blocks) if i in self.blocks)
+        self._dirty = {}
+        self._dirty_blocks = set()
+        return out
+
+    def _answer(
+        self,
+        job: str | None,
+        conn: int,
+        code: Code | None,
+        now: float,
+        touched: dict[tuple[str, str, int, int], Bucket],
+    ) -> None:
+        if code is Code.UNAVAILABLE:
+            return  # not a verdict on the share: the store could not take it
+        src = self._source(job, conn)
+        keys: list[tuple[str, str]] = [("pool", "")]
+        zeros = 0
+        if src is not None:
+            miner_id, worker, zeros = src
+            keys += [("miner", miner_id), ("worker", f"{miner_id}/{worker}")]
+            names = self.workers_of.get(miner_id)
+            if names is None:
+                names = self.workers_of[miner_id] = set()
+            names.add(worker)
+        t = int(now)
+        for sk in keys:
+            series = self.series.get(sk)
+            if series is None:
+                series = self.series[sk] = Series()
+            for width in (MINUTE, HOUR):
+                b = series.bucket(width, t - t % width)
+                if code is None:
+                    b.accepted += 1
+                    b.work += 16**zeros
+                elif code is Code.STALE:
+                    b.stale += 1
+                else:
+                    b.rejected[code.reason] = b.rejected.get(code.reason, 0) + 1
+                touched[sk[0], sk[1], width, b.start] = b
+
+    def _record(self, record: object, now: float, blocks: set[int]) -> None:
+        match record:
+            case BlockSeen(index, _, timestamp):
+                old = self.blocks.get(index)
+                self.blocks[index] = (
+                    BlockHistory(index, timestamp) if old is None else replace(old, timestamp=timestamp)
+                )
+                while len(self.blocks) > BLOCKS_KEEP:
+                    self._drop_block(next(iter(self.blocks)))
+            case BestFound(block, farmer_id, best):
+                bh = self._block(block)
+                gap = None if not bh.timestamp else max(0.0, best.found_at - bh.timestamp)
+                self._farmer(block, farmer_id, best_zeros=best.zeros, gap_s=gap)
+            case PlantCalled(block, reply, _):
+                if reply is not None:
+                    self.blocks[block] = replace(
+                        self._block(block), planted=reply.successful, staked=reply.total_staked
+                    )
+                    for r in reply.results or ():
+                        if r.ok or r.already_planted:
+                            self._farmer(block, r.farmer_id, planted=True)
+            case WorkCalled(block, submissions, reply, error):
+                self.blocks[block] = replace(
+                    self._block(block), work_at=now, work_ok=reply is not None, work_error=error
+                )
+                verdict = {o.farmer_id: o for o in ((reply.results or ()) if reply is not None else ())}
+                for s in submissions:
+                    v = verdict.get(s.farmer_id)
+                    ok = reply is not None and (v is None or v.ok)
+                    self._farmer(
+                        block,
+                        s.farmer_id,
+                        worked=ok,
+                        work_zeros=s.zeros,
+                        error="" if ok else (v.error if v else error),
+                    )
+            case HarvestCalled(block, reply, _):
+                if reply is not None:
+                    self.blocks[block] = replace(self._block(block), harvest_total=reply.total_rewards)
+                    for r in reply.results or ():
+                        if r.reward is not None:
+                            self._farmer(block, r.farmer_id, reward=r.reward)
+            case FarmerStatusChanged(farmer_id, block, status, reason, _, reward):
+                if status == "planted":
+                    self._farmer(block, farmer_id, planted=True)
+                elif status == "harvested" and reward is not None:
+                    self._farmer(block, farmer_id, reward=reward)
+                elif status == "failed":
+                    self._farmer(block, farmer_id, error=reason)
+            case _:
+                return
+        which = getattr(record, "block", getattr(record, "index", None))
+        if isinstance(which, int) and which in self.blocks:
+            blocks.add(which)
+
+    def _drop_block(self, block: int) -> None:
+        bh = self.blocks.pop(block)
+        for f in bh.farmers:
+            self.rewards.get(f.farmer_id, {}).pop(block, None)
+
+    def _block(self, block: int) -> BlockHistory:
+        bh = self.blocks.get(block)
+        if bh is None:
+            bh = self.blocks[block] = BlockHistory(block)
+        return bh
+
+    def _farmer(self, block: int, farmer_id: str, **changes: object) -> None:
+        bh = self._block(block)
+        farmers = list(bh.farmers)
+        for i, f in enumerate(farmers):
+            if f.farmer_id == farmer_id:
+                farmers[i] = replace(f, **changes)  # type: ignore[arg-type]
+                break
+        else:
+            farmers.append(replace(FarmerOfBlock(farmer_id), **changes))  # type: ignore[arg-type]
+        self.blocks[block] = replace(bh, farmers=tuple(farmers))
+        per = self.rewards.setdefault(farmer_id, {})  # a farmer is listed once it is in a block
+        reward = changes.get("reward")
+        if isinstance(reward, int):
+            per[block] = reward
+
+    # ------------------------------------------------------------ pruning and loading
+
+    def prune(self, now: float) -> None:
+        """Drop what is past retention (called at most once a minute by :meth:`observe`)."""
+        self._pruned_at = now
+        dead = []
+        for sk, series in self.series.items():
+            series.prune(now)
+            if series.empty() and sk[0] != "pool":
+                dead.append(sk)
+        for sk in dead:
+            del self.series[sk]
+            if sk[0] == "worker":
+                miner_id, _, worker = sk[1].partition("/")
+                self.workers_of.get(miner_id, set()).discard(worker)
+
+    def load(self, records: Iterable[HistoryBucket | BlockHistory], now: float) -> None:
+        """Rebuild from what a store kept (oldest first per series), then prune."""
+        for r in records:
+            if isinstance(r, BlockHistory):
+                self.blocks[r.block] = r
+                for f in r.farmers:
+                    per = self.rewards.setdefault(f.farmer_id, {})
+                    if f.reward is not None:
+                        per[r.block] = f.reward
+                continue
+            if r.scope == "worker":
+                miner_id, _, worker = r.key.partition("/")
+                self.workers_of.setdefault(miner_id, set()).add(worker)
+            series = self.series.get((r.scope, r.key))
+            if series is None:
+                series = self.series[r.scope, r.key] = Series()
+            b = series.bucket(r.width, r.start)
+            b.accepted, b.stale, b.rejected, b.work = r.accepted, r.stale, dict(r.rejected), r.work
+        self.blocks = dict(sorted(self.blocks.items()))
+        while len(self.blocks) > BLOCKS_KEEP:
+            self._drop_block(next(iter(self.blocks)))
+        self.prune(now)
+
+    # ------------------------------------------------------------ reading
+
+    @staticmethod
+    def _bucket_record(scope: str, key: str, width: int, b: Bucket) -> HistoryBucket:
+        return HistoryBucket(
+            scope, key, width, b.start, b.accepted, b.stale, tuple(sorted(b.rejected.items())), b.work
+        )
+
+    def buckets(self, scope: str, key: str, width: int, since: float) -> Iterator[Bucket]:
+        """The buckets of a series starting at or after ``since``, oldest first."""
+        series = self.series.get((scope, key))
+        if series is None:
+            return
+        dq = series.of(width)
+        # walk back from the new end: cost proportional to what is returned
+        picked: list[Bucket] = []
+        for b in reversed(dq):
+            if b.start < since:
+                break
+            picked.append(b)
+        yield from reversed(picked)

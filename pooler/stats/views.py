@@ -1,0 +1,184 @@
+"""The stats API's answers, built from :class:`~pooler.stats.history.History` (JSON-ready, camelCase).
+
+Each answer reads the in-memory aggregates only: a series' buckets in a range are walked from
+their new end (cost proportional to the range), lists are sorted per request (10,000 workers:
+docs/benchmarks.md). Hashrates are work / seconds over :data:`WINDOW` (the "now" figures) or per
+bucket (history). Big integers (work, stroops) are decimal strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pooler.core.records import BlockHistory
+from pooler.stats.history import HOUR, MINUTE, History
+
+WINDOW = 600  # seconds behind the "now" hashrates: 10 minutes, as pools show
+RANGES: dict[str, tuple[int, int]] = {  # range -> (seconds, bucket width)
+    "1h": (HOUR, MINUTE),
+    "24h": (24 * HOUR, MINUTE),
+    "7d": (7 * 24 * HOUR, HOUR),
+    "30d": (30 * 24 * HOUR, HOUR),
+}
+MINER_SORTS = ("hashrate", "accepted", "rejected", "minerId")
+
+JSON = dict[str, Any]
+
+
+def _totals(history: History, scope: str, key: str, now: float, seconds: int, width: int) -> JSON:
+    accepted = stale = work = 0
+    rejected: dict[str, int] = {}
+    for b in history.buckets(scope, key, width, now - seconds):
+        accepted += b.accepted
+        stale += b.stale
+        work += b.work
+        if b.rejected:
+            for reason, n in b.rejected.items():
+                rejected[reason] = rejected.get(reason, 0) + n
+    return {"accepted": accepted, "stale": stale, "rejected": rejected, "work": work}
+
+
+def _now(history: History, scope: str, key: str, now: float) -> JSON:
+    """Shares of the last 24 h (the hour buckets since the hour 24 h ago began: at most 25 of
+    them) and the hashrate of the last WINDOW seconds (at most 11 minute buckets)."""
+    day = _totals(history, scope, key, now, 24 * HOUR + HOUR, HOUR)
+    recent = _totals(history, scope, key, now, WINDOW, MINUTE)
+    return {
+        "hashrate": recent["work"] / WINDOW,
+        "accepted24h": day["accepted"],
+        "stale24h": day["stale"],
+        "rejected24h": day["rejected"],
+    }
+
+
+def series(history: History, scope: str, key: str, now: float, range_: str) -> list[JSON]:
+    seconds, width = RANGES[range_]
+    return [
+        {
+            "start": b.start,
+            "width": width,
+            "accepted": b.accepted,
+            "stale": b.stale,
+            "rejected": dict(b.rejected),
+            "work": str(b.work),
+            "hashrate": b.work / width,
+        }
+        for b in history.buckets(scope, key, width, now - seconds)
+    ]
+
+
+def pool(history: History, now: float, range_: str) -> JSON:
+    newest = next(reversed(history.blocks), None) if history.blocks else None
+    return {
+        **_now(history, "pool", "", now),
+        "miners": len(history.workers_of),
+        "workers": sum(len(w) for w in history.workers_of.values()),
+        "block": newest,
+        "range": range_,
+        "history": series(history, "pool", "", now, range_),
+    }
+
+
+def block_data(b: BlockHistory) -> JSON:
+    return {
+        "block": b.block,
+        "timestamp": b.timestamp,
+        "planted": b.planted,
+        "staked": str(b.staked),
+        "workAt": b.work_at,
+        "workOk": b.work_ok,
+        "workError": b.work_error,
+        "harvested": None if b.harvest_total is None else str(b.harvest_total),
+        "farmers": [
+            {
+                "farmerId": f.farmer_id,
+                "planted": f.planted,
+                "bestZeros": None if f.best_zeros < 0 else f.best_zeros,
+                "gapSeconds": f.gap_s,
+                "worked": f.worked,
+                "workZeros": f.work_zeros,
+                "reward": None if f.reward is None else str(f.reward),
+                "error": f.error,
+            }
+            for f in b.farmers
+        ],
+    }
+
+
+def blocks(history: History, limit: int, before: int | None) -> JSON:
+    """Newest first, ``limit`` of them, below ``before`` when given."""
+    items: list[JSON] = []
+    for index in reversed(history.blocks):
+        if before is not None and index >= before:
+            continue
+        items.append(block_data(history.blocks[index]))
+        if len(items) >= limit:
+            break
+    nxt = items[-1]["block"] if len(items) == limit else None
+    return {"blocks": items, "nextBefore": nxt}
+
+
+def block(history: History, index: int) -> JSON | None:
+    b = history.blocks.get(index)
+    return None if b is None else block_data(b)
+
+
+def _miner_row(history: History, miner_id: str, now: float) -> JSON:
+    row = _now(history, "miner", miner_id, now)
+    return {"minerId": miner_id, "workers": len(history.workers_of.get(miner_id, ())), **row}
+
+
+CACHE_S = 5.0  # the sorted miner list is rebuilt at most this often (its cost grows with miners)
+
+
+def miners(history: History, now: float, sort: str, order: str, limit: int, offset: int) -> JSON:
+    cached = history.view_cache.get(("miners", sort, order))
+    if cached is not None and 0 <= now - cached[0] < CACHE_S:
+        rows: list[JSON] = cached[1]
+    else:
+        rows = _sorted_miners(history, now, sort, order)
+        history.view_cache["miners", sort, order] = (now, rows)
+    return {"total": len(rows), "offset": offset, "miners": rows[offset : offset + limit]}
+
+
+def _sorted_miners(history: History, now: float, sort: str, order: str) -> list[JSON]:
+    rows = [_miner_row(history, m, now) for m in history.workers_of]
+    if sort == "minerId":
+        rows.sort(key=lambda r: r["minerId"], reverse=order == "desc")
+    elif sort == "rejected":
+        rows.sort(key=lambda r: sum(r["rejected24h"].values()), reverse=order == "desc")
+    else:
+        key = "hashrate" if sort == "hashrate" else "accepted24h"
+        rows.sort(key=lambda r: r[key], reverse=order == "desc")
+    return rows
+
+
+def miner(history: History, miner_id: str, now: float, range_: str) -> JSON | None:
+    names = history.workers_of.get(miner_id)
+    if names is None:
+        return None
+    workers = [
+        {"worker": name, **_now(history, "worker", f"{miner_id}/{name}", now)} for name in sorted(names)
+    ]
+    return {
+        **_miner_row(history, miner_id, now),
+        "workerList": workers,
+        "range": range_,
+        "history": series(history, "miner", miner_id, now, range_),
+    }
+
+
+def farmers(history: History) -> JSON:
+    rows = [
+        {"farmerId": f, "blocks": len(r), "rewards": str(sum(r.values()))}
+        for f, r in sorted(history.rewards.items())
+    ]
+    return {"farmers": rows}
+
+
+def farmer(history: History, farmer_id: str, limit: int) -> JSON | None:
+    rewards = history.rewards.get(farmer_id)
+    if rewards is None:
+        return None
+    per_block = [{"block": b, "reward": str(rewards[b])} for b in sorted(rewards, reverse=True)[:limit]]
+    return {"farmerId": farmer_id, "rewards": str(sum(rewards.values())), "blocks": per_block}

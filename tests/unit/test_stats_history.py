@@ -1,0 +1,70 @@
+"""The history aggregates alone: downsampling, pruning, what a take() hands the store."""
+
+from __future__ import annotations
+
+from pooler.core.effects import Effect, Persist, Send
+from pooler.core.records import HistoryBucket, ShareCounts
+from pooler.stats import views
+from pooler.stats.history import HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
+from protocol.errors import Code
+from protocol.messages import Accepted, Rejected
+
+T = 1_700_000_000 - 1_700_000_000 % HOUR  # an hour boundary
+
+
+def _history() -> History:
+    return History(lambda job, conn: ("m1", f"w{conn}", 3) if job != "gone" else None)
+
+
+def _ok(conn: int) -> list[Effect]:
+    return [Persist(ShareCounts(1, "m1", f"w{conn}", 1, 0)), Send(conn, Accepted("j", 1, 3, False))]
+
+
+def test_minutes_sum_to_their_hour_and_work_is_16_to_the_zeros() -> None:
+    h = _history()
+    for i in range(180):  # three hours, a share every minute from two workers
+        h.observe(_ok(1) + _ok(2), T + 60.0 * i)
+    h.observe([Send(1, Rejected("j", 9, Code.INVALID_HASH)), Send(2, Rejected("j", 8, Code.STALE))], T + 10)
+    h.observe([Send(2, Rejected("gone", 8, Code.LOW_ZEROS))], T + 11)  # no worker: the pool's only
+    minutes = list(h.buckets("pool", "", MINUTE, 0))
+    hours = list(h.buckets("pool", "", HOUR, 0))
+    assert len(minutes) == 180 and len(hours) == 3
+    for hour in hours:
+        inside = [m for m in minutes if hour.start <= m.start < hour.start + HOUR]
+        assert hour.accepted == sum(m.accepted for m in inside) == 120
+        assert hour.work == sum(m.work for m in inside) == 120 * 16**3
+    assert hours[0].rejected == {"invalid-hash": 1, "low-zeros": 1} and hours[0].stale == 1
+    assert next(h.buckets("miner", "m1", HOUR, 0)).rejected == {"invalid-hash": 1}
+    now = views.pool(h, T + 180 * 60, "1h")
+    assert now["hashrate"] == 2 * 10 * 16**3 / 600  # the last 10 minutes' work / 600 s
+    assert (now["miners"], now["workers"]) == (1, 2)
+
+
+def test_take_hands_each_changed_bucket_once_with_absolute_values() -> None:
+    h = _history()
+    h.observe(_ok(1), T)
+    h.observe(_ok(1), T + 1)
+    taken = [p.record for p in h.take()]
+    assert all(isinstance(r, HistoryBucket) for r in taken)
+    assert len(taken) == 6  # pool, miner, worker at two widths
+    assert {r.accepted for r in taken if isinstance(r, HistoryBucket)} == {2}
+    assert h.take() == []
+    h.observe([Send(1, Rejected("j", 1, Code.UNAVAILABLE))], T + 2)  # not a verdict: not counted
+    assert h.take() == []
+
+
+def test_memory_is_pruned_past_retention_and_idle_series_go() -> None:
+    h = _history()
+    h.observe(_ok(1), T)
+    h.observe(_ok(2), T + MINUTE_KEEP + 2 * MINUTE)
+    assert [b.start for b in h.buckets("worker", "m1/w1", MINUTE, 0)] == []  # minute gone after 24 h
+    assert len(list(h.buckets("worker", "m1/w1", HOUR, 0))) == 1  # its hour stays for 30 days
+    h.observe(_ok(2), T + HOUR_KEEP + 2 * HOUR)
+    assert ("worker", "m1/w1") not in h.series and h.workers_of["m1"] == {"w2"}
+
+
+def test_a_late_answer_lands_in_its_own_bucket() -> None:
+    h = _history()
+    h.observe(_ok(1), T + 120)
+    h.observe(_ok(1), T + 5)  # the clock stepped back
+    assert [(b.start, b.accepted) for b in h.buckets("pool", "", MINUTE, 0)] == [(T, 1), (T + 120, 1)]
