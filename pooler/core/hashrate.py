@@ -20,8 +20,10 @@ replaces its own shares** (they move to a "covered" account and the range's S co
 instead); shares of ranges never completed (abandoned at a new block, a CPU's block-long
 range, every REST job) count as themselves. Exact where ranges complete, statistical
 elsewhere, and no bias either way (a per-window max of the two would pick the luckier one).
-Ranges are believed only while they are plausible: the shares found in the window's
-completed ranges must be at least m - 3 sqrt(m) - 2, m being the count their sizes predict
+Ranges are believed only while they are plausible: the share work found in the window's
+completed ranges must be at least S - 3 sd - 2 x 16**z (sd: the standard deviation of
+that work, sqrt(S x 16**z); at one difficulty z this is m - 3 sqrt(m) - 2 shares, m = S / 16**z
+the count their sizes predict; in work it also holds across vardiff changes)
 (a Poisson lower bound an honest worker misses in at most ~0.2% of windows, and then
 merely falls back to its shares). A client asking ``more`` without hashing gains at most
 about 3 sqrt(m) + 2 shares' worth before its ranges are ignored.
@@ -81,7 +83,9 @@ _FREE_SQ = 1  # sum of their squared weights: the variance of that work
 _COV_W = 2  # work of shares inside completed ranges (replaced by the ranges' S while credible)
 _COV_SQ = 3  # sum of their squared weights (the credibility check's share count)
 _RANGED = 4  # hashes of completed ranges, spread over the time each range took
-_EXPECT = 5  # shares those ranges should have produced (S / 16**z), spread the same way
+# the variance of the share work those ranges should have produced (S * 16**z: S / 16**z
+# shares of 16**z hashes each), spread the same way
+_EXPECT = 5
 _FIELDS = 6
 _ZEROS = array("d", bytes(8 * _FIELDS))  # one bucket's fields, cleared
 
@@ -285,8 +289,9 @@ class WorkerHashrate:
                 tot[_COV_SQ] += sq
         rec.cells = {}
         rec.done = True
-        # S over the time the range took; with it the shares it should hold (the credibility check)
-        self._place(rec.issued, now, k, float(size), size / _UNIT[min(max(zeros, 0), 64)], _RANGED, None)
+        # S over the time the range took; with it the variance of the share work it should hold
+        # (the credibility check)
+        self._place(rec.issued, now, k, float(size), size * _UNIT[min(max(zeros, 0), 64)], _RANGED, None)
         self._took = max(now - rec.issued, 0.0)
         self._last = now
         self._seen = now
@@ -449,7 +454,11 @@ class WorkerHashrate:
                     free_w -= w
                     free_sq -= sq
         span = end - max(since, (k - n + 1) * cfg.bucket)
-        found = cov_w * cov_w / cov_sq if cov_sq > 0 else 0.0  # shares in completed ranges
-        if ranged > 0 and found >= expect - 3 * math.sqrt(max(expect, 0.0)) - 2:
+        # the share work found in completed ranges against what their sizes predict, in work
+        # (not a share count: shares weighed at several difficulties, vardiff having moved
+        # during the window, have no single count): at z zeros alone this is exactly
+        # found >= m - 3 sqrt(m) - 2 shares, m = S / 16**z, as var / S = 16**z
+        var_e = max(expect, 0.0)
+        if ranged > 0 and cov_w >= ranged - 3 * math.sqrt(var_e) - 2 * var_e / ranged:
             return max(free_w + ranged, 0.0), max(free_sq, 0.0), span
         return max(free_w + cov_w, 0.0), max(free_sq + cov_sq, 0.0), span
