@@ -12,8 +12,18 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from pooler.core.events import MoreRequested, RestShareSubmitted, RestWorkRequested
-from protocol.messages import Accepted, Difficulty, Job, Share
+from pooler.core.events import (
+    HashrateReported,
+    MalformedSubmitted,
+    MoreRequested,
+    RestShareSubmitted,
+    RestWorkRequested,
+    StatsRequested,
+    WorkerConnected,
+    WorkerDisconnected,
+)
+from protocol.errors import Code
+from protocol.messages import Accepted, Difficulty, Error, Job, Rejected, Share, Stats
 from protocol.work import WorkTemplate, address_bytes
 from tests.unit.core_support import CONFIG, T0, Rig, find_nonce, sends
 
@@ -140,8 +150,6 @@ def test_reconnect_continues_one_history() -> None:
     rig = _rig()
     rig.connect(1, "a")
     _ws_run(rig, 1, 400.0, T0 + 300, rnd)
-    from pooler.core.events import WorkerDisconnected
-
     rig.do(WorkerDisconnected(1), at=T0 + 300)
     rig.connect(2, "a")  # the same worker name on a new socket, at once
     _ws_run(rig, 2, 400.0, T0 + 600, rnd)
@@ -180,3 +188,26 @@ def test_join_mid_window_and_pool_is_the_sum_of_its_workers() -> None:
         assert row.confident and _close(row.hashrate, rate) <= 0.20, (name, row.hashrate)
     assert abs(view.hashrate - sum(m.hashrate for m in view.miner_list)) < 1e-6
     assert _close(view.hashrate, 1300.0) <= 0.20
+
+
+def test_reported_hashrate_is_shown_beside_and_never_used() -> None:
+    rig = _rig()
+    rig.do(WorkerConnected(1, "a", "rig", "test", hashrate=1000.0))
+    [stats] = sends(rig.do(StatsRequested(1, "a")), Stats)
+    assert stats.reported_hashrate == 1000.0 and stats.hashrate == 0.0  # a claim is no evidence
+    rig.do(HashrateReported(1, 2500.0), at=T0 + 30)
+    view = rig.core.view(rig.now)
+    assert view.worker_list[0].reported_hashrate == 2500.0 and view.miner_list[0].reported_hashrate == 2500.0
+    assert view.hashrate == 0.0
+    assert sends(rig.do(HashrateReported(99, 1.0)), Error)[0].code is Code.NO_HELLO
+
+
+def test_malformed_submits_count_as_rejected() -> None:
+    rig = _rig()
+    rig.do(MalformedSubmitted("a"))  # a socket's share frame that did not decode
+    [rejected] = sends(
+        rig.do(MalformedSubmitted("a", 7, Code.MALFORMED, "bad nonce", "j1")), Rejected, conn=7
+    )
+    assert rejected.code is Code.MALFORMED and rejected.job == "j1"
+    [miner] = rig.core.view(rig.now).miner_list
+    assert miner.rejected == 2 and miner.rejected_by == {"malformed": 2}
