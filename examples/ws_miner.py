@@ -59,6 +59,7 @@ from protocol.messages import (
     Job,
     More,
     Rejected,
+    Report,
     Share,
     Stats,
     Welcome,
@@ -175,6 +176,10 @@ class WsMiner(MinerBase):
             str, int
         ] = {}  # job id -> block, to credit accepted/rejected to the right block
         self.welcome: Welcome | None = None  # the last welcome: who we mine for
+        # our own measured rate (hashes/s, from engine.hashes()), sent in hello and in a
+        # 'report' every report_interval seconds: the pool shows it beside its effective figure
+        self.report_interval = 30.0
+        self.measured: float | None = None  # the last rate measured (None: none yet)
 
     async def run(self) -> int:
         """Mine until stopped; 0 on a normal end, 2 when the pool refused the token."""
@@ -207,7 +212,7 @@ class WsMiner(MinerBase):
 
     async def _session(self) -> None:
         async with connect(self.url, proxy=None, open_timeout=10, close_timeout=2) as ws:
-            hello = Hello(token=self.token, worker=self.worker, agent=self.agent)
+            hello = Hello(token=self.token, worker=self.worker, agent=self.agent, hashrate=self.measured)
             await ws.send(encode(hello).decode())
             try:
                 first = decode_server(await asyncio.wait_for(ws.recv(), 10))
@@ -226,6 +231,7 @@ class WsMiner(MinerBase):
             reader = asyncio.create_task(self._reader(ws))
             sender = asyncio.create_task(self._sender(ws, outbox))
             stopper = asyncio.create_task(self._stop.wait())
+            reporter = asyncio.create_task(self._reporter(outbox))
             try:
                 done, _ = await asyncio.wait({reader, sender, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 if stopper in done:
@@ -240,9 +246,23 @@ class WsMiner(MinerBase):
             finally:
                 self.engine.send = drop
                 self.engine.on_disconnect()
-                for task in (reader, sender, stopper):
+                for task in (reader, sender, stopper, reporter):
                     task.cancel()
-                await asyncio.gather(reader, sender, stopper, return_exceptions=True)
+                await asyncio.gather(reader, sender, stopper, reporter, return_exceptions=True)
+
+    async def _reporter(self, outbox: asyncio.Queue[ClientMessage]) -> None:
+        """Every ``report_interval`` s, the rate our engine measured since the last one, as a
+        ``report`` (display only on the pool's side); nothing when the engine does not count."""
+        clock = time.monotonic
+        at, done = clock(), self.engine.hashes()
+        while True:
+            await asyncio.sleep(self.report_interval)
+            now, hashes = clock(), self.engine.hashes()
+            if hashes > done and now > at:
+                self.measured = (hashes - done) / (now - at)
+                with contextlib.suppress(asyncio.QueueFull):
+                    outbox.put_nowait(Report(self.measured))
+            at, done = now, hashes
 
     async def _sender(self, ws: ClientConnection, outbox: asyncio.Queue[ClientMessage]) -> None:
         while True:
@@ -316,6 +336,13 @@ def add_pool_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-blocks", type=int, metavar="N", help="stop after N blocks")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     parser.add_argument("--verbose", action="store_true", help="print every share result")
+    parser.add_argument(
+        "--report-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="send our measured hashrate to the pool this often ('report'; shown beside its own figure)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -344,6 +371,7 @@ async def run_miner(args: argparse.Namespace, engine: Engine) -> int:
         duration=args.duration,
         verbose=args.verbose,
     )
+    miner.report_interval = getattr(args, "report_interval", 30.0)
     try:
         return await run_with_signals(miner)
     except InvalidURI as exc:
@@ -352,6 +380,8 @@ async def run_miner(args: argparse.Namespace, engine: Engine) -> int:
 
 
 def check_bounds(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not getattr(args, "report_interval", 30.0) > 0:
+        parser.error("--report-interval must be positive")
     if args.max_blocks is not None and args.max_blocks < 1:
         parser.error("--max-blocks must be at least 1")
     if args.duration is not None and args.duration <= 0:

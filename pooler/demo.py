@@ -132,6 +132,7 @@ async def _start_miners(url: str, count: int, interval: float) -> list[asyncio.s
             script, args = "rest_miner.py", ["--url", url, "--register", "--worker", "rest-0"]
         else:
             script, args = "ws_miner.py", ["--url", ws_url, "--register", url, "--worker", f"cpu-{i}"]
+            args += ["--report-interval", str(max(2.0, interval / 4))]  # its own rate, for the table
         # a tiny local file, opened once per miner at start; the child process writes to it
         log = open(MINER_LOGS / f"miner-{i}.log", "wb")  # noqa: ASYNC230, SIM115
         try:
@@ -212,12 +213,38 @@ async def _watch(pooler: Any, sub: Any, args: argparse.Namespace, stop: asyncio.
         if args.blocks and len(harvested_ok) >= args.blocks:
             break
     _table(blocks)
+    _hashrates(pooler.core.view(time.time()))
     ok = bool(harvested_ok)
     print(
         "\nresult:",
         "at least one full plant -> work -> harvest cycle succeeded" if ok else "no full cycle completed",
     )
     return 0 if ok else 1
+
+
+def format_rate(hashes_per_second: float) -> str:
+    for unit in ("H/s", "kH/s", "MH/s"):
+        if hashes_per_second < 1000:
+            return f"{hashes_per_second:.1f} {unit}"
+        hashes_per_second /= 1000
+    return f"{hashes_per_second:.1f} GH/s"
+
+
+def _hashrates(view: Any) -> None:
+    """Per worker: the Pooler's effective hashrate beside what the miner says it computed."""
+    print("\n worker       | Pooler (effective)  | miner (reported)  | off by  | confident")
+    print("--------------+---------------------+-------------------+---------+----------")
+    for w in sorted(view.worker_list, key=lambda w: w.worker):
+        told = w.reported_hashrate
+        off = f"{(w.hashrate - told) / told:+.0%}" if told else "-"
+        shown = format_rate(told) if told is not None else "- (REST)"
+        print(
+            f" {w.worker:<12.12} | {format_rate(w.hashrate):>19} | {shown:>17} | {off:>7} |"
+            f" {'yes' if w.confident else 'not yet'}"
+        )
+    told_all = [w.reported_hashrate for w in view.worker_list if w.reported_hashrate is not None]
+    pool, told = format_rate(view.hashrate), format_rate(sum(told_all))
+    print(f" pool         | {pool:>19} | {told:>17} | (reported: WebSocket miners only)")
 
 
 def _line(args: argparse.Namespace, text: str) -> None:

@@ -26,6 +26,7 @@ from protocol.messages import (
     Job,
     More,
     Rejected,
+    Report,
     ServerMessage,
     Share,
     Stats,
@@ -44,6 +45,8 @@ _MAX_TEXT_LEN: Final = 512
 _MAX_NONCE_TEXT: Final = 64  # bounds int() work on hostile input; 20 digits suffice
 _MAX_U32: Final = MAX_INDEX
 _MAX_MS: Final = 2**53 - 1  # unix ms must stay exact in a JavaScript number
+MAX_HASHRATE: Final = 1e21
+"""Largest reported hashrate accepted, hashes/s (a zetta-hash: far above any rig)."""
 
 _DECIMAL = re.compile(r"[0-9]+", re.ASCII)
 _HEX_NONCE = re.compile(r"0[xX][0-9a-fA-F]+", re.ASCII)
@@ -156,6 +159,17 @@ def _number(obj: Obj, key: str, kind: str) -> float:
     return float(value)
 
 
+def _hashrate(obj: Obj, key: str, kind: str) -> float:
+    value = _get(obj, key, kind)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"'{kind}'.{key} must be a number of hashes per second, got {type(value).__name__}")
+    if not 0 <= value <= MAX_HASHRATE:  # also false for NaN
+        raise _fail(
+            f"'{kind}'.{key} must be a finite number from 0 to {MAX_HASHRATE:g} hashes/s, got {value!r}"
+        )
+    return float(value)
+
+
 def _code(obj: Obj, kind: str) -> Code:
     raw = _get(obj, "code", kind)
     try:
@@ -194,6 +208,7 @@ def _hello(o: Obj) -> Hello:
         worker=_text(o, "worker", "hello", MAX_WORKER_LEN, default="default"),
         agent=_text(o, "agent", "hello", _MAX_TEXT_LEN, required=False),
         protocol=protocol,
+        hashrate=None if o.get("hashrate") is None else _hashrate(o, "hashrate", "hello"),
     )
 
 
@@ -215,6 +230,7 @@ _CLIENT: Final[dict[str, Callable[[Obj], ClientMessage]]] = {
     "share": _share,
     "more": _more,
     "stats": lambda o: StatsRequest(),
+    "report": lambda o: Report(_hashrate(o, "hashrate", "report")),
     "bye": lambda o: Bye(),
 }
 
@@ -234,6 +250,8 @@ def client_to_dict(msg: ClientMessage) -> Obj:
             d: Obj = {"type": "hello", "token": msg.token, "worker": msg.worker, "protocol": msg.protocol}
             if msg.agent is not None:
                 d["agent"] = msg.agent
+            if msg.hashrate is not None:
+                d["hashrate"] = msg.hashrate
             return d
         case Share():
             d = {"type": "share", "job": msg.job, "nonce": str(msg.nonce)}
@@ -244,6 +262,8 @@ def client_to_dict(msg: ClientMessage) -> Obj:
             return {"type": "more"} if msg.job is None else {"type": "more", "job": msg.job}
         case StatsRequest():
             return {"type": "stats"}
+        case Report():
+            return {"type": "report", "hashrate": msg.hashrate}
         case Bye():
             return {"type": "bye"}
 
@@ -310,6 +330,7 @@ def server_to_dict(msg: ServerMessage) -> Obj:
                 "bestZeros": msg.best_zeros,
                 "shareZeros": msg.share_zeros,
                 "rewards": str(msg.rewards),
+                "reportedHashrate": msg.reported_hashrate,
             }
         case Error():
             return {"type": "error", "code": int(msg.code), "reason": msg.code.reason, "message": msg.message}
@@ -317,7 +338,7 @@ def server_to_dict(msg: ServerMessage) -> Obj:
 
 def encode(msg: ServerMessage | ClientMessage) -> bytes:
     """One frame's bytes (UTF-8 JSON) for any protocol v1 message."""
-    if isinstance(msg, Hello | Share | More | StatsRequest | Bye):
+    if isinstance(msg, Hello | Share | More | StatsRequest | Report | Bye):
         return orjson.dumps(client_to_dict(msg))
     return orjson.dumps(server_to_dict(msg))
 
@@ -357,6 +378,9 @@ def _stats(o: Obj) -> Stats:
         best_zeros=_opt_int(o, "bestZeros", "stats", 0, 64),
         share_zeros=_opt_int(o, "shareZeros", "stats", 0, 64),
         rewards=int(rewards),
+        reported_hashrate=None
+        if o.get("reportedHashrate") is None
+        else _hashrate(o, "reportedHashrate", "stats"),
     )
 
 

@@ -26,6 +26,9 @@ class Hello:
     worker: str = "default"
     agent: str | None = None
     protocol: int = 1
+    hashrate: float | None = None
+    """Hashes/s the miner says it computes (optional): shown beside the Pooler's effective
+    figure as the "reported" hashrate, never used for anything else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +53,19 @@ class StatsRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Report:
+    """The miner's own measured rate, hashes/s (wire type ``report``), sent now and then after
+    ``hello`` (every 30-60 s is plenty); display only, like ``hello``'s ``hashrate``."""
+
+    hashrate: float
+
+
+@dataclass(frozen=True, slots=True)
 class Bye:
     """Polite goodbye; the server closes with 1000."""
 
 
-ClientMessage = Hello | Share | More | StatsRequest | Bye
+ClientMessage = Hello | Share | More | StatsRequest | Report | Bye
 
 # ---------------------------------------------------------------- server -> client
 
@@ -131,6 +142,8 @@ class Stats:
     share_zeros: int | None
     rewards: int
     """KALE stroops (7 decimals) harvested for the miner's farmer so far; a decimal string on the wire."""
+    reported_hashrate: float | None = None
+    """Sum of what its online workers say they hash (``hello``/``report``); None if none says."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ share allocates its records and its answer and nothing else.
 from __future__ import annotations
 
 from pooler.core.effects import Effect, Persist, Send
-from pooler.core.events import RestShareSubmitted
+from pooler.core.events import MalformedSubmitted, RestShareSubmitted
 from pooler.core.guard import ShareGuard
 from pooler.core.jobs import Jobs
 from pooler.core.miners import MinerState, Session
@@ -50,6 +50,27 @@ class ShareCheck:
 
     def new_block(self) -> None:
         self.accepted = self.rejected = 0
+
+    def on_malformed(self, ev: MalformedSubmitted, now: float) -> list[Effect]:
+        """A submit that did not decode: a rejected share (reason malformed) of its miner, in the
+        share-quality window too; answered here for REST (a socket's was answered at the edge)."""
+        effects: list[Effect] = []
+        if ev.reply is not None:
+            effects.append(Send(ev.reply, Rejected(ev.job, None, ev.code, ev.message)))
+        miner = self._st.miners.get(ev.miner_id)
+        if miner is None:
+            return effects
+        miner.rejected += 1
+        miner.block_rejected += 1
+        miner.window_invalid += 1
+        reason = ev.code.reason
+        miner.rejected_by[reason] = miner.rejected_by.get(reason, 0) + 1
+        self.rejected += 1
+        self.rejected_total += 1
+        miner.window_seen += 1
+        if miner.window_seen >= self._window:
+            self._guard.judge(miner, effects, now)
+        return effects
 
     def on_rest_share(self, ev: RestShareSubmitted, now: float) -> list[Effect]:
         miner = self._st.miners.get(ev.miner_id)
@@ -93,10 +114,12 @@ class ShareCheck:
             )
         vd = sess.vd
         need = vd.zeros if now >= vd.grace_until else vd.low
+        current = vd.zeros  # the difficulty the worker mines at, as far as it was told
         if sess.conn is None:
             # A REST worker cannot be told of a new difficulty; the job it holds states the one it
             # mines at, so that one counts until it fetches the next job.
-            need = min(need, job.share_zeros)
+            current = job.share_zeros
+            need = min(need, current)
         if zeros < need:
             return self._reject(
                 miner,
@@ -108,6 +131,10 @@ class ShareCheck:
                 now,
             )
         fb.seen.add(nonce)
+        # weighed at the difficulty it was mined at (16**z hashes), not vardiff's of the moment
+        # (pooler.core.hashrate.counted_zeros, inlined: the hot path)
+        counted = current if zeros >= current else need
+        sess.hr.share(now, counted, job.id)
         miner.accepted += 1
         miner.block_accepted += 1
         if zeros > miner.block_best:
@@ -126,7 +153,8 @@ class ShareCheck:
             ]
             if self._credits:
                 effects.insert(0, Persist(NonceCredited(fb.block, fb.farmer_id, nonce, share.job)))
-            changed = vd.credit(now, self._config)
+            # a REST job below vardiff's difficulty: the worker cannot have learned the raise
+            changed = vd.credit(now, self._config, counted) if current >= vd.zeros else None
             if changed is not None:
                 self._difficulty_changed(sess, changed, effects)
             miner.window_seen += 1
@@ -146,7 +174,7 @@ class ShareCheck:
         ]
         if self._credits:
             effects.insert(0, Persist(NonceCredited(fb.block, fb.farmer_id, nonce, share.job)))
-        changed = vd.credit(now, self._config)
+        changed = vd.credit(now, self._config, counted) if current >= vd.zeros else None
         if changed is not None:
             self._difficulty_changed(sess, changed, effects)
         if blk.work_due:

@@ -40,7 +40,9 @@ from pooler.core.events import (
     Event,
     FarmPaused,
     GroupBest,
+    HashrateReported,
     LocalSearchDone,
+    MalformedSubmitted,
     MinerJoined,
     MinerLeft,
     MoreRequested,
@@ -105,6 +107,8 @@ class Coordinator:
             MinerLeft: roster.on_miner_left,
             WorkerConnected: roster.on_connected,
             WorkerDisconnected: roster.on_disconnected,
+            HashrateReported: roster.on_report,
+            MalformedSubmitted: checks.on_malformed,
             MoreRequested: jobs.on_more,
             StatsRequested: roster.on_stats,
             RestWorkRequested: jobs.on_rest_work,
@@ -195,6 +199,7 @@ class Coordinator:
         cfg = self._config
         if ev.key == "summary":
             self._roster.forget_idle_rest(now)
+            self._roster.drop_expired_rates(now)
             effects: list[Effect] = [
                 Publish(self._projection.summary(now)),
                 SetTimer("summary", now + cfg.summary_interval),

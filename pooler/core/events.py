@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pooler.core import rewards
 from pooler.core.backend_calls import BackendOp, BackendReply
+from protocol.errors import Code
 from protocol.messages import Share
 
 # ---------------------------------------------------------------- chain (block monitor)
@@ -89,11 +90,33 @@ class WorkerConnected:
     miner_id: str
     worker: str
     agent: str | None = None
+    hashrate: float | None = None  # what the miner says it hashes (hello), display only
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerDisconnected:
     conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class HashrateReported:
+    """``report`` from a socket: the hashes/s the miner says it computes (display only)."""
+
+    conn: int
+    hashrate: float
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedSubmitted:
+    """A share submit (a REST body, or a socket's ``share`` frame) that did not decode: a
+    rejected share of its miner (by the reason of ``code``). ``reply``: the REST request to
+    answer with ``Rejected`` (None: a socket, answered by the web layer)."""
+
+    miner_id: str
+    reply: int | None = None
+    code: Code = Code.MALFORMED
+    message: str = ""
+    job: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +253,8 @@ Event = (
     | MinerLeft
     | WorkerConnected
     | WorkerDisconnected
+    | HashrateReported
+    | MalformedSubmitted
     | ShareSubmitted
     | MoreRequested
     | StatsRequested

@@ -41,9 +41,12 @@ class Jobs:
         if blk is None:
             return [Send(ev.conn, Error(Code.STALE, "no block is open; a job follows when one opens"))]
         old = st.jobs.get(ev.job) if ev.job is not None else None
-        if old is not None and old.session is sess and now > old.issued_at:
-            # the range was hashed through: an exact hashrate, long before shares tell
-            sess.more_rate = (old.nonce_end - old.nonce_start) / (now - old.issued_at)
+        if old is not None and old.session is sess:
+            size = old.nonce_end - old.nonce_start
+            # the range was hashed through: exact work, long before shares tell
+            sess.hr.range_done(now, old.id, size, max(old.share_zeros, sess.vd.zeros))
+            if now > old.issued_at:
+                sess.more_rate = size / (now - old.issued_at)
         effects: list[Effect] = []
         self.send_job(sess, ev.conn, blk, False, effects, now)
         return effects
@@ -132,6 +135,7 @@ class Jobs:
             sess.jobs = []
             sess.jobs_block = blk.index
         sess.jobs.append(rec)
+        sess.hr.job(rec.issued_at, rec.id)  # observed time starts at its first job
         if len(sess.jobs) > self._config.max_jobs_per_worker:  # bound memory: the oldest goes stale
             jobs.pop(sess.jobs.pop(0).id, None)
         if sess.tally is None or sess.tally.block != blk.index:
@@ -172,7 +176,9 @@ class Jobs:
         sess = miner.rest.get(name)
         if sess is None:
             zeros = self._st.last_zeros.get((miner.miner_id, name), self._config.share_zeros_initial)
-            sess = miner.rest[name] = Session(None, miner, name, None, zeros, now)
+            hr = miner.rate_of(name, self._st.hashrate)
+            sess = miner.rest[name] = Session(None, miner, name, None, zeros, now, hr)
+            hr.connect(now)
         sess.last_seen = now
         return sess
 

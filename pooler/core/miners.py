@@ -1,14 +1,19 @@
 """Who mines: farmers, miners (one farmer each), sessions (a miner's workers) and their jobs.
 
 A session is one worker: a WebSocket connection (``conn`` set) or a REST worker (``conn``
-None, keyed by (miner, worker name), forgotten when idle). Difficulty and hashrate are
-per session; durable share counts are per worker name (:class:`pooler.core.shares.Tally`).
+None, keyed by (miner, worker name), forgotten when idle). Difficulty is per session; the
+effective hashrate (:class:`pooler.core.hashrate.WorkerHashrate`) and the durable share counts
+(:class:`pooler.core.shares.Tally`) are per worker name: two sockets on one name, or a
+reconnect, add to one history.
 A job belongs to the session it was issued to and hashes for one (block, farmer)
 (:class:`pooler.core.shares.FarmerBlock`).
 """
 
 from __future__ import annotations
 
+import math
+
+from pooler.core.hashrate import HashrateConfig, WorkerHashrate
 from pooler.core.shares import FarmerBlock, Tally
 from pooler.core.vardiff import VarDiff
 
@@ -35,6 +40,7 @@ class MinerState:
         "farmer",
         "miner_id",
         "name",
+        "rates",
         "refused_until",
         "rejected",
         "rejected_by",
@@ -52,6 +58,9 @@ class MinerState:
         self.name = name
         self.sessions: set[int] = set()  # its WebSocket conns: closed when it leaves
         self.rest: dict[str, Session] = {}  # its REST workers by name
+        # worker name -> its effective hashrate, across connections and reconnects (the roster
+        # drops one a window after its last connection went); the miner's figure is their sum
+        self.rates: dict[str, WorkerHashrate] = {}
         self.accepted = 0  # since it joined this process
         self.rejected = 0
         self.stale = 0
@@ -65,6 +74,22 @@ class MinerState:
         self.strikes = 0  # bad windows in a row since the last clean one or refusal
         self.refused_until = 0.0  # refused at hello and for REST work/submits until then
 
+    def rate_of(self, name: str, config: HashrateConfig) -> WorkerHashrate:
+        """The effective-hashrate estimator of its worker ``name`` (created on first use)."""
+        hr = self.rates.get(name)
+        if hr is None:
+            hr = self.rates[name] = WorkerHashrate(config)
+        return hr
+
+    def hashrate(self, now: float) -> float:
+        """Effective hashrate, hashes/s: the sum over its worker names."""
+        return sum(hr.rate(now) for hr in self.rates.values())
+
+    def reported_hashrate(self) -> float | None:
+        """What its online workers say they hash (display only); None when none says."""
+        got = [hr.reported for hr in self.rates.values() if hr.online and hr.reported_at > -math.inf]
+        return sum(got) if got else None
+
 
 class Session:
     """One worker of a miner: its difficulty, hashrate, jobs and current tally."""
@@ -74,6 +99,7 @@ class Session:
         "agent",
         "alive",
         "conn",
+        "hr",
         "jobs",
         "jobs_block",
         "last_seen",
@@ -86,9 +112,19 @@ class Session:
     )
 
     def __init__(
-        self, conn: int | None, miner: MinerState, name: str, agent: str | None, zeros: int, now: float
+        self,
+        conn: int | None,
+        miner: MinerState,
+        name: str,
+        agent: str | None,
+        zeros: int,
+        now: float,
+        hr: WorkerHashrate,
     ) -> None:
         self.conn = conn  # None for a REST worker (answers go to each request's reply id)
+        # the effective hashrate of its worker name (shared with other sessions of that name):
+        # fed jobs, accepted shares and exhausted ranges; what stats and views show
+        self.hr = hr
         self.miner = miner
         self.name = name
         self.agent = agent
@@ -105,8 +141,8 @@ class Session:
         self.rejected = 0
 
     def hashrate(self, now: float) -> float:
-        """Measured from shares: what views show (a client cannot inflate it by asking for more)."""
-        return self.vd.estimate(now)
+        """Effective hashrate of its worker name (exact ranges and shares; see pooler.core.hashrate)."""
+        return self.hr.rate(now)
 
     def sizing_rate(self, now: float) -> float:
         """What ranges are sized from: the larger of the share and the ``more`` measurements."""
@@ -135,5 +171,6 @@ class JobRecord:
         self.fb = fb  # the (block, farmer) it hashes for; its block decides staleness
         self.nonce_start = nonce_start
         self.nonce_end = nonce_end  # exclusive
-        self.share_zeros = share_zeros  # the difficulty at issue (kept for views and debugging)
+        # the difficulty at issue: what a REST worker mines it at (it cannot learn a change)
+        self.share_zeros = share_zeros
         self.issued_at = issued_at  # with the range size, gives a hashrate when ``more`` comes

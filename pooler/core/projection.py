@@ -4,9 +4,14 @@
   process; ``bestZeros`` of the current block; ``shareZeros`` of the asking connection (None
   over REST); ``rewards`` attributed by harvest ``results``.
 - The view: everything /health, stats and the dashboard show, aliasing no live state.
+- Hashrates are effective ones (:mod:`pooler.core.hashrate`), one estimator per (miner,
+  worker name): a worker's row shows its name's figure (two sockets on one name show the same
+  one), miner, farmer and pool figures sum estimators, never rows.
 """
 
 from __future__ import annotations
+
+import math
 
 from pooler.core.block import FarmerRound, ms
 from pooler.core.checks import ShareCheck
@@ -39,7 +44,7 @@ class Projection:
             phase=st.current_phase(now),
             miners=len(online),
             workers=len(sessions),
-            hashrate=sum(s.hashrate(now) for s in sessions),
+            hashrate=self.pool_hashrate(now),
             accepted=self._checks.accepted,
             rejected=self._checks.rejected,
             best_zeros={} if blk is None else {fid: b.zeros for fid, b in blk.bests.items()},
@@ -49,6 +54,10 @@ class Projection:
             projected_reward=None if proj is None else proj.reward,
         )
 
+    def pool_hashrate(self, now: float) -> float:
+        """Effective hashrate of the pool: the sum over every live worker-name estimator."""
+        return sum(m.hashrate(now) for m in self._st.miners.values())
+
     def view(self, now: float) -> CoreView:
         """A frozen picture of everything /health, stats and the dashboard show."""
         st = self._st
@@ -57,7 +66,16 @@ class Projection:
         sessions = st.all_sessions()
         worker_list = tuple(
             WorkerView(
-                s.miner.miner_id, s.name, s.conn, s.agent, s.vd.zeros, s.hashrate(now), s.accepted, s.rejected
+                s.miner.miner_id,
+                s.name,
+                s.conn,
+                s.agent,
+                s.vd.zeros,
+                s.hashrate(now),
+                s.accepted,
+                s.rejected,
+                s.hr.reported if s.hr.reported_at > -math.inf else None,
+                s.hr.confident(now),
             )
             for s in sessions
         )
@@ -70,7 +88,7 @@ class Projection:
                     miner.farmer.farmer_id,
                     miner.name,
                     len(ms_),
-                    sum(s.hashrate(now) for s in ms_),
+                    miner.hashrate(now),
                     miner.accepted,
                     miner.rejected,
                     miner.stale,
@@ -78,12 +96,14 @@ class Projection:
                     miner.block_accepted,
                     miner.block_rejected,
                     None if miner.block_best < 0 else miner.block_best,
+                    miner.reported_hashrate(),
                 )
             )
         proj = None if blk is None else projection_view(blk)
         farmers = []
         for fid, farmer in st.farmers.items():
             mine = [s for s in sessions if s.miner.farmer is farmer]
+            farmer_rate = sum(st.miners[m].hashrate(now) for m in farmer.miners if m in st.miners)
             fr = blk.rounds.get(fid) if blk is not None else None
             best = blk.bests.get(fid) if blk is not None else None
             farmers.append(
@@ -92,7 +112,7 @@ class Projection:
                     farmer.address,
                     len(farmer.miners),
                     len(mine),
-                    sum(s.hashrate(now) for s in mine),
+                    farmer_rate,
                     None if best is None else best.zeros,
                     None if fr is None else status_view(fr),
                     st.rewards.get(fid, 0),
@@ -127,7 +147,7 @@ class Projection:
             chain_detail=st.chain_detail,
             miners=len({s.miner.miner_id for s in sessions}),
             workers=len(sessions),
-            hashrate=sum(w.hashrate for w in worker_list),
+            hashrate=self.pool_hashrate(now),
             accepted=checks.accepted,
             rejected=checks.rejected,
             accepted_total=checks.accepted_total,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pooler.core.dashboard_events import MinerEvent
 from pooler.core.effects import Close, Effect, LimitHit, Persist, Publish, Send
 from pooler.core.events import (
+    HashrateReported,
     MinerJoined,
     MinerLeft,
     StatsRequested,
@@ -99,7 +100,11 @@ class Roster:
         if ev.conn in st.sessions:  # a second hello on one socket: start that worker afresh
             effects += self.on_disconnected(WorkerDisconnected(ev.conn), now)
         zeros = st.last_zeros.get((ev.miner_id, ev.worker), st.config.share_zeros_initial)
-        sess = Session(ev.conn, miner, ev.worker, ev.agent, zeros, now)
+        hr = miner.rate_of(ev.worker, st.hashrate)
+        hr.connect(now)
+        if ev.hashrate is not None:
+            hr.report(now, ev.hashrate)
+        sess = Session(ev.conn, miner, ev.worker, ev.agent, zeros, now, hr)
         st.sessions[ev.conn] = sess
         miner.sessions.add(ev.conn)
         farmer = miner.farmer
@@ -120,7 +125,16 @@ class Roster:
         miner = sess.miner
         miner.sessions.discard(ev.conn)
         st.last_zeros[(miner.miner_id, sess.name)] = sess.vd.zeros
+        self._gone(miner, sess, now)
         return [Publish(MinerEvent(miner.miner_id, miner.farmer.farmer_id, "disconnected", sess.name))]
+
+    def on_report(self, ev: HashrateReported, now: float) -> list[Effect]:
+        """What the miner says it hashes: shown beside the effective figure, used for nothing else."""
+        sess = self._st.sessions.get(ev.conn)
+        if sess is None:
+            return [Send(ev.conn, Error(Code.NO_HELLO, "send 'hello' before 'report'"))]
+        sess.hr.report(now, ev.hashrate)
+        return []
 
     def on_stats(self, ev: StatsRequested, now: float) -> list[Effect]:
         st = self._st
@@ -130,13 +144,18 @@ class Roster:
         sessions = st.miner_sessions(miner)
         sess = st.sessions.get(ev.conn)
         share_zeros = sess.vd.zeros if sess is not None and sess.miner is miner else None
+        if share_zeros is None and miner.rest:  # over REST: its REST workers' (the highest)
+            share_zeros = max(s.vd.zeros for s in miner.rest.values())
+        if share_zeros is None and sessions:
+            share_zeros = max(s.vd.zeros for s in sessions)
         blk = st.block
         stats = Stats(
             miner_id=miner.miner_id,
             farmer_id=miner.farmer.farmer_id,
             block=None if blk is None else blk.index,
             workers=len(sessions),
-            hashrate=sum(s.hashrate(now) for s in sessions),
+            hashrate=miner.hashrate(now),
+            reported_hashrate=miner.reported_hashrate(),
             accepted=miner.accepted,
             rejected=miner.rejected,
             stale=miner.stale,
@@ -157,8 +176,29 @@ class Roster:
                 sess = miner.rest.pop(name)
                 sess.alive = False
                 st.last_zeros[(miner.miner_id, name)] = sess.vd.zeros
+                self._gone(miner, sess, now)
                 for job in sess.jobs:
                     st.jobs.pop(job.id, None)
+
+    def drop_expired_rates(self, now: float) -> None:
+        """Hashrate histories of worker names gone for a whole window: nothing left to show."""
+        for miner in self._st.miners.values():
+            rates = miner.rates
+            for name in [n for n, hr in rates.items() if hr.expired(now)]:
+                del rates[name]
+
+    def _gone(self, miner: MinerState, sess: Session, now: float) -> None:
+        """``sess`` went: its worker name's hashrate stops being online once no session of that
+        name is left (its figure then decays over the window)."""
+        name = sess.name
+        st = self._st
+        if name in miner.rest and miner.rest[name] is not sess:
+            return
+        for conn in miner.sessions:
+            other = st.sessions.get(conn)
+            if other is not None and other is not sess and other.name == name:
+                return
+        sess.hr.disconnect(now)
 
     def retarget(self, now: float, effects: list[Effect]) -> None:
         """The vardiff sweep: a worker whose window is over is retargeted even if it is silent."""

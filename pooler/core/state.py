@@ -11,6 +11,7 @@ from pooler.core.block import BlockState, CallRecord, LatePlant, ms
 from pooler.core.config import CoreConfig
 from pooler.core.dashboard_events import Phase, PhaseEvent
 from pooler.core.effects import Effect, Publish
+from pooler.core.hashrate import HashrateConfig
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
 from pooler.core.shares import Tally
 
@@ -20,6 +21,9 @@ class RoundState:
 
     def __init__(self, config: CoreConfig, *, report_credits: bool = False) -> None:
         self.config = config
+        # every worker's effective-hashrate settings (one instance): a job without evidence is
+        # held back at most a block (a REST worker hashing a range it submits at the end)
+        self.hashrate = HashrateConfig(max_pending=config.block_interval)
         # every credited nonce also leaves as a NonceCredited record (a group's shared duplicate set)
         self.report_credits = report_credits
         # roster: farmer id -> address; kept once known

@@ -1,7 +1,11 @@
-"""Per-worker variable difficulty and hashrate estimation.
+"""Per-worker variable difficulty.
 
 A share at ``z`` zeros costs 16**z hashes on average, so a worker's hashrate is
-``sum(16**z) / time`` over its shares, and one more zero means 16x fewer shares. Retargets
+``sum(16**z) / time`` over its shares, and one more zero means 16x fewer shares. Each share
+is credited at the difficulty it was checked against (``zeros`` passed in by the share
+check), not vardiff's current one: a REST worker keeps mining its job's lower difficulty
+after a raise, and weighing its shares at the new one overcounted 16x per raise. The rate
+kept here only steers the difficulty; what views show is :mod:`pooler.core.hashrate`'s. Retargets
 therefore move by whole nibbles and only when the observed share rate is off by more than
 ``vardiff_factor`` (default 4x, the geometric middle of a 16x step), which keeps a worker
 on target from oscillating.
@@ -18,11 +22,13 @@ import math
 
 from pooler.core.config import CoreConfig
 
+_UNIT = tuple(16.0**z for z in range(65))  # hashes per share at z zeros, without a pow() per share
+
 
 class VarDiff:
     """Difficulty and hashrate of one worker. Mutated on the share hot path: slots, floats."""
 
-    __slots__ = ("count", "flood", "grace_until", "hashrate", "low", "unit", "window_start", "work", "zeros")
+    __slots__ = ("count", "flood", "grace_until", "hashrate", "low", "window_start", "work", "zeros")
 
     def __init__(self, zeros: int, now: float) -> None:
         self.zeros = zeros  # the difficulty jobs and shares use now
@@ -32,7 +38,6 @@ class VarDiff:
         self.grace_until = 0.0  # end of the grace period of the last change
         self.window_start = now  # start of the current measuring window
         self.count = 0  # shares credited in the window
-        self.unit = 16.0**zeros  # expected hashes per share at ``zeros`` (cached: used per share)
         self.work = 0.0  # expected hashes behind the window's shares
         self.hashrate = 0.0  # last estimate, hashes/s; 0 while unknown
         # config.vardiff_fast_shares, kept at the first credit: a property computed per share
@@ -43,12 +48,13 @@ class VarDiff:
         """Fewest zeros a share needs right now."""
         return self.zeros if now >= self.grace_until else self.low
 
-    def credit(self, now: float, config: CoreConfig) -> int | None:
-        """Count one accepted share; the new difficulty if this share triggered a retarget.
+    def credit(self, now: float, config: CoreConfig, zeros: int) -> int | None:
+        """Count one accepted share checked at ``zeros``; the new difficulty if this share
+        triggered a retarget.
 
         ``config`` is the coordinator's, the same on every call."""
         self.count += 1
-        self.work += self.unit
+        self.work += _UNIT[zeros]
         flood = self.flood or self._flood(config)
         if self.count >= flood or now - self.window_start >= config.vardiff_window:
             return self.retarget(now, config)
@@ -73,7 +79,10 @@ class VarDiff:
         flooded = self.count >= config.vardiff_fast_shares
         if elapsed < config.vardiff_window and not flooded:
             return None
-        elapsed = max(elapsed, 1e-3)  # a burst in the same instant still has a finite rate
+        # a burst in one instant (a REST batch, a flood handled in one go) is not a rate of
+        # ~work / 0 (1e-3 s made it 1000x a second's): a window is never taken shorter than a
+        # quarter of the target interval, so one flood raises by at most two nibbles
+        elapsed = max(elapsed, config.vardiff_target_interval / config.vardiff_factor)
         sample = self.work / elapsed
         # smooth over windows (a Poisson count of ~6 is noisy) but follow big moves quickly
         if self.hashrate <= 0 or sample > 4 * self.hashrate or sample < self.hashrate / 4:
@@ -97,5 +106,4 @@ class VarDiff:
         self.low = min(self.zeros, new)
         self.grace_until = now + config.vardiff_grace
         self.zeros = new
-        self.unit = 16.0**new
         return new

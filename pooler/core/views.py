@@ -20,9 +20,11 @@ class WorkerView:
     conn: int | None  # None for a REST worker
     agent: str | None
     share_zeros: int
-    hashrate: float  # hashes/s measured from its shares
+    hashrate: float  # effective hashes/s of its worker name (pooler.core.hashrate)
     accepted: int  # since it connected
     rejected: int
+    reported_hashrate: float | None = None  # what the miner says (hello/report), display only
+    confident: bool = False  # enough evidence in the window for +-20% (HashrateConfig.max_error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class MinerView:
     block_accepted: int
     block_rejected: int
     best_zeros: int | None  # its best in the current block
+    reported_hashrate: float | None = None  # sum of what its online workers say, display only
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,10 +25,13 @@ import asyncio
 import contextlib
 import logging
 
+import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pooler.core.events import (
     Event,
+    HashrateReported,
+    MalformedSubmitted,
     MoreRequested,
     ShareSubmitted,
     StatsRequested,
@@ -42,7 +45,7 @@ from pooler.web.ports import Admission, EventSink, LimitHits, Miners, MinerSocke
 from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
 from protocol.errors import Code, ProtocolError
-from protocol.messages import Bye, Error, Hello, More, Share, StatsRequest
+from protocol.messages import Bye, Error, Hello, More, Report, Share, StatsRequest
 
 log = logging.getLogger("pooler.web.ws")
 
@@ -51,6 +54,16 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_LATER = 1013
 _MAX_STRIKES = 20  # protocol errors tolerated on one connection before it is closed
+
+
+def _is_share(raw: str) -> bool:
+    """Whether a frame that failed to decode was meant as a ``share`` (not JSON at all counts:
+    a mangled share is the likely frame of a miner after ``hello``)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return True
+    return isinstance(obj, dict) and obj.get("type") == "share"
 
 
 def _frame(msg: Error) -> str:
@@ -231,7 +244,7 @@ class MinerSocket:
             box.on_wake = start_sender  # with a lane, only backpressure or the close needs the task
         reader = _Reader(conn, miner_id, box, inbox, opts, self._limits, lane)
         try:
-            await inbox.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent))
+            await inbox.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent, hello.hashrate))
             if lane is not None:
                 # From here on text frames skip ASGI both ways; binary frames and the close still come here.
                 box.attach(lane.write)
@@ -352,7 +365,8 @@ class _Reader:
             self.strikes += 1
             if self.strikes > _MAX_STRIKES:
                 box.close(CLOSE_POLICY, "too many protocol errors")
-            return None
+            # a share that did not decode counts as a rejected share (reason malformed)
+            return MalformedSubmitted(self._miner_id) if _is_share(raw) else None
         match msg:
             case Share():
                 return ShareSubmitted(self._conn, msg)
@@ -360,6 +374,8 @@ class _Reader:
                 return MoreRequested(self._conn, job)
             case StatsRequest():
                 return StatsRequested(self._conn, self._miner_id)
+            case Report(hashrate):
+                return HashrateReported(self._conn, hashrate)
             case Bye():
                 box.close(CLOSE_NORMAL, "bye")
             case Hello():

@@ -224,13 +224,21 @@ SPEC: dict[str, Any] = {
                     "farmerId": {"type": "string"},
                     "block": {"type": "integer", "nullable": True},
                     "workers": {"type": "integer"},
-                    "hashrate": {"type": "number", "description": "H/s, estimated from shares"},
+                    "hashrate": {
+                        "type": "number",
+                        "description": "effective H/s over the trailing 10 min (shares and exhausted ranges)",
+                    },
                     "accepted": {"type": "integer"},
                     "rejected": {"type": "integer"},
                     "stale": {"type": "integer"},
                     "bestZeros": {"type": "integer", "nullable": True},
                     "shareZeros": {"type": "integer", "nullable": True},
                     "rewards": {"type": "string", "description": "KALE stroops harvested, decimal string"},
+                    "reportedHashrate": {
+                        "type": "number",
+                        "nullable": True,
+                        "description": "H/s its online workers say they compute (hello/report): display only",
+                    },
                 },
             },
             "Health": {

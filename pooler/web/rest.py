@@ -24,7 +24,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from pooler.core.events import IssuedJob, RestShareSubmitted, RestWorkRequested, StatsRequested
+from pooler.core.events import (
+    IssuedJob,
+    MalformedSubmitted,
+    RestShareSubmitted,
+    RestWorkRequested,
+    StatsRequested,
+)
 from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
 from pooler.web.limits import TokenBucket
@@ -250,16 +256,16 @@ class RestRoutes:
         try:
             body = orjson.loads(raw or b"{}")
         except orjson.JSONDecodeError:
-            return rejected(Code.MALFORMED, "body is not valid JSON; send {job, nonce, hash?}")
+            return await self._malformed(miner.miner_id, "body is not valid JSON; send {job, nonce, hash?}")
         if not isinstance(body, dict):
-            return rejected(
-                Code.MALFORMED,
-                f"body must be a JSON object {{job, nonce, hash?}}, got a JSON {type(body).__name__}",
-            )
+            why = f"body must be a JSON object {{job, nonce, hash?}}, got a JSON {type(body).__name__}"
+            return await self._malformed(miner.miner_id, why)
         try:
             share = decode_client(orjson.dumps({**body, "type": "share"}), limit)
         except ProtocolError as exc:
-            return rejected(exc.code, exc.message, body.get("job"))
+            job = body.get("job")
+            shown = job if isinstance(job, str) and len(job) <= 64 and job.isprintable() else None
+            return await self._malformed(miner.miner_id, exc.message, shown, exc.code)
         assert isinstance(share, Share)
         try:  # the job may be another instance's (no sticky routing needed)
             issued: IssuedJob | None = await self._jobs.issued_job(share.job)
@@ -268,6 +274,15 @@ class RestRoutes:
             return rejected(Code.UNAVAILABLE, msg, share.job, share.nonce)
         answer = await self._requests.request(
             lambda reply: RestShareSubmitted(reply, miner.miner_id, share, issued)
+        )
+        return _answer(answer)
+
+    async def _malformed(
+        self, miner_id: str, message: str, job: str | None = None, code: Code = Code.MALFORMED
+    ) -> JSON:
+        """A submit that did not decode: rejected, and counted as a rejected share of the miner."""
+        answer = await self._requests.request(
+            lambda reply: MalformedSubmitted(miner_id, reply, code, message, job)
         )
         return _answer(answer)
 

@@ -270,7 +270,9 @@ async def test_submit_statuses_and_bodies(http: aiohttp.ClientSession) -> None:
         assert stats["type"] == "stats" and stats["minerId"] == reg["minerId"]
         assert stats["accepted"] == 1 and stats["bestZeros"] == zeros == count_zeros(digest)
         assert stats["stale"] == 1
-        assert stats["rejected"] == 5 + 4 + 1  # duplicates, the four cases, the WS duplicate
+        # duplicates, the four cases, the six malformed bodies (counted too), the WS duplicate
+        assert stats["rejected"] == 5 + 4 + 6 + 1
+        assert stats["shareZeros"] is not None  # over REST too (it used to be always null)
         status, answer = await call(http, "GET", f"{system.url}/miner/stats", "bad-token")
         assert (status, answer["code"]) == (401, 24)
 

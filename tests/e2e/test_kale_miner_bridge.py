@@ -90,6 +90,7 @@ async def run_bridge(
     output: str = proc.output  # type: ignore[attr-defined]
     summary = summary_of(output)
     final = await stats_of(system, reg["token"])
+    final["shownHashrate"] = seen[-1]["hashrate"]  # the Pooler's figure while it still mined
     rates = [s["hashrate"] for s in seen[len(seen) // 2 :]]  # the Pooler's figure, second half of the run
     print(
         f"\n{name}: {summary['hashes']} nonces in {summary['seconds']} s"
@@ -127,6 +128,11 @@ async def test_the_real_binary_with_two_threads_sends_every_share_and_follows_va
         vardiff_system, "cpu-rig", 400, "--miner", str(binary), "--threads", "2"
     )
     check_against_the_pool(summary, final, mores=10)
+    # the Pooler's effective hashrate against the hashes the bridge really computed (#15): its
+    # exhausted ranges are exact evidence, so +-20% holds after a short run
+    shown, real = final["shownHashrate"], summary["hashrate"]
+    print(f"cpu-rig: the Pooler showed {format_rate(shown)}, the bridge computed {format_rate(real)}")
+    assert abs(shown - real) <= 0.2 * real, (shown, real)
     assert summary["lanes"] == 2 and summary["expiredRuns"] == 0
     by_zeros = {int(z): n for z, n in summary["hashesByZeros"].items()}
     assert len(by_zeros) >= 2 and SHARE_ZEROS in by_zeros  # vardiff moved it, and the bridge followed

@@ -21,6 +21,7 @@ from protocol.messages import (
     Job,
     More,
     Rejected,
+    Report,
     ServerMessage,
     Share,
     Stats,
@@ -45,7 +46,15 @@ messages_text = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", 
 )
 
 client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
-    st.builds(Hello, token=text, worker=text, agent=st.none() | text, protocol=st.just(1)),
+    st.builds(
+        Hello,
+        token=text,
+        worker=text,
+        agent=st.none() | text,
+        protocol=st.just(1),
+        hashrate=st.none() | st.floats(0, 1e21),
+    ),
+    st.builds(Report, hashrate=st.floats(0, 1e21)),
     st.builds(Share, job=ids, nonce=nonces, hash=st.none() | hashes),
     st.builds(More, job=st.none() | ids),
     st.just(StatsRequest()),
@@ -91,6 +100,7 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
         best_zeros=st.none() | zeros,
         share_zeros=st.none() | zeros,
         rewards=st.integers(0, 10**30),
+        reported_hashrate=st.none() | st.floats(0, 1e21),
     ),
     st.builds(Error, code=codes, message=messages_text),
 )
@@ -165,6 +175,7 @@ types = st.sampled_from(
         "share",
         "more",
         "stats",
+        "report",
         "bye",
         "welcome",
         "job",
@@ -229,6 +240,13 @@ def test_arbitrary_json_objects_raise_only_protocol_error(kind: str, fields: dic
         ),
         (b'{"type": "share", "job": 7, "nonce": "1"}', Code.MALFORMED, "must be a string"),
         (b'{"type": "more", "job": []}', Code.MALFORMED, "must be a string"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "hashrate": "1e6"}', Code.MALFORMED, "hashes per"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "hashrate": -1}', Code.MALFORMED, "finite number"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "hashrate": true}', Code.MALFORMED, "hashes per"),
+        (b'{"type": "report"}', Code.MALFORMED, "'hashrate'"),
+        (b'{"type": "report", "hashrate": 1e400}', Code.MALFORMED, "infinity"),
+        (b'{"type": "report", "hashrate": 1e22}', Code.MALFORMED, "finite number from 0"),
+        (b'{"type": "report", "hashrate": null}', Code.MALFORMED, "hashes per"),
     ],
 )
 def test_client_rejections(frame: bytes, code: Code, words: str) -> None:
@@ -263,6 +281,13 @@ def test_nonce_travels_as_decimal_string() -> None:
 def test_rejected_carries_code_and_reason() -> None:
     wire = orjson.loads(encode(Rejected(job="j", nonce=5, code=Code.LOW_ZEROS, message="3 < 4")))
     assert wire["code"] == 23 and wire["reason"] == "low-zeros" and wire["nonce"] == "5"
+
+
+def test_reported_hashrate_in_hello_and_report() -> None:
+    hello = decode_client(b'{"type":"hello","token":"t","protocol":1,"hashrate":1250000}')
+    assert isinstance(hello, Hello) and hello.hashrate == 1_250_000.0
+    assert decode_client(b'{"type":"report","hashrate":0}') == Report(0.0)
+    assert orjson.loads(encode(Report(2.5))) == {"type": "report", "hashrate": 2.5}
 
 
 def test_hello_defaults() -> None:

@@ -20,7 +20,7 @@ from pooler.core.events import (
 from protocol.codec import decode_client
 from protocol.errors import Code
 from protocol.messages import Accepted, Error, Job, Rejected, Share, Stats, Welcome
-from tests.unit.core_support import T0, Rig, address, find_nonce, persists, publishes, sends
+from tests.unit.core_support import CONFIG, T0, Rig, address, find_nonce, persists, publishes, sends
 
 
 def _mining() -> Rig:
@@ -240,8 +240,11 @@ def test_stats_for_a_miner() -> None:
     assert stats.miner_id == "a" and stats.farmer_id == "farmer-0" and stats.block == 1
     assert stats.accepted == 1 and stats.rejected == 1 and stats.stale == 0
     assert stats.best_zeros == 2 and stats.share_zeros == 1 and stats.workers == 2 and stats.rewards == 0
-    # asked over REST (a reply id that is no socket): no per-connection difficulty
-    assert sends(rig.do(StatsRequested(1000, "a")), Stats)[0].share_zeros is None
+    # asked over REST (a reply id that is no socket): its REST workers' difficulty, else its
+    # sockets' (the highest); it used to be always null
+    assert sends(rig.do(StatsRequested(1000, "a")), Stats)[0].share_zeros == 1
+    rig.do(RestWorkRequested(1001, "a", "rig"))
+    assert sends(rig.do(StatsRequested(1002, "a")), Stats)[0].share_zeros == CONFIG.share_zeros_initial
     assert sends(rig.do(StatsRequested(1, "ghost")), Error)[0].code is Code.UNAUTHORIZED
 
 

@@ -27,7 +27,7 @@ def test_flood_raises_by_whole_nibbles_at_once() -> None:
     vd = VarDiff(1, now=0.0)
     changed = None
     for i in range(33):
-        changed = vd.credit(i * 0.01, CONFIG)  # 100 shares/s: 100x the target
+        changed = vd.credit(i * 0.01, CONFIG, 1)  # 100 shares/s: 100x the target
     assert changed == 3  # log16(100) = 1.66 -> two nibbles
     assert vd.zeros == 3 and vd.low == 1 and vd.grace_until == 0.32 + CONFIG.vardiff_grace
     assert vd.threshold(1.0) == 1  # still in grace: the old difficulty counts
@@ -38,14 +38,14 @@ def test_flood_raises_by_whole_nibbles_at_once() -> None:
 def test_on_target_rate_does_not_move() -> None:
     vd = VarDiff(4, now=0.0)
     for i in range(1, 9):  # 1 share a second for a window
-        assert vd.credit(float(i), CONFIG) is None
+        assert vd.credit(float(i), CONFIG, 4) is None
     assert vd.zeros == 4 and vd.count == 0  # window closed, no change
     assert abs(vd.estimate(8.0) - 16**4) < 1e-6
 
 
 def test_slow_rate_lowers_and_silence_lowers_by_one() -> None:
     vd = VarDiff(5, now=0.0)
-    vd.credit(1.0, CONFIG)  # 1 share in a 40 s window: 40x too slow
+    vd.credit(1.0, CONFIG, 5)  # 1 share in a 40 s window: 40x too slow
     assert vd.retarget(40.0, CONFIG) == 4  # log16(40) = 1.33 -> one nibble
     assert vd.low == 4 and vd.zeros == 4
     assert vd.retarget(45.0, CONFIG) is None  # window not over yet
@@ -58,7 +58,7 @@ def test_floor_and_ceiling() -> None:
     assert vd.retarget(100.0, CONFIG) is None  # silent, but already at the floor
     top = VarDiff(CONFIG.share_zeros_max, now=0.0)
     for i in range(33):
-        top.credit(i * 0.001, CONFIG)
+        top.credit(i * 0.001, CONFIG, CONFIG.share_zeros_max)
     assert top.zeros == CONFIG.share_zeros_max
 
 
