@@ -27,7 +27,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from protocol.codec import decode_server
 from protocol.messages import Job, Welcome
-from tests.component.reliability_support import register
+from tests.support.system import register_miner
+from tests.support.wait import wait_until
 
 MINERS = 50
 WORKERS = 20  # per miner: 1,000 sockets
@@ -141,7 +142,7 @@ async def test_a_thousand_miners_drop_and_reconnect_at_once() -> None:
 
 
 async def _run(http: aiohttp.ClientSession, url: str) -> None:
-    tokens = [(await register(http, url, f"m{i}"))["token"] for i in range(MINERS)]
+    tokens = [(await register_miner(url, f"m{i}", http=http)).token for i in range(MINERS)]
     block = (await health(http, url))["block"]
     assert block is not None
     ws = url.replace("http://", "ws://") + "/ws/miner"
@@ -157,10 +158,11 @@ async def _run(http: aiohttp.ClientSession, url: str) -> None:
     for o in first:
         assert o.ws is not None
         o.ws.transport.abort()
-    for _ in range(500):
-        if (await health(http, url))["workers"] == 0:
-            break
-        await asyncio.sleep(0.02)
+
+    async def none_left() -> bool:
+        return bool((await health(http, url))["workers"] == 0)
+
+    await wait_until(none_left, "the server to see every socket gone")
     assert (await health(http, url))["workers"] == 0
 
     # all come back at once, with their tokens

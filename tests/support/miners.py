@@ -25,7 +25,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.system import FAILSAFE, bearer, template
+from tests.support.system import bearer, template
+from tests.support.wait import FAILSAFE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples"
@@ -72,7 +73,7 @@ class _Cursor:
         self.tpl = template(job)
 
     def submitting(self) -> bool:
-        return time.time() * 1000 < self.job["workAt"] - STOP_BEFORE_WORK * 1000
+        return bool(time.time() * 1000 < self.job["workAt"] - STOP_BEFORE_WORK * 1000)
 
     def batch(self, zeros: int) -> list[tuple[int, int]]:
         """Hash up to BATCH nonces; the (nonce, zeros) of those with at least ``zeros``."""
