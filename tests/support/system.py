@@ -5,7 +5,7 @@
 :class:`pooler.app.service.Pooler` (uvicorn on port 0) with short timings, and stops them in
 reverse order. Nothing is mocked: the tests talk HTTP/WebSocket to the Pooler, which talks HTTP
 to the devnet's RPC and Backend. (A ``pooler serve`` child process is the other kind of Pooler,
-started by :func:`tests.e2e.crashkit.start_pooler`.)
+started by :func:`tests.support.processes.start_pooler`.)
 
 ``register_miner()`` is the one way a test registers a miner at a Pooler (``POST /miner/register``).
 Waiting is always on a condition (:func:`tests.support.wait.wait_until`) with a generous failsafe
