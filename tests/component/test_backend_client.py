@@ -41,7 +41,7 @@ class FakeTime:
         self.sleeps.append(delay)
         self.t += delay
         self.on_sleep(len(self.sleeps))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the fake sleep: no time passes, the loop turns once
 
 
 @pytest.fixture
