@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one entry point for people and CI. Creates ./.venv on first use (Python 3.11+ only).
 #   ./dev.sh demo [args]   set up, then run `pooler demo` (devnet + Pooler + miners, a few blocks)
-#   ./dev.sh test [args]   set up, then run the whole test suite
+#   ./dev.sh test [args]   set up (also the Debian packages the tests drive), then run the whole test suite
+#   ./dev.sh provision     install the Debian packages the tests drive (redis-server, chromium) if missing
 #   ./dev.sh lint          ruff + mypy --strict
 #   ./dev.sh pooler ARGS   any pooler subcommand inside the venv
 set -euo pipefail
@@ -30,15 +31,46 @@ setup() {
   fi
 }
 
+# The suite drives real programs, not mocks: Debian's redis-server (scale-out tests) and chromium (the
+# dashboard's browser tests, through playwright, whose own browser download does not work here).
+# Installed with apt-get when missing and we may (root, or sudo without a password); otherwise one line
+# says what to install and the tests do not start.
+provision() {
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then missing+=(chromium); fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo="sudo"
+    else
+      echo "the tests need Debian packages that are missing: ${missing[*]}; install them with:" \
+        "sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+  mkdir -p "$VENV"
+  echo "installing ${missing[*]} for the tests (first run only; log in $VENV/apt.log)..." >&2
+  if ! { $sudo apt-get update && $sudo apt-get install -y "${missing[@]}"; } \
+      >"$VENV/apt.log" 2>&1; then
+    tail -n 20 "$VENV/apt.log" >&2
+    echo "could not install ${missing[*]} (full log: $VENV/apt.log); install them by hand:" \
+      "apt-get update && apt-get install -y ${missing[*]}" >&2
+    exit 1
+  fi
+}
+
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   demo)   setup; exec "$VENV/bin/pooler" demo "$@" ;;
-  test)   setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+  test)   setup; provision; exec "$VENV/bin/python" -m pytest "$@" ;;
+  provision) provision ;;
   lint)   setup
           dirs=$(for d in protocol pooler tests examples bench; do [ -d "$d" ] && echo "$d"; done)
           # shellcheck disable=SC2086  # word splitting of the folder list is intended
           "$VENV/bin/ruff" check $dirs && "$VENV/bin/ruff" format --check $dirs && exec "$VENV/bin/mypy" ;;
   pooler) setup; exec "$VENV/bin/pooler" "$@" ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

@@ -11,12 +11,14 @@ cheapest rejection, what a replaying client costs).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import orjson
 
 from bench.common import pin_from_env
-from pooler.core.config import CoreConfig
+from pooler.app.options import TUNING, core_config
+from pooler.config import Settings
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Send
 from pooler.core.events import MinerJoined, NewBlock, ShareSubmitted, WorkerConnected
@@ -28,11 +30,10 @@ T0 = 1_700_000_000
 
 
 def _setup(workers: int) -> tuple[Coordinator, list[Job]]:
-    config = CoreConfig(
-        share_zeros_initial=0,
-        share_zeros_min=0,
-        vardiff_window=1e9,  # no retarget during the run: measure the steady state
-        range_default=1 << 40,
+    config = core_config(
+        Settings(share_zeros_initial=0, share_zeros_min=0),
+        # no retarget during the run: measure the steady state
+        dataclasses.replace(TUNING, vardiff_window=1e9, range_default=1 << 40),
     )
     core = Coordinator(config)
     jobs: list[Job] = []

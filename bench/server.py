@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -84,10 +85,9 @@ FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"  # plants to
 
 
 async def _pooler(args: argparse.Namespace) -> None:
-    from pooler.app.options import PoolerOptions
+    from pooler.app.options import TUNING, Endpoints, pooler_options
     from pooler.app.service import Pooler
-    from pooler.cluster.options import ClusterOptions
-    from pooler.core.config import CoreConfig
+    from pooler.config import Settings
     from pooler.core.events import NewBlock
     from pooler.devnet.net import Devnet
 
@@ -111,43 +111,41 @@ async def _pooler(args: argparse.Namespace) -> None:
             offset[0] += BLOCK_INTERVAL
             net.contract.plant(FARMER, 0)
             chain = {"rpc_url": net.rpc_url, "backend_url": net.backend_url, "contract_id": net.contract_id}
-        cluster = None
         db = None
-        if args.redis:
-            cluster = ClusterOptions(args.redis, args.instance, key_prefix=args.key_prefix)
-        else:
+        if not args.redis:
             db = None if args.db == "none" else (args.db or str(Path(tmp) / "pooler.db"))
-        core = CoreConfig(
+        settings = Settings(
             pooler_id="kale-bench",
-            block_interval=BLOCK_INTERVAL,
-            work_delay=BLOCK_INTERVAL * 0.9,
-            safety_margin=10,
+            stellar_network="devnet",
+            port=0,
+            block_poll_interval_ms=round(args.poll * 1000),
+            block_interval_seconds=BLOCK_INTERVAL,
+            optimal_work_delay_ms=round(BLOCK_INTERVAL * 0.9 * 1000),
+            work_safety_margin_ms=10_000,
+            max_concurrent_miners=100_000,
             share_zeros_initial=0,
             share_zeros_min=0,
             share_zeros_max=0,  # any nonce is a share, and vardiff cannot raise it mid-run
-            # On a group a job's range is cut from a Redis chunk of 2**44 nonces per (block, farmer):
-            # keep ranges at the production default there, so one chunk serves thousands of workers.
-            range_default=1 << 32 if cluster else 1 << 40,
-            range_max=1 << 40 if cluster else 1 << 44,
-            max_jobs_per_worker=1024,
-        )
-        options = PoolerOptions(
-            backend_url=chain["backend_url"],
-            rpc_url=chain["rpc_url"],
-            contract_id=chain["contract_id"],
-            pooler_id="kale-bench",
-            port=0,
-            poll_interval=args.poll,
-            core=core,
-            db_path=db,
             messages_per_second=1e9,  # load generators send far above a miner's rate
-            message_burst=1e9,
-            max_connections=100_000,
+            messages_burst=1_000_000_000,
             max_connections_per_ip=100_000,
             outbox_size=4096,
-            gc_freeze=True,
-            cluster=cluster,
+            store="redis" if args.redis else ("sqlite" if db else "memory"),
+            pooler_db=db or "",  # read only with STORE=sqlite
+            redis_url=args.redis or None,
+            pooler_instance_id=args.instance if args.redis else None,
         )
+        tuning = dataclasses.replace(
+            TUNING,
+            # On a group a job's range is cut from a Redis chunk of 2**44 nonces per (block, farmer):
+            # keep ranges at the production default there, so one chunk serves thousands of workers.
+            range_default=1 << 32 if args.redis else 1 << 40,
+            range_max=1 << 40 if args.redis else 1 << 44,
+            max_jobs_per_worker=1024,
+            key_prefix=args.key_prefix,
+        )
+        endpoints = Endpoints(chain["rpc_url"], chain["backend_url"], chain["contract_id"])
+        options = pooler_options(settings, endpoints, tuning=tuning, gc_freeze=True)
         pooler = await stack.enter_async_context(Pooler(options))
         tokens = []
         for i in range(args.miners):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -26,7 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pooler.core.config import CoreConfig
+from pooler.app.options import TUNING, core_config
+from pooler.config import Settings
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Persist, Send
 from pooler.core.events import MinerJoined, NewBlock, ShareSubmitted, WorkerConnected
@@ -115,8 +117,9 @@ async def bench_runner(directory: str, shares: int, workers: int) -> None:
             store = SqliteStore(Path(tmp) / "bench.db") if with_store else None
             if store is not None:
                 await store.open()
-            config = CoreConfig(
-                share_zeros_initial=0, share_zeros_min=0, vardiff_window=1e9, range_default=1 << 40
+            config = core_config(
+                Settings(share_zeros_initial=0, share_zeros_min=0),
+                dataclasses.replace(TUNING, vardiff_window=1e9, range_default=1 << 40),
             )
             core = Coordinator(config)
             runner = Runner(core, _NoBackend(), EventHub(time.time), store=store, outbox_size=shares + 1000)

@@ -315,7 +315,11 @@ class Settings:
         "kale-pooler", "POOLER_ID", _pooler_id, _ID, "This Pooler's id as the Backend knows it (poolerId)."
     )
     pooler_name: str = _setting(
-        "KALE Pooler", "POOLER_NAME", _display_text, _ID, "Display name shown on the dashboard."
+        "KALE Pooler",
+        "POOLER_NAME",
+        _display_text,
+        _ID,
+        "Display name: the title and heading of the dashboard page, and `name` in GET /health.",
     )
     host: str = _setting(
         "127.0.0.1", "HOST", _host, _ID, "Address to listen on (the Docker image sets 0.0.0.0)."
@@ -411,13 +415,6 @@ class Settings:
         _CYCLE,
         "If nobody opened the next block by interval + this grace, the Pooler's own /plant opens it.",
     )
-    work_timeout_minutes: int = _setting(
-        5,
-        "WORK_TIMEOUT_MINUTES",
-        _int(1, 1440, "minutes"),
-        _CYCLE,
-        "How long a block's jobs stay valid for miners; shares for an older block are refused as stale.",
-    )
     max_farmers_capacity: int = _setting(
         1000,
         "MAX_FARMERS_CAPACITY",
@@ -455,6 +452,14 @@ class Settings:
         _float(0.1, 3600.0, "seconds"),
         _SHARES,
         "Vardiff aims at one share per worker this often (10 s = 6 a minute).",
+    )
+    work_timeout_minutes: int = _setting(
+        5,
+        "WORK_TIMEOUT_MINUTES",
+        _int(1, 1440, "minutes"),
+        _SHARES,
+        "REST miners: a worker silent this long (no /miner/work, no /miner/submit) is forgotten;"
+        " shares on its jobs are then stale (410).",
     )
     # -- connection limits
     max_frame_bytes: int = _setting(
@@ -602,7 +607,8 @@ class Settings:
         "ADMIN_TOKEN",
         _secret(16),
         _OPS,
-        "Secret for admin actions (at least 16 characters); unset = no admin actions. Never logged.",
+        "Set: only the operator registers miners (POST /miner/register needs 'Authorization: Bearer"
+        " <ADMIN_TOKEN>'); unset: anyone may register. Never logged.",
         example="change-me-to-a-long-random-string",
     )
 

@@ -58,22 +58,29 @@ def _fmt_kale(stroops: object) -> str:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from pooler.app.options import PoolerOptions
+    from pooler.app.options import TUNING, Endpoints, pooler_options
     from pooler.app.service import Pooler
-    from pooler.core.config import CoreConfig
+    from pooler.config import Settings
     from pooler.devnet import Devnet
 
     interval = args.block_interval
-    core = CoreConfig(
+    # The demo's own configuration (the environment is not read): short blocks on the devnet.
+    settings = Settings(
         pooler_id="demo-pooler",
-        block_interval=interval,
-        work_delay=interval * 0.6,
-        safety_margin=max(1.0, interval * 0.15),
-        late_plant_grace=0.5,
-        summary_interval=1.0,
+        host=args.host,
+        port=args.port,
+        stellar_network="devnet",
+        block_poll_interval_ms=250,
+        block_interval_seconds=interval,
+        optimal_work_delay_ms=round(interval * 600),
+        work_safety_margin_ms=round(max(1.0, interval * 0.15) * 1000),
+        late_plant_grace_ms=500,
+        stake_percentage=0.2,
         share_zeros_initial=3,
         share_zeros_min=1,
-        vardiff_target_interval=2.0,
+        vardiff_target_seconds=2.0,
+        store="memory",
+        summary_interval_ms=1000,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -82,18 +89,8 @@ async def _demo(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
 
     async with Devnet(block_interval=interval, ledger_seconds=1.0) as net:
-        options = PoolerOptions(
-            backend_url=net.backend_url,
-            rpc_url=net.rpc_url,
-            contract_id=net.contract_id,
-            pooler_id="demo-pooler",
-            host=args.host,
-            port=args.port,
-            poll_interval=0.25,
-            core=core,
-            default_stake_percentage=0.2,
-            hello_timeout=10.0,
-        )
+        endpoints = Endpoints(net.rpc_url, net.backend_url, net.contract_id)
+        options = pooler_options(settings, endpoints, tuning=TUNING, gc_freeze=False)
         async with Pooler(options) as pooler:
             print(f"devnet RPC      {net.rpc_url}  (contract {net.contract_id})")
             print(f"devnet Backend  {net.backend_url}")

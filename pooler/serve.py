@@ -14,16 +14,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import sys
 from typing import Any
 
-from pooler.app.options import options_from_settings
+from pooler.app.options import TUNING, Endpoints, cluster_options, core_config, pooler_options
 from pooler.app.service import Pooler
-from pooler.cluster.options import ClusterOptions
 from pooler.config import Settings
 from pooler.errors import ConfigError, StoreError
 
@@ -58,16 +56,13 @@ def run(args: argparse.Namespace) -> int:
     if missing and settings.stellar_network != "devnet":
         print(_NOT_CONFIGURED.format(missing=" and ".join(missing)), file=sys.stderr)
         return 2
-    cluster = None
-    if settings.store == "redis" and settings.redis_url:  # scale-out hook: one instance of a group
-        from pooler.cluster.options import from_settings
-
-        try:
-            cluster = from_settings(settings.redis_url, settings.pooler_instance_id, settings.leader_lease_ms)
-        except ConfigError as exc:
-            print(f"pooler serve: {exc}", file=sys.stderr)
-            return 2
-    own_devnet = settings.stellar_rpc_url is None or settings.backend_api_url is None
+    try:  # what is derived from the settings is checked before anything starts
+        core_config(settings, TUNING)
+        cluster_options(settings, TUNING)
+    except ConfigError as exc:
+        print(f"pooler serve: {exc}", file=sys.stderr)
+        return 2
+    own_devnet = Endpoints.configured(settings) is None
     if own_devnet and settings.store == "sqlite" and os.path.isfile(settings.pooler_db):
         log.warning(
             "POOLER_DB=%s exists, but the in-process devnet is a new chain on every start: its blocks "
@@ -81,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:  # optional: the stock loop works, only slower
         runner = asyncio.run
     try:
-        return int(runner(_serve(settings, cluster)))
+        return int(runner(_serve(settings)))
     except StoreError as exc:
         print(f"pooler serve: {exc}", file=sys.stderr)
         return 1
@@ -91,7 +86,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _EXIT_SLACK = 5.0  # seconds beyond the Pooler's shutdown_timeout for the devnet and the store
 
 
-async def _serve(settings: Settings, cluster: ClusterOptions | None = None) -> int:
+async def _serve(settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -106,31 +101,27 @@ async def _serve(settings: Settings, cluster: ClusterOptions | None = None) -> i
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await _run_until(stop, settings, cluster)
+        return await _run_until(stop, settings)
     finally:
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
 
 
-async def _run_until(stop: asyncio.Event, settings: Settings, cluster: ClusterOptions | None = None) -> int:
+async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
     stack = contextlib.AsyncExitStack()
     bound = _EXIT_SLACK
     try:
-        rpc_url, backend_url = settings.stellar_rpc_url, settings.backend_api_url
-        contract_id = settings.kale_contract_id
-        if rpc_url is None or backend_url is None:  # devnet with no URLs: bring our own
+        endpoints = Endpoints.configured(settings)
+        if endpoints is None:  # devnet with no URLs: bring our own
             from pooler.devnet import Devnet
 
             net = await stack.enter_async_context(Devnet(block_interval=settings.block_interval_seconds))
-            rpc_url, backend_url, contract_id = net.rpc_url, net.backend_url, net.contract_id
-            log.info("started an in-process devnet: rpc %s backend %s", rpc_url, backend_url)
-        options = options_from_settings(
-            settings, rpc_url=rpc_url, backend_url=backend_url, contract_id=contract_id
-        )
+            endpoints = Endpoints(net.rpc_url, net.backend_url, net.contract_id)
+            log.info("started an in-process devnet: rpc %s backend %s", net.rpc_url, net.backend_url)
+        # one Pooler in this process: start-up objects need no more GC scans (gc_freeze)
+        options = pooler_options(settings, endpoints, tuning=TUNING, gc_freeze=True)
         bound += options.shutdown_timeout
-        if cluster is not None:
-            options = dataclasses.replace(options, cluster=cluster)
         pooler = await stack.enter_async_context(Pooler(options))
         print(
             f"pooler {settings.pooler_id} listening on {pooler.url} (miners: /ws/miner, dashboard: /)",

@@ -1,6 +1,6 @@
 """A real ``redis-server`` for tests: its own loopback port and temp dir, AOF on, stopped at the end.
 
-``.ci/run`` installs Debian's ``redis-server`` when it is missing. The server is configured as
+``./dev.sh test`` installs Debian's ``redis-server`` when it is missing. The server is configured as
 docs/scale-out.md recommends (appendonly with fsync always, noeviction), so a restart in a test
 shows what a production restart would keep.
 """
@@ -33,7 +33,7 @@ class RedisServer:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError(
-                "redis-server is not installed: apt-get install -y redis-server (.ci/run does)"
+                "redis-server is not installed: apt-get install -y redis-server (./dev.sh test does)"
             )
         self.exe = exe
         self.port = free_port()

@@ -328,6 +328,7 @@ class Pooler:
         # Degraded: it still holds a block and serves miners while a dependency is away.
         status = "ok" if ready else ("degraded" if block is not None else "down")
         body = {
+            "name": self.options.pooler_name,
             "status": status,
             "checks": checks,
             "block": block,

@@ -1,12 +1,10 @@
 """Settings of one instance of a Pooler group sharing state through Redis (``STORE=redis``).
 
-``REDIS_URL`` and the two cluster-only knobs below come from :class:`pooler.config.Settings`
-(environment or ``.env``; ``pooler serve`` calls :func:`from_settings`):
-
-- ``POOLER_INSTANCE_ID``: this instance's name in the group (logs, lease owner, stream
-  consumer, tally fields). Default: host name + process id, unique per start.
-- ``LEADER_LEASE_MS``: how long the leader lease lasts without renewal; a dead leader is
-  replaced after at most this long (plus one acquire attempt). Default 5000.
+No defaults here: :func:`pooler.app.options.cluster_options` derives them from
+:class:`pooler.config.Settings` (``REDIS_URL``; ``POOLER_INSTANCE_ID``, this instance's name in
+the group, unset: :func:`default_instance_id`; ``LEADER_LEASE_MS``, how long the lease lasts
+without renewal) and from :data:`pooler.app.options.TUNING` (drift, key prefix, chunk size,
+Redis timeout: fixed values that are not settings).
 """
 
 from __future__ import annotations
@@ -34,11 +32,11 @@ class ClusterOptions:
 
     redis_url: str
     instance_id: str
-    lease_ttl: float = 5.0
-    drift: float = 0.1
-    key_prefix: str = "kp"
-    chunk_bits: int = 44  # nonces per INCRBY'd chunk: 2**44, 16 of the largest ranges a job can have
-    redis_timeout: float = 2.0  # socket timeout of every Redis command: a hung Redis is a down Redis
+    lease_ttl: float
+    drift: float
+    key_prefix: str
+    chunk_bits: int  # nonces per INCRBY'd chunk (log2)
+    redis_timeout: float  # socket timeout of every Redis command: a hung Redis is a down Redis
 
     def __post_init__(self) -> None:
         if not _INSTANCE.fullmatch(self.instance_id):
@@ -66,9 +64,3 @@ class ClusterOptions:
 def default_instance_id() -> str:
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:40] or "host"
     return f"{host}-{os.getpid()}"
-
-
-def from_settings(redis_url: str, instance_id: str | None, lease_ms: int) -> ClusterOptions:
-    """ClusterOptions from ``POOLER_INSTANCE_ID`` (None: :func:`default_instance_id`) and
-    ``LEADER_LEASE_MS`` as :class:`pooler.config.Settings` read them."""
-    return ClusterOptions(redis_url, instance_id or default_instance_id(), lease_ttl=lease_ms / 1000)

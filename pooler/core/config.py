@@ -1,7 +1,9 @@
-"""The coordinator's knobs, as one frozen value the runtime fills from settings.
+"""The coordinator's knobs, as one frozen value derived from the settings.
 
-Every duration is in seconds (floats; the core never reads a clock). Defaults are the
-production ones for a 300 s KALE block; tests pass short values.
+Every duration is in seconds (floats; the core never reads a clock). There are no defaults
+here: :func:`pooler.app.options.core_config` fills every field from
+:class:`pooler.config.Settings` (the one table) and :data:`pooler.app.options.TUNING` (the
+fixed values that are not settings); tests derive one the same way, with short timings.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class CoreConfig:
         max_jobs_per_worker: jobs kept valid per worker within a block; older ones become stale.
 
     Housekeeping:
-        rest_worker_idle: a REST worker not heard from for this long is forgotten.
+        rest_worker_idle: a REST worker not heard from for this long is forgotten, with its jobs
+            (``WORK_TIMEOUT_MINUTES``).
         summary_interval: period of the dashboard ``summary`` event.
         history_blocks: blocks kept for the view (statuses, rewards).
         job_id_prefix: prepended to job ids; the runtime sets it per process start so a job id
@@ -59,38 +62,38 @@ class CoreConfig:
             another instance of a group can take a share on it (scale-out without sticky routing).
     """
 
-    pooler_id: str = "pooler"
-    block_interval: float = 300.0
-    work_delay: float = 280.0
-    safety_margin: float = 10.0
-    late_plant_grace: float = 15.0
-    late_plant_retry: float = 10.0
-    max_farmers_capacity: int = 100
-    backend_retry_delay: float = 3.0
-    harvest_retention_blocks: int = 288
-    harvest_retry_delay: float = 30.0
-    local_search_lead: float = 20.0
-    local_search_max_hashes: int = 2_000_000
+    pooler_id: str
+    block_interval: float
+    work_delay: float
+    safety_margin: float
+    late_plant_grace: float
+    late_plant_retry: float
+    max_farmers_capacity: int
+    backend_retry_delay: float
+    harvest_retention_blocks: int
+    harvest_retry_delay: float
+    local_search_lead: float
+    local_search_max_hashes: int
 
-    share_zeros_initial: int = 5
-    share_zeros_min: int = 1
-    share_zeros_max: int = 12
-    vardiff_target_interval: float = 10.0
-    vardiff_window: float = 60.0
-    vardiff_factor: float = 4.0
-    vardiff_grace: float = 15.0
+    share_zeros_initial: int
+    share_zeros_min: int
+    share_zeros_max: int
+    vardiff_target_interval: float
+    vardiff_window: float
+    vardiff_factor: float
+    vardiff_grace: float
 
-    range_min: int = 1 << 20
-    range_max: int = 1 << 40
-    range_default: int = 1 << 32
-    range_seconds: float = 30.0
-    max_jobs_per_worker: int = 64
+    range_min: int
+    range_max: int
+    range_default: int
+    range_seconds: float
+    max_jobs_per_worker: int
 
-    rest_worker_idle: float = 120.0
-    summary_interval: float = 5.0
-    history_blocks: int = 50
-    job_id_prefix: str = ""
-    share_rest_jobs: bool = False
+    rest_worker_idle: float
+    summary_interval: float
+    history_blocks: int
+    job_id_prefix: str
+    share_rest_jobs: bool
 
     def __post_init__(self) -> None:
         problems: list[str] = []

@@ -10,7 +10,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
 
 from pooler.metrics import metrics_response
 from pooler.web import dashboard, health, rest
@@ -53,7 +52,7 @@ def create_app(pooler: Pooler) -> Starlette:
         routes.append(Route("/metrics", metrics))
     if dashboard.STATIC.is_dir():
         # Last: the page at / and its relative app.js/style.css, after every API route.
-        routes.append(Mount("/", StaticFiles(directory=dashboard.STATIC, html=True), name="dashboard"))
+        routes.append(Mount("/", dashboard.PageFiles(pooler.options.pooler_name), name="dashboard"))
     middleware = []
     origins = list(pooler.options.cors_origins)
     if origins:

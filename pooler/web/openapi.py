@@ -32,10 +32,18 @@ SPEC: dict[str, Any] = {
         "/miner/register": {
             "post": {
                 "summary": "Register a miner: the Backend creates a custodial farmer bound to it",
+                "description": "Open to anyone, unless the operator set ADMIN_TOKEN: then only a "
+                "request with 'Authorization: Bearer <ADMIN_TOKEN>' registers (the operator hands the "
+                "miner its token).",
+                "security": [{}, {"admin": []}],
                 "requestBody": {"content": {"application/json": {"schema": _ref("RegisterRequest")}}},
                 "responses": {
                     "201": _json(_ref("Registered"), "registered; the token is shown only now"),
                     "400": _json(_ERR, "bad input"),
+                    "401": _json(
+                        _ERR, "ADMIN_TOKEN is set and no bearer token was sent (unauthorized, code 24)"
+                    ),
+                    "403": _json(_ERR, "ADMIN_TOKEN is set and the bearer token is another one (forbidden)"),
                     "503": _json(_ERR, "the Backend could not register a farmer"),
                 },
             }
@@ -133,7 +141,10 @@ SPEC: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "a miner's token"},
+            "admin": {"type": "http", "scheme": "bearer", "description": "the operator's ADMIN_TOKEN"},
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -225,6 +236,7 @@ SPEC: dict[str, Any] = {
             "Health": {
                 "type": "object",
                 "properties": {
+                    "name": {"type": "string", "description": "the pool's display name (POOLER_NAME)"},
                     "status": {"type": "string", "enum": ["ok", "degraded", "down"]},
                     "checks": {
                         "type": "object",

@@ -8,10 +8,14 @@ answer errors with ``{error, message, timestamp, code}``.
 
 Each miner's REST requests share one token bucket (``messages_per_second`` and
 ``message_burst`` of the options, as a WebSocket connection has): over it, 429.
+
+With ``ADMIN_TOKEN`` set, ``POST /miner/register`` is the operator's alone (:func:`admin_refusal`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -155,8 +159,32 @@ def _answer(msg: ServerMessage, ok_status: int = 200) -> JSON:
     return JSON(server_to_dict(msg), status_code=ok_status)
 
 
+def admin_refusal(authorization: str, admin_token: str | None) -> JSON | None:
+    """Why a registration is refused when the operator set ``ADMIN_TOKEN``: 401 without a bearer
+    token, 403 with another one; None when it may go ahead (or no ADMIN_TOKEN is set)."""
+    if admin_token is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        refused = protocol_error(
+            Code.UNAUTHORIZED,
+            "this pool registers miners for its operator only: send 'Authorization: Bearer <ADMIN_TOKEN>'",
+        )
+        refused.headers["WWW-Authenticate"] = 'Bearer realm="registration"'
+        return refused
+    # digests of equal length: the comparison takes as long whatever the token's length
+    given, wanted = (hashlib.sha256(t.encode()).digest() for t in (token.strip(), admin_token))
+    if not hmac.compare_digest(given, wanted):
+        message = "the bearer token is not this pool's ADMIN_TOKEN; registering needs the operator's token"
+        return JSON(error_body("forbidden", message), status_code=403)
+    return None
+
+
 async def register(request: Request) -> JSON:
     pooler = _pooler(request)
+    refused = admin_refusal(request.headers.get("authorization", ""), pooler.options.admin_token)
+    if refused is not None:  # checked before the body is read
+        return refused
     body = await _json_body(request, pooler.options.max_frame)
     if isinstance(body, JSON):
         return body

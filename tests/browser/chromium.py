@@ -1,7 +1,7 @@
 """Launch Debian's Chromium headless through the ``playwright`` package.
 
 Playwright's own browser download does not work on the build machines, so the tests drive the
-distribution's ``chromium`` (``apt-get install chromium``; ``.ci/run`` installs it when missing) with
+distribution's ``chromium`` (``apt-get install chromium``; ``./dev.sh test`` installs it when missing) with
 ``executable_path``. Set ``CHROMIUM`` to use another binary.
 """
 

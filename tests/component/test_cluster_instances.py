@@ -24,7 +24,6 @@ from websockets.asyncio.client import connect
 from pooler.app.service import Pooler
 from pooler.backend import BackendClient
 from pooler.cluster.keys import Keys
-from pooler.cluster.options import ClusterOptions
 from pooler.devnet import Devnet
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord, hash_token, new_token
@@ -51,8 +50,15 @@ async def two_instances(
     redis_url: str, *, chunk_bits: int = 44
 ) -> AsyncIterator[tuple[Devnet, Pooler, Pooler]]:
     def instance(net: Devnet, name: str) -> contextlib.AbstractAsyncContextManager[System]:
-        cluster = ClusterOptions(redis_url, name, lease_ttl=2.0, chunk_bits=chunk_bits)
-        return running_system(net=net, block_interval=BLOCK, snapshot_interval=0.5, cluster=cluster)
+        return running_system(
+            net=net,
+            block_interval=BLOCK,
+            store="redis",
+            redis_url=redis_url,
+            pooler_instance_id=name,
+            leader_lease_ms=2000,
+            tuning={"snapshot_interval": 0.5, "chunk_bits": chunk_bits},
+        )
 
     async with (
         Devnet(block_interval=BLOCK, ledger_seconds=1.0) as net,

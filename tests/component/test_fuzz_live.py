@@ -228,7 +228,7 @@ async def test_fuzzed_websocket_frames_never_break_the_server(caplog: pytest.Log
             block_interval=6,
             profile=ops_options,
             messages_per_second=1e6,
-            message_burst=1e6,
+            messages_burst=10**6,
             invalid_share_window=10**9,
         ) as system,
         aiohttp.ClientSession() as http,

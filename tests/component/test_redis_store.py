@@ -8,7 +8,6 @@ import redis.asyncio as aioredis
 
 from pooler.cluster.keys import BEST_GROUP, Keys
 from pooler.cluster.lease import LeaderLease
-from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import CallBackend, Effect, Persist, Send
 from pooler.errors import StoreError
@@ -17,6 +16,7 @@ from pooler.store.redis import RedisStore
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
+from tests.support.config import core as core_config
 
 KEYS = Keys("kp")
 ENTROPY = bytes(range(32))
@@ -172,7 +172,7 @@ async def test_the_leader_writes_a_snapshot_a_new_leader_restores(rclient: aiore
     assert {(r.block, r.farmer_id, r.reward) for r in snap.rewards} == {(8, "f1", 500), (8, "", 500)}
     assert await rclient.xlen(KEYS.calls) == 2
     # A new leader's core resumes from it: block 9 open, planted, no second plant call.
-    core = Coordinator(CoreConfig(pooler_id="p", block_interval=300, work_delay=200))
+    core = Coordinator(core_config(pooler_id="p", block_interval=300, work_delay=200))
     effects = core.restore(snap, 1_700_000_010.0)
     assert not [e for e in effects if isinstance(e, CallBackend) and e.op == "plant"]
     assert core.view(1_700_000_010.0).best_zeros == {"f1": 5}

@@ -88,7 +88,7 @@ async def test_a_refused_connection_gets_its_error_then_its_close_then_the_end(h
 
 
 async def test_a_refused_peer_that_leaves_at_once_leaves_nothing_behind() -> None:
-    async with running_system(block_interval=6, profile=ops_options, max_connections=1) as system:
+    async with running_system(block_interval=6, profile=ops_options, max_concurrent_miners=1) as system:
         pooler = system.pooler
         url = ws_url(pooler)
         async with connect(url):

@@ -22,7 +22,7 @@ from tests.support.wait import wait_until
 async def test_tokens_are_random_shown_once_and_stored_hashed(tmp_path: Path) -> None:
     db = tmp_path / "pooler.db"
     async with (
-        running_system(block_interval=6, profile=ops_options, db_path=str(db)) as system,
+        running_system(block_interval=6, profile=ops_options, store="sqlite", pooler_db=str(db)) as system,
         aiohttp.ClientSession() as http,
     ):
         pooler = system.pooler

@@ -185,7 +185,7 @@ async def test_chain_rpc_outage_keeps_the_last_block_backs_off_and_recovers() ->
         Devnet(block_interval=30, ledger_seconds=1.0) as net,
         switchable(net) as proxy,
         running_system(
-            net=net, block_interval=30, profile=ops_options, rpc_url=f"http://127.0.0.1:{proxy.port}"
+            net=net, block_interval=30, profile=ops_options, stellar_rpc_url=f"http://127.0.0.1:{proxy.port}"
         ) as system,
         aiohttp.ClientSession() as http,
     ):

@@ -34,7 +34,7 @@ FAILSAFE_S = 15.0  # a lost frame fails the test instead of hanging the run (no 
 @pytest.fixture
 async def pool() -> AsyncIterator[tuple[Devnet, Pooler]]:
     async with running_system(
-        block_interval=6, profile=ops_options, messages_per_second=20.0, message_burst=40.0
+        block_interval=6, profile=ops_options, messages_per_second=20.0, messages_burst=40
     ) as system:
         yield system.net, system.pooler
 
@@ -243,7 +243,7 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
             del one, two
         assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 1
-    async with running_system(block_interval=6, profile=ops_options, max_connections=1) as system:
+    async with running_system(block_interval=6, profile=ops_options, max_concurrent_miners=1) as system:
         pooler = system.pooler
         url = ws_url(pooler)
         async with connect(url), connect(url) as second:
@@ -258,7 +258,7 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
 
 async def test_no_hello_in_time_is_answered_and_closed() -> None:
     async with (
-        running_system(block_interval=6, profile=ops_options, hello_timeout=0.3) as system,
+        running_system(block_interval=6, profile=ops_options, hello_timeout_ms=300) as system,
         connect(system.ws_url) as ws,
     ):
         pooler = system.pooler
@@ -273,7 +273,7 @@ async def test_no_hello_in_time_is_answered_and_closed() -> None:
 async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -> None:
     async with (
         running_system(
-            block_interval=6, profile=ops_options, ws_ping_interval=0.2, ws_ping_timeout=0.3
+            block_interval=6, profile=ops_options, ws_ping_interval_ms=200, idle_timeout_ms=500
         ) as system,
         aiohttp.ClientSession() as http,
     ):
@@ -317,7 +317,7 @@ async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:
             profile=ops_options,
             invalid_share_window=10,
             invalid_share_ratio=0.5,
-            invalid_share_cooldown=60.0,
+            invalid_share_cooldown_ms=60_000,
         ) as system,
         aiohttp.ClientSession() as http,
     ):

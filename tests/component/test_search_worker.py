@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from pooler.backend import BackendClient
-from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Effect, LocalSearch
 from pooler.runtime.hub import EventHub
 from pooler.runtime.runner import Runner
+from tests.support.config import core
 from tests.support.wait import wait_until
 
 FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"
@@ -49,7 +49,7 @@ def cpu_ticks(pid: int) -> int:
 async def test_runner_close_stops_and_reaps_a_busy_search_worker() -> None:
     clock = time.time
     runner = Runner(
-        Coordinator(CoreConfig(pooler_id="search-test")),
+        Coordinator(core(pooler_id="search-test")),
         BackendClient("http://127.0.0.1:9", timeout=1.0, retry_attempts=1),  # never called here
         EventHub(clock),
     )
@@ -83,7 +83,7 @@ async def test_runner_close_with_searches_waiting_behind_the_busy_one() -> None:
     manager thread for a cancelled future it marks broken: pytest turns that into an error)."""
     clock = time.time
     runner = Runner(
-        Coordinator(CoreConfig(pooler_id="search-test")),
+        Coordinator(core(pooler_id="search-test")),
         BackendClient("http://127.0.0.1:9", timeout=1.0, retry_attempts=1),  # never called here
         EventHub(clock),
     )

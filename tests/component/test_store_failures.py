@@ -51,7 +51,7 @@ def _fail_fast(pooler: Pooler) -> None:
 async def test_failed_commits_refuse_the_ack_keep_running_and_catch_up(tmp_path: Path) -> None:
     db = tmp_path / "pooler.db"
     # share zeros pinned at 1 (no vardiff): no difficulty changes, every share below is a plain ack
-    async with running_system(db_path=str(db), prepare=_fail_fast) as system:
+    async with running_system(store="sqlite", pooler_db=str(db), prepare=_fail_fast) as system:
         pooler = system.pooler
         assert pooler.store is not None
         reg = await register_miner(pooler.url, "locked-out")

@@ -74,7 +74,7 @@ async def test_hello_while_no_block_is_open_gets_the_job_when_one_opens() -> Non
 
 
 async def test_no_hello_in_time_is_error_25_and_close_1008() -> None:
-    async with running_system(hello_timeout=0.3) as system:
+    async with running_system(hello_timeout_ms=300) as system:
         async with MinerSocket.open(system.ws_url) as ws:
             code, frames = await ws.closed()
         assert code == 1008
@@ -148,7 +148,7 @@ async def test_malformed_frames_get_error_20_with_a_clear_message_and_the_socket
 
 
 async def test_a_frame_over_max_frame_is_error_29_and_close_1009() -> None:
-    async with running_system(max_frame=512) as system:
+    async with running_system(max_frame_bytes=512) as system:
         reg = await register_miner(system.url)
         async with MinerSocket.open(system.ws_url) as ws:
             await ws.hello(reg.token)
@@ -329,7 +329,7 @@ def disconnected(tap: EventTap, miner_id: object) -> Callable[[], bool]:
 
 
 FLOOD = 20_000
-SLOW: dict[str, Any] = {"outbox_size": 8, "messages_per_second": 1e6, "message_burst": 1e6}
+SLOW: dict[str, Any] = {"outbox_size": 8, "messages_per_second": 1e6, "messages_burst": 10**6}
 
 
 async def test_a_client_that_stops_reading_is_closed_1013_and_another_client_is_served() -> None:
@@ -362,7 +362,10 @@ async def test_a_client_that_stops_reading_is_closed_1013_and_another_client_is_
 
 
 async def test_a_client_that_never_reads_again_is_dropped_after_the_grace() -> None:
-    async with running_system(**SLOW, slow_client_grace=0.5) as system, tap_events(system.events_url) as tap:
+    async with (
+        running_system(**SLOW, tuning={"slow_client_grace": 0.5}) as system,
+        tap_events(system.events_url) as tap,
+    ):
         reg = await register_miner(system.url, "stuck")
         stuck = await flood_without_reading(system, reg.token)
         try:

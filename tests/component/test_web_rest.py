@@ -121,6 +121,34 @@ async def test_register_is_503_when_the_backend_is_down(http: aiohttp.ClientSess
         assert answer["error"] == "backend-unavailable" and "Backend" in answer["message"]
 
 
+ADMIN_TOKEN = "operator-secret-0123456789"
+
+
+async def test_register_needs_the_admin_token_when_the_operator_set_one(http: aiohttp.ClientSession) -> None:
+    async with running_system(admin_token=ADMIN_TOKEN) as system:
+        url = f"{system.url}/miner/register"
+        for headers in ({}, {"Authorization": "Basic b3BlcmF0b3I="}, {"Authorization": "Bearer "}):
+            async with http.post(url, json={"name": "rig"}, headers=headers) as resp:
+                assert resp.status == 401, headers
+                assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+                answer = await resp.json()
+            assert set(answer) == ERROR_KEYS and (answer["error"], answer["code"]) == ("unauthorized", 24)
+            assert "Authorization: Bearer <ADMIN_TOKEN>" in answer["message"]
+        status, answer = await call(http, "POST", url, "not-the-admin-token-at-all", json={"name": "rig"})
+        assert status == 403
+        assert set(answer) == {"error", "message", "timestamp"} and answer["error"] == "forbidden"
+        assert "ADMIN_TOKEN" in answer["message"]
+        assert system.net.backend.farmers == {}  # refused before the Backend was asked
+        # the operator registers; the miner works with the token it is handed
+        status, reg = await call(http, "POST", url, ADMIN_TOKEN, json={"name": "rig"})
+        assert status == 201 and set(reg) == {"minerId", "token", "farmerId", "farmer"}
+        assert (await get_job(http, system, reg["token"]))["farmer"] == reg["farmer"]
+        # a miner's own token does not register another one
+        status, answer = await call(http, "POST", url, reg["token"], json={"name": "sybil"})
+        assert (status, answer["error"]) == (403, "forbidden")
+        assert list(system.net.backend.farmers) == [reg["farmerId"]]
+
+
 # ---------------------------------------------------------------- work
 
 
@@ -248,7 +276,7 @@ async def test_submit_statuses_and_bodies(http: aiohttp.ClientSession) -> None:
 
 
 async def test_rest_requests_over_the_rate_limit_get_429(http: aiohttp.ClientSession) -> None:
-    async with running_system(messages_per_second=0.001, message_burst=3) as system:
+    async with running_system(messages_per_second=0.001, messages_burst=3) as system:
         reg = await register_miner(system.url, http=http)
         job = await get_job(http, system, reg.token)  # 1
         await call(http, "GET", f"{system.url}/miner/stats", reg.token)  # 2
@@ -376,6 +404,23 @@ async def test_health_is_503_when_the_pooler_cannot_serve(http: aiohttp.ClientSe
             reg = await register_miner(system.url, http=http)
             status, answer = await call(http, "GET", f"{system.url}/miner/work", reg.token)
             assert status == 503 and "no block" in answer["message"]
+
+
+async def test_the_page_and_health_show_the_pools_name(http: aiohttp.ClientSession) -> None:
+    name = 'Pool <b>"one"</b> & co'
+    async with running_system(pooler_name=name) as system:
+        status, health = await call(http, "GET", f"{system.url}/health")
+        assert status == 200 and health["name"] == name
+        escaped = "Pool &lt;b&gt;&quot;one&quot;&lt;/b&gt; &amp; co"
+        for path in ("/", "/index.html"):
+            async with http.get(f"{system.url}{path}") as resp:
+                assert resp.status == 200 and resp.content_type == "text/html"
+                page = await resp.text()
+            assert f"<title>{escaped}</title>" in page
+            assert f'<h1 id="pooler-name">{escaped}</h1>' in page
+            assert name not in page and "KALE Pooler" not in page
+        async with http.get(f"{system.url}/app.js") as resp:  # the other files are served as they are
+            assert resp.status == 200 and "javascript" in resp.content_type
 
 
 async def test_openapi_is_valid_openapi_3_and_lists_every_rest_route(http: aiohttp.ClientSession) -> None:

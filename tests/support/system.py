@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,11 +27,12 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from pooler.app.options import PoolerOptions
+from pooler.app.options import PoolerOptions, Tuning
 from pooler.app.service import Pooler
-from pooler.core.config import CoreConfig
+from pooler.config import Settings
 from pooler.devnet import Devnet
 from protocol.work import WorkTemplate, address_bytes
+from tests.support import config
 from tests.support.wait import FAILSAFE, wait_until
 
 POOLER_ID = "test-pooler"
@@ -41,31 +41,46 @@ POOLER_ID = "test-pooler"
 # ---------------------------------------------------------------- options: two profiles
 
 
-def core_config(block_interval: int, *, share_zeros: int = 1, vardiff: bool = False) -> CoreConfig:
-    """Coordinator timings scaled to ``block_interval`` seconds.
+def system_settings(
+    net: Devnet, block_interval: int, *, share_zeros: int = 1, vardiff: bool = False, **overrides: Any
+) -> Settings:
+    """Settings for a Pooler on ``net`` with coordinator timings scaled to ``block_interval`` seconds.
 
     Without ``vardiff`` the share difficulty is pinned (min = initial = max), so no ``difficulty``
-    message interleaves with the answers a component test expects.
+    message interleaves with the answers a component test expects. ``overrides`` are Settings fields.
     """
-    return CoreConfig(
-        pooler_id=POOLER_ID,
-        block_interval=block_interval,
-        work_delay=round(block_interval * 0.6, 3),
-        safety_margin=max(1.0, block_interval * 0.15),
-        late_plant_grace=0.5,
-        late_plant_retry=1.0,
-        backend_retry_delay=0.5,
-        harvest_retry_delay=1.0,
-        local_search_lead=max(1.0, block_interval * 0.2),
-        local_search_max_hashes=50_000,
-        share_zeros_initial=share_zeros,
-        share_zeros_min=1 if vardiff else share_zeros,
-        share_zeros_max=8 if vardiff else share_zeros,
-        vardiff_target_interval=1.0,
-        vardiff_window=4.0,
-        vardiff_grace=2.0,
-        summary_interval=0.5,
-    )
+    timings: dict[str, Any] = {
+        "pooler_id": POOLER_ID,
+        "backend_api_url": net.backend_url,
+        "stellar_rpc_url": net.rpc_url,
+        "kale_contract_id": net.contract_id,
+        "block_poll_interval_ms": 100,
+        "block_interval_seconds": block_interval,
+        "optimal_work_delay_ms": round(block_interval * 600),
+        "work_safety_margin_ms": round(max(1.0, block_interval * 0.15) * 1000),
+        "late_plant_grace_ms": 500,
+        "share_zeros_initial": share_zeros,
+        "share_zeros_min": 1 if vardiff else share_zeros,
+        "share_zeros_max": 8 if vardiff else share_zeros,
+        "vardiff_target_seconds": 1.0,
+        "summary_interval_ms": 500,
+    }
+    return config.settings(**{**timings, **overrides})
+
+
+def system_tuning(block_interval: int, **overrides: Any) -> Tuning:
+    """Short retry delays and searches for ``block_interval`` seconds; ``overrides`` are Tuning fields."""
+    fast: dict[str, Any] = {
+        "late_plant_retry": 1.0,
+        "backend_retry_delay": 0.5,
+        "harvest_retry_delay": 1.0,
+        "local_search_lead": max(1.0, block_interval * 0.2),
+        "local_search_max_hashes": 50_000,
+        "vardiff_window": 4.0,
+        "vardiff_grace": 2.0,
+        "shutdown_timeout": 1.0,
+    }
+    return config.tuning(**{**fast, **overrides})
 
 
 def component_options(
@@ -75,67 +90,58 @@ def component_options(
     share_zeros: int = 1,
     vardiff: bool = False,
     rpc_url: str | None = None,
-    **options: Any,
+    tuning: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> PoolerOptions:
     """The component tests' profile (the default of :func:`running_system`): pinned share
     difficulty unless ``vardiff``; ``rpc_url`` points the Pooler at another chain RPC (a dead
-    port, say) than the devnet's; ``options`` are further PoolerOptions fields."""
-    return PoolerOptions(
-        backend_url=net.backend_url,
-        rpc_url=rpc_url or net.rpc_url,
-        contract_id=net.contract_id,
-        pooler_id=POOLER_ID,
-        port=0,
-        poll_interval=0.1,
-        core=core_config(block_interval, share_zeros=share_zeros, vardiff=vardiff),
-        ws_ping_interval=None,
-        shutdown_timeout=1.0,
-        **options,
-    )
-
-
-def ops_core_config(interval: int, **overrides: Any) -> CoreConfig:
-    """The operations and reliability tests' coordinator timings (vardiff between 1 and 4 zeros)."""
-    base = CoreConfig(
-        pooler_id="ops-pooler",
-        block_interval=float(interval),
-        work_delay=interval * 0.6,
-        safety_margin=1.0,
-        late_plant_grace=0.5,
-        late_plant_retry=1.0,
-        backend_retry_delay=0.3,
-        harvest_retry_delay=0.5,
-        summary_interval=1.0,
-        share_zeros_initial=1,
-        share_zeros_min=1,
-        share_zeros_max=4,
-        vardiff_target_interval=1.0,
-        local_search_lead=0.5,
-    )
-    return dataclasses.replace(base, **overrides)
+    port, say) than the devnet's; ``settings`` override Settings fields, ``tuning`` Tuning fields."""
+    if rpc_url is not None:
+        settings["stellar_rpc_url"] = rpc_url
+    chosen = system_settings(net, block_interval, share_zeros=share_zeros, vardiff=vardiff, **settings)
+    return config.options(chosen, system_tuning(block_interval, **(tuning or {})))
 
 
 def ops_options(
-    net: Devnet, interval: int, core: CoreConfig | None = None, **overrides: Any
+    net: Devnet, interval: int, *, tuning: dict[str, Any] | None = None, **settings: Any
 ) -> PoolerOptions:
-    """The operations and reliability tests' profile: metrics, snapshots and health polls every
-    0.1-0.2 s, a 2 s Backend timeout; ``overrides`` replace PoolerOptions fields."""
-    base = PoolerOptions(
-        backend_url=net.backend_url,
-        rpc_url=net.rpc_url,
-        contract_id=net.contract_id,
-        pooler_id="ops-pooler",
-        port=0,
-        poll_interval=0.1,
-        backend_timeout=2.0,
-        core=core or ops_core_config(interval),
-        metrics_interval=0.1,
-        snapshot_interval=0.2,
-        health_interval=0.2,
-        ws_ping_interval=None,
-        shutdown_timeout=1.0,
+    """The operations and reliability tests' profile: ``interval`` s blocks and fast ticks
+    (metrics, snapshots and health polls every 0.1-0.2 s, a 2 s Backend timeout); ``settings``
+    override Settings fields, ``tuning`` Tuning fields."""
+    chosen = config.settings(
+        **{
+            "pooler_id": "ops-pooler",
+            "backend_api_url": net.backend_url,
+            "stellar_rpc_url": net.rpc_url,
+            "kale_contract_id": net.contract_id,
+            "block_poll_interval_ms": 100,
+            "backend_timeout_ms": 2000,
+            "block_interval_seconds": interval,
+            "optimal_work_delay_ms": round(interval * 600),
+            "work_safety_margin_ms": 1000,
+            "late_plant_grace_ms": 500,
+            "summary_interval_ms": 1000,
+            "share_zeros_initial": 1,
+            "share_zeros_min": 1,
+            "share_zeros_max": 4,
+            "vardiff_target_seconds": 1.0,
+            "health_interval_ms": 200,
+            **settings,
+        }
     )
-    return dataclasses.replace(base, **overrides)
+    fast = config.tuning(
+        **{
+            "late_plant_retry": 1.0,
+            "backend_retry_delay": 0.3,
+            "harvest_retry_delay": 0.5,
+            "local_search_lead": 0.5,
+            "metrics_interval": 0.1,
+            "snapshot_interval": 0.2,
+            "shutdown_timeout": 1.0,
+            **(tuning or {}),
+        }
+    )
+    return config.options(chosen, fast)
 
 
 # Builds a Pooler's options from a devnet, a block interval and the profile's own keyword
@@ -185,7 +191,8 @@ async def running_system(
 
     ``profile`` builds the options from the devnet, ``block_interval`` and ``overrides`` (the
     component tests' :func:`component_options` by default, or the operations tests'
-    :func:`ops_options`). ``net`` runs the Pooler on a devnet the test started (and stops), for a
+    :func:`ops_options`; both take Settings fields, a ``tuning`` mapping of Tuning fields and a
+    few of their own). ``net`` runs the Pooler on a devnet the test started (and stops), for a
     proxy in front of it or a second Pooler on the same chain; otherwise one with this
     ``block_interval`` is started. ``paused`` pauses the farm before the Pooler first looks;
     ``prepare`` adjusts the built Pooler before it starts (what it opens at start, say);

@@ -81,5 +81,5 @@ async def wait_until(
         if loop.time() >= deadline:
             text = what() if callable(what) else what
             detail = f" (last error: {last_error!r})" if last_error is not None else ""
-            raise WaitTimeout(f"gave up after {within:g} s waiting for {text}{detail}")
+            raise WaitTimeout(f"gave up waiting for {text}{detail} (waited {within:g} s)")
         await asyncio.sleep(step)

@@ -21,12 +21,14 @@ from pooler.core.events import (
 from protocol import strkey
 from protocol.messages import Job, ServerMessage, Share
 from protocol.work import WorkTemplate, address_bytes, keccak256
+from tests.support.config import core
 
 T0 = 1_700_000_000  # first block's timestamp
 
 # short blocks: 20 s, workAt at +15 s, deadline margin 2 s, local search 3 s before workAt
-CONFIG = CoreConfig(
+CONFIG = core(
     pooler_id="pool-1",
+    max_farmers_capacity=100,
     block_interval=20,
     work_delay=15,
     safety_margin=2,

@@ -2,25 +2,44 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
+import inspect
 import os
+import typing
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
-from pooler.cluster.options import from_settings
+from pooler.app.options import (
+    TUNING,
+    Endpoints,
+    PoolerOptions,
+    Tuning,
+    cluster_options,
+    core_config,
+    pooler_options,
+)
+from pooler.cluster.options import ClusterOptions
 from pooler.config import (
     DEFAULT_CONTRACT_IDS,
     Settings,
+    Var,
     format_value,
     parse_env,
     read_env_file,
     redact_url,
     variables,
 )
+from pooler.core.config import CoreConfig
+from pooler.core.events import RestShareSubmitted, RestWorkRequested, TimerFired
 from pooler.errors import ConfigError
 from protocol import strkey
+from protocol.errors import Code
+from protocol.messages import Accepted, Job, Rejected, Share
+from tests.unit.core_support import T0, Rig, find_nonce, sends
 
 ROOT = Path(__file__).resolve().parents[2]
 # Enough for Settings.from_env to load a testnet configuration without allow_missing.
@@ -77,9 +96,10 @@ def test_values_are_parsed_into_their_types() -> None:
             "LEADER_LEASE_MS": "3000",
         }
     )
-    cluster = from_settings(str(s.redis_url), s.pooler_instance_id, s.leader_lease_ms)
-    assert (cluster.instance_id, cluster.lease_ttl) == ("pooler-a.eu_1", 3.0)
-    unnamed = from_settings("redis://h", None, 5000)  # unset: host name + pid, unique per start
+    cluster = cluster_options(s, TUNING)
+    assert cluster is not None and (cluster.instance_id, cluster.lease_ttl) == ("pooler-a.eu_1", 3.0)
+    unnamed = cluster_options(dataclasses.replace(s, pooler_instance_id=None), TUNING)
+    assert unnamed is not None  # unset: host name + pid, unique per start
     assert unnamed.instance_id.endswith(f"-{os.getpid()}")
     assert s.port == 8080 and s.stake_percentage == 0.25 and s.metrics_enabled is False
     assert s.stellar_network == "mainnet" and s.kale_contract_id == DEFAULT_CONTRACT_IDS["mainnet"]
@@ -438,3 +458,212 @@ def test_devnet_default_contract_is_the_devnets() -> None:
     from pooler.devnet.ledger import CONTRACT_ID
 
     assert DEFAULT_CONTRACT_IDS["devnet"] == CONTRACT_ID
+
+
+# ---------------------------------------------------------------- the derived options
+
+
+def test_the_derived_options_take_the_tables_values_converted_once() -> None:
+    s = load({})
+    endpoints = Endpoints.configured(s)
+    assert endpoints == Endpoints(REQUIRED["STELLAR_RPC_URL"], REQUIRED["BACKEND_API_URL"], TESTNET)
+    opts = pooler_options(s, endpoints, tuning=TUNING, gc_freeze=False)
+    # one value for what used to have two defaults: the Settings table's
+    assert opts.pooler_id == opts.core.pooler_id == s.pooler_id == "kale-pooler"
+    assert opts.pooler_name == "KALE Pooler"
+    assert opts.backend_timeout == 30.0  # BACKEND_TIMEOUT=30000 ms
+    assert (opts.messages_per_second, opts.message_burst, opts.outbox_size) == (20.0, 40.0, 64)
+    assert (opts.max_connections, opts.max_connections_per_ip) == (10_000, 100)
+    assert (opts.core.safety_margin, opts.core.max_farmers_capacity) == (15.0, 1000)
+    assert (opts.core.share_zeros_min, opts.core.share_zeros_initial, opts.core.share_zeros_max) == (4, 6, 20)
+    # milliseconds became seconds
+    assert (opts.poll_interval, opts.hello_timeout, opts.health_interval) == (1.0, 10.0, 5.0)
+    assert (opts.ws_ping_interval, opts.ws_ping_timeout) == (20.0, 40.0)  # IDLE_TIMEOUT_MS - interval
+    core = opts.core
+    assert (core.work_delay, core.late_plant_grace, core.summary_interval) == (280.0, 15.0, 5.0)
+    assert opts.invalid_share_cooldown == 300.0
+    # where it is kept follows STORE; a group only with STORE=redis
+    assert opts.db_path == "./pooler.db" and opts.cluster is None
+    memory = pooler_options(dataclasses.replace(s, store="memory"), endpoints, tuning=TUNING, gc_freeze=False)
+    assert memory.db_path is None
+    assert Endpoints.configured(Settings(stellar_network="devnet")) is None  # pooler serve starts a devnet
+
+
+def test_work_timeout_minutes_is_how_long_a_silent_rest_workers_jobs_are_honoured() -> None:
+    assert core_config(load({"WORK_TIMEOUT_MINUTES": "7"}), TUNING).rest_worker_idle == 7 * 60
+    minute = Settings(
+        stellar_network="devnet", share_zeros_initial=1, share_zeros_min=1, work_timeout_minutes=1
+    )
+    rig = Rig(core_config(minute, TUNING))
+    rig.join("r", 2)
+    rig.block(1)
+    [job] = sends(rig.do(RestWorkRequested(101, "r", "rig"), at=T0 + 1), Job)
+    first = find_nonce(job, 1)
+    second = find_nonce(job, 1, start=first[0] + 1)
+    # silent for 59 s: still its worker's job; the submit counts as hearing from it
+    rig.do(TimerFired("summary"), at=T0 + 60)
+    answer = rig.do(RestShareSubmitted(102, "r", Share(job.job, first[0], first[1])), at=T0 + 60)
+    assert sends(answer, Accepted)
+    # then silent for more than WORK_TIMEOUT_MINUTES: forgotten with its jobs
+    rig.do(TimerFired("summary"), at=T0 + 60 + 61)
+    assert rig.core.view(rig.now).workers == 0
+    answer = rig.do(RestShareSubmitted(103, "r", Share(job.job, second[0], second[1])), at=T0 + 122)
+    assert [r.code for r in sends(answer, Rejected)] == [Code.STALE]
+
+
+# ---------------------------------------------------------------- every setting is read by something
+#
+# Each setting must do something: changing it (to another valid value, through the environment as an
+# operator would) changes what is derived from the settings (PoolerOptions with its CoreConfig and
+# ClusterOptions), or it is listed below with the module that reads it directly. And every field of
+# those derived objects is read somewhere in pooler/. Together: no setting is read by nothing.
+
+# Settings that reach no derived object, and the one module that reads them as ``settings.<field>``.
+NAMED_CONSUMERS: dict[str, str] = {
+    "log_level": "pooler/logs.py",  # setup_logging(settings)
+    "log_format": "pooler/logs.py",
+}
+# Values the generic candidates below cannot make (a valid contract id has a checksum).
+OTHER_TEXT: dict[str, str] = {"KALE_CONTRACT_ID": DEFAULT_CONTRACT_IDS["mainnet"]}
+# Two starting points, so that settings of one store (POOLER_DB; REDIS_URL, LEADER_LEASE_MS...) count.
+DEVNET = {"STELLAR_NETWORK": "devnet", **REQUIRED}
+BASES = ({**DEVNET, "STORE": "sqlite"}, {**DEVNET, "STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"})
+# Names the derived objects go by where pooler/ reads them (``self.options.port``, ``cfg.range_min``).
+RECEIVERS: dict[type, frozenset[str]] = {
+    PoolerOptions: frozenset({"options", "_options", "opts"}),
+    CoreConfig: frozenset({"config", "_config", "cfg", "core", "core_config", "_core_config"}),
+    ClusterOptions: frozenset({"options", "_options", "opts", "cluster"}),
+}
+
+
+def _flat(value: object, prefix: str = "") -> dict[str, object]:
+    """A derived object as ``{"core.range_min": ..., ...}``; nested dataclasses are flattened."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return {prefix: value}
+    out: dict[str, object] = {}
+    for f in dataclasses.fields(value):
+        out.update(_flat(getattr(value, f.name), f"{prefix}{f.name}."))
+    return {key.rstrip("."): item for key, item in out.items()}
+
+
+def _derived(settings: Settings) -> dict[str, object]:
+    endpoints = Endpoints.configured(settings)
+    assert endpoints is not None
+    return _flat(pooler_options(settings, endpoints, tuning=TUNING, gc_freeze=False))
+
+
+def _other_texts(attr: str, var: Var, current: object) -> list[str]:
+    """Texts that may parse to another value of the setting (the first valid one is used)."""
+    hint = typing.get_type_hints(Settings)[attr]
+    texts = [str(choice) for choice in typing.get_args(hint)] if typing.get_origin(hint) is Literal else []
+    if isinstance(current, bool):
+        texts.append(format_value(not current))
+    elif isinstance(current, int):
+        texts += [str(current + 1), str(current - 1)]
+    elif isinstance(current, float):
+        texts += [f"{current / 2:g}", f"{current * 2:g}"]
+    elif isinstance(current, str):
+        texts.append(current + "2")
+    return [*texts, var.example, OTHER_TEXT.get(var.env, "")]
+
+
+def _reached(attr: str, var: Var) -> set[str]:
+    """The derived fields that change when the setting ``attr`` changes, from either base."""
+    reached: set[str] = set()
+    tried = False
+    for env in BASES:
+        base = Settings.from_env(env, None)
+        current = getattr(base, attr)
+        for text in _other_texts(attr, var, current):
+            try:
+                changed = Settings.from_env({**env, var.env: text}, None)
+            except ConfigError:
+                continue
+            if getattr(changed, attr) != current:
+                tried = True
+                before, after = _derived(base), _derived(changed)
+                reached |= {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+                break
+    assert tried, f"found no other valid value of {var.env} to try: add one to OTHER_TEXT"
+    return reached
+
+
+def _attribute_reads(path: Path, within: str | None = None) -> set[tuple[str, str]]:
+    """``(receiver name, attribute)`` of every attribute read in the module (or only in its class
+    ``within``), outside ``__post_init__`` (checking a value is not using it):
+    ``self.options.port`` gives ``("options", "port")``."""
+    reads: set[tuple[str, str]] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef) and child.name == "__post_init__":
+                continue
+            if isinstance(child, ast.Attribute) and isinstance(child.ctx, ast.Load):
+                receiver = child.value
+                if isinstance(receiver, ast.Name):
+                    reads.add((receiver.id, child.attr))
+                elif isinstance(receiver, ast.Attribute):
+                    reads.add((receiver.attr, child.attr))
+            visit(child)
+
+    tree: ast.AST = ast.parse(path.read_text(), str(path))
+    if within is not None:
+        tree = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == within)
+    visit(tree)
+    return reads
+
+
+@pytest.mark.parametrize(("attr", "var"), variables(), ids=[var.env for _, var in variables()])
+def test_every_setting_reaches_the_derived_options_or_a_named_consumer(attr: str, var: Var) -> None:
+    reached = _reached(attr, var)
+    if attr not in NAMED_CONSUMERS:
+        assert reached, (
+            f"{var.env} changes nothing in PoolerOptions, CoreConfig or ClusterOptions: derive something"
+            " from it in pooler/app/options.py, list its reader in NAMED_CONSUMERS, or remove the setting"
+        )
+        return
+    assert not reached, f"{var.env} reaches {sorted(reached)}: drop it from NAMED_CONSUMERS"
+    module = NAMED_CONSUMERS[attr]
+    assert ("settings", attr) in _attribute_reads(ROOT / module), f"{module} does not read settings.{attr}"
+
+
+def test_every_tuning_value_reaches_the_derived_options() -> None:
+    settings = load({"STORE": "redis", "REDIS_URL": "redis://127.0.0.1:6379/0"})  # a group: all three
+    endpoints = Endpoints.configured(settings)
+    assert endpoints is not None
+    base = _flat(pooler_options(settings, endpoints, tuning=TUNING, gc_freeze=False))
+    for f in dataclasses.fields(Tuning):
+        current = getattr(TUNING, f.name)
+        others = [current + "x"] if isinstance(current, str) else [current + 1, current * 1.5, current / 2]
+        for other in others:
+            try:
+                tuning = dataclasses.replace(TUNING, **{f.name: type(current)(other)})
+                derived = _flat(pooler_options(settings, endpoints, tuning=tuning, gc_freeze=False))
+            except ConfigError:
+                continue
+            assert derived != base, (
+                f"Tuning.{f.name} reaches nothing: use it in pooler/app/options.py or drop it"
+            )
+            break
+        else:
+            raise AssertionError(f"found no other valid value of Tuning.{f.name} to try")
+
+
+def test_every_field_of_the_derived_options_is_read_in_pooler() -> None:
+    derivation = {ROOT / "pooler" / "app" / "options.py", ROOT / "pooler" / "config.py"}
+    reads: set[tuple[str, str]] = set()
+    for path in sorted((ROOT / "pooler").rglob("*.py")):
+        if path not in derivation:
+            reads |= _attribute_reads(path)
+    for cls, receivers in RECEIVERS.items():
+        # its properties (read elsewhere, like its fields) may read its fields as self.<field>
+        own = {
+            name for who, name in _attribute_reads(Path(inspect.getfile(cls)), cls.__name__) if who == "self"
+        }
+        names = [f.name for f in dataclasses.fields(cls)]
+        names += [name for name, member in vars(cls).items() if isinstance(member, property)]
+        unread = [n for n in names if n not in own and not any((who, n) in reads for who in receivers)]
+        assert not unread, (
+            f"{cls.__name__} fields read nowhere in pooler/ (as <{'|'.join(sorted(receivers))}>.<field>):"
+            f" {unread}; use them or remove them (and the settings they come from)"
+        )

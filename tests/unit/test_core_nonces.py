@@ -28,6 +28,7 @@ from pooler.errors import ConfigError
 from protocol.errors import Code
 from protocol.messages import Error, Job
 from protocol.work import MAX_NONCE
+from tests.support.config import core
 from tests.unit.core_support import CONFIG, T0, Rig, address, sends
 
 # miners m0, m1, m2 mine for farmer 0; m3 for farmer 1
@@ -86,7 +87,7 @@ def test_counter_stops_below_the_top_of_u64() -> None:
 
 
 def test_range_size_follows_the_hashrate() -> None:
-    cfg = CoreConfig()
+    cfg = core()  # the production ranges
     gpu = range_size(2e9, 280, cfg)
     pi = range_size(1e6, 280, cfg)
     assert gpu == int(2e9 * 280) and pi == int(1e6 * 280)
@@ -123,7 +124,7 @@ def test_job_sizes_track_a_fast_worker() -> None:
 )
 def test_invalid_config_is_refused_with_a_clear_message(change: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        dataclasses.replace(CoreConfig(), **change)  # type: ignore[arg-type]
+        dataclasses.replace(core(), **change)  # type: ignore[arg-type]
 
 
 class _Chunked(NonceCounter):
