@@ -5,11 +5,13 @@ The request and response shapes are the Phase-1 API's, camelCase, exactly:
 
 Retry policy (``call``): network errors, timeouts, 5xx and 429 are retried with exponential
 backoff and jitter (a ``Retry-After`` header sets the minimum wait), at most ``retry_attempts``
-attempts in all; any other 4xx is our request's fault and raises ``BackendRejected`` at once.
+attempts in all; any other 4xx is our request's fault and raises ``BackendRejected`` at once
+(``BackendFenced`` for a 409 whose ``error`` is ``"fenced"``: a group's deposed leader).
 Every call serves a phase of a block and carries that phase's ``deadline`` (unix seconds): each
 attempt's timeout is ``min(timeout, time left)``, and a retry that could not start before the
-deadline is not made (``BackendUnavailable``). A 2xx whose body is not the documented shape
-raises ``BackendError`` (not retried: the Backend did act, repeating could act twice).
+deadline is not made (``BackendDeadline``, a ``BackendUnavailable``). A 2xx whose body is not
+the documented shape raises ``BackendError`` (not retried: the Backend did act, repeating could
+act twice).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import aiohttp
 import orjson
 
 from pooler.chain.backoff import Backoff
-from pooler.errors import BackendError, BackendRejected, BackendUnavailable
+from pooler.errors import BackendDeadline, BackendError, BackendFenced, BackendRejected, BackendUnavailable
 
 log = logging.getLogger("pooler.backend")
 
@@ -37,6 +39,10 @@ Observe = Callable[[str, float, str], None]
 bad_response or cancelled."""
 
 _DECIMAL = re.compile(r"[0-9]+")
+
+FENCED = "fenced"
+"""The ``error`` of a 409 by which a Backend refuses an older fencing token (``X-Fencing-Token``,
+pooler/cluster/fence.py): the call raises :class:`~pooler.errors.BackendFenced`."""
 
 # Required response fields per op: name -> accepted JSON types. Counts are integers; amounts the
 # API documents as strings (i128 values do not fit a JS number) must be decimal strings.
@@ -332,7 +338,7 @@ class BackendClient:
         for attempt in range(1, attempts + 1):
             left = self.timeout if deadline is None else deadline - self._clock()
             if left <= 0:
-                raise BackendUnavailable(
+                raise BackendDeadline(
                     f"{op}: deadline passed after {attempt - 1} attempt(s); last error: {last}", status=status
                 )
             sent = headers if self._headers is None else {**(headers or {}), **self._headers()}
@@ -349,7 +355,7 @@ class BackendClient:
             if retry_after is not None:
                 delay = max(delay, retry_after)
             if deadline is not None and self._clock() + delay >= deadline:
-                raise BackendUnavailable(
+                raise BackendDeadline(
                     f"{op}: next retry (in {delay:.2f} s) would pass the deadline; "
                     f"gave up after {attempt} attempt(s); last error: {last}",
                     status=status,
@@ -387,6 +393,8 @@ class BackendClient:
         if status == 429 or (status >= 500 and status not in answer_statuses):
             retry_after = parse_retry_after(retry_after_header, self._clock())
             raise _Retryable(f"HTTP {status}{_error_text(raw)}", status, retry_after)
+        if status == 409 and _error_code(raw) == FENCED:
+            raise BackendFenced(f"{op}: HTTP {status}{_error_text(raw)}", status=status)
         if 400 <= status < 500:
             raise BackendRejected(f"{op}: HTTP {status}{_error_text(raw)}", status=status)
         if not (200 <= status < 300 or status in answer_statuses):
@@ -399,6 +407,16 @@ class BackendClient:
             raise BackendError(f"{op}: HTTP {status} body is not a JSON object", status=status)
         validate_response(op, body, payload if op in ("plant", "work", "harvest") else None)
         return body
+
+
+def _error_code(raw: bytes) -> str | None:
+    """The ``error`` field of a Backend error body (its machine-readable kind), if any."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    code = body.get("error") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else None
 
 
 def _error_text(raw: bytes) -> str:

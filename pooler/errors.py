@@ -5,12 +5,16 @@
     +-- PoolerError                 raised by the Pooler's own code
         +-- ConfigError             a setting is missing or invalid (names the variable)
         +-- ChainError              the chain could not be read
-        |   +-- RpcUnavailable      transport fault, 429, JSON-RPC error: retry with backoff
+        |   +-- RpcUnavailable      transport fault, HTTP 429/5xx: retry with backoff
+        |   |   +-- RpcTimeout      no answer within the request timeout
+        |   |   +-- RpcErrorReply   the server answered with a JSON-RPC error
         |   +-- ChainDataError      the answer was read but makes no sense (bad XDR, missing keys)
         +-- BackendError            the Backend call failed
         |   +-- BackendUnavailable  network error, 5xx, 429, timeout: retryable until the deadline
+        |   |   +-- BackendDeadline the phase's deadline ran out before another attempt could start
         |   +-- BackendRejected     a 4xx: our request was wrong; retrying cannot help
         |       +-- FencedOff       refused here: this instance does not hold the leader lease
+        |       +-- BackendFenced   refused there: the Backend has served a newer leader (409 "fenced")
         +-- StoreError              durable storage failed
         |   +-- StoreUnavailable    could not write now (locked, I/O error, disk full): retry later
         +-- DevnetError             the local devnet was misused
@@ -19,6 +23,10 @@
 Local vs remote (as in h11): ProtocolError is the remote peer's fault and becomes an
 ``error``/``rejected`` message; PoolerError subclasses are ours or a dependency's and are
 logged, counted and retried where the table above says so.
+
+Kinds are told apart by type where the error is born (the chain reader, the Backend client),
+never by the text of a message: metrics labels, "missed the deadline" and "deposed" are
+``isinstance`` checks on this tree.
 """
 
 from __future__ import annotations
@@ -42,6 +50,14 @@ class RpcUnavailable(ChainError):
     """Soroban RPC did not answer usefully (connection, HTTP 429/5xx, JSON-RPC error)."""
 
 
+class RpcTimeout(RpcUnavailable):
+    """The RPC did not answer within the request timeout."""
+
+
+class RpcErrorReply(RpcUnavailable):
+    """The RPC answered with a JSON-RPC error object (overloaded, internal error, ...)."""
+
+
 class ChainDataError(ChainError):
     """The RPC answered but the data is not what the farm contract stores."""
 
@@ -58,12 +74,22 @@ class BackendUnavailable(BackendError):
     """Network error, timeout, 5xx or 429: worth retrying while the phase's deadline allows."""
 
 
+class BackendDeadline(BackendUnavailable):
+    """The phase's deadline ran out (or would, before the next retry): the call was given up
+    for lack of time, not for lack of attempts. The block cycle reads this as a missed phase."""
+
+
 class BackendRejected(BackendError):
     """A 4xx other than 429: the request itself was refused; retrying cannot help."""
 
 
 class FencedOff(BackendRejected):
     """This instance no longer (or never) held the cluster's leader lease: the call was not made."""
+
+
+class BackendFenced(BackendRejected):
+    """The Backend refused our fencing token (409 with ``error: "fenced"``): it has served a
+    newer leader of this pool, so whatever this instance believes, it leads no more."""
 
 
 class StoreError(PoolerError):
@@ -89,7 +115,9 @@ class ContractError(DevnetError):
 
 
 __all__ = [
+    "BackendDeadline",
     "BackendError",
+    "BackendFenced",
     "BackendRejected",
     "BackendUnavailable",
     "ChainDataError",
@@ -101,6 +129,8 @@ __all__ = [
     "KaleError",
     "PoolerError",
     "ProtocolError",
+    "RpcErrorReply",
+    "RpcTimeout",
     "RpcUnavailable",
     "StoreError",
     "StoreUnavailable",

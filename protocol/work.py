@@ -16,8 +16,8 @@ import struct
 from collections.abc import Callable
 from functools import lru_cache
 
-from protocol import strkey
 from protocol.errors import Code, ProtocolError
+from protocol.strkey import decode as decode_strkey
 
 MAX_NONCE = 2**64 - 1
 MAX_INDEX = 2**32 - 1
@@ -63,7 +63,7 @@ def count_zeros(digest: bytes) -> int:
 @lru_cache(maxsize=4096)
 def address_bytes(address: str) -> bytes:
     """The 32 bytes of a G... or C... address that enter the preimage. Cached: farmers are few."""
-    return strkey.decode(address)[1]
+    return decode_strkey(address)[1]
 
 
 def preimage(index: int, nonce: int, entropy: bytes, farmer: bytes) -> bytes:

@@ -9,9 +9,14 @@ The :class:`Observer` is fed by the runtime's own actions instead of adding work
 - the Backend client's ``observe(op, seconds, outcome)`` hook times every call;
 - :class:`ObservedMonitor` times each chain poll;
 - its own task (:meth:`Observer.run`, owned and cancelled by the Pooler) probes event-loop
-  lag every tick, snapshots gauges from ``Coordinator.view`` every ``snapshot_interval``
-  and polls ``BackendClient.health()`` every ``health_interval`` for readiness, so no
-  request to ``/health/ready`` or ``/metrics`` ever waits on the Backend.
+  lag every tick and snapshots gauges from ``Coordinator.view`` every ``snapshot_interval``;
+- :class:`BackendProbe` (another task of the Pooler's) polls ``BackendClient.health()`` every
+  ``health_interval`` and reports to the observer, so no request to ``/health/ready`` or
+  ``/metrics`` ever waits on the Backend;
+- :class:`Readiness` answers ``/health`` from what the others hold (no I/O).
+
+It sees the rest of the Pooler only through narrow ports given at construction (the core's
+view, the hub's publish, the group's status, the share-quality hook), never the service.
 
 Nothing logged here carries a token: dashboard events never do (docs/events.md), and the
 log handler redacts secret-named fields anyway.
@@ -20,21 +25,25 @@ log handler redacts secret-named fields anyway.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from pooler.chain.monitor import BlockMonitor
 from pooler.core.effects import CallBackend
 from pooler.core.events import BackendResult
+from pooler.core.views import CoreView
+from pooler.errors import RpcErrorReply, RpcTimeout, RpcUnavailable
 from pooler.logs import log_event
 from pooler.metrics import PHASES, SHARE_REASONS, Metrics
+from pooler.store import Store
 from protocol.messages import Accepted, Rejected
 
-if TYPE_CHECKING:
-    from pooler.app.service import Pooler
+View = Callable[[float], CoreView]  # the core's view at a time (Coordinator.view)
+Publish = Callable[[str, Mapping[str, Any]], None]  # a dashboard event (EventHub.publish)
+Status = Callable[[], Mapping[str, Any]]  # a group member's status (ClusterNode.status)
+ShareHook = Callable[[int, str], None]  # an answered share: (conn, reason) (the share-quality guard)
 
 log = logging.getLogger("pooler.events")
 
@@ -64,15 +73,16 @@ def op_outcome(op: str, result: BackendResult, missed: bool) -> str:
     return "ok"
 
 
-def rpc_error_kind(detail: str) -> str:
-    """The ``kind`` label of a failed chain poll, from the reader's error text."""
-    if "timed out" in detail:
-        return "timeout"
-    if "JSON-RPC error" in detail:
-        return "rpc-error"
-    if "HTTP" in detail or "connection failed" in detail:
-        return "unavailable"
-    return "bad-data"
+def rpc_error_kind(failure: BaseException | None) -> str:
+    """The ``kind`` label of a failed chain poll, from the type of the reader's error."""
+    match failure:
+        case RpcTimeout():
+            return "timeout"
+        case RpcErrorReply():
+            return "rpc-error"
+        case RpcUnavailable():
+            return "unavailable"
+    return "bad-data"  # ChainDataError, or a bug the monitor survived
 
 
 class ObservedMonitor(BlockMonitor):
@@ -89,7 +99,7 @@ class ObservedMonitor(BlockMonitor):
         self._latency.observe(time.perf_counter() - started)
         self._metrics.rpc_up.set(1 if ok else 0)
         if not ok:
-            kind = rpc_error_kind(self.last_error)
+            kind = rpc_error_kind(self.last_failure)
             self._metrics.rpc_errors.labels(method="getLedgerEntries", kind=kind).inc()
         return ok
 
@@ -99,19 +109,23 @@ class Observer:
 
     def __init__(
         self,
-        pooler: Pooler,
         metrics: Metrics,
         *,
+        view: View,
+        publish: Publish,
+        group_status: Status | None = None,
+        on_share: ShareHook | None = None,
         interval: float = 1.0,
         snapshot_interval: float = 5.0,
-        health_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._pooler = pooler
         self.metrics = metrics
+        self._view = view  # gauges come from the core's view
+        self._publish = publish  # Backend reachability news go to the dashboards too
+        self._group_status = group_status  # None: a single Pooler (no cluster gauges)
+        self._on_share = on_share  # told each answered share (the invalid-share guard), or nobody
         self.interval = interval  # loop-lag probe and share-count flush period
         self.snapshot_interval = snapshot_interval  # gauges from Coordinator.view
-        self.health_interval = health_interval  # Backend health polls
         self._clock = clock
         # Shares answered since the last flush, by reason ("ok" = accepted): the share path
         # only increments an int here; Prometheus counters are updated once per tick.
@@ -133,10 +147,8 @@ class Observer:
     def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
         reason = "ok" if type(msg) is Accepted else msg.code.reason  # type: ignore[union-attr]
         self._shares[reason] += 1
-        pooler = self._pooler
-        miner_id = pooler.conn_miner.get(conn)
-        if miner_id is not None:
-            pooler.judge_share(miner_id, reason)
+        if self._on_share is not None:
+            self._on_share(conn, reason)
 
     def published(self, kind: str, data: Mapping[str, object]) -> None:
         m = self.metrics
@@ -238,7 +250,7 @@ class Observer:
         if ok != (True if was is None else was):  # news: unavailable, or reachable again
             detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
             (log.info if ok else log.warning)("%s", detail)
-            self._pooler.hub.publish("chain", {"ok": ok, "detail": detail})
+            self._publish("chain", {"ok": ok, "detail": detail})
 
     def backend_check(self) -> str:
         """/health's ``backend``: what the newest evidence says (a health poll or a real call),
@@ -261,7 +273,7 @@ class Observer:
     def snapshot(self) -> None:
         """Gauges from one ``Coordinator.view`` (miners, workers, hashrates, block, phase)."""
         m = self.metrics
-        view = self._pooler.core.view(self._clock())
+        view = self._view(self._clock())
         m.miners_connected.set(view.miners)
         ws = sum(1 for w in view.worker_list if w.conn is not None)
         m.workers_connected.labels(transport="ws").set(ws)
@@ -281,9 +293,8 @@ class Observer:
         for gone in self._farmers - farmers:
             m.forget_farmer(gone)
         self._farmers = farmers
-        cluster = self._pooler.cluster
-        if cluster is not None:
-            status = cluster.status()
+        if self._group_status is not None:
+            status = self._group_status()
             m.cluster_leader.set(1 if status["role"] == "leader" else 0)
             m.cluster_epoch.set(status["epoch"])
             m.cluster_instances.set(status["instances"])
@@ -291,16 +302,7 @@ class Observer:
                 m.cluster_events.labels(kind=kind).set(status[key])
 
     async def run(self) -> None:
-        """The probes: loop lag and flushes every tick, snapshots and health polls on their periods."""
-        health = asyncio.create_task(self._health_loop(), name="backend-health")
-        try:
-            await self._tick_loop()
-        finally:
-            health.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await health
-
-    async def _tick_loop(self) -> None:
+        """The probes: loop lag and flushes every tick, gauge snapshots on their period."""
         loop = asyncio.get_running_loop()
         next_snapshot = 0.0
         while True:
@@ -316,23 +318,9 @@ class Observer:
                 except Exception:  # a bug in a view must not stop the probes
                     log.exception("metrics snapshot failed")
 
-    async def _health_loop(self) -> None:
-        backend = self._pooler.backend
-        timeout = max(0.5, min(backend.timeout, self.health_interval))
-        while True:
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel that
-                # lands just as its call completes, and this loop then never ends (a hung shutdown)
-                async with asyncio.timeout(timeout):
-                    answer = await backend.health()
-                status = str(answer.get("status", ""))
-                ok, detail = status in ("healthy", "ok"), f"status {status!r}"
-            except TimeoutError:
-                ok, detail = False, f"no answer to /health within {timeout:g} s"
-            except Exception as exc:  # any failure of the check is an unhealthy Backend
-                ok, detail = False, str(exc) or type(exc).__name__
-            self._set_backend(ok, detail)
-            await asyncio.sleep(self.health_interval)
+    def backend_polled(self, ok: bool, detail: str) -> None:
+        """:class:`BackendProbe`'s report: one health poll's outcome."""
+        self._set_backend(ok, detail)
 
     def _set_backend(self, ok: bool, detail: str) -> None:
         was = self.backend_ok
@@ -344,3 +332,105 @@ class Observer:
                 log_event(log, logging.INFO, "backend up", block=self._block, detail=detail)
             else:
                 log_event(log, logging.WARNING, "backend down", block=self._block, detail=detail)
+
+
+class BackendProbe:
+    """Polls the Backend's ``/health`` every ``interval`` seconds and reports each outcome
+    (readiness); its own task, owned by the Pooler."""
+
+    def __init__(
+        self,
+        check: Callable[[], Awaitable[Mapping[str, Any]]],
+        report: Callable[[bool, str], None],
+        *,
+        timeout: float,
+        interval: float = 5.0,
+    ) -> None:
+        self._check = check  # BackendClient.health
+        self._report = report  # Observer.backend_polled
+        self.timeout = max(0.5, min(timeout, interval))  # one poll never outlasts its period
+        self.interval = interval
+
+    async def run(self) -> None:
+        timeout = self.timeout
+        while True:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel that
+                # lands just as its call completes, and this loop then never ends (a hung shutdown)
+                async with asyncio.timeout(timeout):
+                    answer = await self._check()
+                status = str(answer.get("status", ""))
+                ok, detail = status in ("healthy", "ok"), f"status {status!r}"
+            except TimeoutError:
+                ok, detail = False, f"no answer to /health within {timeout:g} s"
+            except Exception as exc:  # any failure of the check is an unhealthy Backend
+                ok, detail = False, str(exc) or type(exc).__name__
+            self._report(ok, detail)
+            await asyncio.sleep(self.interval)
+
+
+class Readiness:
+    """``/health`` and ``/health/ready``: readiness parts and a summary. Cheap (no view, no
+    I/O): the chain is polled by the monitor and the Backend by :class:`BackendProbe`."""
+
+    def __init__(
+        self,
+        observer: Observer,
+        *,
+        chain_ok: Callable[[], bool],
+        store: Store | None,
+        unsaved: Callable[[], int],
+        summary: Callable[[float], Mapping[str, Any]],
+        miners_online: Callable[[], int],
+        workers: Callable[[], int],
+        group_status: Status | None,
+        name: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self._name = name  # POOLER_NAME: /health names the pool as the page does
+        self._observer = observer  # the Backend's evidence and the store's last commit
+        self._chain_ok = chain_ok  # the block monitor's last poll
+        self._store = store  # None: nothing durable, always "ok"
+        self._unsaved = unsaved  # records the runner still holds for a store that failed
+        self._summary = summary
+        self._miners_online = miners_online
+        self._workers = workers  # open miner sockets
+        self._group_status = group_status
+        self._clock = clock
+        self.started_at = clock()
+        # the store was opened and not closed yet: set by the service's lifecycle
+        self.store_open = False
+
+    def health(self) -> dict[str, Any]:
+        now = self._clock()
+        rpc_ok = self._chain_ok()
+        backend = self._observer.backend_check()
+        backend_ok = backend == "ok"
+        store = self._store
+        store_ok = store is None or (
+            self.store_open and self._observer.store_ok and not store.last_error and not self._unsaved()
+        )
+        checks = {
+            "rpc": "ok" if rpc_ok else "down",
+            "backend": backend,
+            "store": "ok" if store_ok else "failing",
+        }
+        summary = self._summary(now)
+        block = summary["block"]
+        ready = rpc_ok and backend_ok and store_ok
+        # Degraded: it still holds a block and serves miners while a dependency is away.
+        status = "ok" if ready else ("degraded" if block is not None else "down")
+        body: dict[str, Any] = {
+            "name": self._name,
+            "status": status,
+            "checks": checks,
+            "block": block,
+            "phase": summary["phase"],
+            "minersOnline": self._miners_online(),
+            "workers": self._workers(),
+            "uptime": round(now - self.started_at, 3),
+            "timestamp": int(now * 1000),
+        }
+        if self._group_status is not None:
+            body["cluster"] = self._group_status()
+        return body

@@ -88,8 +88,10 @@ class BlockMonitor:
         self.last_ok_at: float | None = None
         # Failed polls since the last success; drives the backoff and /health.
         self.consecutive_failures = 0
-        # Why the last poll failed ("" after a success).
+        # Why the last poll failed ("" after a success), and the error itself (None after a
+        # success): its type is the failure's kind (metrics), the text is for people.
         self.last_error = ""
+        self.last_failure: Exception | None = None
         # What the consumer has been told, advanced only after emit() returned.
         self._announced_index: int | None = None
         self._announced_paused = False
@@ -154,11 +156,11 @@ class BlockMonitor:
         try:
             snap = await self._ensure_reader().read()
         except ChainError as exc:
-            self._failed(str(exc))
+            self._failed(str(exc), exc)
             return False
         except Exception as exc:  # a bug or an SDK surprise: never kill the monitor for it
             log.exception("block monitor: unexpected error reading %s", self.rpc_url)
-            self._failed(f"unexpected {type(exc).__name__}: {exc}")
+            self._failed(f"unexpected {type(exc).__name__}: {exc}", exc)
             return False
         self._succeeded(snap)
         return True
@@ -171,9 +173,10 @@ class BlockMonitor:
             return False
         return True
 
-    def _failed(self, detail: str) -> None:
+    def _failed(self, detail: str, failure: Exception) -> None:
         self.consecutive_failures += 1
         self.last_error = detail
+        self.last_failure = failure
         if self._chain_ok is not False:
             self._down_since = self._clock()
             log.warning("chain RPC %s unavailable: %s", self.rpc_url, detail)
@@ -198,6 +201,7 @@ class BlockMonitor:
         self.last_ok_at = now
         self.consecutive_failures = 0
         self.last_error = ""
+        self.last_failure = None
         state = snap.state
         if state.paused != self._announced_paused:
             log.warning("farm %s", "paused" if state.paused else "unpaused")

@@ -32,7 +32,7 @@ from stellar_sdk.exceptions import BaseHorizonError, SorobanRpcErrorResponse
 from stellar_sdk.exceptions import ConnectionError as SdkConnectionError
 from stellar_sdk.soroban_rpc import GetLedgerEntriesResponse, LedgerEntryResult
 
-from pooler.errors import ChainDataError, RpcUnavailable
+from pooler.errors import ChainDataError, RpcErrorReply, RpcTimeout, RpcUnavailable
 
 # ---------------------------------------------------------------- typed records
 
@@ -313,7 +313,8 @@ class LedgerSource(Protocol):
 
 
 class FarmReader:
-    """Reads ``ChainSnapshot``s of one farm contract; raises ``RpcUnavailable``/``ChainDataError``."""
+    """Reads ``ChainSnapshot``s of one farm contract; raises ``RpcUnavailable`` (``RpcTimeout``,
+    ``RpcErrorReply`` for those kinds) or ``ChainDataError``."""
 
     def __init__(self, server: LedgerSource, contract_id: str) -> None:
         self._server = server
@@ -328,7 +329,7 @@ class FarmReader:
         try:
             return await self._server.get_ledger_entries(keys)
         except SorobanRpcErrorResponse as exc:
-            raise RpcUnavailable(f"getLedgerEntries: JSON-RPC error {exc.code}: {exc.message}") from exc
+            raise RpcErrorReply(f"getLedgerEntries: JSON-RPC error {exc.code}: {exc.message}") from exc
         except BaseHorizonError as exc:  # HTTP 4xx (429 included) / 5xx with a non-JSON-RPC body
             raise RpcUnavailable(f"getLedgerEntries: HTTP {exc.status}: {exc.message[:200]}") from exc
         except SdkConnectionError as exc:
@@ -336,7 +337,7 @@ class FarmReader:
         except aiohttp.ClientError as exc:
             raise RpcUnavailable(f"getLedgerEntries: connection failed: {exc}") from exc
         except TimeoutError as exc:
-            raise RpcUnavailable("getLedgerEntries: timed out") from exc
+            raise RpcTimeout("getLedgerEntries: timed out") from exc
         except ValueError as exc:  # JSON decode error or pydantic validation of the result
             raise ChainDataError(f"getLedgerEntries: answer is not a valid result: {exc}") from exc
 

@@ -17,13 +17,14 @@ from typing import Any
 
 from pooler.backend import BackendClient
 from pooler.cluster.lease import LeaderLease
-from pooler.errors import BackendRejected
+from pooler.errors import BackendFenced, BackendRejected
 
 FENCE_HEADER = "X-Fencing-Token"
 """Carries the leader's epoch on every request of the cycle. A Backend that refuses a token
-lower than the highest it has seen (the devnet's does, with 409 and a message starting
-``fenced``) closes the last window: a call that passed our fence, then stalled (a GC or VM
-pause) until a newer leader had called, is refused there."""
+lower than the highest it has seen (the devnet's does, with 409 and ``error: "fenced"``, which
+the client raises as :class:`~pooler.errors.BackendFenced`) closes the last window: a call
+that passed our fence, then stalled (a GC or VM pause) until a newer leader had called, is
+refused there."""
 
 
 class FencedBackend:
@@ -50,11 +51,10 @@ class FencedBackend:
         self.calls[op] += 1
         try:
             return await self.client.call(op, method, path, payload, deadline)
-        except BackendRejected as exc:
-            if exc.status == 409 and "fenced" in str(exc):
-                # the Backend has served a newer leader: whatever we believe, we lead no more
-                self.fenced += 1
-                self._lease.drop(f"the Backend refused our fencing token {self._lease.epoch}: {exc}")
+        except BackendFenced as exc:
+            # the Backend has served a newer leader: whatever we believe, we lead no more
+            self.fenced += 1
+            self._lease.drop(f"the Backend refused our fencing token {self._lease.epoch}: {exc}")
             raise
 
     async def aclose(self) -> None:

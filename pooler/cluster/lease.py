@@ -35,8 +35,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from pooler.cluster.keys import Keys
 from pooler.errors import FencedOff
+from pooler.store.keys import Keys
 
 log = logging.getLogger("pooler.cluster")
 

@@ -12,8 +12,8 @@ locally, exactly like the single-instance counter does.
 - When a chunk is half used the next one is fetched in the background.
 - A chunk used up before the next one arrived (many workers of one farmer on one instance,
   each taking a large range) makes ``take`` return None with ``refilling`` true: the core
-  parks those sockets and serves them on ``NonceRefillDone``, which the node posts when the
-  refill ends (:attr:`RangeAllocator.on_refill`).
+  parks those sockets and serves them on ``NonceRefillDone``, posted when the refill ends
+  (the allocator's ``on_refill`` port).
 - Without a chunk (Redis down since before the block) ``take`` returns None: the worker is
   told the nonce space is unavailable instead of being given a range another instance may
   hash too.
@@ -21,17 +21,16 @@ locally, exactly like the single-instance counter does.
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 
 from redis.asyncio import Redis
 
-from pooler.cluster.keys import Keys
 from pooler.core.nonces import NonceCounter
+from pooler.runtime.tasks import TaskSet
+from pooler.store.keys import Keys
 from protocol.work import MAX_NONCE
 
 log = logging.getLogger("pooler.cluster")
@@ -91,18 +90,26 @@ class SharedCounter(NonceCounter):
 class RangeAllocator:
     """This instance's chunks per (block, farmer); one for both of its coordinators."""
 
-    def __init__(self, client: Redis, keys: Keys, *, chunk_bits: int, ttl: float) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        keys: Keys,
+        *,
+        chunk_bits: int,
+        ttl: float,
+        on_refill: Callable[[int, str], None] | None = None,
+    ) -> None:
         self._redis = client
         self._keys = keys
         self.chunk = 1 << chunk_bits
         self._ttl_ms = max(1000, round(ttl * 1000))  # counters die with their block
         self._counters: dict[tuple[int, str], SharedCounter] = {}  # (block, farmer id) -> counter
         self._wanted: set[tuple[int, str]] = set()  # refills asked for, not yet granted
-        self._tasks: set[asyncio.Task[None]] = set()  # refills in flight (owned, cancelled at close)
+        self._tasks = TaskSet("nonce-refill")  # refills in flight: stopped in aclose
         self.chunks = 0  # chunks drawn from Redis since start (metrics, tests)
         # told (block, farmer) when a background refill ended (granted or failed): sockets
         # waiting for it get ranges, or are told there are none
-        self.on_refill: Callable[[int, str], None] | None = None
+        self._on_refill = on_refill
         # (block, farmer) -> monotonic time of its last failed refill: no new one for a second,
         # so a Redis that refuses at once is not asked in a tight loop by waiting sockets
         self._failed: dict[tuple[int, str], float] = {}
@@ -157,9 +164,7 @@ class RangeAllocator:
         if failed is not None and time.monotonic() - failed < _REFILL_BACKOFF:
             return
         self._wanted.add(key)
-        task = asyncio.get_running_loop().create_task(self._refill(key))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._refill(key), f"{key[0]}:{key[1]}")
 
     async def _refill(self, key: tuple[int, str]) -> None:
         try:
@@ -170,12 +175,8 @@ class RangeAllocator:
             log.warning("could not draw a nonce chunk for farmer %s, block %d: %s", key[1], key[0], exc)
         finally:
             self._wanted.discard(key)
-        if self.on_refill is not None:
-            self.on_refill(*key)
+        if self._on_refill is not None:
+            self._on_refill(*key)
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.stop()

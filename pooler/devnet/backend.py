@@ -126,6 +126,10 @@ class BackendFaults:
 # ---------------------------------------------------------------- validation
 
 
+class _Fenced(Exception):
+    """A call carried a fencing token older than the newest seen for its pool."""
+
+
 def _missing(name: str) -> web.HTTPBadRequest:
     return web.HTTPBadRequest(text=f"{name} is required")
 
@@ -241,8 +245,10 @@ class Backend:
             .replace("+00:00", "Z")
         )
 
-    def _error(self, status: int, message: str) -> web.Response:
-        body = {"error": http.HTTPStatus(status).phrase, "message": message, "timestamp": self._timestamp()}
+    def _error(self, status: int, message: str, error: str | None = None) -> web.Response:
+        """``{error, message, timestamp}``; ``error`` is the HTTP phrase unless a kind is given."""
+        kind = error or http.HTTPStatus(status).phrase
+        body = {"error": kind, "message": message, "timestamp": self._timestamp()}
         headers = {"Retry-After": "1"} if status in (429, 503) else None
         return web.Response(
             status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
@@ -297,6 +303,8 @@ class Backend:
             if e.status == 404 and message == e.reason:
                 message = f"no route {request.method} {request.path}"
             return self._error(e.status, message or e.reason)
+        except _Fenced as e:
+            return self._error(409, str(e), error="fenced")
         except ContractError as e:  # should be handled per farmer; a stray one is still a clean 409
             return self._error(409, str(e))
 
@@ -315,8 +323,8 @@ class Backend:
         return None
 
     def _check_fence(self, request: web.Request, pooler_id: str) -> None:
-        """Refuse (409 ``fenced: ...``) a call whose fencing token is older than the newest seen
-        for ``pooler_id``. Calls without the header (a single Pooler) are not fenced."""
+        """Refuse (409, ``error: "fenced"``) a call whose fencing token is older than the newest
+        seen for ``pooler_id``. Calls without the header (a single Pooler) are not fenced."""
         raw = request.headers.get("X-Fencing-Token")
         if raw is None:
             return
@@ -326,8 +334,8 @@ class Backend:
         newest = self.fences.get(pooler_id, 0)
         if token < newest:
             self.fenced += 1
-            raise web.HTTPConflict(
-                text=f"fenced: token {token} of pooler {pooler_id!r} is older than {newest};"
+            raise _Fenced(
+                f"fenced: token {token} of pooler {pooler_id!r} is older than {newest};"
                 " a newer leader of this pool has called since"
             )
         self.fences[pooler_id] = token

@@ -14,9 +14,9 @@ import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from pooler.devnet import ledger
 from pooler.devnet.backend import Backend, BackendFaults
 from pooler.devnet.contract import BLOCK_INTERVAL, FarmContract
+from pooler.devnet.ledger import ASSET_ID, CONTRACT_ID, HOMESTEADER, NETWORK_PASSPHRASE
 from pooler.devnet.rpc import SorobanRpc
 from pooler.devnet.serve import LoopbackServer
 from pooler.errors import DevnetError
@@ -49,11 +49,11 @@ class Devnet:
             ledger_seconds=ledger_seconds,
             start_index=start_index,
             faucet=faucet,
-            homesteader=ledger.HOMESTEADER,
-            asset=ledger.ASSET_ID,
+            homesteader=HOMESTEADER,
+            asset=ASSET_ID,
         )
-        self.contract_id = ledger.CONTRACT_ID
-        self.network_passphrase = ledger.NETWORK_PASSPHRASE
+        self.contract_id = CONTRACT_ID
+        self.network_passphrase = NETWORK_PASSPHRASE
         self.rpc = SorobanRpc(self.contract, contract_id=self.contract_id, passphrase=self.network_passphrase)
         self.backend = Backend(self.contract, faults=faults, sleep=sleep)
         self.backend_faults = self.backend.faults

@@ -16,8 +16,16 @@ import orjson
 from aiohttp import web
 from stellar_sdk import xdr as x
 
-from pooler.devnet import ledger
 from pooler.devnet.contract import FarmContract
+from pooler.devnet.ledger import (
+    CONTRACT_ID,
+    NETWORK_PASSPHRASE,
+    PROTOCOL_VERSION,
+    ledger_close_meta,
+    ledger_hash,
+    ledger_header,
+    lookup,
+)
 from pooler.devnet.serve import LoopbackServer
 
 PARSE_ERROR = -32700
@@ -52,8 +60,8 @@ class SorobanRpc:
         self,
         contract: FarmContract,
         *,
-        contract_id: str = ledger.CONTRACT_ID,
-        passphrase: str = ledger.NETWORK_PASSPHRASE,
+        contract_id: str = CONTRACT_ID,
+        passphrase: str = NETWORK_PASSPHRASE,
     ) -> None:
         self.contract = contract
         self.contract_id = contract_id
@@ -74,18 +82,18 @@ class SorobanRpc:
 
     def get_network(self, params: Any) -> dict[str, Any]:
         _params_object(params)
-        return {"passphrase": self.passphrase, "protocolVersion": ledger.PROTOCOL_VERSION}
+        return {"passphrase": self.passphrase, "protocolVersion": PROTOCOL_VERSION}
 
     def get_latest_ledger(self, params: Any) -> dict[str, Any]:
         _params_object(params)
         seq = self.contract.ledger_sequence()
         return {
-            "id": ledger.ledger_hash(seq).hex(),
-            "protocolVersion": ledger.PROTOCOL_VERSION,
+            "id": ledger_hash(seq).hex(),
+            "protocolVersion": PROTOCOL_VERSION,
             "sequence": seq,
             "closeTime": str(self.contract.ledger_close_time(seq)),
-            "headerXdr": ledger.ledger_header(self.contract, seq).to_xdr(),
-            "metadataXdr": ledger.ledger_close_meta(self.contract, seq).to_xdr(),
+            "headerXdr": ledger_header(self.contract, seq).to_xdr(),
+            "metadataXdr": ledger_close_meta(self.contract, seq).to_xdr(),
         }
 
     def get_ledger_entries(self, params: Any) -> dict[str, Any]:
@@ -109,7 +117,7 @@ class SorobanRpc:
         latest = self.contract.ledger_sequence()
         entries = []
         for key in decoded:
-            found = ledger.lookup(self.contract, key, self.contract_id)
+            found = lookup(self.contract, key, self.contract_id)
             if found is None:
                 continue
             entries.append(

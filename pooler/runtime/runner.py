@@ -2,7 +2,8 @@
 
 Theory of operation
 -------------------
-Adapters (the WebSocket and REST routes, the block monitor) put events in the inbox.
+Adapters (the WebSocket and REST routes, the block monitor) put events in the inbox
+(:class:`~pooler.runtime.inbox.Inbox`, built first and handed to them).
 The loop takes everything waiting (a batch), hands each event to the pure core with the
 current time, and performs the effects in order:
 
@@ -34,13 +35,12 @@ plain method calls with data already at hand; nothing is formatted or awaited fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import itertools
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
@@ -57,10 +57,12 @@ from pooler.core.effects import (
     SetTimer,
 )
 from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
-from pooler.errors import BackendError, BackendUnavailable, StoreUnavailable
+from pooler.errors import BackendDeadline, BackendError, BackendUnavailable, StoreUnavailable
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
+from pooler.runtime.inbox import Inbox
 from pooler.runtime.outbox import Flusher, Outbox
+from pooler.runtime.tasks import TaskSet
 from pooler.store import coalesce
 from protocol.codec import encode
 from protocol.errors import Code
@@ -154,6 +156,7 @@ class Runner:
         *,
         store: StorePort | None = None,
         clock: Callable[[], float] = time.time,
+        inbox: Inbox | None = None,
         inbox_size: int = 100_000,
         outbox_size: int = 256,
         review: Callable[[list[Effect]], list[Effect]] | None = None,
@@ -166,16 +169,18 @@ class Runner:
         # Scale-out hook: after a commit, may turn held acks into rejects (shared duplicate check)
         self._review = review
         self._clock = clock
-        self._inbox: asyncio.Queue[Event] = asyncio.Queue(maxsize=inbox_size)  # adapters block when full
+        # what adapters put events in (given when they were wired to it before the runner existed)
+        self.inbox = inbox if inbox is not None else Inbox(inbox_size)
         self._outbox_size = outbox_size
         self._ids = itertools.count(1)  # conn and reply ids share one space: Send(conn) finds either
         self.conns: dict[int, Outbox] = {}  # live WebSocket connections
         self.flusher = Flusher()  # outboxes with frames for the direct write, flushed per batch
         self._replies: dict[int, asyncio.Future[ServerMessage]] = {}  # REST requests awaiting an answer
         self._timers: dict[str, asyncio.TimerHandle] = {}  # key -> pending TimerFired
-        self._tasks: set[asyncio.Task[None]] = set()  # backend calls and searches in flight
+        # the loop, and the backend calls, searches and overflowing posts in flight: stopped in aclose
+        self._tasks = TaskSet("runner")
         self._executor: ProcessPoolExecutor | None = None  # created on the first LocalSearch
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None  # the loop (also in _tasks): drain watches it
         self.handled = 0  # events handled since start (metrics, benchmarks)
         self.failures = 0  # events whose handling raised: a bug, logged and survived
         # records of failed commits, retried ahead of the next batch's (the store was unavailable)
@@ -188,7 +193,7 @@ class Runner:
     # ------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Runner:
-        self._loop_task = asyncio.create_task(self._run_loop(), name="coordinator")
+        self._loop_task = self._tasks.spawn(self._run_loop(), "coordinator")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -203,7 +208,7 @@ class Runner:
         """
         loop = asyncio.get_running_loop()
         end = loop.time() + within
-        while not (self._idle.is_set() and self._inbox.empty()):
+        while not (self._idle.is_set() and self.inbox.empty()):
             if self._loop_task is None or self._loop_task.done() or loop.time() >= end:
                 return False
             await asyncio.sleep(0.005)
@@ -224,12 +229,8 @@ class Runner:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        tasks = [*self._tasks, *([self._loop_task] if self._loop_task else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.stop()
+        await self.inbox.aclose()
         for fut in self._replies.values():
             if not fut.done():
                 fut.cancel()
@@ -253,23 +254,14 @@ class Runner:
             box.closed = True
 
     async def submit(self, event: Event) -> None:
-        """Hand an event to the coordinator; waits only while the inbox is full (backpressure)."""
-        await self._inbox.put(event)
+        """Hand an event to the coordinator (see :class:`Inbox`; adapters hold the inbox itself)."""
+        await self.inbox.submit(event)
 
     def offer(self, event: Event) -> bool:
-        """Hand an event over without waiting; False when the inbox is full (the caller backs off)."""
-        try:
-            self._inbox.put_nowait(event)
-        except asyncio.QueueFull:
-            return False
-        return True
+        return self.inbox.offer(event)
 
     def post(self, event: Event) -> None:
-        """From callbacks that cannot wait: never loses the event, even with a full inbox."""
-        try:
-            self._inbox.put_nowait(event)
-        except asyncio.QueueFull:
-            self._spawn(self._inbox.put(event))
+        self.inbox.post(event)
 
     async def request(self, make: Callable[[int], Event], within: float = 10.0) -> ServerMessage:
         """Send an event that carries a reply id and wait for the coordinator's answer (REST)."""
@@ -278,7 +270,7 @@ class Runner:
         self._replies[reply] = fut
         try:
             await self.submit(make(reply))
-            async with asyncio.timeout(within):  # not wait_for, which may swallow a cancel (observe.py)
+            async with asyncio.timeout(within):  # not wait_for: pooler/runtime/tasks.py
                 return await fut
         finally:
             self._replies.pop(reply, None)
@@ -286,7 +278,7 @@ class Runner:
     # ------------------------------------------------------------ the loop
 
     async def _run_loop(self) -> None:
-        inbox = self._inbox
+        inbox = self.inbox.queue
         core = self.core
         while True:
             if inbox.empty():
@@ -426,9 +418,9 @@ class Runner:
                 if handle is not None:
                     handle.cancel()
             case CallBackend():
-                self._spawn(self._call_backend(effect))
+                self._spawn(self._call_backend(effect), f"backend-{effect.op}")
             case LocalSearch():
-                self._spawn(self._local_search(effect))
+                self._spawn(self._local_search(effect), "local-search")
             case Persist():
                 pass  # no store configured: nothing to make durable
 
@@ -436,10 +428,8 @@ class Runner:
         self._timers.pop(key, None)
         self.post(TimerFired(key))
 
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.spawn(coro, name)
 
     async def _call_backend(self, call: CallBackend) -> None:
         missed = False  # failed because the deadline ran out (not because the Backend said no)
@@ -449,8 +439,8 @@ class Runner:
         except BackendError as exc:
             # The client stops retrying either at its attempt limit or at the deadline; only the
             # latter (or a failure with no time left for another try) means the phase was missed.
-            missed = isinstance(exc, BackendUnavailable) and (
-                "deadline" in str(exc) or self._clock() >= call.deadline
+            missed = isinstance(exc, BackendDeadline) or (
+                isinstance(exc, BackendUnavailable) and self._clock() >= call.deadline
             )
             result = BackendResult(
                 call.call_id,

@@ -26,6 +26,8 @@ class Restored:
 
 class Store(Protocol):
     commits: int  # batches committed since start (metrics, benchmarks)
+    # why the newest write failed, "" while the last one succeeded (readiness: /health/ready)
+    last_error: str
 
     async def open(self) -> Restored: ...
 

@@ -30,16 +30,17 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from pooler.cluster.coordinator import Credit
-from pooler.cluster.keys import Keys
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.store import Restored
+from pooler.store.keys import Keys
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
+
+Credit = tuple[int, str, int]  # (block, farmer id, nonce) credited by an accepted share
 
 log = logging.getLogger("pooler.store")
 
@@ -160,6 +161,9 @@ class RedisStore:
         self._commit = client.register_script(_COMMIT)
         self._commit_cycle = client.register_script(_COMMIT_CYCLE)
         self.commits = 0  # batches committed (metrics, benchmarks)
+        # the Store protocol's readiness field; a failed commit shows through the runner's report
+        # (the observer's store_ok) instead, so this stays "" here
+        self.last_error = ""
         self.duplicates = 0  # credits refused by the shared duplicate set since start
 
     # ------------------------------------------------------------ lifecycle

@@ -1,60 +1,84 @@
-"""The Starlette application: one module per surface, assembled here."""
+"""The Starlette application: one module per surface, assembled here over the ports it is given.
+
+:func:`create_app` builds each surface's handler object with just the ports it needs
+(pooler/web/ports.py) and routes to its methods; nothing in pooler/web knows the service
+that implements the ports (pooler/app/wiring.py does the wiring).
+"""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
-from pooler.metrics import metrics_response
-from pooler.web import dashboard, health, rest
-from pooler.web.miner_ws import miner_socket
+from pooler.web import dashboard, rest
+from pooler.web.health import HealthRoutes
+from pooler.web.miner_ws import MinerSocket
 from pooler.web.openapi import SPEC
-
-if TYPE_CHECKING:
-    from pooler.app.service import Pooler
+from pooler.web.ports import MetricsPage, WebPorts, WebSettings
+from pooler.web.rest import RestRoutes
 
 
 async def openapi(request: Request) -> rest.JSON:
     return rest.JSON(SPEC)
 
 
-async def metrics(request: Request) -> Response:
-    """Prometheus exposition of this Pooler's registry (OpenMetrics when the scraper asks)."""
-    pooler: Pooler = request.app.state.pooler
-    pooler.observer.flush()  # shares counted since the last tick
-    body, content_type = metrics_response(request.headers.get("accept"), pooler.metrics)
-    return Response(body, headers={"Content-Type": content_type})
+class _Metrics:
+    """``/metrics``: Prometheus exposition (OpenMetrics when the scraper asks)."""
+
+    def __init__(self, page: MetricsPage) -> None:
+        self._page = page
+
+    async def metrics(self, request: Request) -> Response:
+        body, content_type = self._page.scrape(request.headers.get("accept"))
+        return Response(body, headers={"Content-Type": content_type})
 
 
-def create_app(pooler: Pooler) -> Starlette:
+def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
     """Routes, and CORS only for the configured origins (none: same-origin only, the dashboard's)."""
-    routes = [
-        WebSocketRoute("/ws/miner", miner_socket),
-        WebSocketRoute("/ws/events", dashboard.events_socket),
-        Route("/events", dashboard.events_sse),
-        Route("/miner/register", rest.register, methods=["POST"]),
-        Route("/miner/work", rest.work, methods=["GET"]),
-        Route("/miner/submit", rest.submit, methods=["POST"]),
-        Route("/miner/stats", rest.stats, methods=["GET"]),
-        Route("/miner/leave", rest.leave, methods=["POST"]),
+    socket = MinerSocket(
+        settings,
+        admission=ports.admission,
+        miners=ports.miners,
+        guard=ports.guard,
+        sockets=ports.sockets,
+        inbox=ports.inbox,
+        limits=ports.limits,
+    )
+    miner = RestRoutes(
+        settings,
+        miners=ports.miners,
+        guard=ports.guard,
+        requests=ports.requests,
+        jobs=ports.jobs,
+        limits=ports.limits,
+    )
+    streams = dashboard.EventStreams(ports.events)
+    health = HealthRoutes(ports.health)
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/ws/miner", socket.endpoint),
+        WebSocketRoute("/ws/events", streams.socket),
+        Route("/events", streams.sse),
+        Route("/miner/register", miner.register, methods=["POST"]),
+        Route("/miner/work", miner.work, methods=["GET"]),
+        Route("/miner/submit", miner.submit, methods=["POST"]),
+        Route("/miner/stats", miner.stats, methods=["GET"]),
+        Route("/miner/leave", miner.leave, methods=["POST"]),
         Route("/health", health.health),
         Route("/health/live", health.live),
         Route("/health/ready", health.ready),
         Route("/openapi.json", openapi),
     ]
-    if pooler.options.metrics_enabled:
-        routes.append(Route("/metrics", metrics))
+    if ports.metrics is not None:
+        routes.append(Route("/metrics", _Metrics(ports.metrics).metrics))
     if dashboard.STATIC.is_dir():
         # Last: the page at / and its relative app.js/style.css, after every API route.
-        routes.append(Mount("/", dashboard.PageFiles(pooler.options.pooler_name), name="dashboard"))
+        routes.append(Mount("/", dashboard.PageFiles(settings.pooler_name), name="dashboard"))
     middleware = []
-    origins = list(pooler.options.cors_origins)
+    origins = list(settings.cors_origins)
     if origins:
         middleware.append(
             Middleware(
@@ -65,7 +89,4 @@ def create_app(pooler: Pooler) -> Starlette:
                 max_age=600,
             )
         )
-    app = Starlette(routes=routes, middleware=middleware)
-    app.state.pooler = pooler
-    app.state.rest_buckets = {}  # miner id -> TokenBucket of its REST requests (dropped on leave)
-    return app
+    return Starlette(routes=routes, middleware=middleware)

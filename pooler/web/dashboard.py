@@ -9,13 +9,11 @@ that ``index.html`` carries the pool's display name (``POOLER_NAME``) in its tit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import html
 import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
@@ -23,8 +21,8 @@ from starlette.staticfiles import PathLike, StaticFiles
 from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-if TYPE_CHECKING:
-    from pooler.app.service import Pooler
+from pooler.runtime.hub import Subscription
+from pooler.web.ports import EventFeed
 
 STATIC = Path(__file__).parent / "static"
 _SSE_KEEPALIVE = 15.0  # seconds: keeps proxies from closing an idle stream
@@ -58,28 +56,58 @@ class PageFiles(StaticFiles):
         return super().file_response(full_path, stat_result, scope, status_code)
 
 
-async def events_socket(ws: WebSocket) -> None:
-    pooler: Pooler = ws.app.state.pooler
-    await ws.accept()
-    sub = pooler.hub.subscribe()
-    reader = asyncio.create_task(_drain_incoming(ws))
-    try:
-        await ws.send_text(pooler.hub.snapshot_frame(pooler.summary()))
-        while not reader.done():
-            waiter = asyncio.create_task(sub.next_batch())
-            done, _ = await asyncio.wait({waiter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if waiter not in done:
-                waiter.cancel()
-                break
-            for frame in waiter.result():
+class EventStreams:
+    """``/ws/events`` and ``/events`` over one :class:`~pooler.web.ports.EventFeed` port."""
+
+    def __init__(self, feed: EventFeed) -> None:
+        self._feed = feed
+
+    async def socket(self, ws: WebSocket) -> None:
+        """The stream over a WebSocket: a reader (ignores what the peer sends, notices it leave)
+        and a sender, in one task group; whichever ends first ends the other."""
+        await ws.accept()
+        sub = self._feed.subscribe()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                reader = tg.create_task(_drain_incoming(ws), name="events-reader")
+                sender = tg.create_task(self._send(ws, sub), name="events-sender")
+                reader.add_done_callback(lambda _: sender.cancel())
+                sender.add_done_callback(lambda _: reader.cancel())
+        except* (WebSocketDisconnect, RuntimeError):
+            pass  # the peer went (a send or receive on a closed socket)
+        finally:
+            sub.close()
+
+    async def _send(self, ws: WebSocket, sub: Subscription) -> None:
+        await ws.send_text(self._feed.snapshot_frame())
+        while True:
+            for frame in await sub.next_batch():
                 await ws.send_text(frame)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        sub.close()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
+
+    async def sse(self, request: Request) -> Response:
+        feed = self._feed
+        sub = feed.subscribe()
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield f"data: {feed.snapshot_frame()}\n\n"
+                while True:
+                    try:
+                        async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: pooler/runtime/tasks.py
+                            batch = await sub.next_batch()
+                    except TimeoutError:
+                        yield ": keepalive\n\n"
+                        continue
+                    for frame in batch:
+                        yield f"data: {frame}\n\n"
+            finally:
+                sub.close()
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
 
 async def _drain_incoming(ws: WebSocket) -> None:
@@ -88,29 +116,3 @@ async def _drain_incoming(ws: WebSocket) -> None:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
             return
-
-
-async def events_sse(request: Request) -> Response:
-    pooler: Pooler = request.app.state.pooler
-    sub = pooler.hub.subscribe()
-
-    async def stream() -> AsyncIterator[str]:
-        try:
-            yield f"data: {pooler.hub.snapshot_frame(pooler.summary())}\n\n"
-            while True:
-                try:
-                    async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: see pooler/app/observe.py
-                        batch = await sub.next_batch()
-                except TimeoutError:
-                    yield ": keepalive\n\n"
-                    continue
-                for frame in batch:
-                    yield f"data: {frame}\n\n"
-        finally:
-            sub.close()
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )

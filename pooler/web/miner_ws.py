@@ -6,7 +6,9 @@ only through this connection's :class:`Outbox`. When the server offers a lane
 (:mod:`pooler.web.lane`, what ``Pooler`` runs), text frames after ``hello`` skip ASGI both
 ways: each message is decoded as it is parsed and handed to the runner without a task
 switch, and the outbox writes a batch's frames in one go; otherwise the sender task and
-the ASGI receive loop do the same work.
+the ASGI receive loop do the same work. What it may do beyond the socket comes through
+its ports (pooler/web/ports.py): the connection limits, token checks, the invalid-share
+cool-down, its outbox, the coordinator's inbox and the limit counters.
 
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
 its invalid-share cool-down, or a misbehaving peer; 1009 on a frame over the size limit;
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -35,14 +37,12 @@ from pooler.core.events import (
 )
 from pooler.runtime.outbox import Outbox
 from pooler.web.lane import LANE, Lane
-from pooler.web.limits import TokenBucket
+from pooler.web.limits import InvalidShareGuard, TokenBucket, Verdict
+from pooler.web.ports import Admission, EventSink, LimitHits, Miners, MinerSockets, ShareGuard, WebSettings
 from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
 from protocol.errors import Code, ProtocolError
 from protocol.messages import Bye, Error, Hello, More, Share, StatsRequest
-
-if TYPE_CHECKING:
-    from pooler.app.service import Pooler
 
 log = logging.getLogger("pooler.web.ws")
 
@@ -81,7 +81,7 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grac
             await ws.close(close_code, code.reason)
 
     try:
-        async with asyncio.timeout(grace):  # not wait_for, which may swallow a cancel (pooler/app/observe.py)
+        async with asyncio.timeout(grace):  # not wait_for: pooler/runtime/tasks.py
             await say()
     except TimeoutError:
         abort = (ws.scope.get("extensions") or {}).get(ABORT)
@@ -90,33 +90,61 @@ async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grac
             abort()
 
 
-async def miner_socket(ws: WebSocket) -> None:
-    pooler: Pooler = ws.app.state.pooler
-    opts = pooler.options
-    refused_by = pooler.admit(ws)
-    if refused_by is not None:
-        # Accepted only to say why: a bare HTTP 403 would leave the miner guessing.
-        pooler.metrics.limit_hits.labels(limit=refused_by).inc()
+class MinerSocket:
+    """The ``/ws/miner`` endpoint (:meth:`endpoint`) with the ports it works through."""
+
+    def __init__(
+        self,
+        settings: WebSettings,
+        *,
+        admission: Admission,
+        miners: Miners,
+        guard: ShareGuard,
+        sockets: MinerSockets,
+        inbox: EventSink,
+        limits: LimitHits,
+    ) -> None:
+        self._settings = settings
+        self._admission = admission  # connection limits
+        self._miners = miners  # token checks
+        self._guard = guard  # the invalid-share cool-down
+        self._sockets = sockets  # each socket's outbox, and its miner
+        self._inbox = inbox  # events to the coordinator
+        self._limits = limits  # refusals, counted
+
+    async def endpoint(self, ws: WebSocket) -> None:
+        opts = self._settings
+        host = ws.client.host if ws.client else "?"
+        refused_by = self._admission.admit(host)
+        if refused_by is not None:
+            # Accepted only to say why: a bare HTTP 403 would leave the miner guessing.
+            self._limits.hit(refused_by)
+            try:
+                await ws.accept()
+            except Exception:
+                return  # the peer left during the handshake: there is nobody to tell
+            what = "in total" if refused_by == "connections-total" else "from your address"
+            await _refuse(
+                ws,
+                Code.RATE_LIMITED,
+                f"too many connections {what}; retry later",
+                CLOSE_TRY_LATER,
+                opts.slow_client_grace,
+            )
+            return
         try:
-            await ws.accept()
-        except Exception:
-            return  # the peer left during the handshake: there is nobody to tell
-        what = "in total" if refused_by == "connections-total" else "from your address"
-        await _refuse(
-            ws,
-            Code.RATE_LIMITED,
-            f"too many connections {what}; retry later",
-            CLOSE_TRY_LATER,
-            opts.slow_client_grace,
-        )
-        return
-    try:
+            await self._hello(ws)
+        finally:
+            self._admission.release(host)
+
+    async def _hello(self, ws: WebSocket) -> None:
+        opts = self._settings
         await ws.accept()
         try:
             async with asyncio.timeout(opts.hello_timeout):
                 first = await _receive_text(ws)
         except TimeoutError:
-            pooler.metrics.limit_hits.labels(limit="hello-timeout").inc()
+            self._limits.hit("hello-timeout")
             await _refuse(
                 ws,
                 Code.NO_HELLO,
@@ -131,7 +159,7 @@ async def miner_socket(ws: WebSocket) -> None:
             hello = decode_client(first, opts.max_frame)
         except ProtocolError as exc:
             if exc.code == Code.TOO_LARGE:
-                pooler.metrics.limit_hits.labels(limit="frame-size").inc()
+                self._limits.hit("frame-size")
             await _refuse(
                 ws,
                 exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO,
@@ -149,7 +177,7 @@ async def miner_socket(ws: WebSocket) -> None:
                 opts.slow_client_grace,
             )
             return
-        miner = await pooler.authenticate(hello.token)
+        miner = await self._miners.authenticate(hello.token)
         if miner is None:
             await _refuse(
                 ws,
@@ -159,9 +187,9 @@ async def miner_socket(ws: WebSocket) -> None:
                 opts.slow_client_grace,
             )
             return
-        cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
+        cooling = self._guard.cooldown(miner.miner_id)
         if cooling > 0:
-            pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
+            self._limits.hit("invalid-shares")
             await _refuse(
                 ws,
                 Code.RATE_LIMITED,
@@ -170,17 +198,110 @@ async def miner_socket(ws: WebSocket) -> None:
                 opts.slow_client_grace,
             )
             return
-        await _serve(ws, pooler, miner.miner_id, hello)
-    finally:
-        pooler.release(ws)
+        await self._serve(ws, miner.miner_id, hello)
+
+    async def _serve(self, ws: WebSocket, miner_id: str, hello: Hello) -> None:
+        """Read frames until the peer goes or the outbox is closed; see the module docstring.
+
+        Ending: any close (bye, too large, a coordinator ``Close``, outbox overflow) closes the
+        outbox; the sender then sends what was queued and the close frame and stops. A peer that
+        does not read cannot take even that: after ``slow_client_grace`` seconds its TCP
+        connection is dropped (the ``pooler.abort`` extension), so a stuck peer never keeps its
+        slot. The connection owns its tasks (the sender, a backlog's submitter) and ends them.
+        """
+        opts = self._settings
+        inbox = self._inbox
+        conn, box = self._sockets.open(miner_id)
+        extensions = ws.scope.get("extensions") or {}
+        abort = extensions.get(ABORT)  # None on servers without our protocol class
+        lane: Lane | None = extensions.get(LANE)  # None likewise: then everything goes through ASGI
+
+        async def close(code: int, reason: str) -> None:
+            if ws.application_state != WebSocketState.DISCONNECTED:
+                await ws.close(code, reason)
+
+        box_done = [False]  # set once the read loop has ended, so the callbacks leave the receiver alone
+        reading = [False]  # True only while the read loop waits for a frame: safe to interrupt there
+        receiver = asyncio.current_task()
+        senders: list[asyncio.Task[None]] = []  # the sender task, once started (at most one)
+
+        def stop_reading() -> None:
+            # The outbox is closed (or the sender stopped): nothing more will be answered, so a read
+            # loop waiting on a silent peer must not wait forever. Elsewhere the loop sees box.closed.
+            if receiver is not None and reading[0] and not box_done[0]:
+                receiver.cancel()
+
+        def start_sender() -> None:
+            if not senders:
+                task = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
+                task.add_done_callback(lambda _: stop_reading())
+                senders.append(task)
+
+        box.on_close = stop_reading
+        if lane is None:
+            start_sender()
+        else:
+            box.on_wake = start_sender  # with a lane, only backpressure or the close needs the task
+        reader = _Reader(conn, miner_id, box, inbox, opts, self._limits, lane)
+        try:
+            await inbox.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent))
+            if lane is not None:
+                # From here on text frames skip ASGI both ways; binary frames and the close still come here.
+                box.attach(lane.write)
+                lane.receive_with(reader.on_lane_text)
+            while not box.closed:
+                reading[0] = True
+                try:
+                    raw = await _receive_text(ws)
+                finally:
+                    reading[0] = False
+                if raw is None:
+                    break
+                event = reader.event_for(raw)
+                if event is not None:
+                    await inbox.submit(event)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("miner socket %d failed", conn)
+        finally:
+            box_done[0] = True
+            if lane is not None:
+                lane.receive_with(None)
+                box.attach(None)
+            # the events the lane took while the inbox was full go in before the disconnect
+            await reader.settle(opts.slow_client_grace)
+            self._sockets.detach(conn)
+            inbox.post(WorkerDisconnected(conn))
+            # Let queued frames (a close reason, a last error) go out, but never wait on a stuck peer.
+            if not box.closed:
+                box.close(CLOSE_NORMAL, "")
+            start_sender()
+            sender = senders[0]
+            try:
+                async with asyncio.timeout(opts.slow_client_grace):
+                    await asyncio.shield(sender)
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                stuck = not sender.done()  # still inside a send the peer's full TCP window holds up
+                sender.cancel()
+                if stuck and callable(abort):
+                    log.info("miner socket %d: the peer took no close frame in time; dropping it", conn)
+                    abort()
+            self._sockets.forget(conn)
 
 
-def enforce_share_quality(pooler: Pooler, miner_id: str, verdict: str) -> None:
+def enforce_share_quality(
+    guard: InvalidShareGuard,
+    miner_id: str,
+    verdict: Verdict,
+    boxes: Iterable[Outbox],
+    now: float,
+    limits: LimitHits,
+) -> None:
     """Act on an :class:`~pooler.web.limits.InvalidShareGuard` verdict for all sockets of a miner.
 
     Called from the runner's share reports, so it only queues frames and closes; no await.
     """
-    guard = pooler.guard
     share = f"more than {guard.max_invalid:.0%} of its last {guard.window} shares"
     if verdict == "warn":
         text = (
@@ -192,16 +313,13 @@ def enforce_share_quality(pooler: Pooler, miner_id: str, verdict: str) -> None:
         text = f"closing: {share} were invalid again; one more such window and it is refused for a while"
         close = True
     else:
-        guard.refuse(miner_id, pooler.clock())
+        guard.refuse(miner_id, now)
         text = f"refused for {guard.cooldown:g} s: {share} were invalid three windows running"
         close = True
     if close:
-        pooler.metrics.limit_hits.labels(limit="invalid-shares").inc()
+        limits.hit("invalid-shares")
     frame = _frame(Error(Code.RATE_LIMITED, text))
-    for conn in list(pooler.miner_conns.get(miner_id, ())):
-        box = pooler.runner.conns.get(conn)
-        if box is None:
-            continue
+    for box in boxes:
         box.put(frame)
         if close:
             box.close(CLOSE_POLICY, "too many invalid shares")
@@ -212,41 +330,55 @@ class _Reader:
 
     __slots__ = (
         "_backlog",
+        "_backlog_task",
         "_box",
         "_bucket",
         "_conn",
+        "_inbox",
         "_lane",
+        "_limits",
         "_loop",
         "_miner_id",
-        "_pooler",
+        "_settings",
         "strikes",
     )
 
-    def __init__(self, conn: int, miner_id: str, box: Outbox, pooler: Pooler, lane: Lane | None) -> None:
+    def __init__(
+        self,
+        conn: int,
+        miner_id: str,
+        box: Outbox,
+        inbox: EventSink,
+        settings: WebSettings,
+        limits: LimitHits,
+        lane: Lane | None,
+    ) -> None:
         self._conn = conn
         self._miner_id = miner_id
         self._box = box
-        self._pooler = pooler
+        self._inbox = inbox
+        self._settings = settings
+        self._limits = limits
         self._lane = lane
         self._loop = asyncio.get_running_loop()
-        opts = pooler.options
-        self._bucket = TokenBucket(opts.messages_per_second, opts.message_burst, self._loop.time())
+        self._bucket = TokenBucket(settings.messages_per_second, settings.message_burst, self._loop.time())
         self.strikes = 0  # protocol errors and rate-limit hits so far; too many closes the socket
         # events the lane took while the coordinator's inbox was full, submitted in order by a task
         self._backlog: list[Event] | None = None
+        # that task, owned by this connection: the socket's end waits for it (settle)
+        self._backlog_task: asyncio.Task[None] | None = None
 
     def event_for(self, raw: str | bytes) -> Event | None:
         """The coordinator event for one message, or None (answered or refused here)."""
         box = self._box
-        pooler = self._pooler
-        opts = pooler.options
+        opts = self._settings
         if not self._bucket.take(self._loop.time()):
             self.strikes += 1
             box.put(
                 _frame(Error(Code.RATE_LIMITED, f"over {opts.messages_per_second:g} messages/s; slow down"))
             )
             if self.strikes > _MAX_STRIKES:
-                pooler.metrics.limit_hits.labels(limit="rate").inc()
+                self._limits.hit("rate")
                 box.close(CLOSE_POLICY, "rate limit")
             return None
         if isinstance(raw, bytes):
@@ -262,7 +394,7 @@ class _Reader:
         except ProtocolError as exc:
             box.put(_frame(Error(exc.code, exc.message)))
             if exc.code == Code.TOO_LARGE:
-                pooler.metrics.limit_hits.labels(limit="frame-size").inc()
+                self._limits.hit("frame-size")
                 box.close(CLOSE_TOO_BIG, "frame too large")
                 return None
             self.strikes += 1
@@ -291,117 +423,33 @@ class _Reader:
             return
         if self._backlog is not None:
             self._backlog.append(event)  # keep the order behind events already waiting
-        elif not self._pooler.runner.offer(event):
+        elif not self._inbox.offer(event):
             # The inbox is full: stop reading this socket until the backlog is in (TCP pushes back).
             assert self._lane is not None
             self._lane.pause_reading()
             self._backlog = [event]
-            task = asyncio.create_task(self._submit_backlog(), name=f"backlog-{self._conn}")
-            _BACKLOG_TASKS.add(task)
-            task.add_done_callback(_BACKLOG_TASKS.discard)
+            self._backlog_task = asyncio.create_task(self._submit_backlog(), name=f"backlog-{self._conn}")
 
     async def _submit_backlog(self) -> None:
         backlog = self._backlog
         assert backlog is not None and self._lane is not None
         try:
             while backlog:
-                await self._pooler.runner.submit(backlog.pop(0))
+                await self._inbox.submit(backlog.pop(0))
         finally:
             self._backlog = None
             self._lane.resume_reading()
 
-
-# Backlog tasks (rare: only while the coordinator's inbox is full); each ends once its events are in.
-_BACKLOG_TASKS: set[asyncio.Task[None]] = set()
-
-
-async def _serve(ws: WebSocket, pooler: Pooler, miner_id: str, hello: Hello) -> None:
-    """Read frames until the peer goes or the outbox is closed; see the module docstring.
-
-    Ending: any close (bye, too large, a coordinator ``Close``, outbox overflow) closes the
-    outbox; the sender then sends what was queued and the close frame and stops. A peer that
-    does not read cannot take even that: after ``slow_client_grace`` seconds its TCP connection
-    is dropped (the ``pooler.abort`` extension), so a stuck peer never keeps its slot.
-    """
-    opts = pooler.options
-    runner = pooler.runner
-    conn, box = runner.open_conn()
-    pooler.miner_conns.setdefault(miner_id, set()).add(conn)
-    extensions = ws.scope.get("extensions") or {}
-    abort = extensions.get(ABORT)  # None on servers without our protocol class
-    lane: Lane | None = extensions.get(LANE)  # None likewise: then everything goes through ASGI
-    pooler.conn_miner[conn] = miner_id
-
-    async def close(code: int, reason: str) -> None:
-        if ws.application_state != WebSocketState.DISCONNECTED:
-            await ws.close(code, reason)
-
-    box_done = [False]  # set once the read loop has ended, so the callbacks leave the receiver alone
-    reading = [False]  # True only while the read loop waits for a frame: safe to interrupt there
-    receiver = asyncio.current_task()
-    senders: list[asyncio.Task[None]] = []  # the sender task, once started (at most one)
-
-    def stop_reading() -> None:
-        # The outbox is closed (or the sender stopped): nothing more will be answered, so a read
-        # loop waiting on a silent peer must not wait forever. Elsewhere the loop sees box.closed.
-        if receiver is not None and reading[0] and not box_done[0]:
-            receiver.cancel()
-
-    def start_sender() -> None:
-        if not senders:
-            task = asyncio.create_task(box.drain(ws.send_text, close), name=f"sender-{conn}")
-            task.add_done_callback(lambda _: stop_reading())
-            senders.append(task)
-
-    box.on_close = stop_reading
-    if lane is None:
-        start_sender()
-    else:
-        box.on_wake = start_sender  # with a lane, only backpressure or the close needs the task
-    reader = _Reader(conn, miner_id, box, pooler, lane)
-    try:
-        await runner.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent))
-        if lane is not None:
-            # From here on text frames skip ASGI both ways; binary frames and the close still come here.
-            box.attach(lane.write)
-            lane.receive_with(reader.on_lane_text)
-        while not box.closed:
-            reading[0] = True
-            try:
-                raw = await _receive_text(ws)
-            finally:
-                reading[0] = False
-            if raw is None:
-                break
-            event = reader.event_for(raw)
-            if event is not None:
-                await runner.submit(event)
-    except (WebSocketDisconnect, asyncio.CancelledError):
-        pass
-    except Exception:
-        log.exception("miner socket %d failed", conn)
-    finally:
-        box_done[0] = True
-        if lane is not None:
-            lane.receive_with(None)
-            box.attach(None)
-        pooler.conn_miner.pop(conn, None)
-        runner.post(WorkerDisconnected(conn))
-        conns = pooler.miner_conns.get(miner_id)
-        if conns is not None:
-            conns.discard(conn)
-        # Let queued frames (a close reason, a last error) go out, but never wait on a stuck peer.
-        if not box.closed:
-            box.close(CLOSE_NORMAL, "")
-        start_sender()
-        sender = senders[0]
+    async def settle(self, within: float) -> None:
+        """Let a backlog still waiting for the inbox go in, for at most ``within`` seconds; then
+        (or if the socket's end is itself cancelled) stop it."""
+        task, self._backlog_task = self._backlog_task, None
+        if task is None:
+            return
         try:
-            async with asyncio.timeout(opts.slow_client_grace):
-                await asyncio.shield(sender)
-        except (TimeoutError, asyncio.CancelledError, Exception):
-            stuck = not sender.done()  # still inside a send the peer's full TCP window holds up
-            sender.cancel()
-            if stuck and callable(abort):
-                log.info("miner socket %d: the peer took no close frame in time; dropping it", conn)
-                abort()
-        runner.forget_conn(conn)
+            async with asyncio.timeout(within):
+                await asyncio.shield(task)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()  # its events are dropped: the socket is gone, nobody takes their answers
+        except Exception:
+            log.exception("miner socket %d: its backlog failed", self._conn)

@@ -7,7 +7,8 @@ Status codes for ``POST /miner/submit`` rejections (docs/protocol.md has the tab
 answer errors with ``{error, message, timestamp, code}``.
 
 Each miner's REST requests share one token bucket (``messages_per_second`` and
-``message_burst`` of the options, as a WebSocket connection has): over it, 429.
+``message_burst`` of the options, as a WebSocket connection has): over it, 429. The routes
+reach the rest of the Pooler only through their ports (pooler/web/ports.py).
 
 With ``ADMIN_TOKEN`` set, ``POST /miner/register`` is the operator's alone (:func:`admin_refusal`).
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -27,12 +28,10 @@ from pooler.core.events import IssuedJob, RestShareSubmitted, RestWorkRequested,
 from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
 from pooler.web.limits import TokenBucket
+from pooler.web.ports import LimitHits, Miners, Requests, RestJobs, ShareGuard, WebSettings
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
 from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
-
-if TYPE_CHECKING:
-    from pooler.app.service import Pooler
 
 STATUS_OF: dict[Code, int] = {
     Code.MALFORMED: 400,
@@ -65,54 +64,11 @@ def protocol_error(code: Code, message: str) -> JSON:
     return JSON(error_body(code.reason, message, code=int(code)), status_code=STATUS_OF.get(code, 400))
 
 
-def _pooler(request: Request) -> Pooler:
-    pooler: Pooler = request.app.state.pooler
-    return pooler
-
-
 def rejected(code: Code, message: str, job: object = None, nonce: int | None = None) -> JSON:
     """A ``rejected`` object with the status of ``code`` (the body of every failed submit)."""
     job_id = job if isinstance(job, str) and len(job) <= 64 and job.isprintable() else None
     body = server_to_dict(Rejected(job_id, nonce, code, message))
     return JSON(body, status_code=STATUS_OF.get(code, 400))
-
-
-async def _authenticate(request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
-    """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
-    (``cooldown``) in its invalid-share cool-down."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return Error(
-            Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
-        )
-    pooler = _pooler(request)
-    miner = await pooler.authenticate(token.strip())
-    if miner is None:
-        return Error(Code.UNAUTHORIZED, "unknown or revoked token")
-    cooling = pooler.guard.refused_for(miner.miner_id, pooler.clock())
-    if cooldown and cooling > 0:
-        return Error(
-            Code.RATE_LIMITED,
-            f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
-        )
-    buckets: dict[str, TokenBucket] = request.app.state.rest_buckets
-    now = time.monotonic()
-    bucket = buckets.get(miner.miner_id)
-    if bucket is None:
-        opts = pooler.options
-        bucket = buckets[miner.miner_id] = TokenBucket(opts.messages_per_second, opts.message_burst, now)
-    if not bucket.take(now):
-        return Error(
-            Code.RATE_LIMITED,
-            f"over {pooler.options.messages_per_second:g} requests/s for this miner; slow down",
-        )
-    return miner
-
-
-async def _miner(request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
-    miner = await _authenticate(request, cooldown=cooldown)
-    return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
 
 
 async def _read_limited(request: Request, limit: int) -> bytes | JSON:
@@ -128,24 +84,6 @@ async def _read_limited(request: Request, limit: int) -> bytes | JSON:
             return protocol_error(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _json_body(request: Request, limit: int) -> dict[str, Any] | JSON:
-    body = await _read_limited(request, limit)
-    if isinstance(body, JSON):
-        _pooler(request).metrics.limit_hits.labels(limit="frame-size").inc()
-        return body
-    if not body:
-        return {}
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return protocol_error(Code.MALFORMED, "body is not valid JSON")
-    if not isinstance(value, dict):
-        return protocol_error(
-            Code.MALFORMED, f"body must be a JSON object, got a JSON {type(value).__name__}"
-        )
-    return value
 
 
 def _answer(msg: ServerMessage, ok_status: int = 200) -> JSON:
@@ -180,106 +118,179 @@ def admin_refusal(authorization: str, admin_token: str | None) -> JSON | None:
     return None
 
 
-async def register(request: Request) -> JSON:
-    pooler = _pooler(request)
-    refused = admin_refusal(request.headers.get("authorization", ""), pooler.options.admin_token)
-    if refused is not None:  # checked before the body is read
-        return refused
-    body = await _json_body(request, pooler.options.max_frame)
-    if isinstance(body, JSON):
-        return body
-    name = body.get("name", "")
-    stake = body.get("stakePercentage", pooler.options.default_stake_percentage)
-    metadata = body.get("metadata")
-    problems = []
-    if not isinstance(name, str) or len(name) > MAX_WORKER_LEN or not name.isprintable():
-        problems.append(f"name must be a printable string of at most {MAX_WORKER_LEN} characters")
-    if isinstance(stake, bool) or not isinstance(stake, int | float) or not 0 <= stake <= 1:
-        problems.append("stakePercentage must be a number from 0 to 1")
-    if metadata is not None and not isinstance(metadata, dict):
-        problems.append("metadata must be a JSON object")
-    if problems:
-        return JSON(error_body("malformed", "; ".join(problems), code=int(Code.MALFORMED)), status_code=400)
-    try:
-        record, token = await pooler.register_miner(name, float(stake), metadata)
-    except BackendRejected as exc:
-        return JSON(error_body("backend-rejected", str(exc)), status_code=400)
-    except BackendError as exc:
-        return JSON(error_body("backend-unavailable", f"the Backend could not register a farmer: {exc}"), 503)
-    except StoreError as exc:
-        return JSON(error_body("store-unavailable", f"could not record the miner, try again: {exc}"), 503)
-    return JSON(
-        {"minerId": record.miner_id, "token": token, "farmerId": record.farmer_id, "farmer": record.farmer},
-        status_code=201,
-    )
+class RestRoutes:
+    """The ``/miner/*`` routes (register, work, submit, stats, leave) with the ports they use."""
 
+    def __init__(
+        self,
+        settings: WebSettings,
+        *,
+        miners: Miners,
+        guard: ShareGuard,
+        requests: Requests,
+        jobs: RestJobs,
+        limits: LimitHits,
+    ) -> None:
+        self._settings = settings
+        self._miners = miners  # token checks, registration, leaving
+        self._guard = guard  # the invalid-share policy (cool-down, share verdicts)
+        self._requests = requests  # events to the coordinator, and its answers
+        self._jobs = jobs  # a group's jobs issued on other instances
+        self._limits = limits  # refusals, counted
+        self._buckets: dict[str, TokenBucket] = {}  # miner id -> its REST requests' bucket (dropped on leave)
 
-async def work(request: Request) -> JSON:
-    miner = await _miner(request)
-    if isinstance(miner, JSON):
+    async def _authenticate(self, request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
+        """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
+        (``cooldown``) in its invalid-share cool-down."""
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return Error(
+                Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
+            )
+        miner = await self._miners.authenticate(token.strip())
+        if miner is None:
+            return Error(Code.UNAUTHORIZED, "unknown or revoked token")
+        cooling = self._guard.cooldown(miner.miner_id)
+        if cooldown and cooling > 0:
+            return Error(
+                Code.RATE_LIMITED,
+                f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
+            )
+        buckets = self._buckets
+        now = time.monotonic()
+        bucket = buckets.get(miner.miner_id)
+        opts = self._settings
+        if bucket is None:
+            bucket = buckets[miner.miner_id] = TokenBucket(opts.messages_per_second, opts.message_burst, now)
+        if not bucket.take(now):
+            return Error(
+                Code.RATE_LIMITED,
+                f"over {opts.messages_per_second:g} requests/s for this miner; slow down",
+            )
         return miner
-    worker = request.query_params.get("worker", "rest")
-    if not worker or len(worker) > MAX_WORKER_LEN or not worker.isprintable():
-        return protocol_error(Code.MALFORMED, f"worker must be 1 to {MAX_WORKER_LEN} printable characters")
-    msg = await _pooler(request).runner.request(
-        lambda reply: RestWorkRequested(reply, miner.miner_id, worker)
-    )
-    if isinstance(msg, Job | Error):
-        return _answer(msg)
-    return _answer(Error(Code.MALFORMED, "unexpected answer"))
 
+    async def _miner(self, request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
+        miner = await self._authenticate(request, cooldown=cooldown)
+        return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
 
-async def submit(request: Request) -> JSON:
-    miner = await _authenticate(request)
-    if isinstance(miner, Error):
-        return rejected(miner.code, miner.message)
-    pooler = _pooler(request)
-    limit = pooler.options.max_frame
-    raw = await _read_limited(request, limit)  # a huge body is refused, never buffered
-    if isinstance(raw, JSON):
-        pooler.metrics.limit_hits.labels(limit="frame-size").inc()
-        return rejected(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
-    try:
-        body = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        return rejected(Code.MALFORMED, "body is not valid JSON; send {job, nonce, hash?}")
-    if not isinstance(body, dict):
-        return rejected(
-            Code.MALFORMED,
-            f"body must be a JSON object {{job, nonce, hash?}}, got a JSON {type(body).__name__}",
-        )
-    try:
-        share = decode_client(orjson.dumps({**body, "type": "share"}), limit)
-    except ProtocolError as exc:
-        return rejected(exc.code, exc.message, body.get("job"))
-    assert isinstance(share, Share)
-    issued: IssuedJob | None = None
-    if pooler.cluster is not None:  # the job may be another instance's (no sticky routing needed)
+    async def _json_body(self, request: Request, limit: int) -> dict[str, Any] | JSON:
+        body = await _read_limited(request, limit)
+        if isinstance(body, JSON):
+            self._limits.hit("frame-size")
+            return body
+        if not body:
+            return {}
         try:
-            issued = await pooler.cluster.issued_job(share.job)
+            value = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return protocol_error(Code.MALFORMED, "body is not valid JSON")
+        if not isinstance(value, dict):
+            return protocol_error(
+                Code.MALFORMED, f"body must be a JSON object, got a JSON {type(value).__name__}"
+            )
+        return value
+
+    async def register(self, request: Request) -> JSON:
+        opts = self._settings
+        refused = admin_refusal(request.headers.get("authorization", ""), opts.admin_token)
+        if refused is not None:  # checked before the body is read
+            return refused
+        body = await self._json_body(request, opts.max_frame)
+        if isinstance(body, JSON):
+            return body
+        name = body.get("name", "")
+        stake = body.get("stakePercentage", opts.default_stake_percentage)
+        metadata = body.get("metadata")
+        problems = []
+        if not isinstance(name, str) or len(name) > MAX_WORKER_LEN or not name.isprintable():
+            problems.append(f"name must be a printable string of at most {MAX_WORKER_LEN} characters")
+        if isinstance(stake, bool) or not isinstance(stake, int | float) or not 0 <= stake <= 1:
+            problems.append("stakePercentage must be a number from 0 to 1")
+        if metadata is not None and not isinstance(metadata, dict):
+            problems.append("metadata must be a JSON object")
+        if problems:
+            body = error_body("malformed", "; ".join(problems), code=int(Code.MALFORMED))
+            return JSON(body, status_code=400)
+        try:
+            record, token = await self._miners.register(name, float(stake), metadata)
+        except BackendRejected as exc:
+            return JSON(error_body("backend-rejected", str(exc)), status_code=400)
+        except BackendError as exc:
+            why = f"the Backend could not register a farmer: {exc}"
+            return JSON(error_body("backend-unavailable", why), 503)
+        except StoreError as exc:
+            why = f"could not record the miner, try again: {exc}"
+            return JSON(error_body("store-unavailable", why), 503)
+        return JSON(
+            {
+                "minerId": record.miner_id,
+                "token": token,
+                "farmerId": record.farmer_id,
+                "farmer": record.farmer,
+            },
+            status_code=201,
+        )
+
+    async def work(self, request: Request) -> JSON:
+        miner = await self._miner(request)
+        if isinstance(miner, JSON):
+            return miner
+        worker = request.query_params.get("worker", "rest")
+        if not worker or len(worker) > MAX_WORKER_LEN or not worker.isprintable():
+            return protocol_error(
+                Code.MALFORMED, f"worker must be 1 to {MAX_WORKER_LEN} printable characters"
+            )
+        msg = await self._requests.request(lambda reply: RestWorkRequested(reply, miner.miner_id, worker))
+        if isinstance(msg, Job | Error):
+            return _answer(msg)
+        return _answer(Error(Code.MALFORMED, "unexpected answer"))
+
+    async def submit(self, request: Request) -> JSON:
+        miner = await self._authenticate(request)
+        if isinstance(miner, Error):
+            return rejected(miner.code, miner.message)
+        limit = self._settings.max_frame
+        raw = await _read_limited(request, limit)  # a huge body is refused, never buffered
+        if isinstance(raw, JSON):
+            self._limits.hit("frame-size")
+            return rejected(Code.TOO_LARGE, f"body is over {limit} bytes; the limit is {limit}")
+        try:
+            body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
+            return rejected(Code.MALFORMED, "body is not valid JSON; send {job, nonce, hash?}")
+        if not isinstance(body, dict):
+            return rejected(
+                Code.MALFORMED,
+                f"body must be a JSON object {{job, nonce, hash?}}, got a JSON {type(body).__name__}",
+            )
+        try:
+            share = decode_client(orjson.dumps({**body, "type": "share"}), limit)
+        except ProtocolError as exc:
+            return rejected(exc.code, exc.message, body.get("job"))
+        assert isinstance(share, Share)
+        try:  # the job may be another instance's (no sticky routing needed)
+            issued: IssuedJob | None = await self._jobs.issued_job(share.job)
         except StoreError as exc:
             msg = f"the pool cannot look this job up right now ({exc}); keep mining and submit again"
             return rejected(Code.UNAVAILABLE, msg, share.job, share.nonce)
-    answer = await pooler.runner.request(
-        lambda reply: RestShareSubmitted(reply, miner.miner_id, share, issued)
-    )
-    if isinstance(answer, Accepted | Rejected):
-        pooler.judge_share(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
-    return _answer(answer)
+        answer = await self._requests.request(
+            lambda reply: RestShareSubmitted(reply, miner.miner_id, share, issued)
+        )
+        if isinstance(answer, Accepted | Rejected):
+            self._guard.judge(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
+        return _answer(answer)
 
+    async def stats(self, request: Request) -> JSON:
+        miner = await self._miner(request, cooldown=False)
+        if isinstance(miner, JSON):
+            return miner
+        return _answer(await self._requests.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
-async def stats(request: Request) -> JSON:
-    miner = await _miner(request, cooldown=False)
-    if isinstance(miner, JSON):
-        return miner
-    return _answer(await _pooler(request).runner.request(lambda reply: StatsRequested(reply, miner.miner_id)))
-
-
-async def leave(request: Request) -> JSON:
-    miner = await _miner(request, cooldown=False)
-    if isinstance(miner, JSON):
-        return miner
-    pooler = _pooler(request)
-    await pooler.remove_miner(miner.miner_id)
-    request.app.state.rest_buckets.pop(miner.miner_id, None)
-    return JSON({"minerId": miner.miner_id, "left": True, "timestamp": int(time.time() * 1000)})
+    async def leave(self, request: Request) -> JSON:
+        miner = await self._miner(request, cooldown=False)
+        if isinstance(miner, JSON):
+            return miner
+        await self._miners.remove(miner.miner_id)
+        self._buckets.pop(miner.miner_id, None)
+        return JSON({"minerId": miner.miner_id, "left": True, "timestamp": int(time.time() * 1000)})

@@ -18,7 +18,7 @@ from pooler.backend import BackendClient
 from pooler.devnet import Devnet
 from pooler.devnet.miner import find_nonce
 from pooler.devnet.serve import LoopbackServer
-from pooler.errors import BackendError, BackendRejected, BackendUnavailable
+from pooler.errors import BackendDeadline, BackendError, BackendRejected, BackendUnavailable
 from protocol.work import count_zeros
 
 T0 = 1_700_000_000.0
@@ -182,6 +182,7 @@ async def test_attempts_are_bounded_by_retry_attempts(net: Devnet, ft: FakeTime,
         ) as e:
             await c.harvest(START, POOLER, deadline=ft() + 300)
     assert e.value.status == status
+    assert not isinstance(e.value, BackendDeadline)  # out of attempts, not of time
     assert len(ft.sleeps) == 2
 
 
@@ -193,6 +194,7 @@ async def test_the_deadline_cuts_retries(
     with pytest.raises(BackendUnavailable, match="deadline") as e:
         await client.plant(START, POOLER, 10, deadline=deadline)
     assert e.value.status == 503
+    assert isinstance(e.value, BackendDeadline)  # the kind is the type: the cycle reads it as missed
     assert ft() < deadline  # no sleep ran past it
     assert observed[-1][0] == "plant" and observed[-1][2] == "unavailable"
 
@@ -200,8 +202,9 @@ async def test_the_deadline_cuts_retries(
 async def test_a_deadline_already_past_makes_no_request(
     net: Devnet, client: BackendClient, ft: FakeTime
 ) -> None:
-    with pytest.raises(BackendUnavailable, match=r"deadline passed after 0 attempt\(s\)"):
+    with pytest.raises(BackendUnavailable, match=r"deadline passed after 0 attempt\(s\)") as e:
         await client.harvest(START, POOLER, deadline=ft() - 1)
+    assert isinstance(e.value, BackendDeadline)
 
 
 async def test_each_attempt_is_bounded_by_the_timeout(net: Devnet, ft: FakeTime) -> None:

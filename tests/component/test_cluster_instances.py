@@ -23,10 +23,10 @@ from websockets.asyncio.client import connect
 
 from pooler.app.service import Pooler
 from pooler.backend import BackendClient
-from pooler.cluster.keys import Keys
 from pooler.devnet import Devnet
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord, hash_token, new_token
+from pooler.store.keys import Keys
 from pooler.store.redis import miner_to_json
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.redis_server import RedisServer
@@ -322,7 +322,7 @@ async def test_a_resync_during_a_registration_does_not_revoke_the_new_miner(
         async def save_then_resync(record: MinerRecord) -> None:
             seen_at_save.append(a.registry.by_id(record.miner_id) is not None)
             assert a.cluster is not None
-            await a.cluster._sync_miners()  # a resync while the record is on its way to Redis
+            await a.cluster.membership.sync_miners()  # a resync while the record is on its way to Redis
             await save(record)
 
         store.save_miner = save_then_resync  # type: ignore[method-assign]

@@ -14,10 +14,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from pooler.cluster.fence import FencedBackend
-from pooler.cluster.keys import Keys
 from pooler.cluster.lease import LeaderLease
 from pooler.devnet import Devnet
-from pooler.errors import BackendRejected, FencedOff
+from pooler.errors import BackendFenced, BackendRejected, FencedOff
+from pooler.store.keys import Keys
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 
 KEYS = Keys("kp")
@@ -157,6 +157,7 @@ async def test_a_stalled_call_of_a_deposed_leader_is_refused_by_the_backend(
             with pytest.raises(BackendRejected, match="fenced: token") as refused:
                 await asyncio.wait_for(stalled, 15)
             assert refused.value.status == 409
+            assert isinstance(refused.value, BackendFenced)  # told by its type, not its text
             assert net.backend.fenced == 1 and fenced_a.fenced == 1
             assert not a.held()  # a learnt it was deposed from the Backend's answer
             assert net.backend.fences == {"p": b.epoch}
@@ -179,6 +180,7 @@ async def test_the_devnet_backend_checks_fencing_tokens_only_when_sent() -> None
         assert (await harvest("7"))[0] == 200  # the same leader again
         status, err = await harvest("6")
         assert status == 409 and str(err["message"]).startswith("fenced: token 6")
+        assert err["error"] == "fenced"  # the kind a client tells the refusal by
         assert (await harvest(None))[0] == 200  # no token: a single Pooler, not fenced
         status, err = await harvest("x7")
         assert status == 400 and "X-Fencing-Token must be a decimal integer" in str(err["message"])

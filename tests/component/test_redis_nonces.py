@@ -8,8 +8,8 @@ import random
 
 import redis.asyncio as aioredis
 
-from pooler.cluster.keys import Keys
 from pooler.cluster.nonces import RangeAllocator
+from pooler.store.keys import Keys
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.support.wait import wait_until
 

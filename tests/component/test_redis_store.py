@@ -6,12 +6,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from pooler.cluster.keys import BEST_GROUP, Keys
 from pooler.cluster.lease import LeaderLease
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import CallBackend, Effect, Persist, Send
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
+from pooler.store.keys import BEST_GROUP, Keys
 from pooler.store.redis import RedisStore
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected

@@ -76,14 +76,14 @@ async def test_a_refused_connection_gets_its_error_then_its_close_then_the_end(h
             for _ in range(3):  # again and again: nothing is left over from one refusal to the next
                 seen = await refused_exchange(url, pooler.port, hello_first=hello_first)
                 assert seen == ["http 101", f"error {int(Code.RATE_LIMITED)}", "close 1013", "end"]
-            assert pooler._open == 2  # the refused ones never held a slot
+            assert pooler.connections.open == 2  # the refused ones never held a slot
             await one.close()
-            await wait_until(lambda: pooler._open == 1, "one slot to be freed", within=FAILSAFE_S)
+            await wait_until(lambda: pooler.connections.open == 1, "one slot to be freed", within=FAILSAFE_S)
             async with connect(url) as third:  # the freed slot is the next connection's
                 await third.send(HELLO.decode())
                 answer = decode_server(await asyncio.wait_for(third.recv(), FAILSAFE_S))
                 assert isinstance(answer, Error) and answer.code == Code.UNAUTHORIZED
-        await wait_until(lambda: pooler._open == 0, "every slot to be released", within=FAILSAFE_S)
+        await wait_until(lambda: pooler.connections.open == 0, "every slot to be released", within=FAILSAFE_S)
     assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 3
 
 
@@ -106,5 +106,5 @@ async def test_a_refused_peer_that_leaves_at_once_leaves_nothing_behind() -> Non
                 "close 1013",
                 "end",
             ]
-            assert pooler._open == 1
-        await wait_until(lambda: pooler._open == 0, "every slot to be released", within=FAILSAFE_S)
+            assert pooler.connections.open == 1
+        await wait_until(lambda: pooler.connections.open == 0, "every slot to be released", within=FAILSAFE_S)

@@ -250,7 +250,7 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
             answer = decode_server(await asyncio.wait_for(second.recv(), FAILSAFE_S))
             assert isinstance(answer, Error) and "in total" in answer.message
         # released: a new socket is admitted again
-        await wait_until(lambda: pooler._open == 0, "the slot to be released", within=5)
+        await wait_until(lambda: pooler.connections.open == 0, "the slot to be released", within=5)
         async with connect(url) as third:
             await third.send(orjson.dumps({"type": "hello", "token": "nope", "protocol": 1}).decode())
             assert decode_server(await asyncio.wait_for(third.recv(), FAILSAFE_S)).code == Code.UNAUTHORIZED  # type: ignore[union-attr]
@@ -307,7 +307,9 @@ async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -
             assert sent_hello and close_code == 1011
             # the one answering pings is still there
             assert isinstance(await stats(alive), Stats)
-        await wait_until(lambda: pooler._open == 0, "the deaf peer's slot to be released", within=5)
+        await wait_until(
+            lambda: pooler.connections.open == 0, "the deaf peer's slot to be released", within=5
+        )
 
 
 async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:

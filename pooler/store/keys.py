@@ -1,5 +1,8 @@
 """Every Redis key and channel the Pooler group uses, in one place (all under one prefix).
 
+Here, below both of its users: the Redis store writes these keys and the cluster
+(pooler/cluster) reads and publishes on them; the cluster imports the store, never the reverse.
+
 Scalar keys:
     {p}:lease               leader lease: "<instance>:<epoch>", SET NX PX, renewed by its holder
     {p}:epoch               INCR'd on every acquisition: the fencing token's number
