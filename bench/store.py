@@ -32,6 +32,7 @@ from pooler.config import Settings
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import Persist, Send
 from pooler.core.events import MinerJoined, NewBlock, ShareSubmitted, WorkerConnected
+from pooler.core.records import ShareCounts
 from pooler.runtime.hub import EventHub
 from pooler.runtime.runner import Runner
 from pooler.store.sqlite import SqliteStore
@@ -42,35 +43,11 @@ T0 = 1_700_000_000
 
 
 def _distinct(batch: int, start: int) -> list[Persist]:
-    return [
-        Persist(
-            "shares",
-            {
-                "block": 1,
-                "minerId": f"m{(start + i) % 1000}",
-                "worker": f"w{start + i}",
-                "accepted": 1,
-                "rejected": 0,
-            },
-        )
-        for i in range(batch)
-    ]
+    return [Persist(ShareCounts(1, f"m{(start + i) % 1000}", f"w{start + i}", 1, 0)) for i in range(batch)]
 
 
 def _workers(batch: int, start: int) -> list[Persist]:
-    return [
-        Persist(
-            "shares",
-            {
-                "block": 1,
-                "minerId": "m",
-                "worker": f"w{(start + i) % 64}",
-                "accepted": start + i,
-                "rejected": 0,
-            },
-        )
-        for i in range(batch)
-    ]
+    return [Persist(ShareCounts(1, "m", f"w{(start + i) % 64}", start + i, 0)) for i in range(batch)]
 
 
 async def bench_commits(directory: str, seconds: float) -> None:

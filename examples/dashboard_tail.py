@@ -7,6 +7,15 @@
 Every frame (or SSE ``data:``) is one JSON object ``{"type": "event", "kind", "at", "data"}``; the
 first is a ``snapshot``. The schema is in docs/events.md. ``ws://`` URLs use the ``websockets`` client,
 ``http://`` URLs are read as Server-Sent Events with aiohttp.
+
+Once the stream has delivered an event, losing it is not the end: a close with a code that means
+"come back later" (1012 service restart, as a Pooler restart sends; 1001 going away, 1011, 1013,
+1014), a connection dropped without a close frame (1006), a Server-Sent Events stream that ends, or
+a failed reconnect attempt (the Pooler still down) are retried with exponential backoff and jitter
+(``minerkit.Backoff``, 0.5 s doubling to 15 s), each reconnect printing one line on stderr and
+starting again with a ``snapshot``. A first connection that fails, or a close with any other code
+(1008 policy, 1003 ...), ends the tail with exit status 1; a normal close (1000), with 0.
+``--count`` and ``--duration`` count across reconnects.
 """
 
 from __future__ import annotations
@@ -18,13 +27,24 @@ import json
 import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `examples` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-__all__ = ["SseParser", "format_event", "format_kale", "main"]
+from examples.minerkit import Backoff
+
+__all__ = ["RECONNECT_CODES", "SseParser", "StreamClosed", "format_event", "format_kale", "main", "tail"]
+
+# WebSocket close codes after which the stream is worth reconnecting to: going away (1001), no close
+# frame (1006), server error (1011), service restart (1012: what a Pooler restart sends), try again
+# later (1013), bad gateway (1014)
+RECONNECT_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
 
 
 # ---------------------------------------------------------------- pure parts
@@ -133,6 +153,9 @@ def _describe(kind: str, d: dict[str, Any]) -> str:
             return _summary(d)
         case "chain":
             return f"chain {'ok' if d.get('ok') else 'DOWN'}: {d.get('detail', '')}"
+        case "alert":
+            level = "resolved" if d.get("status") == "resolved" else str(d.get("severity", "alert")).upper()
+            return f"{level}: {d.get('summary', d.get('kind'))}"
     return json.dumps(d, separators=(",", ":"))[:300]
 
 
@@ -161,10 +184,27 @@ def _printable(text: str) -> str:
 # ---------------------------------------------------------------- stream readers
 
 
+class StreamClosed(Exception):
+    """The server closed the WebSocket stream with ``code`` (1006: no close frame came)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"closed with code {code}{f' ({reason})' if reason else ''}")
+        self.code = code
+        self.reason = reason
+
+    @property
+    def retry(self) -> bool:
+        return self.code in RECONNECT_CODES
+
+
 async def ws_frames(url: str) -> AsyncGenerator[str, None]:
-    async with connect(url, proxy=None, open_timeout=10) as ws:
-        async for frame in ws:
-            yield frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+    """The frames of one WebSocket connection; its end raises :class:`StreamClosed`."""
+    async with connect(url, proxy=None, open_timeout=10, close_timeout=2) as ws:
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in ws:
+                yield frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        code = ws.close_code if ws.close_code is not None else 1006
+        raise StreamClosed(code, ws.close_reason or "")
 
 
 async def sse_frames(url: str) -> AsyncGenerator[str, None]:
@@ -189,29 +229,62 @@ async def tail(
     duration: float | None,
     raw: bool,
     out: Callable[[str], None] = print,
+    err: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    backoff: Backoff | None = None,
 ) -> int:
-    """Print events until ``count`` were printed or ``duration`` passed; the number printed."""
-    frames = sse_frames(url) if url.startswith(("http://", "https://")) else ws_frames(url)
+    """Print events until ``count`` were printed or ``duration`` passed, reconnecting as the
+    module docstring says; the number printed. Raises what ended the stream for good."""
+    sse = url.startswith(("http://", "https://"))
+    backoff = backoff or Backoff(base=0.5, cap=15.0)
     printed = 0
+    delivered = False  # some connection delivered an event: from now on, losing it is retried
 
     async def consume() -> None:
-        nonlocal printed
-        async for frame in frames:
+        nonlocal printed, delivered
+        while True:
+            frames = sse_frames(url) if sse else ws_frames(url)
+            fresh = True
             try:
-                event = json.loads(frame)
-            except ValueError:
-                out(f"??? not JSON: {frame[:200]}")
-                continue
-            out(json.dumps(event, separators=(",", ":")) if raw else format_event(event))
-            printed += 1
-            if count is not None and printed >= count:
-                return
+                async for frame in frames:
+                    if fresh:
+                        fresh, delivered = False, True
+                        backoff.reset()
+                    try:
+                        event = json.loads(frame)
+                    except ValueError:
+                        out(f"??? not JSON: {frame[:200]}")
+                        continue
+                    out(json.dumps(event, separators=(",", ":")) if raw else format_event(event))
+                    printed += 1
+                    if count is not None and printed >= count:
+                        return
+                if not delivered:
+                    raise ConnectionError("the stream ended before its first event")
+                why = "ended"  # an SSE response that ends: the server went
+            except StreamClosed as exc:
+                if exc.code == 1000:
+                    err(f"event stream {url}: {exc}")
+                    return
+                if not (delivered and exc.retry):
+                    raise
+                why = str(exc)
+            except (OSError, TimeoutError, aiohttp.ClientError, InvalidHandshake) as exc:
+                if not delivered:
+                    raise
+                why = f"lost ({exc or type(exc).__name__})"
+            finally:
+                await frames.aclose()
+            delay = backoff.next()
+            err(f"event stream {why}; reconnecting in {delay:.1f} s")
+            await asyncio.sleep(delay)
 
+    limit = asyncio.timeout(duration)
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(consume(), duration)
-    finally:
-        await frames.aclose()
+        async with limit:
+            await consume()
+    except TimeoutError:
+        if not limit.expired():
+            raise  # a first connection that timed out, not --duration
     return printed
 
 
@@ -239,7 +312,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(tail(args.url, args.count, args.duration, args.json))
     except KeyboardInterrupt:
         return 130
-    except (OSError, aiohttp.ClientError, ConnectionClosed, InvalidHandshake, InvalidURI) as exc:
+    except (
+        OSError,
+        TimeoutError,
+        aiohttp.ClientError,
+        ConnectionClosed,
+        InvalidHandshake,
+        InvalidURI,
+        StreamClosed,
+    ) as exc:
         print(f"event stream {args.url}: {exc}", file=sys.stderr)
         return 1
     return 0

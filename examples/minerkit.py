@@ -28,7 +28,7 @@ import random
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, NamedTuple, NotRequired, TypedDict
@@ -207,6 +207,10 @@ class Engine(abc.ABC):
         """Hashes done since start, when the engine knows (for the per-block rate)."""
         return 0
 
+    def report(self) -> Mapping[str, object]:
+        """Figures for the run's ``summary`` line (JSON), read after :meth:`aclose`; empty: no line."""
+        return {}
+
     async def aclose(self) -> None:  # noqa: B027 (an optional hook)
         """Release processes and subprocesses."""
 
@@ -264,6 +268,7 @@ class MinerBase(abc.ABC):
         self.blocks_done = 0  # finished blocks, for --max-blocks
         self.accepted = 0  # totals over the run
         self.rejected = 0
+        self.rejected_by: dict[str, int] = {}  # reason -> count, over the run
         self.dropped = 0  # finds not sent because the outgoing queue was full
 
     def stop(self) -> None:
@@ -319,6 +324,7 @@ class MinerBase(abc.ABC):
                 tally.accept(result.zeros)
             return
         self.rejected += 1
+        self.rejected_by[result.reason] = self.rejected_by.get(result.reason, 0) + 1
         if tally is not None:
             tally.reject(result.reason)
         if self.verbose:
@@ -333,10 +339,21 @@ class MinerBase(abc.ABC):
         self.blocks_done += 1
 
     async def _wind_up(self) -> None:
-        """The end of a run: the last block's line, the totals, and the engine released."""
+        """The end of a run: the last block's line, the totals, the engine released, and the
+        ``summary`` line (one JSON object: the totals and the engine's :meth:`~Engine.report`)
+        when the engine has figures to report."""
         self._finish_block()
         self._out(f"done: {self.blocks_done} block(s), accepted {self.accepted}, rejected {self.rejected}")
         await self.engine.aclose()
+        report = self.engine.report()
+        if report:
+            totals = {
+                "accepted": self.accepted,
+                "rejected": self.rejected,
+                "rejectedBy": dict(sorted(self.rejected_by.items())),
+                "dropped": self.dropped,
+            }
+            self._out("summary " + json.dumps({**totals, **report}, separators=(",", ":")))
 
 
 async def run_with_signals(miner: MinerBase) -> int:

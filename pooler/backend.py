@@ -24,12 +24,25 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import aiohttp
 import orjson
 
 from pooler.chain.backoff import Backoff
+from pooler.core.backend_calls import (
+    BackendOp,
+    BackendReply,
+    BackendRequest,
+    FarmerOutcome,
+    HarvestReply,
+    HarvestRequest,
+    PlantReply,
+    PlantRequest,
+    Submission,
+    WorkReply,
+    WorkRequest,
+)
 from pooler.errors import BackendDeadline, BackendError, BackendFenced, BackendRejected, BackendUnavailable
 
 log = logging.getLogger("pooler.backend")
@@ -146,6 +159,132 @@ def normalize_submission(item: Mapping[str, Any], position: int) -> dict[str, An
     if unknown:
         raise ValueError(f"{where} has unknown fields {sorted(unknown)}")
     return out
+
+
+# ---------------------------------------------------------------- the core's calls, as JSON
+
+
+def request_path(request: BackendRequest) -> str:
+    """The route of the core's ``request`` (``/plant``, ``/work``, ``/harvest``)."""
+    return f"/{request.op}"
+
+
+def request_body(request: BackendRequest) -> dict[str, Any]:
+    """The exact JSON body of the core's ``request`` (camelCase; a nonce as a decimal string)."""
+    match request:
+        case PlantRequest(block, pooler_id, capacity):
+            return {"blockIndex": block, "poolerId": pooler_id, "maxFarmersCapacity": capacity}
+        case WorkRequest(block, pooler_id, submissions):
+            items = [submission_body(s) for s in submissions]
+            return {"blockIndex": block, "poolerId": pooler_id, "submissions": items}
+        case HarvestRequest(block, pooler_id):
+            return {"blockIndex": block, "poolerId": pooler_id}
+
+
+def submission_body(sub: Submission) -> dict[str, Any]:
+    """One ``/work`` submission (see ``normalize_submission`` for the accepted shape)."""
+    return {
+        "farmerId": sub.farmer_id,
+        "nonce": str(sub.nonce),
+        "timestamp": sub.timestamp,
+        "hash": sub.hash.hex(),
+        "zeros": sub.zeros,
+    }
+
+
+@overload
+def parse_reply(op: Literal["plant"], body: Mapping[str, Any]) -> PlantReply: ...
+@overload
+def parse_reply(op: Literal["work"], body: Mapping[str, Any]) -> WorkReply: ...
+@overload
+def parse_reply(op: Literal["harvest"], body: Mapping[str, Any]) -> HarvestReply: ...
+@overload
+def parse_reply(op: BackendOp, body: Mapping[str, Any]) -> BackendReply: ...
+
+
+def parse_reply(op: BackendOp, body: Mapping[str, Any]) -> BackendReply:
+    """The answer to a plant/work/harvest call as the core reads it.
+
+    Lenient where the core must go on: a count the Backend left out is 0 (``validNonces``:
+    unknown), amounts may be numbers or decimal strings, ``results`` items without a string
+    ``farmerId`` are skipped (a farmer listed twice: the last item counts). A strict check of
+    the documented shape (``validate_response``) already ran in the client.
+    """
+    results = _outcomes(body, op)
+    kept = dict(body)  # as received, for the store's record of the call
+    if op == "plant":
+        return PlantReply(
+            _int(body, "successfulPlants") or 0,
+            _int(body, "failedPlants") or 0,
+            _int(body, "totalStaked") or 0,
+            results,
+            kept,
+        )
+    if op == "work":
+        return WorkReply(_int(body, "validNonces"), _int(body, "invalidNonces") or 0, results, kept)
+    return HarvestReply(
+        _int(body, "successfulHarvests") or 0,
+        _int(body, "failedHarvests") or 0,
+        _int(body, "totalRewards"),
+        results,
+        kept,
+    )
+
+
+def _as_int(value: object) -> int | None:
+    """An integer from a JSON number or a decimal string (stroops travel as strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+    return None
+
+
+def _int(body: Mapping[str, Any], key: str) -> int | None:
+    return _as_int(body.get(key))
+
+
+def _outcomes(body: Mapping[str, Any], op: BackendOp) -> tuple[FarmerOutcome, ...] | None:
+    items = body.get("results")
+    if not isinstance(items, list):
+        return None
+    by_farmer: dict[str, FarmerOutcome] = {}
+    for item in items:
+        if not isinstance(item, Mapping):
+            continue
+        fid = item.get("farmerId")
+        if not isinstance(fid, str):
+            continue
+        ok = item.get("ok") is True
+        by_farmer[fid] = FarmerOutcome(
+            fid,
+            ok,
+            "" if ok else _item_error(item),
+            already_planted=op == "plant" and not ok and _already_planted(item),
+            reward=_as_int(item.get("reward")) if op == "harvest" else None,
+        )
+    return tuple(by_farmer.values())
+
+
+def _already_planted(item: Mapping[str, Any]) -> bool:
+    """A per-farmer plant refusal that means "planted already" (contract error #8, PailExists).
+
+    A repeated late plant meets it for farmers the earlier one planted: they are planted.
+    """
+    code = item.get("errorCode")
+    return code in (8, "8") or "PailExists" in str(item.get("error", ""))
+
+
+def _item_error(item: Mapping[str, Any]) -> str:
+    for key in ("error", "message", "reason"):
+        value = item.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return "refused by the Backend"
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:

@@ -299,6 +299,7 @@ _SHARES = "Miners, shares and difficulty"
 _LIMITS = "Connection limits"
 _STORE = "Storage"
 _OPS = "Logs, metrics and access"
+_ALERTS = "Alerts"
 _MS = "milliseconds"
 
 
@@ -610,6 +611,26 @@ class Settings:
         "Set: only the operator registers miners (POST /miner/register needs 'Authorization: Bearer"
         " <ADMIN_TOKEN>'); unset: anyone may register. Never logged.",
         example="change-me-to-a-long-random-string",
+    )
+    # -- alerts
+    alert_webhook_url: str | None = _setting(
+        None,
+        "ALERT_WEBHOOK_URL",
+        _http_url(strip_slash=False),
+        _ALERTS,
+        "Set: every alert is POSTed here as one JSON object (docs/operations.md, Alerts), with retries;"
+        " unset: alerts go to the dashboard stream, /metrics and the log only. Webhook URLs often carry"
+        " a token, so it is never printed.",
+        secret=True,
+        example="https://hooks.example.com/kale-pooler",
+    )
+    alert_down_after_ms: int = _setting(
+        60_000,
+        "ALERT_DOWN_AFTER_MS",
+        _int(0, 3_600_000, _MS),
+        _ALERTS,
+        "The Backend or the chain RPC failing for this long raises backend-down / chain-rpc-down (and"
+        " its recovery resolved); 0 = at the first failure.",
     )
 
     # -- not settings: where each value came from, and warnings to show at start-up

@@ -38,6 +38,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import choose_encoder
 
+from pooler.core.alerts import ALERT_KINDS
 from protocol.errors import Code
 
 # No ``*_created`` series: they double the exposition size, and Prometheus does not use them.
@@ -46,7 +47,7 @@ prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # 
 # Label values. Enumerated here so the series exist (at 0) from the start and so callers
 # and docs share one spelling.
 PHASES: Final = ("idle", "planting", "mining", "submitting", "worked", "closed", "paused")
-"""``pooler_block_phase`` states, the coordinator's phases (``pooler.core.cycle.Phase``): no
+"""``pooler_block_phase`` states, the coordinator's phases (``pooler.core.block.Phase``): no
 block seen yet; /plant in flight; miners hashing; /work due or in flight; work recorded; the
 block's deadline passed, waiting for the next one; the farm is paused."""
 
@@ -80,6 +81,11 @@ LIMITS: Final = (
 """``limit`` of ``pooler_limit_hits_total``: which protective limit refused or closed a client.
 (Idle sockets closed by the WebSocket keepalive and slow readers closed with 1013 are closed
 by uvicorn and the outbox; they are not counted here.)"""
+
+ALERT_WEBHOOK_OUTCOMES: Final = ("sent", "failed", "dropped")
+"""``outcome`` of ``pooler_alert_webhook_total``: delivered (a 2xx); given up after the retries or
+refused by the receiver; dropped unsent (the queue was full, or the Pooler was stopping).
+``kind`` of ``pooler_alerts_total`` is ``pooler.core.alerts.ALERT_KINDS``."""
 
 # Buckets, in seconds, around what each thing is expected to take.
 _HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -211,6 +217,15 @@ class Metrics:
             "pooler_limit_hits", "Clients refused or closed by a protective limit", ["limit"], registry=r
         )
 
+        # -- alerts (docs/operations.md, "Alerts")
+        self.alerts = Counter("pooler_alerts", "Alerts raised, by kind", ["kind"], registry=r)
+        self.alert_webhook = Counter(
+            "pooler_alert_webhook",
+            "Alerts for the webhook (ALERT_WEBHOOK_URL), by outcome: sent, failed, dropped",
+            ["outcome"],
+            registry=r,
+        )
+
         # -- a group of instances (STORE=redis); absent series on a single Pooler stay at 0
         self.cluster_leader = Gauge(
             "pooler_cluster_leader",
@@ -254,6 +269,10 @@ class Metrics:
             self.workers_connected.labels(transport=transport)
         for limit in LIMITS:
             self.limit_hits.labels(limit=limit)
+        for kind in ALERT_KINDS:
+            self.alerts.labels(kind=kind)
+        for outcome in ALERT_WEBHOOK_OUTCOMES:
+            self.alert_webhook.labels(outcome=outcome)
         self.block_phase.state("idle")
 
     # ------------------------------------------------------------ small helpers
@@ -294,6 +313,7 @@ def metrics_response(accept: str | None = None, metrics: Metrics | None = None) 
 
 
 __all__ = [
+    "ALERT_WEBHOOK_OUTCOMES",
     "BACKEND_ERROR_KINDS",
     "BACKEND_OPS",
     "BLOCK_OPS",

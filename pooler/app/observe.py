@@ -4,8 +4,9 @@ The :class:`Observer` is fed by the runtime's own actions instead of adding work
 
 - the runner reports what it already does (``RunnerObserver``): each share answer it
   delivers (counted in plain ints, flushed into Prometheus once per tick, so the share path
-  pays one dict increment), each dashboard event (block-cycle outcomes, structured log
-  lines), each Backend call's outcome, each store commit, each new block's push latency;
+  pays one dict increment), each limit the core's share-quality guard hit, each dashboard
+  event (block-cycle outcomes, structured log lines), each Backend call's outcome, each store
+  commit, each new block's push latency;
 - the Backend client's ``observe(op, seconds, outcome)`` hook times every call;
 - :class:`ObservedMonitor` times each chain poll;
 - its own task (:meth:`Observer.run`, owned and cancelled by the Pooler) probes event-loop
@@ -13,7 +14,11 @@ The :class:`Observer` is fed by the runtime's own actions instead of adding work
 - :class:`BackendProbe` (another task of the Pooler's) polls ``BackendClient.health()`` every
   ``health_interval`` and reports to the observer, so no request to ``/health/ready`` or
   ``/metrics`` ever waits on the Backend;
-- :class:`Readiness` answers ``/health`` from what the others hold (no I/O).
+- :class:`Readiness` answers ``/health`` from what the others hold (no I/O);
+- what it learns about the Backend (health polls, real calls) and the chain RPC (each poll of
+  :class:`ObservedMonitor`) also goes to :class:`~pooler.app.alerts.Alerts`, which raises
+  ``backend-down`` / ``chain-rpc-down`` after a hold and ``resolved`` after them; the hold is
+  checked on every tick of :meth:`Observer.run`.
 
 It sees the rest of the Pooler only through narrow ports given at construction (the core's
 view, the hub's publish, the group's status, the share-quality hook), never the service.
@@ -30,20 +35,33 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from pooler.app.alerts import Alerts
 from pooler.chain.monitor import BlockMonitor
-from pooler.core.effects import CallBackend
+from pooler.core.backend_calls import WorkReply
+from pooler.core.dashboard_events import (
+    BlockEvent,
+    ChainEvent,
+    DashboardEvent,
+    HarvestEvent,
+    MinerEvent,
+    PlantEvent,
+    SummaryEvent,
+    WorkEvent,
+)
+from pooler.core.effects import CallBackend, LimitHit
 from pooler.core.events import BackendResult
+from pooler.core.records import FarmerStatusChanged
 from pooler.core.views import CoreView
 from pooler.errors import RpcErrorReply, RpcTimeout, RpcUnavailable
 from pooler.logs import log_event
 from pooler.metrics import PHASES, SHARE_REASONS, Metrics
+from pooler.runtime.event_codec import encode_event
 from pooler.store import Store
 from protocol.messages import Accepted, Rejected
 
 View = Callable[[float], CoreView]  # the core's view at a time (Coordinator.view)
-Publish = Callable[[str, Mapping[str, Any]], None]  # a dashboard event (EventHub.publish)
+Publish = Callable[[DashboardEvent], None]  # a dashboard event (EventHub.publish)
 Status = Callable[[], Mapping[str, Any]]  # a group member's status (ClusterNode.status)
-ShareHook = Callable[[int, str], None]  # an answered share: (conn, reason) (the share-quality guard)
 
 log = logging.getLogger("pooler.events")
 
@@ -57,18 +75,21 @@ _CLUSTER_EVENTS = {
 }
 
 _BACKEND_KINDS = {"unavailable": "unavailable", "rejected": "rejected", "bad_response": "bad-response"}
-_OUTCOME_FIELDS = {"plant": "failedPlants", "harvest": "failedHarvests", "work": "invalidNonces"}
+_MINER_EVENTS = {
+    "joined": "miner joined",
+    "left": "miner left",
+    "connected": "worker connected",
+    "disconnected": "worker disconnected",
+}
 
 
 def op_outcome(op: str, result: BackendResult, missed: bool) -> str:
     """``ok``/``partial``/``failed``/``missed`` of one plant/work/harvest call (metrics labels)."""
-    if not result.ok:
+    reply = result.reply
+    if reply is None:
         return "missed" if missed else "failed"
-    failed = result.response.get(_OUTCOME_FIELDS.get(op, ""), 0)
-    if isinstance(failed, int) and not isinstance(failed, bool) and failed > 0:
-        return "partial"
-    results = result.response.get("results")
-    if isinstance(results, list) and any(isinstance(r, Mapping) and r.get("ok") is False for r in results):
+    failed = reply.invalid if isinstance(reply, WorkReply) else reply.failed
+    if failed > 0 or any(not r.ok for r in reply.results or ()):
         return "partial"
     return "ok"
 
@@ -86,21 +107,33 @@ def rpc_error_kind(failure: BaseException | None) -> str:
 
 
 class ObservedMonitor(BlockMonitor):
-    """The block monitor, with each poll timed and counted in ``metrics``."""
+    """The block monitor, with each poll timed and counted in ``metrics`` and reported to
+    ``on_poll(ok, detail)`` (the alerts' RPC watch), if given."""
 
-    def __init__(self, *args: Any, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        metrics: Metrics,
+        on_poll: Callable[[bool, str], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._metrics = metrics
         self._latency = metrics.rpc_latency.labels(method="getLedgerEntries")
+        self._on_poll = on_poll
 
     async def poll_once(self) -> bool:
         started = time.perf_counter()
+        failed_before = self.consecutive_failures
         ok = await super().poll_once()
         self._latency.observe(time.perf_counter() - started)
         self._metrics.rpc_up.set(1 if ok else 0)
         if not ok:
             kind = rpc_error_kind(self.last_failure)
             self._metrics.rpc_errors.labels(method="getLedgerEntries", kind=kind).inc()
+        if self._on_poll is not None:
+            detail = self.last_error if not ok else f"a poll succeeded after {failed_before} failed"
+            self._on_poll(ok, detail)
         return ok
 
 
@@ -114,7 +147,7 @@ class Observer:
         view: View,
         publish: Publish,
         group_status: Status | None = None,
-        on_share: ShareHook | None = None,
+        alerts: Alerts | None = None,
         interval: float = 1.0,
         snapshot_interval: float = 5.0,
         clock: Callable[[], float] = time.time,
@@ -123,7 +156,7 @@ class Observer:
         self._view = view  # gauges come from the core's view
         self._publish = publish  # Backend reachability news go to the dashboards too
         self._group_status = group_status  # None: a single Pooler (no cluster gauges)
-        self._on_share = on_share  # told each answered share (the invalid-share guard), or nobody
+        self._alerts = alerts  # told what the Backend evidence says, ticked; None: no alerts
         self.interval = interval  # loop-lag probe and share-count flush period
         self.snapshot_interval = snapshot_interval  # gauges from Coordinator.view
         self._clock = clock
@@ -147,72 +180,56 @@ class Observer:
     def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
         reason = "ok" if type(msg) is Accepted else msg.code.reason  # type: ignore[union-attr]
         self._shares[reason] += 1
-        if self._on_share is not None:
-            self._on_share(conn, reason)
 
-    def published(self, kind: str, data: Mapping[str, object]) -> None:
+    def limit_hit(self, hit: LimitHit) -> None:
+        self.metrics.limit_hits.labels(limit=hit.limit).inc()
+
+    def published(self, event: DashboardEvent) -> None:
         m = self.metrics
-        if kind == "block":
-            block = data.get("block")
-            self._block = block if isinstance(block, int) else self._block
-            ts = data.get("timestamp")
-            if isinstance(ts, int):
-                m.block_timestamp.set(ts / 1000)
-                m.new_block_detect_latency.observe(max(0.0, self._clock() - ts / 1000))
-            if self._block is not None:
-                m.block_index.set(self._block)
-            log_event(
-                log,
-                logging.INFO,
-                "new block",
-                block=block,
-                workAt=data.get("workAt"),
-                endsAt=data.get("blockEndsAt"),
-            )
-        elif kind in ("plant", "work", "harvest"):
-            ok = data.get("ok") is True
-            fields: dict[str, Any] = {
-                k: v for k, v in data.items() if k not in ("ok", "submissions", "rewards", "exc_info")
-            }
-            subs = data.get("submissions")
-            if isinstance(subs, list):
-                fields["farmers"] = len(subs)
-            log_event(
-                log, logging.INFO if ok else logging.WARNING, f"{kind} {'ok' if ok else 'failed'}", **fields
-            )
-        elif kind == "miner":
-            what = data.get("event")
-            event = {
-                "joined": "miner joined",
-                "left": "miner left",
-                "connected": "worker connected",
-                "disconnected": "worker disconnected",
-            }.get(str(what), f"miner {what}")
-            log_event(
-                log,
-                logging.INFO,
-                event,
-                block=self._block,
-                minerId=data.get("minerId"),
-                farmerId=data.get("farmerId"),
-                worker=data.get("worker"),
-            )
-        elif kind == "chain":
-            if data.get("ok") is True:
-                log_event(log, logging.INFO, "chain RPC up", block=self._block, detail=data.get("detail"))
-            else:
+        match event:
+            case BlockEvent(block=block, timestamp=ts):
+                self._block = block
+                m.block_timestamp.set(ts)
+                m.new_block_detect_latency.observe(max(0.0, self._clock() - ts))
+                m.block_index.set(block)
                 log_event(
-                    log, logging.WARNING, "chain RPC down", block=self._block, detail=data.get("detail")
+                    log, logging.INFO, "new block", block=block, workAt=event.work_at, endsAt=event.ends_at
                 )
-        elif kind == "farmer" and data.get("status") == "failed":
-            log_event(
-                log,
-                logging.WARNING,
-                "farmer failed",
-                block=data.get("block"),
-                farmerId=data.get("farmerId"),
-                reason=data.get("reason"),
-            )
+            case PlantEvent() | WorkEvent() | HarvestEvent():
+                kind, data = encode_event(event)
+                ok = event.ok
+                fields: dict[str, Any] = {
+                    k: v for k, v in data.items() if k not in ("ok", "submissions", "rewards", "exc_info")
+                }
+                if isinstance(event, WorkEvent):
+                    fields["farmers"] = len(event.submissions)
+                level = logging.INFO if ok else logging.WARNING
+                log_event(log, level, f"{kind} {'ok' if ok else 'failed'}", **fields)
+            case MinerEvent():
+                log_event(
+                    log,
+                    logging.INFO,
+                    _MINER_EVENTS[event.event],
+                    block=self._block,
+                    minerId=event.miner_id,
+                    farmerId=event.farmer_id,
+                    worker=event.worker,
+                )
+            case ChainEvent(ok=True):
+                log_event(log, logging.INFO, "chain RPC up", block=self._block, detail=event.detail)
+            case ChainEvent():
+                log_event(log, logging.WARNING, "chain RPC down", block=self._block, detail=event.detail)
+            case FarmerStatusChanged(status="failed"):
+                log_event(
+                    log,
+                    logging.WARNING,
+                    "farmer failed",
+                    block=event.block,
+                    farmerId=event.farmer_id,
+                    reason=event.reason or None,
+                )
+            case _:
+                pass
 
     def backend_done(self, call: CallBackend, result: BackendResult, missed: bool) -> None:
         self.metrics.block_ops.labels(op=call.op, outcome=op_outcome(call.op, result, missed)).inc()
@@ -244,13 +261,24 @@ class Observer:
             m.backend_up.set(0)
         if outcome == "cancelled":
             return  # the caller gave up: says nothing about the Backend
+        if op == "health":
+            # The probe's own poll: a 503 is an answer to the client ("ok") but an unhealthy
+            # Backend to the probe, which reports its verdict itself (backend_polled).
+            return
         ok = outcome != "unavailable"  # it answered (a refusal is an answer)
+        self._backend_evidence(ok, op, f"{op} call: {'answered' if ok else 'unavailable'}")
+
+    def _backend_evidence(self, ok: bool, source: str, detail: str) -> None:
+        """The newest evidence about the Backend (a real call, or a health poll): news on the
+        dashboard when it flips, and to the alerts' Backend watch."""
+        if self._alerts is not None:
+            self._alerts.backend_seen(ok, detail)
         was = self._backend_seen
         self._backend_seen = ok
         if ok != (True if was is None else was):  # news: unavailable, or reachable again
-            detail = f"Backend {'reachable again' if ok else 'unavailable'} ({op})"
-            (log.info if ok else log.warning)("%s", detail)
-            self._publish("chain", {"ok": ok, "detail": detail})
+            news = f"Backend {'reachable again' if ok else 'unavailable'} ({source})"
+            (log.info if ok else log.warning)("%s", news)
+            self._publish(ChainEvent(ok, news))
 
     def backend_check(self) -> str:
         """/health's ``backend``: what the newest evidence says (a health poll or a real call),
@@ -311,6 +339,11 @@ class Observer:
             woke = loop.time()
             self.metrics.record_loop_lag(woke - started - self.interval)
             self.flush()
+            if self._alerts is not None:
+                try:
+                    self._alerts.tick()
+                except Exception:  # nor a bug in an alert
+                    log.exception("alert check failed")
             if woke >= next_snapshot:
                 next_snapshot = woke + self.snapshot_interval
                 try:
@@ -325,7 +358,7 @@ class Observer:
     def _set_backend(self, ok: bool, detail: str) -> None:
         was = self.backend_ok
         self.backend_ok, self.backend_detail = ok, detail
-        self._backend_seen = ok
+        self._backend_evidence(ok, "health", f"health check: {detail}")
         self.metrics.backend_up.set(1 if ok else 0)
         if was is not ok:
             if ok:
@@ -380,7 +413,7 @@ class Readiness:
         chain_ok: Callable[[], bool],
         store: Store | None,
         unsaved: Callable[[], int],
-        summary: Callable[[float], Mapping[str, Any]],
+        summary: Callable[[float], SummaryEvent],
         miners_online: Callable[[], int],
         workers: Callable[[], int],
         group_status: Status | None,
@@ -416,7 +449,7 @@ class Readiness:
             "store": "ok" if store_ok else "failing",
         }
         summary = self._summary(now)
-        block = summary["block"]
+        block = summary.block
         ready = rpc_ok and backend_ok and store_ok
         # Degraded: it still holds a block and serves miners while a dependency is away.
         status = "ok" if ready else ("degraded" if block is not None else "down")
@@ -425,7 +458,7 @@ class Readiness:
             "status": status,
             "checks": checks,
             "block": block,
-            "phase": summary["phase"],
+            "phase": summary.phase,
             "minersOnline": self._miners_online(),
             "workers": self._workers(),
             "uptime": round(now - self.started_at, 3),

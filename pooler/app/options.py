@@ -1,9 +1,10 @@
 """The service's options, derived from :class:`pooler.config.Settings` (the one table of settings).
 
 One configuration path: ``Settings`` -> :func:`pooler_options` -> :class:`PoolerOptions`, whose
-``core`` (:class:`~pooler.core.config.CoreConfig`, by :func:`core_config`) and ``cluster``
-(:class:`~pooler.cluster.options.ClusterOptions`, by :func:`cluster_options`) come from the
-same ``Settings``. None of the three has defaults of its own; every value is
+``core`` (:class:`~pooler.core.config.CoreConfig`, by :func:`core_config`), ``cluster``
+(:class:`~pooler.cluster.options.ClusterOptions`, by :func:`cluster_options`) and ``alerts``
+(:class:`AlertOptions`, by :func:`alert_options`) come from the same ``Settings``. None of them
+has defaults of its own; every value is
 
 - a setting (an operator sets it; its default and meaning are in the Settings table), or
 - a field of :class:`Tuning`: a fixed value that is not a setting, given once in
@@ -73,6 +74,13 @@ class Tuning:
     key_prefix: str  # prefix of every Redis key (separates pools sharing one Redis)
     chunk_bits: int  # nonces per INCRBY'd chunk: 2**chunk_bits per (block, farmer) refill
     redis_timeout: float  # socket timeout of every Redis command: a hung Redis is a down Redis
+    # -- the alert webhook (AlertOptions; docs/operations.md, "Alerts")
+    alert_webhook_timeout: float  # bound of one POST
+    alert_webhook_queue: int  # alerts waiting for the webhook; a full queue drops its oldest
+    alert_webhook_attempts: int  # POSTs of one alert at most (the first and the retries)
+    alert_webhook_retry_window: float  # no retry of an alert starts later than this after its first POST
+    alert_webhook_backoff_base: float  # first delay between attempts (doubles, with jitter)
+    alert_webhook_backoff_cap: float  # longest delay between attempts
 
 
 TUNING = Tuning(
@@ -99,8 +107,28 @@ TUNING = Tuning(
     key_prefix="kp",
     chunk_bits=44,  # 16 of the largest ranges a job can have
     redis_timeout=2.0,
+    alert_webhook_timeout=5.0,
+    alert_webhook_queue=256,
+    alert_webhook_attempts=5,
+    alert_webhook_retry_window=60.0,
+    alert_webhook_backoff_base=1.0,
+    alert_webhook_backoff_cap=15.0,
 )
 """The production values of :class:`Tuning` (the only place they are written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertOptions:
+    """Alerts (pooler/app/alerts.py) and their webhook (pooler/runtime/webhook.py). Seconds."""
+
+    webhook_url: str | None  # ALERT_WEBHOOK_URL; None: no webhook
+    down_after: float  # the Backend or the RPC down this long raises an alert
+    webhook_timeout: float
+    webhook_queue: int
+    webhook_attempts: int
+    webhook_retry_window: float
+    webhook_backoff_base: float
+    webhook_backoff_cap: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +171,8 @@ class PoolerOptions:
     metrics_interval: float  # loop-lag probe and share-counter flush period
     snapshot_interval: float  # gauges from Coordinator.view
     health_interval: float  # Backend health polls (readiness)
-    invalid_share_window: int  # shares per window of the invalid-share guard
-    invalid_share_ratio: float  # a window with more invalid shares than this is a strike
-    invalid_share_cooldown: float  # seconds a miner is refused after its third strike
     admin_token: str | None  # set: POST /miner/register needs it as a bearer token
+    alerts: AlertOptions
 
 
 def core_config(settings: Settings, tuning: Tuning) -> CoreConfig:
@@ -179,8 +205,25 @@ def core_config(settings: Settings, tuning: Tuning) -> CoreConfig:
         rest_worker_idle=settings.work_timeout_minutes * 60.0,
         summary_interval=settings.summary_interval_ms / 1000,
         history_blocks=tuning.history_blocks,
+        invalid_share_window=settings.invalid_share_window,
+        invalid_share_ratio=settings.invalid_share_ratio,
+        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
         job_id_prefix="",  # set per start by the Pooler (and the cluster node)
         share_rest_jobs=False,  # set by the cluster node on its miner-serving coordinator
+    )
+
+
+def alert_options(settings: Settings, tuning: Tuning) -> AlertOptions:
+    """Where alerts go and when the Backend or the RPC counts as down."""
+    return AlertOptions(
+        webhook_url=settings.alert_webhook_url,
+        down_after=settings.alert_down_after_ms / 1000,
+        webhook_timeout=tuning.alert_webhook_timeout,
+        webhook_queue=tuning.alert_webhook_queue,
+        webhook_attempts=tuning.alert_webhook_attempts,
+        webhook_retry_window=tuning.alert_webhook_retry_window,
+        webhook_backoff_base=tuning.alert_webhook_backoff_base,
+        webhook_backoff_cap=tuning.alert_webhook_backoff_cap,
     )
 
 
@@ -242,8 +285,6 @@ def pooler_options(
         metrics_interval=tuning.metrics_interval,
         snapshot_interval=tuning.snapshot_interval,
         health_interval=settings.health_interval_ms / 1000,
-        invalid_share_window=settings.invalid_share_window,
-        invalid_share_ratio=settings.invalid_share_ratio,
-        invalid_share_cooldown=settings.invalid_share_cooldown_ms / 1000,
         admin_token=settings.admin_token,
+        alerts=alert_options(settings, tuning),
     )

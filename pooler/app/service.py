@@ -8,7 +8,8 @@ Start-up with a store: miners and the coordinator's snapshot are reloaded before
 listens, so a miner reconnecting with its token resumes the open block where it was.
 Shutdown (:meth:`Pooler.aclose`, bounded by ``shutdown_timeout``): stop listening, let the
 runner answer what it already received (acks committed first), close every miner socket
-with 1012, stop uvicorn, then the monitor and the runner, and flush and close the store.
+with 1012, stop uvicorn, then the monitor and the runner, give the alert webhook a moment for what
+it still holds, and flush and close the store.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pooler.app.options import PoolerOptions
 from pooler.app.wiring import build, joined
 from pooler.core.effects import Effect
 from pooler.miners import MinerRecord
+from pooler.runtime.event_codec import summary_data
 from pooler.runtime.tasks import TaskSet, cancel_and_wait
 from pooler.web.lane import AVAILABLE as LANE_AVAILABLE
 from pooler.web.lane import LaneProtocol
@@ -87,6 +89,8 @@ class Pooler:
             self.runner.post(joined(record))
         if self.cluster is not None:
             await self.cluster.start()
+        if self.parts.webhook is not None:
+            self.parts.webhook.start()
         self._services.spawn(self.monitor.run(), "block-monitor")
         self._services.spawn(self.observer.run(), "observer")
         self._services.spawn(self.parts.probe.run(), "backend-health")
@@ -154,16 +158,19 @@ class Pooler:
             await cancel_and_wait(serving)  # ended, or cancelled now; a failure of it is logged
         await self._services.stop()  # the monitor, the observer, the Backend probe
         await self.runner.drain(min(1.0, budget / 4))  # events of the closing sockets: counts kept
-        if self.cluster is not None:
-            await self.cluster.aclose()
         await self.runner.aclose()
-        await self.backend.__aexit__(None, None, None)
+        if self.parts.webhook is not None:  # last: what the runner's last effects raised is queued
+            await self.parts.webhook.aclose(min(1.0, budget / 4))
         if self.store is not None:
             self.parts.readiness.store_open = False
-            try:
+            try:  # before a group's node closes the Redis client its store writes through
                 await self.runner.flush()
             except Exception:
                 log.exception("%d records could not be written before the store closed", self.runner.unsaved)
+        if self.cluster is not None:
+            await self.cluster.aclose()
+        await self.backend.__aexit__(None, None, None)
+        if self.store is not None:
             await self.store.close()
 
     @property
@@ -178,7 +185,8 @@ class Pooler:
         return await self.parts.miners.register(name, stake_percentage, metadata)
 
     def summary(self) -> dict[str, Any]:
-        return self.core.summary(self.clock())
+        """The coordinator's summary as dashboards get it."""
+        return summary_data(self.core.summary(self.clock()))
 
     def health(self) -> dict[str, Any]:
         """Readiness parts and a summary (what /health answers)."""

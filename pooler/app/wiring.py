@@ -6,7 +6,7 @@ is built and then replaced. What differs between the two shapes is decided in on
     part                      single instance                   group member (STORE=redis)
     hub                       EventHub                          ClusterHub (the group's summary)
     store                     SqliteStore, or none              RedisStore
-    coordinator               Coordinator                       nonce chunks from Redis, shared credits
+    coordinator               Coordinator                       nonce chunks from Redis, credit records
     the runner's Backend      the BackendClient                 FollowerBackend (the leader calls)
     after a commit            -                                 the shared duplicate check (review)
     the monitor's sink        the inbox                         the cluster gate
@@ -29,27 +29,29 @@ from typing import Any, Protocol
 from starlette.applications import Starlette
 
 from pooler import __version__
-from pooler.app.guard import ShareGuardPort
+from pooler.app.alerts import Alerts
 from pooler.app.observe import BackendProbe, ObservedMonitor, Observer, Readiness
 from pooler.app.options import PoolerOptions
 from pooler.app.sockets import ConnectionLimits, LiveSockets, SocketDesk
 from pooler.backend import BackendClient
-from pooler.cluster.coordinator import ClusterCoordinator
+from pooler.chain.backoff import Backoff
 from pooler.cluster.fence import FencedBackend
 from pooler.cluster.node import ClusterNode, GroupResources
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
+from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.effects import Effect
 from pooler.core.events import IssuedJob, MinerJoined, MinerLeft
 from pooler.metrics import Metrics, metrics_response
 from pooler.miners import MinerRecord, MinerRegistry
+from pooler.runtime.event_codec import summary_data
 from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
+from pooler.runtime.webhook import AlertWebhook, RetryPolicy
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
-from pooler.web.limits import InvalidShareGuard
 from pooler.web.ports import EventSink, WebPorts, WebSettings
 
 
@@ -65,12 +67,13 @@ class Wiring:
     store: Store | None  # None: nothing kept across restarts
     inbox: Inbox  # the core's inbox: everything that feeds it holds this
     observer: Observer
+    alerts: Alerts  # where every alert goes (dashboard, metrics, log, webhook)
+    webhook: AlertWebhook | None  # ALERT_WEBHOOK_URL's sender; None when it is unset
     backend: BackendClient  # registrations, health polls; a single Pooler's cycle calls too
     probe: BackendProbe
     runner: Runner
     monitor: ObservedMonitor
     group: ClusterNode | None  # a group member's cluster node; None for a single Pooler
-    guard: ShareGuardPort  # the invalid-share guard, applied to the live sockets
     sockets: LiveSockets
     connections: ConnectionLimits
     readiness: Readiness
@@ -113,21 +116,16 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     limits = LimitCounter(metrics)
     sockets = LiveSockets()
     connections = ConnectionLimits(options.max_connections, options.max_connections_per_ip)
-    # Escalation against miners sending mostly invalid shares (pooler/web/limits.py).
-    guard = ShareGuardPort(
-        InvalidShareGuard(
-            options.invalid_share_window, options.invalid_share_ratio, options.invalid_share_cooldown
-        ),
-        sockets,
-        limits,
-        clock,
+    webhook = _webhook(options, metrics, clock)
+    alerts = Alerts(
+        metrics, shape.hub.publish, sink=webhook, down_after=options.alerts.down_after, clock=clock
     )
     observer = Observer(
         metrics,
         view=shape.core.view,
         publish=shape.hub.publish,
         group_status=group.status if group is not None else None,
-        on_share=guard.judge_conn,
+        alerts=alerts,
         interval=options.metrics_interval,
         snapshot_interval=options.snapshot_interval,
         clock=clock,
@@ -155,6 +153,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         emit=group.emit if group is not None else inbox.post,
         poll_interval=options.poll_interval,
         metrics=metrics,
+        on_poll=alerts.rpc_polled,
     )
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval
@@ -171,14 +170,13 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         name=options.pooler_name,
         clock=clock,
     )
-    miners = MinerAccounts(registry, backend, shape.store, inbox, guard, group)
+    miners = MinerAccounts(registry, backend, shape.store, inbox, group)
     ports = WebPorts(
         miners=miners,
         admission=connections,
         sockets=SocketDesk(runner, sockets),
         inbox=inbox,
         requests=runner,
-        guard=guard,
         jobs=group if group is not None else NoSharedJobs(),
         limits=limits,
         events=DashboardFeed(shape.hub, shape.core.summary, clock),
@@ -195,17 +193,42 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         store=shape.store,
         inbox=inbox,
         observer=observer,
+        alerts=alerts,
+        webhook=webhook,
         backend=backend,
         probe=probe,
         runner=runner,
         monitor=monitor,
         group=group,
-        guard=guard,
         sockets=sockets,
         connections=connections,
         readiness=readiness,
         miners=miners,
         app=app,
+    )
+
+
+def _webhook(options: PoolerOptions, metrics: Metrics, clock: Callable[[], float]) -> AlertWebhook | None:
+    """The alert webhook when ``ALERT_WEBHOOK_URL`` is set; its body names this Pooler."""
+    alerting = options.alerts
+    if alerting.webhook_url is None:
+        return None
+    source: dict[str, object] = {"id": options.pooler_id, "name": options.pooler_name}
+    if options.cluster is not None:
+        source["instance"] = options.cluster.instance_id  # each instance watches its own dependencies
+    counter = metrics.alert_webhook
+    return AlertWebhook(
+        alerting.webhook_url,
+        source=source,
+        timeout=alerting.webhook_timeout,
+        queue_size=alerting.webhook_queue,
+        retry=RetryPolicy(
+            attempts=alerting.webhook_attempts,
+            window=alerting.webhook_retry_window,
+            backoff=Backoff(alerting.webhook_backoff_base, alerting.webhook_backoff_cap),
+        ),
+        on_outcome=lambda outcome: counter.labels(outcome=outcome).inc(),
+        clock=clock,
     )
 
 
@@ -230,12 +253,12 @@ def _member(
     local_config = dataclasses.replace(
         core_config, job_id_prefix=f"{instance}.{core_config.job_id_prefix}", share_rest_jobs=True
     )
-    core = ClusterCoordinator(local_config, group.allocator, group.store.credits)
+    core = Coordinator(local_config, nonces=group.allocator, report_credits=True)
 
     def cycle_core(epoch: int) -> Coordinator:
         """A term's cycle coordinator: the leader plants, works and harvests with it."""
         config = dataclasses.replace(options.core, job_id_prefix=f"{instance}.L{epoch}.")
-        return ClusterCoordinator(config, group.allocator, None)
+        return Coordinator(config, nonces=group.allocator)
 
     node = ClusterNode(
         group,
@@ -285,14 +308,12 @@ class MinerAccounts:
         backend: BackendClient,
         store: Store | None,
         inbox: EventSink,
-        guard: ShareGuardPort,
         group: GroupMiners | None,
     ) -> None:
         self._registry = registry
         self._backend = backend  # registers the farmer
         self._store = store  # a miner is durable before its token works
         self._inbox = inbox
-        self._guard = guard  # forgets a miner that left
         self._group = group  # None: a single Pooler
 
     async def register(
@@ -318,7 +339,6 @@ class MinerAccounts:
         return miner
 
     async def remove(self, miner_id: str) -> None:
-        self._guard.forget(miner_id)
         self._registry.revoke(miner_id)
         if self._store is not None:
             await self._store.revoke_miner(miner_id)
@@ -350,7 +370,7 @@ class DashboardFeed:
     __slots__ = ("_clock", "_hub", "_summary")
 
     def __init__(
-        self, hub: EventHub, summary: Callable[[float], Mapping[str, Any]], clock: Callable[[], float]
+        self, hub: EventHub, summary: Callable[[float], SummaryEvent], clock: Callable[[], float]
     ) -> None:
         self._hub = hub
         self._summary = summary
@@ -360,7 +380,7 @@ class DashboardFeed:
         return self._hub.subscribe()
 
     def snapshot_frame(self) -> str:
-        return self._hub.snapshot_frame(self._summary(self._clock()))
+        return self._hub.snapshot_frame(summary_data(self._summary(self._clock())))
 
 
 class MetricsScrape:

@@ -29,7 +29,7 @@ from redis.exceptions import RedisError
 
 from pooler.cluster.hub import RelayHub
 from pooler.cluster.retry import retrying
-from pooler.core.events import Event, LocalSearchDone, NewBlock
+from pooler.core.events import Event, GroupBest, NewBlock
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.store.keys import BEST_GROUP, Keys
@@ -193,12 +193,14 @@ class Channels:
                 continue  # trimmed away (MAXLEN) before we read it: the best table has it
             try:
                 d = parse_best(fields["best"])
-                event = LocalSearchDone(
+                event = GroupBest(
                     int(d["block"]),
                     str(d["farmerId"]),
                     int(d["nonce"]),
                     bytes.fromhex(d["hash"]),
                     int(d["zeros"]),
+                    str(d.get("minerId", "")),
+                    str(d.get("worker", "")),
                 )
             except (KeyError, ValueError, TypeError, StoreError) as exc:
                 log.warning("ignored a malformed best candidate %s: %s", entry_id, exc)

@@ -17,12 +17,11 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from pooler.core.dashboard_events import CYCLE_EVENTS, DashboardEvent, PhaseEvent, SummaryEvent
+from pooler.runtime.event_codec import decode_event, encode_event
 from pooler.runtime.hub import EventHub
 
 log = logging.getLogger("pooler.cluster")
-
-CYCLE_KINDS = frozenset({"block", "phase", "plant", "work", "harvest", "farmer"})
-
 
 _SUMMED = ("miners", "workers", "hashrate", "accepted", "rejected")
 
@@ -37,13 +36,14 @@ class ClusterHub(EventHub):
         # the other instances' shared summaries (fresh ones only), refreshed by the node's summary task
         self.others: dict[str, Mapping[str, Any]] = {}
 
-    def publish(self, kind: str, data: Mapping[str, Any]) -> None:
-        if kind in CYCLE_KINDS:
+    def publish(self, event: DashboardEvent) -> None:
+        if isinstance(event, CYCLE_EVENTS):
             return  # the leader's version of these arrives through publish_remote
-        if kind == "summary":
+        kind, data = encode_event(event)
+        if isinstance(event, SummaryEvent):
             self.own = data
             data = self.group_summary(data)
-        super().publish(kind, data)
+        self._emit(event, kind, data)
 
     def snapshot_frame(self, summary: Mapping[str, Any]) -> str:
         return super().snapshot_frame(self.group_summary(summary) if summary else summary)
@@ -70,9 +70,15 @@ class ClusterHub(EventHub):
         return out
 
     def publish_remote(self, kind: str, data: Mapping[str, Any]) -> None:
-        if kind == "phase":
+        """An event of the leader's cycle, as it came over ``{p}:events``: forwarded as it is."""
+        try:
+            event = decode_event(kind, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("ignored a malformed %s event from the leader (%s): %.120r", kind, exc, data)
+            return
+        if isinstance(event, PhaseEvent):
             self._phase = {k: data[k] for k in ("phase", "workAt", "blockEndsAt") if k in data}
-        super().publish(kind, data)
+        self._emit(event, kind, data)
 
 
 class RelayHub(EventHub):
@@ -80,13 +86,14 @@ class RelayHub(EventHub):
 
     def __init__(self, clock: Callable[[], float], limit: int = 10_000) -> None:
         super().__init__(clock)
-        self.queue: asyncio.Queue[tuple[str, Mapping[str, Any]]] = asyncio.Queue(limit)  # to PUBLISH
+        # wire (kind, data) of the cycle's events, to PUBLISH on {p}:events
+        self.queue: asyncio.Queue[tuple[str, Mapping[str, Any]]] = asyncio.Queue(limit)
         self.dropped = 0  # events lost because the relay fell behind (Redis down)
 
-    def publish(self, kind: str, data: Mapping[str, Any]) -> None:
-        if kind not in CYCLE_KINDS:
+    def publish(self, event: DashboardEvent) -> None:
+        if not isinstance(event, CYCLE_EVENTS):
             return  # summaries and miner events of the cycle core say nothing the instances don't
         try:
-            self.queue.put_nowait((kind, data))
+            self.queue.put_nowait(encode_event(event))
         except asyncio.QueueFull:
             self.dropped += 1

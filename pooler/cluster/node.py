@@ -211,8 +211,6 @@ class ClusterNode:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        # credits recorded while the local coordinator was restored are not this run's
-        self.store.credits.clear()
         self._tasks.spawn(self.run(), "node")
 
     async def run(self) -> None:

@@ -118,7 +118,9 @@ class RangeAllocator:
         """Whether a refill for (block, farmer) is in flight."""
         return (block, farmer_id) in self._wanted
 
-    def counter(self, block: int, farmer_id: str) -> SharedCounter:
+    def counter(self, block: int, farmer_id: str, floor: int = 0) -> SharedCounter:
+        """(block, farmer)'s counter here (the coordinators' nonce space). ``floor`` is not needed:
+        chunks are unique across the group and its restarts (INCRBY never goes back)."""
         key = (block, farmer_id)
         c = self._counters.get(key)
         if c is None:

@@ -58,8 +58,13 @@ class CoreConfig:
         history_blocks: blocks kept for the view (statuses, rewards).
         job_id_prefix: prepended to job ids; the runtime sets it per process start so a job id
             of a previous run can never name a job of this one.
-        share_rest_jobs: record every REST job (``Persist("job")``) before it is sent, so that
+        share_rest_jobs: record every REST job (``RestJobIssued``) before it is sent, so that
             another instance of a group can take a share on it (scale-out without sticky routing).
+
+    Share quality (pooler.core.guard):
+        invalid_share_window: shares per window a miner is judged by.
+        invalid_share_ratio: a window with more invalid shares than this fraction is a strike.
+        invalid_share_cooldown: seconds a miner is refused after its third strike.
     """
 
     pooler_id: str
@@ -94,6 +99,10 @@ class CoreConfig:
     history_blocks: int
     job_id_prefix: str
     share_rest_jobs: bool
+
+    invalid_share_window: int
+    invalid_share_ratio: float
+    invalid_share_cooldown: float
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -130,6 +139,12 @@ class CoreConfig:
             problems.append("summary_interval must be > 0 seconds")
         if self.local_search_max_hashes < 1:
             problems.append("local_search_max_hashes must be >= 1")
+        if self.invalid_share_window < 1:
+            problems.append(f"invalid_share_window is {self.invalid_share_window}; expected >= 1 share")
+        if not 0.0 <= self.invalid_share_ratio < 1.0:
+            problems.append(
+                f"invalid_share_ratio is {self.invalid_share_ratio}; expected a fraction in [0, 1)"
+            )
         if problems:
             raise ConfigError("invalid coordinator settings: " + "; ".join(problems))
 

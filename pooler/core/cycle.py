@@ -1,122 +1,226 @@
-"""One KALE block's cycle state: plant, work (and resubmissions), harvest, per-farmer status.
+"""The block cycle: new blocks, the pause, the block timers, Backend answers dispatched.
 
-Pure records and small rules; the transitions are driven by
-:class:`pooler.core.coordinator.Coordinator` (its module docstring draws the phases).
+What may happen to a block in which phase is the table in :mod:`pooler.core.block`; this
+module drives it:
+
+- NewBlock(N): the previous block is closed (its jobs become stale, its tallies flushed,
+  planted-but-unworked farmers fail). Jobs with ``clean=True`` go to every connected worker
+  and ``/plant`` N is called in the same effects list (plant runs while miners hash).
+  Timers: ``search:N`` (workAt - lead), ``work:N`` (workAt), ``end:N`` (T+I),
+  ``late-plant:N`` (T+I+grace). Every worked, unharvested older block is harvested now
+  (``index < FarmIndex`` holds for all of them).
+- ``search:N``: planted farmers whose miners found nothing get a bounded ``LocalSearch`` so
+  no stake is forfeited for want of a nonce; its result becomes the farmer's best.
+- ``work:N`` / ``work-retry:N``: :mod:`pooler.core.work`.
+- ``end:N``: past the deadline nothing can be submitted; planted farmers with nothing in
+  flight fail.
+- ``late-plant:N`` and the plant answers: :mod:`pooler.core.plant`; harvests and
+  ``harvest-retry:N``: :mod:`pooler.core.harvest`.
+- FarmPaused: no plant or work calls and no new jobs while paused; unpausing resumes where
+  the block is (opening it if it arrived while paused and there is still time).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from pooler.core.block import BlockPhase, BlockState, Trigger, ms
+from pooler.core.checks import ShareCheck
+from pooler.core.dashboard_events import BlockEvent, ChainEvent
+from pooler.core.effects import CancelTimer, Effect, Persist, Publish, SetTimer
+from pooler.core.events import BackendResult, ChainHealth, FarmPaused, NewBlock, TimerFired
+from pooler.core.harvest import Harvest
+from pooler.core.jobs import Jobs
+from pooler.core.plant import Plant
+from pooler.core.records import BlockSeen
+from pooler.core.roster import Roster
+from pooler.core.state import RoundState
+from pooler.core.work import Work
 
-from pooler.core.config import CoreConfig
-from pooler.core.events import BackendResult
-from pooler.core.shares import Best, FarmerBlock
-
-Phase = Literal["idle", "planting", "mining", "submitting", "worked", "closed", "paused"]
-FarmerStatus = Literal["active", "planted", "worked", "harvested", "failed"]
-PlantState = Literal["none", "pending", "done", "failed"]
-HarvestState = Literal["none", "pending", "in_flight", "done", "failed"]
-
-
-def ms(seconds: float) -> int:
-    """Unix seconds to the unix milliseconds the wire and the dashboard use."""
-    return round(seconds * 1000)
+_BLOCK_TIMERS = ("work", "search", "end", "late-plant", "work-retry")
 
 
-class FarmerRound:
-    """One farmer's progress through one block."""
-
-    __slots__ = ("in_flight", "reason", "resubmit", "reward", "searching", "status", "submitted", "worked")
-
-    def __init__(self) -> None:
-        self.status: FarmerStatus = "active"
-        self.reason = ""  # why it failed (or a warning on a success), for people
-        # zeros of the last nonce sent to /work (in flight or answered), -1 = never: a better
-        # best is resubmitted only when it beats what the contract already has or will have
-        self.submitted = -1
-        self.worked = -1  # zeros the Backend confirmed; a failed resubmission never undoes it
-        self.in_flight: int | None = None  # call id of its /work in flight: one at a time
-        self.resubmit = False  # a better best arrived while in flight: send it after the answer
-        self.searching = False  # a LocalSearch is out for it
-        self.reward: int | None = None  # stroops, from harvest results
+def block_event(blk: BlockState) -> BlockEvent:
+    return BlockEvent(blk.index, blk.entropy, blk.timestamp, ms(blk.work_at), ms(blk.ends_at))
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """A Backend call in flight, remembered by call id until its BackendResult."""
+class Cycle:
+    """Drives each block through its phases (see the module docstring)."""
 
-    op: Literal["plant", "work", "harvest"]
-    block: int
-    farmers: tuple[str, ...]  # plant: farmers known at the call; work: farmers submitted
-    submissions: tuple[dict[str, object], ...] = ()  # work: the exact items sent
-    zeros: tuple[int, ...] = ()  # work: zeros of each submission, typed
-    late: bool = False  # a plant we made to open the block ourselves
+    def __init__(
+        self,
+        state: RoundState,
+        roster: Roster,
+        jobs: Jobs,
+        checks: ShareCheck,
+        plant: Plant,
+        work: Work,
+        harvest: Harvest,
+    ) -> None:
+        self._st = state
+        self._roster = roster
+        self._jobs = jobs
+        self._checks = checks
+        self.plant = plant
+        self.work = work
+        self.harvest = harvest
 
+    # ------------------------------------------------------------ chain events
 
-class BlockState:
-    """Everything about block ``index`` that outlives a single event."""
+    def on_new_block(self, ev: NewBlock, now: float) -> list[Effect]:
+        st = self._st
+        cur = st.block
+        if cur is not None and ev.index <= cur.index:
+            return []  # seen already (a monitor restart re-announces it) or older: nothing new
+        effects: list[Effect] = [Persist(BlockSeen(ev.index, ev.entropy, ev.timestamp))]
+        if cur is not None:
+            self._close(cur, effects, now)
+        blk = BlockState(ev.index, ev.entropy, ev.timestamp, st.config)
+        st.blocks[ev.index] = blk
+        st.block = blk
+        self._checks.new_block()
+        self._roster.new_block()
+        for fid in st.farmers:
+            blk.round(fid)
+        effects.append(Publish(block_event(blk)))
+        late, st.late = st.late, None
+        adopt = late is not None and late.index == ev.index and (late.result is None or late.result.ok)
+        if not st.paused:
+            self.open(blk, effects, now, plant=not adopt)
+        if adopt and late is not None:
+            blk.plant = "pending"
+            blk.plant_call = late.call_id
+            if late.result is not None:  # answered before the block was seen: apply it now
+                self.plant.apply(blk, late.rec, late.result, effects, now, publish=False)
+        for old in sorted(st.blocks.values(), key=lambda b: b.index):
+            if old.index < ev.index and old.phase is BlockPhase.HARVEST_DUE:
+                self.harvest.call(old, effects, now)
+        self._prune()
+        return effects
 
-    def __init__(self, index: int, entropy: bytes, timestamp: int, config: CoreConfig) -> None:
-        self.index = index
-        self.entropy = entropy
-        self.timestamp = timestamp
-        self.ends_at = timestamp + config.block_interval  # /work deadline (contract: by block ts)
-        self.work_at = min(timestamp + config.work_delay, self.ends_at - config.safety_margin)
-        self.search_at = self.work_at - config.local_search_lead
-        self.harvest_until = timestamp + config.harvest_retention  # TEMPORARY entries die after
-        self.shares: dict[str, FarmerBlock] = {}  # farmer id -> its shares/best in this block
-        # farmer id -> best: the canonical copy /work submits from (FarmerBlock mirrors it for
-        # the hot path); it exists without a FarmerBlock for restored or local-search bests
-        self.bests: dict[str, Best] = {}
-        # farmer id -> first nonce to hand out when its FarmerBlock is created (restore)
-        self.nonce_floor: dict[str, int] = {}
-        self.rounds: dict[str, FarmerRound] = {}  # farmer id -> its cycle status in this block
-        self.plant: PlantState = "none"
-        self.plant_call: int | None = None  # the /plant in flight (ours or the late one)
-        self.opened = False  # jobs and timers went out (not while paused)
-        self.work_due = False  # workAt passed: any best now is submitted at once
-        self.searched = False  # the local-search pass ran
-        self.work_calls = 0  # /work calls in flight
-        self.work_tried = False  # some /work went out: the block may need a harvest
-        self.retry_pending = False  # a work-retry timer will resend every unconfirmed farmer
-        self.ended = False  # past the deadline, or a newer block was seen
-        self.closed = False  # a newer block was seen: shares are stale, harvest may start
-        self.harvest: HarvestState = "none"
-        self.harvest_call: int | None = None
-        self.harvest_attempts = 0  # backs off the retry timer
-        self.rewards_total: int | None = None  # stroops, from the harvest response
-        self.harvest_error = ""
+    def open(self, blk: BlockState, effects: list[Effect], now: float, *, plant: bool) -> None:
+        """Plant (unless adopted), jobs to every connected worker, and the block's timers."""
+        st = self._st
+        blk.advance(Trigger.OPEN)
+        if plant:
+            blk.plant = "pending"
+            blk.plant_call = self.plant.call(blk.index, effects, blk.ends_at - st.config.safety_margin)
+        for conn, sess in st.sessions.items():
+            self._jobs.send_job(sess, conn, blk, True, effects, now)
+        n = blk.index
+        effects.append(SetTimer(f"search:{n}", blk.search_at))
+        effects.append(SetTimer(f"work:{n}", blk.work_at))
+        effects.append(SetTimer(f"end:{n}", blk.ends_at))
+        effects.append(SetTimer(f"late-plant:{n}", blk.ends_at + st.config.late_plant_grace))
 
-    def round(self, farmer_id: str) -> FarmerRound:
-        fr = self.rounds.get(farmer_id)
-        if fr is None:
-            fr = self.rounds[farmer_id] = FarmerRound()
-        return fr
+    def _close(self, blk: BlockState, effects: list[Effect], now: float) -> None:
+        """A newer block exists: N's jobs are stale, its counts flushed, its harvest due."""
+        st = self._st
+        blk.advance(Trigger.NEWER_BLOCK)
+        n = blk.index
+        effects.extend(CancelTimer(f"{kind}:{n}") for kind in _BLOCK_TIMERS)
+        for tally in st.tallies.values():
+            if tally.rejected != tally.persisted_rejected:
+                effects.append(Persist(tally.record()))
+        st.tallies.clear()
+        st.jobs.clear()
+        for sess in st.all_sessions():
+            sess.jobs = []
+        for fid, fr in blk.rounds.items():
+            if fr.status == "planted" and fr.in_flight is None and not fr.searching:
+                blk.set_status(fid, "failed", "no work was recorded before the next block opened", effects)
+        if blk.work_tried:
+            blk.advance(Trigger.HARVEST_NEEDED)
 
-    def planted(self) -> list[str]:
-        return [fid for fid, fr in self.rounds.items() if fr.status in ("planted", "worked")]
+    def on_paused(self, ev: FarmPaused, now: float) -> list[Effect]:
+        st = self._st
+        effects: list[Effect] = []
+        if ev.paused == st.paused:
+            return effects
+        st.paused = ev.paused
+        blk = st.block
+        if ev.paused or blk is None or blk.closed:
+            return effects
+        if blk.phase is BlockPhase.SEEN:
+            if now < blk.ends_at - st.config.safety_margin:
+                self.open(blk, effects, now, plant=blk.plant == "none")
+        elif blk.plant == "done":
+            if now >= blk.search_at:
+                self.work.local_search(blk, effects, now)
+            if blk.work_due and blk.phase is not BlockPhase.RETRY_WAIT:
+                self.work.submit(blk, blk.planted(), effects, now)
+        return effects
 
-    def any_worked(self) -> bool:
-        return any(fr.worked >= 0 for fr in self.rounds.values())
+    def on_chain_health(self, ev: ChainHealth, now: float) -> list[Effect]:
+        self._st.chain_ok = ev.ok
+        self._st.chain_detail = ev.detail
+        return [Publish(ChainEvent(ev.ok, ev.detail))]
 
-    def phase(self, now: float) -> Phase:
-        if self.plant == "pending":
-            return "planting"
-        if self.work_calls:
-            return "submitting"
-        if self.any_worked():
-            return "worked"
-        if self.ended or self.closed or now >= self.ends_at:
-            return "closed"
-        return "mining"
+    # ------------------------------------------------------------ Backend answers
 
+    def on_backend_result(self, ev: BackendResult, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        rec = self._st.calls.pop(ev.call_id, None)
+        if rec is None:
+            return effects  # unknown or answered twice: nothing to apply
+        if rec.op == "plant":
+            self.plant.on_result(rec, ev, effects, now)
+        elif rec.op == "work":
+            self.work.on_result(rec, ev, effects, now)
+        else:
+            self.harvest.on_result(rec, ev, effects, now)
+        return effects
 
-@dataclass(slots=True)
-class LatePlant:
-    """Our own plant into block ``index`` before anyone saw it open (the block is not known yet)."""
+    # ------------------------------------------------------------ block timers
 
-    index: int
-    call_id: int
-    rec: CallRecord
-    result: BackendResult | None = None  # kept until NewBlock(index) adopts it
+    def on_timer(self, ev: TimerFired, now: float) -> list[Effect]:
+        """``kind:N`` timers of block N; stale or unknown keys are ignored."""
+        st = self._st
+        effects: list[Effect] = []
+        kind, _, arg = ev.key.partition(":")
+        if not arg.isdigit():
+            return effects  # not ours (or from an older version): ignore safely
+        blk = st.blocks.get(int(arg))
+        if blk is None:
+            return effects
+        if kind == "harvest-retry":
+            self.harvest.call(blk, effects, now)  # only a block whose harvest is due is harvested
+            return effects
+        if blk is not st.block or blk.closed:
+            return effects  # a timer of a block that is over
+        if kind == "search":
+            if blk.plant == "done" and not st.paused:
+                self.work.local_search(blk, effects, now)
+        elif kind == "work":
+            if not blk.may(Trigger.WORK_TIME):
+                return effects
+            blk.advance(Trigger.WORK_TIME)
+            if blk.plant == "done" and not st.paused:
+                if not blk.searched:
+                    self.work.local_search(blk, effects, now)
+                self.work.submit(blk, blk.planted(), effects, now)
+        elif kind == "work-retry":
+            if not blk.may(Trigger.RETRY_TIME):
+                return effects
+            blk.advance(Trigger.RETRY_TIME)
+            self.work.submit(blk, blk.planted(), effects, now)
+        elif kind == "end":
+            if not blk.may(Trigger.DEADLINE):
+                return effects
+            blk.advance(Trigger.DEADLINE)
+            for fid, fr in blk.rounds.items():
+                if fr.status == "planted" and fr.in_flight is None:
+                    blk.set_status(fid, "failed", "no work was recorded before the block's deadline", effects)
+        elif kind == "late-plant":
+            self.plant.late(blk, effects, now)
+        return effects
+
+    # ------------------------------------------------------------ housekeeping
+
+    def _prune(self) -> None:
+        st = self._st
+        cur = st.block
+        if cur is None:
+            return
+        keep_from = cur.index - st.config.history_blocks
+        pending = (BlockPhase.HARVEST_DUE, BlockPhase.HARVESTING)
+        for index in [i for i, b in st.blocks.items() if i < keep_from and b.phase not in pending]:
+            del st.blocks[index]

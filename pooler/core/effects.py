@@ -9,14 +9,17 @@ The runner performs effects in the order returned. Two ordering rules matter:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pooler.core.events import BackendOp
+from pooler.core.backend_calls import BackendOp, BackendRequest
+from pooler.core.dashboard_events import DashboardEvent
+from pooler.core.records import Record
+from pooler.core.values import slot_init
 from protocol.messages import ServerMessage
 
 
+@slot_init  # built once per share: see pooler.core.values
 @dataclass(frozen=True, slots=True)
 class Send:
     """Deliver ``msg`` to one socket's queue or one REST reply."""
@@ -38,15 +41,21 @@ class Close:
 class CallBackend:
     """Call the Phase-1 Backend; the runtime posts a ``BackendResult`` with ``call_id``.
 
-    ``payload`` is the exact JSON body (camelCase). ``deadline`` (unix seconds) bounds all
-    retries: past it the call fails with ``retryable=True``.
+    The runtime makes the JSON body of ``request`` (:func:`pooler.backend.request_body`).
+    ``deadline`` (unix seconds) bounds all retries: past it the call fails with ``retryable=True``.
     """
 
     call_id: int
-    op: BackendOp
-    block: int
-    payload: Mapping[str, object]
+    request: BackendRequest
     deadline: float
+
+    @property
+    def op(self) -> BackendOp:
+        return self.request.op
+
+    @property
+    def block(self) -> int:
+        return self.request.block
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,32 +90,26 @@ class LocalSearch:
 
 @dataclass(frozen=True, slots=True)
 class Publish:
-    """A dashboard event: ``kind`` plus camelCase data. Never carries tokens or secrets."""
+    """A dashboard event (:mod:`pooler.core.dashboard_events`); never carries tokens or secrets."""
 
-    kind: str
-    data: Mapping[str, object]
+    event: DashboardEvent
 
 
-PersistKind = Literal[
-    "block",  # data: index, entropy, timestamp
-    "best",  # data: block, farmerId, nonce, hash, zeros
-    "shares",  # data: block, minerId, worker, accepted, rejected (absolute counts)
-    "plant",  # data: block, response
-    "work",  # data: block, submissions, response or error
-    "harvest",  # data: block, response or error
-    "farmer_status",  # data: farmerId, block, status, reason?
-    "nonces",  # data: block, farmerId, next (every nonce below it was handed out; before the job)
-    "worker",  # data: minerId, worker, agent? (a worker said hello)
-    "job",  # data: job, block, minerId, farmerId, worker, nonceStart, nonceEnd, shareZeros, issuedAt
-]
+@slot_init  # built once per share: see pooler.core.values
+@dataclass(frozen=True, slots=True)
+class Persist:
+    """Record something durably (:mod:`pooler.core.records`; the store decides how).
+    Later ``Send``s of the batch wait for it."""
+
+    record: Record
 
 
 @dataclass(frozen=True, slots=True)
-class Persist:
-    """Record something durably (the store decides how). Later ``Send``s wait for it."""
+class LimitHit:
+    """A protective limit cut a miner off or refused it (an operator's count, not a dashboard event)."""
 
-    kind: PersistKind
-    data: Mapping[str, object]
+    limit: Literal["invalid-shares"]
+    miner_id: str
 
 
-Effect = Send | Close | CallBackend | SetTimer | CancelTimer | LocalSearch | Publish | Persist
+Effect = Send | Close | CallBackend | SetTimer | CancelTimer | LocalSearch | Publish | Persist | LimitHit

@@ -7,14 +7,10 @@ a fresh one as its reply address. The core answers with ``Send(conn, ...)`` effe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
+from pooler.core.backend_calls import BackendOp, BackendReply
 from protocol.messages import Share
-
-BackendOp = Literal["plant", "work", "harvest"]
-
 
 # ---------------------------------------------------------------- chain (block monitor)
 
@@ -151,18 +147,22 @@ class RestShareSubmitted:
 class BackendResult:
     """Outcome of a ``CallBackend`` effect, posted back by the runtime.
 
-    ``response`` is the decoded JSON body on success. On failure ``error`` says why and
-    ``retryable`` tells whether the runtime gave up only because the deadline passed.
+    ``reply`` is the answer, parsed at the edge (:func:`pooler.backend.parse_reply`); None when
+    the call failed, and then ``error`` says why and ``retryable`` tells whether the runtime
+    gave up only for want of the Backend (it may succeed again before the deadline).
     """
 
     call_id: int
     op: BackendOp
     block: int
-    ok: bool
-    response: Mapping[str, object] = field(default_factory=dict)
+    reply: BackendReply | None
     error: str = ""
     status: int | None = None
     retryable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.reply is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +177,20 @@ class NonceRefillDone:
 
     block: int
     farmer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBest:
+    """A best candidate an instance of the group accepted, as the leader reads it from the group's
+    bests stream: kept if its hash checks out and it beats the farmer's best of the block."""
+
+    block: int
+    farmer_id: str
+    nonce: int
+    hash: bytes
+    zeros: int
+    miner_id: str = ""
+    worker: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,5 +220,6 @@ Event = (
     | BackendResult
     | TimerFired
     | LocalSearchDone
+    | GroupBest
     | NonceRefillDone
 )

@@ -1,13 +1,15 @@
-"""Who mines: farmers, miners (one farmer each) and sessions (a miner's workers).
+"""Who mines: farmers, miners (one farmer each), sessions (a miner's workers) and their jobs.
 
 A session is one worker: a WebSocket connection (``conn`` set) or a REST worker (``conn``
 None, keyed by (miner, worker name), forgotten when idle). Difficulty and hashrate are
 per session; durable share counts are per worker name (:class:`pooler.core.shares.Tally`).
+A job belongs to the session it was issued to and hashes for one (block, farmer)
+(:class:`pooler.core.shares.FarmerBlock`).
 """
 
 from __future__ import annotations
 
-from pooler.core.shares import JobRecord, Tally
+from pooler.core.shares import FarmerBlock, Tally
 from pooler.core.vardiff import VarDiff
 
 
@@ -33,11 +35,15 @@ class MinerState:
         "farmer",
         "miner_id",
         "name",
+        "refused_until",
         "rejected",
         "rejected_by",
         "rest",
         "sessions",
         "stale",
+        "strikes",
+        "window_invalid",
+        "window_seen",
     )
 
     def __init__(self, miner_id: str, farmer: FarmerState, name: str) -> None:
@@ -53,6 +59,11 @@ class MinerState:
         self.block_accepted = 0  # in the current block (reset at NewBlock)
         self.block_rejected = 0
         self.block_best = -1  # its best zeros in the current block, -1 = none
+        # the share-quality guard (pooler.core.guard): its current window, strikes, cool-down
+        self.window_seen = 0  # shares answered in the window
+        self.window_invalid = 0  # of which invalid (rejected, not stale)
+        self.strikes = 0  # bad windows in a row since the last clean one or refusal
+        self.refused_until = 0.0  # refused at hello and for REST work/submits until then
 
 
 class Session:
@@ -100,3 +111,29 @@ class Session:
     def sizing_rate(self, now: float) -> float:
         """What ranges are sized from: the larger of the share and the ``more`` measurements."""
         return max(self.vd.estimate(now), self.more_rate)
+
+
+class JobRecord:
+    """One job handed out: which miner may submit on it, for which farmer, which range."""
+
+    __slots__ = ("fb", "id", "issued_at", "miner", "nonce_end", "nonce_start", "session", "share_zeros")
+
+    def __init__(
+        self,
+        job_id: str,
+        miner: MinerState,
+        session: Session,
+        fb: FarmerBlock,
+        nonce_start: int,
+        nonce_end: int,
+        share_zeros: int,
+        issued_at: float,
+    ) -> None:
+        self.id = job_id
+        self.miner = miner  # only this miner's workers may submit on it (any of its connections)
+        self.session = session  # the worker it was issued to: REST shares are credited there
+        self.fb = fb  # the (block, farmer) it hashes for; its block decides staleness
+        self.nonce_start = nonce_start
+        self.nonce_end = nonce_end  # exclusive
+        self.share_zeros = share_zeros  # the difficulty at issue (kept for views and debugging)
+        self.issued_at = issued_at  # with the range size, gives a hashrate when ``more`` comes

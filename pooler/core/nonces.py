@@ -9,6 +9,8 @@ large side and wasted tails cost nothing.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from pooler.core.config import CoreConfig
 from protocol.work import MAX_NONCE
 
@@ -36,6 +38,27 @@ class NonceCounter:
         end = min(start + max(size, 1), MAX_NONCE)  # exclusive end stays a valid u64
         self.next = end
         return start, end
+
+
+class NonceSpace(Protocol):
+    """Where a (block, farmer)'s counter comes from (a constructor argument of the coordinator).
+
+    One instance: :class:`LocalNonces`, the whole u64 space per (block, farmer). A group:
+    :class:`pooler.cluster.nonces.RangeAllocator`, chunks of a space the instances share.
+    """
+
+    def counter(self, block: int, farmer_id: str, floor: int) -> NonceCounter:
+        """The counter of (block, farmer), asked for once per (block, farmer). ``floor``: the
+        first nonce a restarted process may hand out (a restart resumes above the ranges it
+        handed out before); a space whose ranges are unique across restarts may ignore it."""
+        ...
+
+
+class LocalNonces:
+    """The single instance's nonce space: a fresh counter from ``floor`` per (block, farmer)."""
+
+    def counter(self, block: int, farmer_id: str, floor: int) -> NonceCounter:
+        return NonceCounter(floor)
 
 
 def range_size(hashrate: float, seconds_left: float, config: CoreConfig) -> int:

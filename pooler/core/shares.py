@@ -1,32 +1,15 @@
-"""Share bookkeeping: jobs, per-(block, farmer) verification state, bests and tallies.
+"""Share bookkeeping: per-(block, farmer) verification state, bests and tallies.
 
 These are the objects the share hot path touches, so they are slotted classes reached by
-one dict lookup each (job id -> :class:`JobRecord` -> :class:`FarmerBlock`). The order of
-the checks lives in :meth:`pooler.core.coordinator.Coordinator._share`.
+one dict lookup each (job id -> :class:`pooler.core.miners.JobRecord` -> :class:`FarmerBlock`).
+The order of the checks lives in :mod:`pooler.core.checks`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from pooler.core.nonces import NonceCounter
+from pooler.core.records import Best, ShareCounts
 from protocol.work import WorkTemplate, address_bytes
-
-if TYPE_CHECKING:
-    from pooler.core.miners import MinerState, Session
-
-
-@dataclass(frozen=True, slots=True)
-class Best:
-    """A farmer's best hash of a block: what ``/work`` submits for it."""
-
-    nonce: int
-    hash: bytes
-    zeros: int
-    found_at: float  # unix seconds: the submission's ``timestamp``
-    miner_id: str  # "" when the pooler's local search found it
-    worker: str
 
 
 class FarmerBlock:
@@ -44,14 +27,16 @@ class FarmerBlock:
         "waiting",
     )
 
-    def __init__(self, block: int, entropy: bytes, farmer_id: str, farmer: str, next_nonce: int = 0) -> None:
+    def __init__(
+        self, block: int, entropy: bytes, farmer_id: str, farmer: str, counter: NonceCounter
+    ) -> None:
         self.block = block
         self.farmer_id = farmer_id
         self.farmer = farmer  # G... address: jobs carry it, the preimage uses its key bytes
         # one template per (block, farmer): a share then costs one pack and one Keccak
         self.template = WorkTemplate(block, entropy, address_bytes(farmer))
         # all workers of all miners of this farmer draw ranges here: disjoint by construction
-        self.counter = NonceCounter(next_nonce)
+        self.counter = counter
         # accepted nonces as ints: duplicates are caught whatever spelling the client used
         self.seen: set[int] = set()
         self.best: Best | None = None  # the farmer's best of the block; /work submits it
@@ -69,34 +54,8 @@ class FarmerBlock:
         return False
 
 
-class JobRecord:
-    """One job handed out: which miner may submit on it, for which farmer, which range."""
-
-    __slots__ = ("fb", "id", "issued_at", "miner", "nonce_end", "nonce_start", "session", "share_zeros")
-
-    def __init__(
-        self,
-        job_id: str,
-        miner: MinerState,
-        session: Session,
-        fb: FarmerBlock,
-        nonce_start: int,
-        nonce_end: int,
-        share_zeros: int,
-        issued_at: float,
-    ) -> None:
-        self.id = job_id
-        self.miner = miner  # only this miner's workers may submit on it (any of its connections)
-        self.session = session  # the worker it was issued to: REST shares are credited there
-        self.fb = fb  # the (block, farmer) it hashes for; its block decides staleness
-        self.nonce_start = nonce_start
-        self.nonce_end = nonce_end  # exclusive
-        self.share_zeros = share_zeros  # the difficulty at issue (kept for views and debugging)
-        self.issued_at = issued_at  # with the range size, gives a hashrate when ``more`` comes
-
-
 class Tally:
-    """Accepted and rejected shares of one (block, miner, worker name): what Persist("shares") records.
+    """Accepted and rejected shares of one (block, miner, worker name): what ``ShareCounts`` records.
 
     Keyed by worker NAME, not connection, so two connections with one name (a reconnect
     racing the old socket's death, two rigs left on "default") add to one durable count.
@@ -114,12 +73,6 @@ class Tally:
         # close flushes the rest without writing per rejected share (cheap to spam)
         self.persisted_rejected = rejected
 
-    def record(self) -> dict[str, object]:
+    def record(self) -> ShareCounts:
         self.persisted_rejected = self.rejected
-        return {
-            "block": self.block,
-            "minerId": self.miner_id,
-            "worker": self.worker,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-        }
+        return ShareCounts(self.block, self.miner_id, self.worker, self.accepted, self.rejected)

@@ -1,20 +1,22 @@
 """What a store must keep so a restarted coordinator resumes where it stopped.
 
-Every record here mirrors a ``Persist`` effect the coordinator emits (kind in brackets),
-so a store that writes those effects can build a :class:`CoreSnapshot` from its tables:
+Every record here mirrors a ``Persist`` record the coordinator emits (:mod:`pooler.core.records`,
+in brackets), so a store that writes those can build a :class:`CoreSnapshot` from its tables:
 
-- :class:`BlockRecord` [block]: blocks seen (the newest is the open one);
-- :class:`BestRecord` [best]: each farmer's best of a block;
-- :class:`TallyRecord` [shares]: absolute share counts per (block, miner, worker);
-- :class:`StatusRecord` [farmer_status]: the latest status per (block, farmer);
-- :class:`RewardRecord` [harvest]: rewards per block (farmer_id "" = the block's total).
+- :class:`BlockRecord` [BlockSeen]: blocks seen (the newest is the open one);
+- :class:`BestRecord` [BestFound]: each farmer's best of a block;
+- :class:`TallyRecord` [ShareCounts]: absolute share counts per (block, miner, worker);
+- :class:`StatusRecord` [FarmerStatusChanged]: the latest status per (block, farmer);
+- :class:`RewardRecord` [HarvestCalled, FarmerStatusChanged]: rewards per block (farmer_id ""
+  = the block's total).
 
-- ``nonce_next`` [nonces]: each farmer's counter high-water mark in the open block, persisted
-  before the job carrying the range is sent. A store that leaves it empty makes the restored
-  counters start at ``2**63`` (above anything a first run hands out) or above the best's nonce.
+- ``nonce_next`` [NoncesIssued]: each farmer's counter high-water mark in the open block,
+  persisted before the job carrying the range is sent. A store that leaves it empty makes the
+  restored counters start at ``2**63`` (above anything a first run hands out) or above the
+  best's nonce.
 
-Workers [worker] are kept for the record only. Miners are not here: the registry replays
-``MinerJoined``.
+Workers [WorkerSeen] are kept for the record only; REST jobs [RestJobIssued] and credited nonces
+[NonceCredited] only matter to a group. Miners are not here: the registry replays ``MinerJoined``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pooler.core.cycle import FarmerStatus
+from pooler.core.records import FarmerStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from pooler.core.config import CoreConfig
 class VarDiff:
     """Difficulty and hashrate of one worker. Mutated on the share hot path: slots, floats."""
 
-    __slots__ = ("count", "grace_until", "hashrate", "low", "unit", "window_start", "work", "zeros")
+    __slots__ = ("count", "flood", "grace_until", "hashrate", "low", "unit", "window_start", "work", "zeros")
 
     def __init__(self, zeros: int, now: float) -> None:
         self.zeros = zeros  # the difficulty jobs and shares use now
@@ -35,18 +35,28 @@ class VarDiff:
         self.unit = 16.0**zeros  # expected hashes per share at ``zeros`` (cached: used per share)
         self.work = 0.0  # expected hashes behind the window's shares
         self.hashrate = 0.0  # last estimate, hashes/s; 0 while unknown
+        # config.vardiff_fast_shares, kept at the first credit: a property computed per share
+        # would cost the share path more than the rest of the vardiff bookkeeping
+        self.flood = 0
 
     def threshold(self, now: float) -> int:
         """Fewest zeros a share needs right now."""
         return self.zeros if now >= self.grace_until else self.low
 
     def credit(self, now: float, config: CoreConfig) -> int | None:
-        """Count one accepted share; the new difficulty if this share triggered a retarget."""
+        """Count one accepted share; the new difficulty if this share triggered a retarget.
+
+        ``config`` is the coordinator's, the same on every call."""
         self.count += 1
         self.work += self.unit
-        if self.count >= config.vardiff_fast_shares or now - self.window_start >= config.vardiff_window:
+        flood = self.flood or self._flood(config)
+        if self.count >= flood or now - self.window_start >= config.vardiff_window:
             return self.retarget(now, config)
         return None
+
+    def _flood(self, config: CoreConfig) -> int:
+        self.flood = config.vardiff_fast_shares
+        return self.flood
 
     def estimate(self, now: float) -> float:
         """Hashrate for views and range sizing: the last window's, or the running one before that."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pooler.core.cycle import FarmerStatus, Phase
+from pooler.core.dashboard_events import Phase
+from pooler.core.records import FarmerStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """The dashboard event hub: fan-out of coordinator ``Publish`` effects to subscribers.
 
+The hub is the edge where dashboard events become JSON (:mod:`pooler.runtime.event_codec`).
 Each event is encoded once and the same frame goes to every subscriber's bounded queue;
 a subscriber that falls behind loses its oldest frames (a dashboard wants the present,
-not a backlog) and is told so by a ``gap`` event.
+not a backlog) and is told so by a ``gap`` event. For late joiners it keeps the recent
+events and a per-block table (planted, worked, rewards), both as they went on the wire.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import orjson
 
-Snapshot = Callable[[], Mapping[str, Any]]
+from pooler.core.dashboard_events import DashboardEvent, HarvestEvent, PlantEvent, SummaryEvent, WorkEvent
+from pooler.runtime.event_codec import encode_event
 
 
 class Subscription:
@@ -78,9 +81,15 @@ class EventHub:
             {"type": "event", "kind": kind, "at": int(self._clock() * 1000), "data": data}
         ).decode()
 
-    def publish(self, kind: str, data: Mapping[str, Any]) -> None:
+    def publish(self, event: DashboardEvent) -> None:
+        """Encode ``event`` once and hand the frame to every subscriber."""
+        kind, data = encode_event(event)
+        self._emit(event, kind, data)
+
+    def _emit(self, event: DashboardEvent, kind: str, data: Mapping[str, Any]) -> None:
+        """Send ``(kind, data)``, the wire form of ``event`` (a group may send another form of it)."""
         self.published += 1
-        self._track(kind, data)
+        self._track(event, data)
         frame = self._encode(kind, data)
         if kind != "summary":
             self._recent.append(orjson.loads(frame))
@@ -98,21 +107,19 @@ class EventHub:
                 self._blocks.popitem(last=False)
         return row
 
-    def _track(self, kind: str, data: Mapping[str, Any]) -> None:
-        block = data.get("block")
-        if not isinstance(block, int):
-            return
-        if kind == "summary":
-            self._summary = data
-        elif kind == "plant":
-            self._row(block)["planted"] = data.get("successfulPlants")
-        elif kind == "work" and data.get("ok"):
-            row = self._row(block)
-            done = {s["farmerId"]: s for s in row["worked"]}
-            for s in data.get("submissions") or []:
-                done[s["farmerId"]] = {"farmerId": s["farmerId"], "zeros": s.get("zeros")}
-            row["worked"] = list(done.values())
-        elif kind == "harvest" and data.get("ok"):
-            row = self._row(block)
-            row["rewards"] = list(data.get("rewards") or [])
-            row["totalRewards"] = data.get("totalRewards")
+    def _track(self, event: DashboardEvent, data: Mapping[str, Any]) -> None:
+        match event:
+            case SummaryEvent(block=int()):
+                self._summary = data
+            case PlantEvent():
+                self._row(event.block)["planted"] = event.successful
+            case WorkEvent(ok=True):
+                row = self._row(event.block)
+                done = {s["farmerId"]: s for s in row["worked"]}
+                for s in event.submissions:
+                    done[s.farmer_id] = {"farmerId": s.farmer_id, "zeros": s.zeros}
+                row["worked"] = list(done.values())
+            case HarvestEvent(ok=True):
+                row = self._row(event.block)
+                row["rewards"] = [{"farmerId": r.farmer_id, "reward": str(r.reward)} for r in event.rewards]
+                row["totalRewards"] = str(event.total_rewards)

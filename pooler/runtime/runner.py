@@ -44,12 +44,15 @@ from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
+from pooler.backend import parse_reply, request_body, request_path
 from pooler.core.coordinator import Coordinator
+from pooler.core.dashboard_events import DashboardEvent
 from pooler.core.effects import (
     CallBackend,
     CancelTimer,
     Close,
     Effect,
+    LimitHit,
     LocalSearch,
     Persist,
     Publish,
@@ -57,6 +60,7 @@ from pooler.core.effects import (
     SetTimer,
 )
 from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
+from pooler.core.records import RestJobIssued
 from pooler.errors import BackendDeadline, BackendError, BackendUnavailable, StoreUnavailable
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
@@ -121,12 +125,15 @@ _REAP_S = 5.0  # seconds a terminated search worker gets to exit before it is ki
 
 
 class RunnerObserver(Protocol):
-    """What the runner reports as it works (metrics, logs, share-quality limits)."""
+    """What the runner reports as it works (metrics, logs)."""
 
     def share_answered(self, conn: int, msg: Accepted | Rejected) -> None:
         """An ``accepted``/``rejected`` went to socket or REST reply ``conn``."""
 
-    def published(self, kind: str, data: Mapping[str, object]) -> None:
+    def limit_hit(self, hit: LimitHit) -> None:
+        """The core cut a miner off or refused it (the share-quality guard)."""
+
+    def published(self, event: DashboardEvent) -> None:
         """A dashboard event was published."""
 
     def backend_done(self, call: CallBackend, result: BackendResult, missed: bool) -> None:
@@ -368,7 +375,7 @@ class Runner:
         """``held`` with every ``accepted`` replaced by a ``rejected`` that says storage failed,
         and every job whose record was in the failed batch (a group's REST job, which other
         instances must be able to read) by an error: a job nobody else can check is not handed out."""
-        unrecorded = {r.data.get("job") for r in records if r.kind == "job"}
+        unrecorded = {r.record.job.job_id for r in records if isinstance(r.record, RestJobIssued)}
         out: list[Effect] = []
         for effect in held:
             if isinstance(effect, Send) and isinstance(effect.msg, Job) and effect.msg.job in unrecorded:
@@ -396,17 +403,16 @@ class Runner:
                     fut = self._replies.get(conn)
                     if fut is not None and not fut.done():
                         fut.set_result(msg)
-                # After delivery: what the observer does about it (a warning, a close) comes second.
                 if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
                     self.observer.share_answered(conn, msg)
             case Close(conn, code, reason):
                 box = self.conns.get(conn)
                 if box is not None:
                     box.close(code, reason)
-            case Publish(kind, data):
-                self.hub.publish(kind, data)
+            case Publish(event):
+                self.hub.publish(event)
                 if self.observer is not None:
-                    self.observer.published(kind, data)
+                    self.observer.published(event)
             case SetTimer(key, at):
                 old = self._timers.pop(key, None)
                 if old is not None:
@@ -421,6 +427,9 @@ class Runner:
                 self._spawn(self._call_backend(effect), f"backend-{effect.op}")
             case LocalSearch():
                 self._spawn(self._local_search(effect), "local-search")
+            case LimitHit():
+                if self.observer is not None:
+                    self.observer.limit_hit(effect)
             case Persist():
                 pass  # no store configured: nothing to make durable
 
@@ -434,8 +443,11 @@ class Runner:
     async def _call_backend(self, call: CallBackend) -> None:
         missed = False  # failed because the deadline ran out (not because the Backend said no)
         try:
-            response = await self._backend.call(call.op, "POST", f"/{call.op}", call.payload, call.deadline)
-            result = BackendResult(call.call_id, call.op, call.block, ok=True, response=response)
+            request = call.request
+            body = request_body(request)
+            response = await self._backend.call(call.op, "POST", request_path(request), body, call.deadline)
+            reply = parse_reply(call.op, response)
+            result = BackendResult(call.call_id, call.op, call.block, reply)
         except BackendError as exc:
             # The client stops retrying either at its attempt limit or at the deadline; only the
             # latter (or a failure with no time left for another try) means the phase was missed.
@@ -446,14 +458,14 @@ class Runner:
                 call.call_id,
                 call.op,
                 call.block,
-                ok=False,
+                None,
                 error=str(exc),
                 status=exc.status,
                 retryable=isinstance(exc, BackendUnavailable),
             )
         except Exception as exc:  # a bug in the client must still produce a result: the core waits for one
             log.exception("backend %s for block %d failed unexpectedly", call.op, call.block)
-            result = BackendResult(call.call_id, call.op, call.block, ok=False, error=repr(exc))
+            result = BackendResult(call.call_id, call.op, call.block, None, error=repr(exc))
         if self.observer is not None:
             self.observer.backend_done(call, result, missed)
         self.post(result)

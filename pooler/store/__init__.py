@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from pooler.core.effects import Persist
+from pooler.core.records import BestFound, NoncesIssued, Record, ShareCounts, WorkerSeen
 from pooler.core.snapshot import CoreSnapshot
 from pooler.miners import MinerRecord
 
@@ -45,39 +46,40 @@ class Store(Protocol):
 def coalesce(records: list[Persist]) -> list[Persist]:
     """The records of one transaction with superseded ones dropped; same effect on the tables.
 
-    ``shares`` carry absolute counts (the last of a key wins), ``best`` and ``nonces`` only grow
-    (the largest wins, the first on ties, as the SQL does), ``worker`` keeps the last sighting.
-    Everything else (calls, status history) is kept, in order.
+    ``ShareCounts`` carry absolute counts (the last of a key wins), ``BestFound`` and
+    ``NoncesIssued`` only grow (the largest wins, the first on ties, as the SQL does),
+    ``WorkerSeen`` keeps the last sighting. Everything else (calls, status history, credits)
+    is kept, in order.
     """
     out: list[Persist] = []
     slot: dict[tuple[object, ...], int] = {}  # key -> index in out of the record that stands for it
-    for record in records:
-        d = record.data
-        kind = record.kind
-        if kind == "shares":
-            key: tuple[object, ...] = (kind, d.get("block"), d.get("minerId"), d.get("worker"))
-        elif kind in ("best", "nonces"):
-            key = (kind, d.get("block"), d.get("farmerId"))
-        elif kind == "worker":
-            key = (kind, d.get("minerId"), d.get("worker"))
-        else:
-            out.append(record)
-            continue
+    for p in records:
+        match p.record:
+            case ShareCounts(block=b, miner_id=m, worker=w):
+                key: tuple[object, ...] = ("shares", b, m, w)
+            case BestFound(block=b, farmer_id=f):
+                key = ("best", b, f)
+            case NoncesIssued(block=b, farmer_id=f):
+                key = ("nonces", b, f)
+            case WorkerSeen(miner_id=m, worker=w):
+                key = ("worker", m, w)
+            case _:
+                out.append(p)
+                continue
         at = slot.get(key)
         if at is None:
             slot[key] = len(out)
-            out.append(record)
-        elif kind == "best":
-            if _order(d.get("zeros")) > _order(out[at].data.get("zeros")):
-                out[at] = record
-        elif kind == "nonces":
-            if _order(d.get("next")) > _order(out[at].data.get("next")):
-                out[at] = record
-        else:
-            out[at] = record
+            out.append(p)
+        elif _grows(out[at].record, p.record):
+            out[at] = p
     return out
 
 
-def _order(value: object) -> int:
-    # a malformed value is left for the writer to refuse with a clear error
-    return value if isinstance(value, int) else -1
+def _grows(old: Record, new: Record) -> bool:
+    """Whether ``new`` supersedes ``old`` (same key)."""
+    match old, new:
+        case BestFound(best=a), BestFound(best=b):
+            return b.zeros > a.zeros
+        case NoncesIssued(next=a), NoncesIssued(next=b):
+            return b > a
+    return True  # absolute counts, last sighting: the newer stands

@@ -5,7 +5,8 @@ batch is durable entirely or not at all, and with ``appendfsync always`` it is o
 before the reply; see docs/scale-out.md):
 
 - Every instance's miner-serving coordinator (:meth:`RedisStore.commit`): share tallies,
-  the instance's best candidates and the nonces it credited. In the same script the nonces
+  the instance's best candidates and the nonces it credited (the core's ``NonceCredited``
+  records, in the same batch as the shares' acks). In the same script the nonces
   go into the shared duplicate sets (a nonce already there is refused and reported back, so
   its ``accepted`` becomes a ``rejected``), and a candidate that beats the group's best for
   its farmer replaces it in ``{p}:best:{block}`` and is appended to the ``{p}:bests`` stream
@@ -14,6 +15,12 @@ before the reply; see docs/scale-out.md):
 - The leader's cycle coordinator (:meth:`RedisStore.commit_cycle`): blocks, bests, Backend
   call outcomes, farmer statuses and rewards. Its script first checks the leader token:
   a deposed leader's writes are refused whole (fencing of the shared state).
+
+Failures keep the contract of :mod:`pooler.store`, as SQLite does: Redis unreachable, timed
+out, loading, out of memory or read-only raises :class:`StoreUnavailable` (the runner keeps the
+batch and sends it again with the next one; the store itself keeps nothing of it); a refusal
+of the request itself (a script error, the fencing check, bad credentials) raises
+:class:`StoreError`.
 
 ``open`` returns the miners and an empty snapshot: round state of the group lives with the
 leader, which loads it with :meth:`load_snapshot` when it takes over.
@@ -28,14 +35,36 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.events import IssuedJob
+from pooler.core.records import (
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    HarvestCalled,
+    NonceCredited,
+    PlantCalled,
+    RestJobIssued,
+    ShareCounts,
+    WorkCalled,
+)
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
-from pooler.errors import StoreError
+from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
 from pooler.store import Restored
+from pooler.store.codec import best_data, record_data, record_kind
 from pooler.store.keys import Keys
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
@@ -151,13 +180,11 @@ class RedisStore:
         self._clock = clock
         self.keep_blocks = keep_blocks
         self._maxlen = str(stream_maxlen)
-        # nonces credited by the miner-serving coordinator since the last commit (SharedSeen appends)
-        self.credits: list[Credit] = []
-        # credits of the last commit that the shared duplicate set refused: their acks become rejects
-        self._refused: list[Credit] = []
-        # best candidates and credits of a failed commit, sent again with the next one
-        self._retry_bests: list[list[Any]] = []
-        self._retry_credits: list[Credit] = []
+        # (job, nonce) of the last commit's credits that the shared duplicate set refused: the
+        # accepted sent for each becomes a rejected (a job hashes for one (block, farmer), so the
+        # pair names the credit's (block, farmer, nonce)). Nothing else outlives a commit: a
+        # batch Redis could not take is the runner's to keep and send again (StoreUnavailable).
+        self._refused: set[tuple[str, int]] = set()
         self._commit = client.register_script(_COMMIT)
         self._commit_cycle = client.register_script(_COMMIT_CYCLE)
         self.commits = 0  # batches committed (metrics, benchmarks)
@@ -172,7 +199,7 @@ class RedisStore:
         try:
             raw = await self._redis.hgetall(self._keys.miners)
         except RedisError as exc:
-            raise StoreError(f"cannot read the miners from Redis: {exc}") from exc
+            raise _failure("cannot read the miners from Redis", exc) from exc
         miners = sorted((miner_from_json(v) for v in raw.values()), key=lambda m: m.miner_id)
         return Restored(miners, CoreSnapshot())
 
@@ -184,7 +211,7 @@ class RedisStore:
         try:
             await self._redis.ping()
         except RedisError as exc:
-            raise StoreError(f"Redis does not answer: {exc}") from exc
+            raise _failure("Redis does not answer", exc) from exc
         return "ok"
 
     # ------------------------------------------------------------ miners
@@ -197,7 +224,7 @@ class RedisStore:
                 pipe.publish(self._keys.control, orjson.dumps({"op": "joined", "miner": orjson.loads(data)}))
                 await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot save miner {record.miner_id}: {exc}") from exc
+            raise _failure(f"cannot save miner {record.miner_id}", exc) from exc
 
     async def revoke_miner(self, miner_id: str) -> None:
         try:
@@ -206,39 +233,35 @@ class RedisStore:
                 pipe.publish(self._keys.control, orjson.dumps({"op": "left", "minerId": miner_id}))
                 await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot revoke miner {miner_id}: {exc}") from exc
+            raise _failure(f"cannot revoke miner {miner_id}", exc) from exc
 
     # ------------------------------------------------------------ the miner-serving side
 
     async def commit(self, records: list[Persist]) -> None:
-        credits = self._retry_credits + self.credits
-        # emptied in place: the coordinator's SharedSeen sets append to this very list object
-        self.credits.clear()
-        bests: list[list[Any]] = list(self._retry_bests)
+        credits: list[NonceCredited] = []  # the nonces the batch's shares credited, in order
+        bests: list[list[Any]] = []
         # (block, miner, worker) -> its newest tally: counts are absolute, so one row a worker
         # a batch says it all (the script's per-row HGET/HSET/PEXPIRE was most of its cost)
         tallies: dict[tuple[object, object, object], list[Any]] = {}
         blocks: list[list[Any]] = []
         jobs: list[list[str]] = []
-        for r in records:
-            d = r.data
-            if r.kind == "shares":
-                field = orjson.dumps([d["minerId"], d["worker"], self.instance]).decode()
-                tallies[d["block"], d["minerId"], d["worker"]] = [
-                    str(d["block"]),
-                    field,
-                    d["accepted"],
-                    d["rejected"],
-                ]
-            elif r.kind == "best":
-                bests.append(_best_row(d))
-            elif r.kind == "block":
-                blocks.append(_block_row(d))
-            elif r.kind == "job":
-                jobs.append([str(d["job"]), orjson.dumps(d).decode()])
-            # plant/work/harvest/farmer_status here come from refused follower calls: not facts
+        for p in records:
+            match p.record:
+                case ShareCounts(block, miner_id, worker, accepted, rejected):
+                    field = orjson.dumps([miner_id, worker, self.instance]).decode()
+                    tallies[block, miner_id, worker] = [str(block), field, accepted, rejected]
+                case BestFound() as found:
+                    bests.append(_best_row(found))
+                case BlockSeen() as seen:
+                    blocks.append(_block_row(seen))
+                case RestJobIssued(job) as issued:
+                    jobs.append([job.job_id, orjson.dumps(record_data(issued)).decode()])
+                case NonceCredited() as credit:
+                    credits.append(credit)
+                case _:
+                    pass  # plant/work/harvest/farmer_status here come from refused follower calls: not facts
         payload = {
-            "seen": [[str(b), f, str(n)] for b, f, n in credits],
+            "seen": [[str(c.block), c.farmer_id, str(c.nonce)] for c in credits],
             "tallies": list(tallies.values()),
             "bests": bests,
             "blocks": blocks,
@@ -254,12 +277,11 @@ class RedisStore:
             ]
             dups = await self._commit(args=args)
         except RedisError as exc:
-            self._retry_bests, self._retry_credits = bests[-1000:], credits[-100_000:]
-            self._refused = []
-            raise StoreError(f"Redis commit failed: {exc}") from exc
-        self._retry_bests, self._retry_credits = [], []
-        self._refused = [credits[int(i)] for i in dups or ()]
-        self.duplicates += len(self._refused)
+            self._refused = set()
+            raise _failure("Redis commit failed", exc) from exc  # the runner keeps the batch if it may pass
+        refused = [credits[int(i)] for i in dups or ()]
+        self._refused = {(c.job, c.nonce) for c in refused}
+        self.duplicates += len(refused)
         self.commits += 1
 
     async def load_job(self, job_id: str) -> IssuedJob | None:
@@ -270,7 +292,7 @@ class RedisStore:
         try:
             raw = await self._redis.get(self._keys.job(job_id))
         except RedisError as exc:
-            raise StoreError(f"cannot read job {job_id!r} from Redis: {exc}") from exc
+            raise _failure(f"cannot read job {job_id!r} from Redis", exc) from exc
         if raw is None:
             return None
         try:
@@ -295,14 +317,17 @@ class RedisStore:
     def review(self, held: list[Effect]) -> list[Effect]:
         """After a commit: the ``accepted`` of each credit the shared duplicate set refused becomes
         a ``rejected`` DUPLICATE (Runner hook, called before the batch's held acks go out)."""
-        refused, self._refused = self._refused, []
+        refused, self._refused = self._refused, set()
         if not refused:
             return held
-        want = [n for _, _, n in refused]
         out: list[Effect] = []
         for effect in held:
-            if isinstance(effect, Send) and isinstance(effect.msg, Accepted) and effect.msg.nonce in want:
-                want.remove(effect.msg.nonce)
+            if (
+                isinstance(effect, Send)
+                and isinstance(effect.msg, Accepted)
+                and (effect.msg.job, effect.msg.nonce) in refused
+            ):
+                refused.discard((effect.msg.job, effect.msg.nonce))
                 msg = effect.msg
                 why = "this nonce was already accepted by another instance of the pool"
                 out.append(Send(effect.conn, Rejected(msg.job, msg.nonce, Code.DUPLICATE, why)))
@@ -319,21 +344,30 @@ class RedisStore:
         statuses: list[list[Any]] = []
         calls: list[list[Any]] = []
         rewards: list[list[Any]] = []
-        for r in records:
-            d = r.data
-            if r.kind == "block":
-                blocks.append(_block_row(d))
-            elif r.kind == "best":
-                bests.append(_best_row(d))
-            elif r.kind == "farmer_status":
-                row = {k: d.get(k) for k in ("status", "reason", "zeros", "reward") if d.get(k) is not None}
-                statuses.append([str(d["block"]), d["farmerId"], orjson.dumps(row).decode()])
-            elif r.kind in ("plant", "work", "harvest"):
-                calls.append([r.kind, str(d["block"]), orjson.dumps(d, default=_default).decode()])
-                if r.kind == "harvest":
-                    total = _decimal(_mapping(d.get("response")).get("totalRewards"))
-                    if total is not None:
-                        rewards.append([str(d["block"]), str(total)])
+        for p in records:
+            match p.record:
+                case BlockSeen() as seen:
+                    blocks.append(_block_row(seen))
+                case BestFound() as found:
+                    bests.append(_best_row(found))
+                case FarmerStatusChanged(farmer_id, block, status, reason, zeros, reward):
+                    row: dict[str, Any] = {"status": status}
+                    if reason:
+                        row["reason"] = reason
+                    if zeros is not None:
+                        row["zeros"] = zeros
+                    if reward is not None:
+                        row["reward"] = str(reward)
+                    statuses.append([str(block), farmer_id, orjson.dumps(row).decode()])
+                case PlantCalled() | WorkCalled() | HarvestCalled() as call:
+                    record = orjson.dumps(record_data(call), default=_default).decode()
+                    calls.append([record_kind(call), str(call.block), record])
+                    if isinstance(call, HarvestCalled) and call.reply is not None:
+                        total = _decimal(call.reply.body.get("totalRewards"))
+                        if total is not None:
+                            rewards.append([str(call.block), str(total)])
+                case _:
+                    pass  # shares, jobs and the rest are the miner-serving side's
         payload = {"blocks": blocks, "bests": bests, "statuses": statuses, "calls": calls, "rewards": rewards}
         args: list[str | int] = [
             self._keys.base,
@@ -345,10 +379,8 @@ class RedisStore:
         ]
         try:
             await self._commit_cycle(args=args)
-        except ResponseError as exc:
-            raise StoreError(f"leader records refused: {exc}") from exc
-        except RedisError as exc:
-            raise StoreError(f"Redis commit of the leader's records failed: {exc}") from exc
+        except RedisError as exc:  # FENCED (a deposed leader) is a refusal: never retried
+            raise _failure("leader records refused or not written", exc) from exc
         self.commits += 1
 
     async def load_snapshot(self) -> CoreSnapshot:
@@ -370,7 +402,7 @@ class RedisStore:
                 pipe.hgetall(self._keys.rewards)
                 replies = await pipe.execute()
         except RedisError as exc:
-            raise StoreError(f"cannot load the round state from Redis: {exc}") from exc
+            raise _failure("cannot load the round state from Redis", exc) from exc
         bests: list[BestRecord] = []
         statuses: list[StatusRecord] = []
         rewards: list[RewardRecord] = []
@@ -407,6 +439,29 @@ class RedisStore:
         )
 
 
+# ---------------------------------------------------------------- failures
+
+# Redis could not serve the request now; the same one may succeed later (the Store contract's
+# StoreUnavailable: the runner keeps the batch and writes it with the next one)
+_TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    ClusterDownError,
+)
+_MISCONFIGURED = (AuthenticationError, AuthorizationError)  # connection errors no retry mends
+
+
+def _failure(what: str, exc: RedisError) -> StoreError:
+    """StoreUnavailable for a failure the same request may survive later, else StoreError (the
+    request itself was refused: a script error, a fencing refusal, bad credentials)."""
+    if isinstance(exc, _TRANSIENT) and not isinstance(exc, _MISCONFIGURED):
+        return StoreUnavailable(f"{what}: {exc}")
+    return StoreError(f"{what}: {exc}")
+
+
 # ---------------------------------------------------------------- encoding
 
 
@@ -438,29 +493,24 @@ def miner_from_json(raw: str | bytes | Mapping[str, Any]) -> MinerRecord:
         raise StoreError(f"a miner record in Redis is malformed ({exc}): {str(d)[:120]}") from exc
 
 
-def _best_row(d: Mapping[str, Any]) -> list[Any]:
-    h = d["hash"]
+def _best_row(found: BestFound) -> list[Any]:
+    """[block, farmer, nonce, zeros, JSON] of a best, as the scripts take it."""
+    d = best_data(found)
     best = {
-        "nonce": str(d["nonce"]),
-        "hash": h.hex() if isinstance(h, bytes) else str(h),
-        "zeros": int(d["zeros"]),
-        "foundAt": d.get("foundAt"),
-        "minerId": d.get("minerId", ""),
-        "worker": d.get("worker", ""),
-        "block": int(d["block"]),
+        "nonce": d["nonce"],
+        "hash": d["hash"],
+        "zeros": d["zeros"],
+        "foundAt": d["foundAt"],
+        "minerId": d["minerId"],
+        "worker": d["worker"],
+        "block": d["block"],
         "farmerId": d["farmerId"],
     }
-    return [str(d["block"]), d["farmerId"], str(d["nonce"]), int(d["zeros"]), orjson.dumps(best).decode()]
+    return [str(found.block), found.farmer_id, d["nonce"], found.best.zeros, orjson.dumps(best).decode()]
 
 
-def _block_row(d: Mapping[str, Any]) -> list[Any]:
-    e = d["entropy"]
-    data = {
-        "index": int(d["index"]),
-        "entropy": e.hex() if isinstance(e, bytes) else str(e),
-        "timestamp": int(d["timestamp"]),
-    }
-    return [str(d["index"]), orjson.dumps(data).decode()]
+def _block_row(seen: BlockSeen) -> list[Any]:
+    return [str(seen.index), orjson.dumps(record_data(seen)).decode()]
 
 
 def _lua_json(payload: Mapping[str, Any]) -> str:
@@ -475,10 +525,6 @@ def _default(value: object) -> object:
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"cannot store {type(value).__name__}")
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _decimal(value: object) -> int | None:

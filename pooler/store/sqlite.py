@@ -27,11 +27,25 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
 from pooler.core.effects import Persist
+from pooler.core.records import (
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    HarvestCalled,
+    NonceCredited,
+    NoncesIssued,
+    PlantCalled,
+    Record,
+    RestJobIssued,
+    ShareCounts,
+    WorkCalled,
+    WorkerSeen,
+)
 from pooler.core.snapshot import (
     BestRecord,
     BlockRecord,
@@ -43,6 +57,7 @@ from pooler.core.snapshot import (
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
 from pooler.store import Restored, coalesce
+from pooler.store.codec import ms, record_data, record_kind
 
 T = TypeVar("T")
 
@@ -208,8 +223,8 @@ class SqliteStore:
         records = coalesce(records)
 
         def write(db: sqlite3.Connection) -> None:
-            for record in records:
-                _WRITERS[record.kind](db, record.data, now)
+            for p in records:
+                _write(db, p.record, now)
 
         self._transaction("store commit", write)
         self.commits += 1
@@ -352,84 +367,86 @@ def _default(value: object) -> object:
     raise TypeError(f"cannot store {type(value).__name__}")
 
 
-def _hash(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return bytes.fromhex(value)
-    raise StoreError(f"a hash must be bytes or hex, got {type(value).__name__}")
+def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
+    """One record into its table (the schema is MIGRATIONS')."""
+    match record:
+        case BlockSeen(index, entropy, timestamp):
+            db.execute("INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)", (index, entropy, timestamp, now))
+        case BestFound(block, farmer_id, best):
+            db.execute(
+                "INSERT INTO bests VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (block, farmer_id) DO UPDATE SET"
+                " nonce = excluded.nonce, hash = excluded.hash, zeros = excluded.zeros,"
+                " found_at = excluded.found_at, miner_id = excluded.miner_id, worker = excluded.worker"
+                " WHERE excluded.zeros > bests.zeros",
+                (
+                    block,
+                    farmer_id,
+                    str(best.nonce),
+                    best.hash,
+                    best.zeros,
+                    ms(best.found_at) / 1000,  # kept at the millisecond the wire has
+                    best.miner_id,
+                    best.worker,
+                ),
+            )
+        case ShareCounts(block, miner_id, worker, accepted, rejected):
+            db.execute(
+                "INSERT INTO shares VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (block, miner_id, worker) DO UPDATE SET"
+                " accepted = max(shares.accepted, excluded.accepted),"
+                " rejected = max(shares.rejected, excluded.rejected)",
+                (block, miner_id, worker, accepted, rejected),
+            )
+        case PlantCalled() | WorkCalled() | HarvestCalled():
+            _w_call(db, record, now)
+        case FarmerStatusChanged(farmer_id, block, status, reason, zeros, reward):
+            db.execute(
+                "INSERT INTO farmer_status (farmer_id, block, status, reason, zeros, reward, at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    farmer_id,
+                    block,
+                    status,
+                    reason or None,
+                    zeros,
+                    None if reward is None else str(reward),
+                    now,
+                ),
+            )
+        case NoncesIssued(block, farmer_id, nxt):
+            db.execute(
+                "INSERT INTO nonces VALUES (?, ?, ?) ON CONFLICT (block, farmer_id) DO UPDATE SET"
+                " next = max(nonces.next, excluded.next)",
+                (block, farmer_id, _u64_text(nxt)),
+            )
+        case WorkerSeen(miner_id, worker, agent):
+            db.execute(
+                "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (miner_id, worker) DO UPDATE SET"
+                " agent = coalesce(excluded.agent, workers.agent), last_seen = excluded.last_seen",
+                (miner_id, worker, agent, now, now),
+            )
+        case RestJobIssued() | NonceCredited():
+            pass  # a group's shared state: one instance has nobody to share it with
 
 
-def _w_block(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
+def _w_call(db: sqlite3.Connection, record: PlantCalled | WorkCalled | HarvestCalled, now: float) -> None:
+    """A Backend call's outcome: what was asked (work: the submissions), the answer or the error."""
+    data = record_data(record)
+    response = data.pop("response", None)
+    error = data.pop("error", None)
+    del data["block"]
     db.execute(
-        "INSERT OR IGNORE INTO blocks VALUES (?, ?, ?, ?)",
-        (d["index"], _hash(d["entropy"]), d["timestamp"], now),
-    )
-
-
-def _w_best(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
-    found_at = d.get("foundAt")
-    db.execute(
-        "INSERT INTO bests VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (block, farmer_id) DO UPDATE SET"
-        " nonce = excluded.nonce, hash = excluded.hash, zeros = excluded.zeros, found_at = excluded.found_at,"
-        " miner_id = excluded.miner_id, worker = excluded.worker WHERE excluded.zeros > bests.zeros",
+        "INSERT INTO calls (op, block, ok, request, response, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
-            d["block"],
-            d["farmerId"],
-            str(d["nonce"]),
-            _hash(d["hash"]),
-            d["zeros"],
-            found_at / 1000 if isinstance(found_at, int | float) else now,
-            d.get("minerId", ""),
-            d.get("worker", ""),
+            record_kind(record),
+            record.block,
+            int(record.reply is not None),
+            _json(data) if data else None,
+            _json(response),
+            error,
+            now,
         ),
-    )
-
-
-def _w_shares(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
-    db.execute(
-        "INSERT INTO shares VALUES (?, ?, ?, ?, ?) ON CONFLICT (block, miner_id, worker) DO UPDATE SET"
-        " accepted = max(shares.accepted, excluded.accepted),"
-        " rejected = max(shares.rejected, excluded.rejected)",
-        (d["block"], d["minerId"], d["worker"], d["accepted"], d["rejected"]),
-    )
-
-
-def _call_writer(op: str) -> Callable[[sqlite3.Connection, Mapping[str, Any], float], None]:
-    def write(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
-        response = d.get("response")
-        error = d.get("error")
-        ok = d.get("ok", error is None and response is not None)
-        request = {k: v for k, v in d.items() if k not in ("response", "error", "ok", "block")}
-        db.execute(
-            "INSERT INTO calls (op, block, ok, request, response, error, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (op, d["block"], int(bool(ok)), _json(request) if request else None, _json(response), error, now),
-        )
-
-    return write
-
-
-def _w_status(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
-    db.execute(
-        "INSERT INTO farmer_status (farmer_id, block, status, reason, zeros, reward, at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (d["farmerId"], d.get("block"), d["status"], d.get("reason"), d.get("zeros"), d.get("reward"), now),
-    )
-
-
-def _w_nonces(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
-    db.execute(
-        "INSERT INTO nonces VALUES (?, ?, ?) ON CONFLICT (block, farmer_id) DO UPDATE SET"
-        " next = max(nonces.next, excluded.next)",
-        (d["block"], d["farmerId"], _u64_text(d["next"])),
-    )
-
-
-def _w_worker(db: sqlite3.Connection, d: Mapping[str, Any], now: float) -> None:
-    db.execute(
-        "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (miner_id, worker) DO UPDATE SET"
-        " agent = coalesce(excluded.agent, workers.agent), last_seen = excluded.last_seen",
-        (d["minerId"], d["worker"], d.get("agent"), now, now),
     )
 
 
@@ -437,16 +454,3 @@ def _u64_text(value: object) -> str:
     if not isinstance(value, int) or not 0 <= value < 1 << 64:
         raise StoreError(f"a nonce counter must be an integer in [0, 2**64), got {value!r}")
     return f"{value:020d}"
-
-
-_WRITERS: dict[str, Callable[[sqlite3.Connection, Mapping[str, Any], float], None]] = {
-    "block": _w_block,
-    "best": _w_best,
-    "shares": _w_shares,
-    "plant": _call_writer("plant"),
-    "work": _call_writer("work"),
-    "harvest": _call_writer("harvest"),
-    "farmer_status": _w_status,
-    "nonces": _w_nonces,
-    "worker": _w_worker,
-}

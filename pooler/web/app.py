@@ -43,7 +43,6 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
         settings,
         admission=ports.admission,
         miners=ports.miners,
-        guard=ports.guard,
         sockets=ports.sockets,
         inbox=ports.inbox,
         limits=ports.limits,
@@ -51,7 +50,6 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
     miner = RestRoutes(
         settings,
         miners=ports.miners,
-        guard=ports.guard,
         requests=ports.requests,
         jobs=ports.jobs,
         limits=ports.limits,

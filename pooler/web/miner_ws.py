@@ -11,7 +11,8 @@ its ports (pooler/web/ports.py): the connection limits, token checks, the invali
 cool-down, its outbox, the coordinator's inbox and the limit counters.
 
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
-its invalid-share cool-down, or a misbehaving peer; 1009 on a frame over the size limit;
+its invalid-share cool-down or cut off by it (the coordinator's share-quality guard says so
+with ``Close`` effects), or a misbehaving peer; 1009 on a frame over the size limit;
 1011 when a ping went unanswered (uvicorn's keepalive); 1013 when the client reads too
 slowly to keep its outbox under the limit, or the connection limits are reached. A peer
 that does not even take the close frame within ``slow_client_grace`` seconds has its TCP
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -37,8 +37,8 @@ from pooler.core.events import (
 )
 from pooler.runtime.outbox import Outbox
 from pooler.web.lane import LANE, Lane
-from pooler.web.limits import InvalidShareGuard, TokenBucket, Verdict
-from pooler.web.ports import Admission, EventSink, LimitHits, Miners, MinerSockets, ShareGuard, WebSettings
+from pooler.web.limits import TokenBucket
+from pooler.web.ports import Admission, EventSink, LimitHits, Miners, MinerSockets, WebSettings
 from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
 from protocol.errors import Code, ProtocolError
@@ -99,7 +99,6 @@ class MinerSocket:
         *,
         admission: Admission,
         miners: Miners,
-        guard: ShareGuard,
         sockets: MinerSockets,
         inbox: EventSink,
         limits: LimitHits,
@@ -107,7 +106,6 @@ class MinerSocket:
         self._settings = settings
         self._admission = admission  # connection limits
         self._miners = miners  # token checks
-        self._guard = guard  # the invalid-share cool-down
         self._sockets = sockets  # each socket's outbox, and its miner
         self._inbox = inbox  # events to the coordinator
         self._limits = limits  # refusals, counted
@@ -183,17 +181,6 @@ class MinerSocket:
                 ws,
                 Code.UNAUTHORIZED,
                 "unknown or revoked token; register with POST /miner/register",
-                CLOSE_POLICY,
-                opts.slow_client_grace,
-            )
-            return
-        cooling = self._guard.cooldown(miner.miner_id)
-        if cooling > 0:
-            self._limits.hit("invalid-shares")
-            await _refuse(
-                ws,
-                Code.RATE_LIMITED,
-                f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
                 CLOSE_POLICY,
                 opts.slow_client_grace,
             )
@@ -288,41 +275,6 @@ class MinerSocket:
                     log.info("miner socket %d: the peer took no close frame in time; dropping it", conn)
                     abort()
             self._sockets.forget(conn)
-
-
-def enforce_share_quality(
-    guard: InvalidShareGuard,
-    miner_id: str,
-    verdict: Verdict,
-    boxes: Iterable[Outbox],
-    now: float,
-    limits: LimitHits,
-) -> None:
-    """Act on an :class:`~pooler.web.limits.InvalidShareGuard` verdict for all sockets of a miner.
-
-    Called from the runner's share reports, so it only queues frames and closes; no await.
-    """
-    share = f"more than {guard.max_invalid:.0%} of its last {guard.window} shares"
-    if verdict == "warn":
-        text = (
-            f"warning: {share} were invalid (low-zeros, invalid-hash, out-of-range, duplicate); "
-            "fix the miner, or the next such window closes the connection"
-        )
-        close = False
-    elif verdict == "close":
-        text = f"closing: {share} were invalid again; one more such window and it is refused for a while"
-        close = True
-    else:
-        guard.refuse(miner_id, now)
-        text = f"refused for {guard.cooldown:g} s: {share} were invalid three windows running"
-        close = True
-    if close:
-        limits.hit("invalid-shares")
-    frame = _frame(Error(Code.RATE_LIMITED, text))
-    for box in boxes:
-        box.put(frame)
-        if close:
-            box.close(CLOSE_POLICY, "too many invalid shares")
 
 
 class _Reader:

@@ -12,7 +12,6 @@ same methods.
     MinerSockets   miner socket (its outbox)          sockets.SocketDesk
     EventSink      miner socket (events in)           the runner's Inbox (pooler/runtime)
     Requests       REST (an event and its answer)     the Runner (pooler/runtime)
-    ShareGuard     hello, REST (invalid-share policy) guard.ShareGuardPort
     RestJobs       REST submit (a group's jobs)       the cluster node, or wiring.NoSharedJobs
     LimitHits      every refusal (metrics)            wiring.LimitCounter
     EventFeed      /ws/events, /events                wiring.DashboardFeed
@@ -106,18 +105,6 @@ class Requests(Protocol):
     async def request(self, make: Callable[[int], Event], within: float = ...) -> ServerMessage: ...
 
 
-class ShareGuard(Protocol):
-    """The invalid-share policy (pooler/web/limits.py InvalidShareGuard, as the app applies it)."""
-
-    def cooldown(self, miner_id: str) -> float:
-        """Seconds ``miner_id`` is still refused for (0.0: it may mine)."""
-        ...
-
-    def judge(self, miner_id: str, reason: str) -> None:
-        """One share of ``miner_id`` was answered (``reason`` "ok" or a rejection reason)."""
-        ...
-
-
 class RestJobs(Protocol):
     """Jobs another instance of a group issued (REST shares may reach any instance)."""
 
@@ -161,7 +148,6 @@ class WebPorts:
     sockets: MinerSockets
     inbox: EventSink
     requests: Requests
-    guard: ShareGuard
     jobs: RestJobs
     limits: LimitHits
     events: EventFeed

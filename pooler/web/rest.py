@@ -28,10 +28,10 @@ from pooler.core.events import IssuedJob, RestShareSubmitted, RestWorkRequested,
 from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
 from pooler.web.limits import TokenBucket
-from pooler.web.ports import LimitHits, Miners, Requests, RestJobs, ShareGuard, WebSettings
+from pooler.web.ports import LimitHits, Miners, Requests, RestJobs, WebSettings
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
-from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage, Share
+from protocol.messages import Error, Job, Rejected, ServerMessage, Share
 
 STATUS_OF: dict[Code, int] = {
     Code.MALFORMED: 400,
@@ -90,7 +90,7 @@ def _answer(msg: ServerMessage, ok_status: int = 200) -> JSON:
     if isinstance(msg, Rejected):
         return JSON(server_to_dict(msg), status_code=STATUS_OF.get(msg.code, 400))
     if isinstance(msg, Error):
-        if msg.code == Code.UNAUTHORIZED:
+        if msg.code in (Code.UNAUTHORIZED, Code.RATE_LIMITED):
             return protocol_error(msg.code, msg.message)
         reason = msg.code.reason if msg.code is Code.UNAVAILABLE else "no-work"
         return JSON(error_body(reason, msg.message, code=int(msg.code)), status_code=503)
@@ -126,22 +126,20 @@ class RestRoutes:
         settings: WebSettings,
         *,
         miners: Miners,
-        guard: ShareGuard,
         requests: Requests,
         jobs: RestJobs,
         limits: LimitHits,
     ) -> None:
         self._settings = settings
         self._miners = miners  # token checks, registration, leaving
-        self._guard = guard  # the invalid-share policy (cool-down, share verdicts)
         self._requests = requests  # events to the coordinator, and its answers
         self._jobs = jobs  # a group's jobs issued on other instances
         self._limits = limits  # refusals, counted
         self._buckets: dict[str, TokenBucket] = {}  # miner id -> its REST requests' bucket (dropped on leave)
 
-    async def _authenticate(self, request: Request, *, cooldown: bool = True) -> MinerRecord | Error:
-        """The miner of the bearer token; an Error when missing, unknown, over its rate limit or
-        (``cooldown``) in its invalid-share cool-down."""
+    async def _authenticate(self, request: Request) -> MinerRecord | Error:
+        """The miner of the bearer token; an Error when missing, unknown or over its rate limit.
+        (A miner in its invalid-share cool-down is refused by the coordinator, which knows it.)"""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -151,12 +149,6 @@ class RestRoutes:
         miner = await self._miners.authenticate(token.strip())
         if miner is None:
             return Error(Code.UNAUTHORIZED, "unknown or revoked token")
-        cooling = self._guard.cooldown(miner.miner_id)
-        if cooldown and cooling > 0:
-            return Error(
-                Code.RATE_LIMITED,
-                f"refused for {cooling:.0f} more s: most of this miner's recent shares were invalid",
-            )
         buckets = self._buckets
         now = time.monotonic()
         bucket = buckets.get(miner.miner_id)
@@ -170,8 +162,8 @@ class RestRoutes:
             )
         return miner
 
-    async def _miner(self, request: Request, *, cooldown: bool = True) -> MinerRecord | JSON:
-        miner = await self._authenticate(request, cooldown=cooldown)
+    async def _miner(self, request: Request) -> MinerRecord | JSON:
+        miner = await self._authenticate(request)
         return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
 
     async def _json_body(self, request: Request, limit: int) -> dict[str, Any] | JSON:
@@ -277,18 +269,16 @@ class RestRoutes:
         answer = await self._requests.request(
             lambda reply: RestShareSubmitted(reply, miner.miner_id, share, issued)
         )
-        if isinstance(answer, Accepted | Rejected):
-            self._guard.judge(miner.miner_id, "ok" if isinstance(answer, Accepted) else answer.code.reason)
         return _answer(answer)
 
     async def stats(self, request: Request) -> JSON:
-        miner = await self._miner(request, cooldown=False)
+        miner = await self._miner(request)
         if isinstance(miner, JSON):
             return miner
         return _answer(await self._requests.request(lambda reply: StatsRequested(reply, miner.miner_id)))
 
     async def leave(self, request: Request) -> JSON:
-        miner = await self._miner(request, cooldown=False)
+        miner = await self._miner(request)
         if isinstance(miner, JSON):
             return miner
         await self._miners.remove(miner.miner_id)

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from pooler.backend import parse_reply
 from pooler.cluster.lease import LeaderLease
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import CallBackend, Effect, Persist, Send
-from pooler.errors import StoreError
+from pooler.core.records import (
+    Best,
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    HarvestCalled,
+    NonceCredited,
+    PlantCalled,
+    ShareCounts,
+)
+from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
+from pooler.runtime.hub import EventHub
+from pooler.runtime.runner import Runner
 from pooler.store.keys import BEST_GROUP, Keys
 from pooler.store.redis import RedisStore
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 from tests.support.config import core as core_config
 
 KEYS = Keys("kp")
@@ -27,22 +44,16 @@ def store(client: aioredis.Redis, instance: str) -> RedisStore:
 
 
 def best(block: int, fid: str, nonce: int, zeros: int, miner: str = "m1") -> Persist:
-    data = {
-        "block": block,
-        "farmerId": fid,
-        "nonce": str(nonce),
-        "hash": (b"\x00" * zeros + b"\xff" * (32 - zeros)).hex(),
-        "zeros": zeros,
-        "foundAt": 1_700_000_001_000,
-        "minerId": miner,
-        "worker": "w",
-    }
-    return Persist("best", data)
+    digest = b"\x00" * zeros + b"\xff" * (32 - zeros)
+    return Persist(BestFound(block, fid, Best(nonce, digest, zeros, 1_700_000_001.0, miner, "w")))
 
 
 def shares(block: int, miner: str, worker: str, accepted: int, rejected: int) -> Persist:
-    data = {"block": block, "minerId": miner, "worker": worker, "accepted": accepted, "rejected": rejected}
-    return Persist("shares", data)
+    return Persist(ShareCounts(block, miner, worker, accepted, rejected))
+
+
+def credit(block: int, fid: str, nonce: int, job: str) -> Persist:
+    return Persist(NonceCredited(block, fid, nonce, job))
 
 
 async def test_bests_keep_the_most_zeros_and_reach_the_stream_only_when_better(
@@ -78,11 +89,10 @@ async def test_tallies_are_kept_per_instance_and_never_go_down(rclient: aioredis
 
 async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: aioredis.Redis) -> None:  # noqa: F811
     a, b = store(rclient, "a"), store(rclient, "b")
-    a.credits.append((5, "f1", 77))
-    await a.commit([shares(5, "m1", "w", 1, 0), best(5, "f1", 77, 2)])
+    await a.commit([credit(5, "f1", 77, "j1"), shares(5, "m1", "w", 1, 0), best(5, "f1", 77, 2)])
     assert a.review([Send(1, Accepted("j1", 77, 2, True))]) == [Send(1, Accepted("j1", 77, 2, True))]
-    b.credits.extend([(5, "f1", 77), (5, "f1", 78), (5, "f2", 77)])
-    await b.commit([best(5, "f1", 77, 2, miner="m9"), shares(5, "m9", "w", 3, 0)])
+    credits = [credit(5, "f1", 77, "j2"), credit(5, "f1", 78, "j3"), credit(5, "f2", 77, "j4")]
+    await b.commit([*credits, best(5, "f1", 77, 2, miner="m9"), shares(5, "m9", "w", 3, 0)])
     held: list[Effect] = [
         Send(2, Accepted("j2", 77, 2, True)),
         Send(3, Accepted("j3", 78, 1, False)),
@@ -99,30 +109,79 @@ async def test_a_nonce_credited_on_one_instance_is_refused_on_another(rclient: a
     assert await rclient.pttl(KEYS.seen(5, "f1")) > 0
 
 
-async def test_credits_keep_flowing_through_the_list_the_coordinator_holds(
+async def test_a_refused_credit_rejects_the_accepted_of_its_own_farmer(rclient: aioredis.Redis) -> None:  # noqa: F811
+    """Two farmers' shares with the same nonce in one batch, and another instance credited the
+    second farmer's first: only that farmer's accepted becomes a duplicate (matching refused
+    credits to acks by nonce alone rejected the first farmer's share instead)."""
+    a, b = store(rclient, "a"), store(rclient, "b")
+    await a.commit([credit(5, "f1", 77, "a.1")])
+    await b.commit([credit(5, "f2", 77, "b.2"), credit(5, "f1", 77, "b.1")])
+    held: list[Effect] = [Send(2, Accepted("b.2", 77, 1, False)), Send(1, Accepted("b.1", 77, 1, False))]
+    out = b.review(held)
+    assert out[0] == held[0]  # farmer f2's nonce 77 was nobody's yet
+    second = out[1]
+    assert isinstance(second, Send) and isinstance(second.msg, Rejected)
+    assert (second.conn, second.msg.job, second.msg.code) == (1, "b.1", Code.DUPLICATE)
+    assert b.duplicates == 1
+
+
+class _NoBackend:
+    async def call(
+        self, op: str, method: str, path: str, payload: Mapping[str, object] | None, deadline: float
+    ) -> dict[str, Any]:
+        raise AssertionError("no Backend call is expected here")
+
+
+async def test_redis_away_makes_a_commit_unavailable_and_the_runner_keeps_the_batch() -> None:
+    """One contract for both stores: a failure the same batch may survive later is StoreUnavailable,
+    so the runner keeps the records and writes them once Redis is back (a StoreError made it drop
+    them while the store kept retry buffers of its own)."""
+    with RedisServer() as server:
+        client = aioredis.Redis.from_url(
+            server.url, decode_responses=True, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        try:
+            s = store(client, "a")
+            runner = Runner(Coordinator(core_config()), _NoBackend(), EventHub(clock=lambda: 0.0), store=s)
+            server.stop()
+            with pytest.raises(StoreUnavailable):
+                await s.commit([shares(5, "m1", "w", 1, 0)])
+            await runner.perform([best(5, "f1", 10, 4), Send(1, Accepted("j", 10, 4, True))])
+            assert runner.unsaved == 1 and runner.refused_acks == 1  # kept, and no ack went out for it
+            server.start()
+            await runner.flush()
+            assert runner.unsaved == 0
+            written = await client.hget(KEYS.best(5), "f1")
+            assert written is not None and orjson.loads(written)["zeros"] == 4
+        finally:
+            await client.aclose()
+
+
+async def test_the_credits_of_every_commit_reach_the_shared_set(
     rclient: aioredis.Redis,  # noqa: F811
 ) -> None:
-    """The coordinator's SharedSeen sets hold a reference to ``store.credits``: every commit must
-    drain that very list (a commit that rebound it lost all later credits: duplicates across
+    """Each batch carries its own credits (they once flowed through a list the coordinator and the
+    store shared, and a commit that rebound it lost all later credits: duplicates across
     instances went undetected after an instance's first commit)."""
     a = store(rclient, "a")
-    held_by_coordinator = a.credits
     for nonce in (1, 2, 3):
-        held_by_coordinator.append((5, "f1", nonce))
-        await a.commit([])
-        assert a.credits is held_by_coordinator and held_by_coordinator == []
+        await a.commit([credit(5, "f1", nonce, f"j{nonce}")])
     assert await rclient.smembers(KEYS.seen(5, "f1")) == {"1", "2", "3"}
 
 
-async def test_a_failed_commit_keeps_its_best_for_the_next_one(redis_server, rclient: aioredis.Redis) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+async def test_a_failed_commit_is_unavailable_and_its_batch_is_written_when_sent_again(
+    rclient: aioredis.Redis,  # noqa: F811
+) -> None:
+    """The store keeps nothing of a failed batch: it says StoreUnavailable and the runner sends the
+    batch again ahead of the next one (the store used to keep retry buffers of its own)."""
     broken = aioredis.Redis(host="127.0.0.1", port=1, decode_responses=True, socket_connect_timeout=0.5)
     s = RedisStore(broken, KEYS, instance="a", block_ttl=3600)
-    with pytest.raises(StoreError, match="Redis commit failed"):
+    with pytest.raises(StoreUnavailable, match="Redis commit failed"):
         await s.commit([best(5, "f1", 10, 4)])
     await broken.aclose()
     s._redis = rclient
     s._commit = rclient.register_script(s._commit.script)
-    await s.commit([shares(5, "m1", "w", 1, 0)])
+    await s.commit([best(5, "f1", 10, 4), shares(5, "m1", "w", 1, 0)])  # the kept batch, then the next
     assert orjson.loads(await rclient.hget(KEYS.best(5), "f1"))["zeros"] == 4
 
 
@@ -148,20 +207,20 @@ async def test_the_leader_writes_a_snapshot_a_new_leader_restores(rclient: aiore
     assert await lease.try_acquire()
     assert lease.token is not None
     s = store(rclient, "a")
-    block = {"index": 9, "entropy": ENTROPY.hex(), "timestamp": 1_700_000_000}
     records = [
-        Persist("block", {"index": 8, "entropy": ENTROPY.hex(), "timestamp": 1_699_999_700}),
-        Persist("block", block),
+        Persist(BlockSeen(8, ENTROPY, 1_699_999_700)),
+        Persist(BlockSeen(9, ENTROPY, 1_700_000_000)),
         best(9, "f1", 1234, 5),
-        Persist("farmer_status", {"farmerId": "f1", "block": 9, "status": "planted"}),
-        Persist("farmer_status", {"farmerId": "f1", "block": 8, "status": "worked", "zeros": 4}),
-        Persist("plant", {"block": 9, "response": {"successfulPlants": 1}}),
+        Persist(FarmerStatusChanged("f1", 9, "planted")),
+        Persist(FarmerStatusChanged("f1", 8, "worked", zeros=4)),
+        Persist(PlantCalled(9, parse_reply("plant", {"successfulPlants": 1}))),
     ]
     await s.commit_cycle(records, lease.token)
+    harvest = parse_reply("harvest", {"totalRewards": "500"})
     await s.commit_cycle(
         [
-            Persist("harvest", {"block": 8, "response": {"totalRewards": "500"}}),
-            Persist("farmer_status", {"farmerId": "f1", "block": 8, "status": "harvested", "reward": "500"}),
+            Persist(HarvestCalled(8, harvest)),
+            Persist(FarmerStatusChanged("f1", 8, "harvested", reward=500)),
         ],
         lease.token,
     )
@@ -187,7 +246,7 @@ async def test_a_deposed_leader_cannot_write(rclient: aioredis.Redis) -> None:  
     await rclient.delete(KEYS.lease)
     assert await b.try_acquire()
     s = store(rclient, "a")
-    status = Persist("farmer_status", {"farmerId": "f1", "block": 9, "status": "failed", "reason": "x"})
+    status = Persist(FarmerStatusChanged("f1", 9, "failed", "x"))
     with pytest.raises(StoreError, match="FENCED"):
         await s.commit_cycle([status], old)
     assert await rclient.hgetall(KEYS.status(9)) == {}

@@ -6,6 +6,14 @@ import asyncio
 
 import orjson
 
+from pooler.core.dashboard_events import (
+    BlockEvent,
+    FarmerReward,
+    HarvestEvent,
+    PlantEvent,
+    ShownSubmission,
+    WorkEvent,
+)
 from pooler.runtime.hub import EventHub
 from pooler.runtime.outbox import CLOSE_TRY_AGAIN_LATER, Outbox
 
@@ -52,22 +60,23 @@ async def test_outbox_overflow_closes_with_1013_and_keeps_queued_frames() -> Non
 async def test_hub_fans_out_one_encoding_and_keeps_a_snapshot() -> None:
     hub = EventHub(clock=lambda: 1_700_000_000.0, recent=3, queue_limit=2)
     fast, slow = hub.subscribe(), hub.subscribe()
-    hub.publish("block", {"block": 7, "entropy": "00" * 32})
+    hub.publish(BlockEvent(7, bytes(32), 1_699_999_700, 1_699_999_980_000, 1_700_000_000_000))
     batch = await asyncio.wait_for(fast.next_batch(), 1)
     assert orjson.loads(batch[0]) == {
         "type": "event",
         "kind": "block",
         "at": 1_700_000_000_000,
-        "data": {"block": 7, "entropy": "00" * 32},
+        "data": {
+            "block": 7,
+            "entropy": "00" * 32,
+            "timestamp": 1_699_999_700_000,
+            "workAt": 1_699_999_980_000,
+            "blockEndsAt": 1_700_000_000_000,
+        },
     }
-    hub.publish("plant", {"block": 7, "ok": True, "successfulPlants": 3})
-    hub.publish(
-        "work", {"block": 7, "ok": True, "submissions": [{"farmerId": "f1", "zeros": 5, "nonce": "9"}]}
-    )
-    hub.publish(
-        "harvest",
-        {"block": 7, "ok": True, "totalRewards": "100", "rewards": [{"farmerId": "f1", "reward": "100"}]},
-    )
+    hub.publish(PlantEvent(7, True, 3, 0, 0))
+    hub.publish(WorkEvent(7, True, (ShownSubmission("f1", 5, 9),), 1, 0))
+    hub.publish(HarvestEvent(7, True, 1, 0, 100, (FarmerReward("f1", 100),)))
     # the slow reader kept only the newest 2 of 4 frames and knows it lost some
     assert slow.dropped == 2
     frames = await slow.next_batch()

@@ -8,7 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from pooler.core.backend_calls import WorkReply
 from pooler.core.effects import Persist, Send
+from pooler.core.records import (
+    Best,
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    NoncesIssued,
+    ShareCounts,
+    WorkCalled,
+    WorkerSeen,
+)
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord, hash_token
 from pooler.store import coalesce
@@ -16,20 +27,24 @@ from pooler.store.sqlite import SqliteStore
 from protocol.messages import Job
 from tests.unit.core_support import Rig, persists, sends
 
-BLOCK = Persist("block", {"index": 7, "entropy": "11" * 32, "timestamp": 1700})
+BLOCK = Persist(BlockSeen(7, bytes.fromhex("11" * 32), 1700))
 
 
 def _shares(n: int, worker: str = "w") -> Persist:
-    return Persist("shares", {"block": 7, "minerId": "m", "worker": worker, "accepted": n, "rejected": 0})
+    return Persist(ShareCounts(7, "m", worker, n, 0))
 
 
 def _best(zeros: int, nonce: int) -> Persist:
-    return Persist("best", {"block": 7, "farmerId": "f", "nonce": nonce, "hash": "00" * 32, "zeros": zeros})
+    return Persist(BestFound(7, "f", Best(nonce, bytes(32), zeros, 1700.0, "", "")))
+
+
+def _nonces(nxt: int) -> Persist:
+    return Persist(NoncesIssued(7, "f", nxt))
 
 
 def test_coalesce_keeps_what_the_tables_would_end_with() -> None:
-    status = Persist("farmer_status", {"farmerId": "f", "block": 7, "status": "planted"})
-    work = Persist("work", {"block": 7, "submissions": [], "response": {}})
+    status = Persist(FarmerStatusChanged("f", 7, "planted"))
+    work = Persist(WorkCalled(7, (), WorkReply()))
     records = [
         BLOCK,
         _shares(1),
@@ -39,8 +54,8 @@ def test_coalesce_keeps_what_the_tables_would_end_with() -> None:
         _shares(1, "other"),
         _best(5, 11),
         _best(5, 12),  # a tie keeps the first, as the SQL upsert does
-        Persist("nonces", {"block": 7, "farmerId": "f", "next": 500}),
-        Persist("nonces", {"block": 7, "farmerId": "f", "next": 300}),
+        _nonces(500),
+        _nonces(300),
         work,
         _shares(3),
     ]
@@ -50,7 +65,7 @@ def test_coalesce_keeps_what_the_tables_would_end_with() -> None:
         _best(5, 11),
         status,
         _shares(1, "other"),
-        Persist("nonces", {"block": 7, "farmerId": "f", "next": 500}),
+        _nonces(500),
         work,
     ]
 
@@ -62,7 +77,9 @@ async def test_nonce_counters_survive_a_restart_so_ranges_never_overlap(tmp_path
     effects += opened
     [first] = sends(opened, Job)
     # the counter is persisted before the job that hands the range out
-    at_persist = next(i for i, e in enumerate(opened) if isinstance(e, Persist) and e.kind == "nonces")
+    at_persist = next(
+        i for i, e in enumerate(opened) if isinstance(e, Persist) and isinstance(e.record, NoncesIssued)
+    )
     at_job = next(i for i, e in enumerate(opened) if isinstance(e, Send) and isinstance(e.msg, Job))
     assert at_persist < at_job
     assert persists(opened, "nonces") == [{"block": 1, "farmerId": "farmer-1", "next": first.nonce_end}]
@@ -87,11 +104,11 @@ async def test_counters_near_the_top_of_the_u64_space_round_trip(tmp_path: Path)
     store = SqliteStore(tmp_path / "p.db")
     await store.open()
     top = 2**64 - 1
-    await store.commit([BLOCK, Persist("nonces", {"block": 7, "farmerId": "f", "next": top})])
+    await store.commit([BLOCK, _nonces(top)])
     # a smaller later value never lowers it (text compared as zero-padded digits)
-    await store.commit([Persist("nonces", {"block": 7, "farmerId": "f", "next": 9})])
+    await store.commit([_nonces(9)])
     with pytest.raises(StoreError, match="nonce counter"):
-        await store.commit([Persist("nonces", {"block": 7, "farmerId": "f", "next": 2**64})])
+        await store.commit([_nonces(2**64)])
     await store.close()
     again = SqliteStore(tmp_path / "p.db")
     assert (await again.open()).snapshot.nonce_next == {"f": top}
@@ -106,8 +123,8 @@ async def test_workers_and_farmers_are_recorded(tmp_path: Path) -> None:
         await store.save_miner(
             MinerRecord(f"m{i}", "f1", "G" + "B" * 55, f"rig{i}", hash_token(f"t{i}"), 0.1)
         )
-    await store.commit([Persist("worker", {"minerId": "m1", "worker": "gpu0", "agent": "kale-miner/1"})])
-    await store.commit([Persist("worker", {"minerId": "m1", "worker": "gpu0", "agent": None})])
+    await store.commit([Persist(WorkerSeen("m1", "gpu0", "kale-miner/1"))])
+    await store.commit([Persist(WorkerSeen("m1", "gpu0", None))])
     await store.close()
     with sqlite3.connect(tmp_path / "p.db") as db:
         assert db.execute(
@@ -133,7 +150,7 @@ async def test_a_locked_database_is_unavailable_and_a_bad_record_is_not(tmp_path
     await store.commit([_shares(2)])
     assert store.last_error == ""
     with pytest.raises(StoreError) as caught:
-        await store.commit([Persist("best", {"block": 7})])
+        await store.commit([_nonces(-1)])  # a record that can never be written
     assert not isinstance(caught.value, StoreUnavailable)
     await store.close()
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from pooler.core.effects import Persist
+from pooler.core.records import BlockSeen, NoncesIssued, ShareCounts
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord, hash_token
 from pooler.store.sqlite import MIGRATIONS, SqliteStore
-from tests.unit.core_support import CONFIG, T0, Rig, one_call
+from tests.unit.core_support import CONFIG, T0, Rig, body, one_call
 
 
 def _miner(i: int) -> MinerRecord:
@@ -49,7 +50,7 @@ def _drive_a_block_cycle() -> tuple[Rig, list[Persist]]:
         effects += rig.good_share(2, 1)
     effects += rig.timer("work:1", at=T0 + CONFIG.work_delay)
     work = one_call(effects[-20:], "work")
-    subs = work.payload["submissions"]
+    subs = body(work)["submissions"]
     assert isinstance(subs, list)
     effects += rig.answer(work, response={"validNonces": len(subs), "invalidNonces": 0, "totalRewards": "0"})
     effects += rig.block(2)
@@ -103,15 +104,12 @@ async def test_what_the_coordinator_persists_rebuilds_its_snapshot(tmp_path: Pat
 async def test_a_failing_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "p.db")
     await store.open()
-    await store.commit([Persist("block", {"index": 1, "entropy": "00" * 32, "timestamp": 1700})])
-    bad_best = Persist("best", {"block": 1, "farmerId": "f"})  # no nonce/hash/zeros: the batch must roll back
+    await store.commit([Persist(BlockSeen(1, bytes(32), 1700))])
+    bad = Persist(
+        NoncesIssued(1, "f", 2**64)
+    )  # past the u64 space: cannot be written, the batch must roll back
     with pytest.raises(StoreError, match="store commit failed"):
-        await store.commit(
-            [
-                Persist("shares", {"block": 1, "minerId": "m", "worker": "w", "accepted": 1, "rejected": 0}),
-                bad_best,
-            ]
-        )
+        await store.commit([Persist(ShareCounts(1, "m", "w", 1, 0)), bad])
     await store.close()
     again = SqliteStore(tmp_path / "p.db")
     snapshot = (await again.open()).snapshot

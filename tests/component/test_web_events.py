@@ -38,6 +38,7 @@ KINDS = {
     "chain",
     "farmer",
     "gap",
+    "alert",
 }
 
 

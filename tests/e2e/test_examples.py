@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import signal
 import sys
+from pathlib import Path
 
 import aiohttp
 import orjson
 import pytest
 
-from tests.support.miners import EXAMPLES, ROOT, example_process
+from tests.e2e.crashkit import FAST_SETTINGS
+from tests.redis_server import free_port
+from tests.support.miners import EXAMPLES, ROOT, example_process, output_so_far
+from tests.support.processes import start_pooler
 from tests.support.system import System, bearer, register_miner
 from tests.support.wait import FAILSAFE, wait_until
 
@@ -64,6 +69,58 @@ async def test_dashboard_tail_prints_the_real_event_stream(shared_system: System
         assert await asyncio.wait_for(proc.wait(), FAILSAFE) == 0
     text = proc.output  # type: ignore[attr-defined]
     assert "snapshot" in text and len(text.splitlines()) == 2
+
+
+@pytest.mark.parametrize("path", ["/ws/events", "/events"])
+async def test_dashboard_tail_reconnects_when_the_pooler_restarts(tmp_path: Path, path: str) -> None:
+    port = free_port()
+    scheme = "ws" if path.startswith("/ws") else "http"
+    url = f"{scheme}://127.0.0.1:{port}{path}"
+    # `pooler serve` processes on one port (each with its own devnet), stopped by SIGTERM as a
+    # restart stops them: the WebSocket gets 1012, an SSE response ends with the process
+    settings = {
+        **FAST_SETTINGS,
+        "STELLAR_NETWORK": "devnet",
+        "PORT": str(port),
+        "POOLER_DB": str(tmp_path / "db"),
+    }
+    first = await start_pooler(tmp_path, settings)
+    try:
+        async with example_process(
+            "dashboard_tail.py", "--url", url, "--json", "--duration", "120", nice=0
+        ) as proc:
+
+            def snapshots() -> int:
+                return output_so_far(proc).count('"kind":"snapshot"')
+
+            await wait_until(lambda: snapshots() == 1, "the first snapshot")
+            code, _ = await first.stop(signal.SIGTERM, within=15)
+            assert code == 0
+            await wait_until(lambda: "reconnecting in" in output_so_far(proc), "the tail to notice")
+            assert proc.returncode is None
+            again = await start_pooler(tmp_path, settings)  # the restarted Pooler, same port
+            try:
+                await wait_until(lambda: snapshots() == 2, "the tail to reconnect")
+                assert proc.returncode is None
+            finally:
+                await again.kill()
+    finally:
+        await first.kill()
+    text: str = proc.output  # type: ignore[attr-defined]
+    notices = [line for line in text.splitlines() if "reconnecting in" in line]
+    assert notices, text
+    print(*notices, sep="\n")
+    if scheme == "ws":
+        assert "closed with code 1012" in notices[0], notices  # a Pooler restart says "come back"
+    events = [orjson.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [e["kind"] for e in events].count("snapshot") == 2
+
+
+async def test_dashboard_tail_without_a_pooler_says_so_and_exits_1() -> None:
+    url = f"ws://127.0.0.1:{free_port()}/ws/events"  # nothing listens: the first connection fails
+    async with example_process("dashboard_tail.py", "--url", url, nice=0) as proc:
+        assert await asyncio.wait_for(proc.wait(), FAILSAFE) == 1
+    assert f"event stream {url}:" in proc.output  # type: ignore[attr-defined]
 
 
 async def test_pooler_demo_runs_one_full_block_cycle_and_exits_0() -> None:

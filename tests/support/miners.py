@@ -202,7 +202,8 @@ async def example_process(
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """``python examples/<script> args...`` as a child process (lower CPU priority), stopped on exit.
 
-    Its stdout and stderr are collected; read them from ``proc.output`` after the block.
+    Its stdout and stderr are collected; read them from ``proc.output`` after the block, or with
+    :func:`output_so_far` while it runs.
     """
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -213,6 +214,7 @@ async def example_process(
         preexec_fn=(lambda: os.nice(nice)) if nice else None,  # lower priority for the hashing children
     )
     chunks: list[bytes] = []
+    proc.chunks = chunks  # type: ignore[attr-defined]
 
     async def collect() -> None:
         assert proc.stdout is not None
@@ -226,6 +228,20 @@ async def example_process(
         await stop_process(proc)
         await asyncio.wait_for(reader, FAILSAFE)
         proc.output = b"".join(chunks).decode(errors="replace")  # type: ignore[attr-defined]
+
+
+def output_so_far(proc: asyncio.subprocess.Process) -> str:
+    """What an :func:`example_process` has printed until now (stdout and stderr)."""
+    return b"".join(proc.chunks).decode(errors="replace")  # type: ignore[attr-defined]
+
+
+def summary_of(output: str) -> dict[str, Any]:
+    """The last ``summary {...}`` line an example miner printed at its end, decoded."""
+    lines = [line for line in output.splitlines() if line.startswith("summary {")]
+    assert lines, f"no summary line in the miner's output:\n{output[-3000:]}"
+    value = orjson.loads(lines[-1].removeprefix("summary "))
+    assert isinstance(value, dict)
+    return value
 
 
 async def stop_process(proc: asyncio.subprocess.Process) -> None:

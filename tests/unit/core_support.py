@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from pooler.backend import parse_reply, request_body
 from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, Send, SetTimer
@@ -18,6 +19,8 @@ from pooler.core.events import (
     TimerFired,
     WorkerConnected,
 )
+from pooler.runtime.event_codec import encode_event
+from pooler.store.codec import record_data, record_kind
 from protocol import strkey
 from protocol.messages import Job, ServerMessage, Share
 from protocol.work import WorkTemplate, address_bytes, keccak256
@@ -137,7 +140,8 @@ class Rig:
         retryable: bool = False,
         at: float | None = None,
     ) -> list[Effect]:
-        result = BackendResult(call.call_id, call.op, call.block, ok, response or {}, error, None, retryable)
+        reply = parse_reply(call.op, response or {}) if ok else None  # as the runtime parses it
+        result = BackendResult(call.call_id, call.op, call.block, reply, error, None, retryable)
         return self.do(result, at=at)
 
     def search_done(self, search: LocalSearch, at: float | None = None) -> list[Effect]:
@@ -171,11 +175,21 @@ def one_call(effects: Sequence[Effect], op: str) -> CallBackend:
 
 
 def publishes(effects: Sequence[Effect], kind: str) -> list[Mapping[str, object]]:
-    return [e.data for e in effects if isinstance(e, Publish) and e.kind == kind]
+    """The data of each dashboard event of ``kind``, as it goes on the wire (docs/events.md)."""
+    wire = [encode_event(e.event) for e in effects if isinstance(e, Publish)]
+    return [data for k, data in wire if k == kind]
 
 
 def persists(effects: Sequence[Effect], kind: str) -> list[Mapping[str, object]]:
-    return [e.data for e in effects if isinstance(e, Persist) and e.kind == kind]
+    """The records of ``kind`` (as the stores name them), in their JSON form (pooler.store.codec)."""
+    return [
+        record_data(e.record) for e in effects if isinstance(e, Persist) and record_kind(e.record) == kind
+    ]
+
+
+def body(call: CallBackend) -> dict[str, Any]:
+    """The JSON body the runtime sends for ``call``."""
+    return request_body(call.request)
 
 
 def timers(effects: Sequence[Effect]) -> dict[str, float]:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pooler.app.guard import ShareGuardPort
 from pooler.app.sockets import ConnectionLimits, LiveSockets, SocketDesk
 from pooler.runtime.outbox import Outbox
-from pooler.web.limits import InvalidShareGuard
-from pooler.web.ports import Admission, LimitHits, MinerSockets, ShareGuard
-from protocol.codec import decode_server
-from protocol.errors import Code
-from protocol.messages import Error
+from pooler.web.ports import Admission, MinerSockets
 
 
 class _Hits:
@@ -67,33 +62,3 @@ def test_live_sockets_know_both_ways() -> None:
     assert c2 in table.conns  # the outbox lives on until it is forgotten (its last frames)
     desk.forget(c2)
     assert c2 not in table.conns
-
-
-def test_the_guard_port_escalates_on_the_miners_own_sockets() -> None:
-    now = [100.0]
-    live = LiveSockets()
-    desk = SocketDesk(_Table(), live)
-    hits = _Hits()
-    port = ShareGuardPort(InvalidShareGuard(2, 0.5, 60.0), live, hits, lambda: now[0])
-    guard: ShareGuard = port
-    limit_hits: LimitHits = hits
-    assert limit_hits is hits
-    conn, box = desk.open("bad")
-    _other, other_box = desk.open("good")
-    port.judge_conn(conn, "low-zeros")
-    port.judge_conn(conn, "invalid-hash")  # a bad window: warned
-    assert len(box) == 1 and not box.closed and len(other_box) == 0
-    warning = decode_server(box._frames[0])
-    assert isinstance(warning, Error) and warning.code is Code.RATE_LIMITED
-    guard.judge("bad", "duplicate")
-    guard.judge("bad", "duplicate")  # a second one: closed
-    assert box.closed and hits.hits == ["invalid-shares"]
-    conn2, box2 = desk.open("bad")
-    port.judge_conn(conn2, "low-zeros")
-    port.judge_conn(conn2, "low-zeros")  # a third: refused for the cool-down
-    assert box2.closed and guard.cooldown("bad") == 60.0
-    now[0] += 59.0
-    assert guard.cooldown("bad") == 1.0 and guard.cooldown("good") == 0.0
-    port.judge_conn(999, "low-zeros")  # a REST reply id or a forgotten socket: nobody to judge
-    port.forget("bad")
-    assert guard.cooldown("bad") == 0.0

@@ -46,12 +46,6 @@ LAYERS: dict[int, tuple[str, ...]] = {
 }
 LAYER_OF = {unit: layer for layer, units in LAYERS.items() for unit in units}
 
-# Cycles another work package is removing; each names who. The integrator empties this.
-KNOWN_CYCLES: set[frozenset[str]] = {
-    # the "core" work package splits the core along its seams and breaks this one
-    frozenset({"pooler.core.miners", "pooler.core.shares"}),
-}
-
 
 def _modules() -> dict[str, Path]:
     found: dict[str, Path] = {}
@@ -206,15 +200,8 @@ def test_the_graph_is_read() -> None:
 
 
 def test_no_cycle_between_modules() -> None:
-    cycles = [c for c in _cycles(GRAPH) if frozenset(_COMPONENT[c[0]]) not in KNOWN_CYCLES]
+    cycles = list(_cycles(GRAPH))
     assert not cycles, "import cycles between modules:\n" + "\n".join(_show(c) for c in cycles)
-
-
-def test_the_known_cycles_are_still_there() -> None:
-    """A known exception that no longer cycles is to be removed from KNOWN_CYCLES."""
-    found = {frozenset(_COMPONENT[c[0]]) for c in _cycles(GRAPH)}
-    gone = [sorted(c) for c in KNOWN_CYCLES if c not in found]
-    assert not gone, f"no longer cycles, remove from KNOWN_CYCLES: {gone}"
 
 
 def test_no_cycle_between_packages() -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from pooler.app.options import (
     TUNING,
+    AlertOptions,
     Endpoints,
     PoolerOptions,
     Tuning,
@@ -201,6 +202,8 @@ def test_a_secret_is_never_echoed_in_the_error() -> None:
         line == "ADMIN_TOKEN=<hidden> is not valid: expected at least 16 printable characters without spaces"
     )
     assert "short" not in line
+    line = error_line({"ALERT_WEBHOOK_URL": "ftp://hooks.example/T0/hook-token"})
+    assert line.startswith("ALERT_WEBHOOK_URL=<hidden> is not valid") and "hook-token" not in line
 
 
 def test_a_url_password_is_masked_in_the_error() -> None:
@@ -393,14 +396,15 @@ def test_redacted_hides_secrets_and_url_passwords() -> None:
             "STORE": "redis",
             "REDIS_URL": "redis://pooler:hunter2@127.0.0.1:6379/0",
             "BACKEND_API_URL": "https://ops:pa55@backend.example",
+            "ALERT_WEBHOOK_URL": "https://hooks.example/services/T0/B0/hook-token-456",
         }
     )
     shown = s.redacted()
-    assert shown["ADMIN_TOKEN"] == "***"
+    assert shown["ADMIN_TOKEN"] == shown["ALERT_WEBHOOK_URL"] == "***"
     assert shown["REDIS_URL"] == "redis://pooler:***@127.0.0.1:6379/0"
     assert shown["BACKEND_API_URL"] == "https://ops:***@backend.example"
     joined = "\n".join(f"{k}={v}" for k, v in shown.items())
-    for secret in ("super-secret-admin-token-123", "hunter2", "pa55"):
+    for secret in ("super-secret-admin-token-123", "hunter2", "pa55", "hook-token-456"):
         assert secret not in joined
     assert set(shown) == {var.env for _, var in variables()}
     assert shown["METRICS_ENABLED"] == "true" and shown["CORS_ORIGINS"] == ""
@@ -409,7 +413,8 @@ def test_redacted_hides_secrets_and_url_passwords() -> None:
 
 def test_names_that_look_secret_are_secret() -> None:
     secret = {var.env for _, var in variables() if var.secret}
-    assert secret == {"ADMIN_TOKEN"}
+    # and one declared secret: a webhook URL's path is often its token (Slack, Discord, ...)
+    assert secret == {"ADMIN_TOKEN", "ALERT_WEBHOOK_URL"}
     assert redact_url("see rediss://u:p@h:1/0 and http://x") == "see rediss://u:***@h:1/0 and http://x"
 
 
@@ -481,7 +486,9 @@ def test_the_derived_options_take_the_tables_values_converted_once() -> None:
     assert (opts.ws_ping_interval, opts.ws_ping_timeout) == (20.0, 40.0)  # IDLE_TIMEOUT_MS - interval
     core = opts.core
     assert (core.work_delay, core.late_plant_grace, core.summary_interval) == (280.0, 15.0, 5.0)
-    assert opts.invalid_share_cooldown == 300.0
+    assert opts.core.invalid_share_cooldown == 300.0
+    # alerts: no webhook unless ALERT_WEBHOOK_URL is set; the Backend/RPC hold in seconds
+    assert (opts.alerts.webhook_url, opts.alerts.down_after) == (None, 60.0)
     # where it is kept follows STORE; a group only with STORE=redis
     assert opts.db_path == "./pooler.db" and opts.cluster is None
     memory = pooler_options(dataclasses.replace(s, store="memory"), endpoints, tuning=TUNING, gc_freeze=False)
@@ -533,6 +540,7 @@ RECEIVERS: dict[type, frozenset[str]] = {
     PoolerOptions: frozenset({"options", "_options", "opts"}),
     CoreConfig: frozenset({"config", "_config", "cfg", "core", "core_config", "_core_config"}),
     ClusterOptions: frozenset({"options", "_options", "opts", "cluster"}),
+    AlertOptions: frozenset({"alerts", "alerting"}),
 }
 
 

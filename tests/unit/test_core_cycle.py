@@ -19,6 +19,7 @@ from tests.unit.core_support import (
     T0,
     Rig,
     address,
+    body,
     calls,
     entropy,
     one_call,
@@ -74,7 +75,7 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
     assert jobs[1].work_at == WORK_AT * 1000 and jobs[1].block_ends_at == ENDS * 1000
     # plant runs concurrently: in the same effects list, after the block was persisted
     plant = one_call(effects, "plant")
-    assert plant.payload == {"blockIndex": 1, "poolerId": "pool-1", "maxFarmersCapacity": 100}
+    assert body(plant) == {"blockIndex": 1, "poolerId": "pool-1", "maxFarmersCapacity": 100}
     assert plant.deadline == ENDS - CONFIG.safety_margin
     assert persists(effects, "block") == [{"index": 1, "entropy": entropy(1).hex(), "timestamp": T0}]
     assert publishes(effects, "block")[0]["workAt"] == WORK_AT * 1000
@@ -112,7 +113,7 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
     effects = rig.timer("work:1", at=WORK_AT)
     work = one_call(effects, "work")
     assert work.deadline == ENDS
-    subs = {s["farmerId"]: s for s in work.payload["submissions"]}  # type: ignore[attr-defined]
+    subs = {s["farmerId"]: s for s in body(work)["submissions"]}
     assert subs["farmer-0"]["zeros"] == 2 and subs["farmer-1"]["zeros"] == 1
     _check_submission(subs["farmer-0"], 1, 0)
     _check_submission(subs["farmer-1"], 1, 1)
@@ -134,7 +135,7 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
     assert send_jobs_clean(effects) == {1: True, 2: True, 3: True}
     assert one_call(effects, "plant").block == 2
     harvest = one_call(effects, "harvest")
-    assert harvest.payload == {"blockIndex": 1, "poolerId": "pool-1"}
+    assert body(harvest) == {"blockIndex": 1, "poolerId": "pool-1"}
     assert CancelTimer("work:1") in effects
     assert rig.core.pending_harvests() == (1,)
     effects = rig.answer(
@@ -195,7 +196,7 @@ def test_plant_results_name_the_planted_farmers() -> None:
     rig.good_share(1, 1, at=T0 + 1)
     rig.good_share(3, 1, at=T0 + 1)
     work = one_call(rig.timer("work:1", at=WORK_AT), "work")
-    assert [s["farmerId"] for s in work.payload["submissions"]] == ["farmer-0"]  # type: ignore[attr-defined]
+    assert [s["farmerId"] for s in body(work)["submissions"]] == ["farmer-0"]
 
 
 def test_miner_leaving_mid_block_still_gets_its_best_submitted() -> None:
@@ -207,7 +208,7 @@ def test_miner_leaving_mid_block_still_gets_its_best_submitted() -> None:
     assert publishes(effects, "miner") == [{"minerId": "b", "farmerId": "farmer-1", "event": "left"}]
     rig.good_share(1, 1, at=T0 + 4)
     work = one_call(rig.timer("work:1", at=WORK_AT), "work")
-    subs = {s["farmerId"]: s["zeros"] for s in work.payload["submissions"]}  # type: ignore[attr-defined]
+    subs = {s["farmerId"]: s["zeros"] for s in body(work)["submissions"]}
     assert subs["farmer-1"] >= 2 and "farmer-0" in subs
 
 
@@ -225,7 +226,7 @@ def test_backend_outage_that_ends_before_the_deadline_still_submits() -> None:
     assert not persists(effects, "farmer_status")  # not lost yet
     effects = rig.timer("work-retry:1", at=WORK_AT + 1.5)
     retry = one_call(effects, "work")
-    assert retry.payload["submissions"] == work.payload["submissions"]
+    assert body(retry)["submissions"] == body(work)["submissions"]
     effects = rig.answer(retry, response={"validNonces": 1, "invalidNonces": 0}, at=WORK_AT + 2)
     assert [d["status"] for d in persists(effects, "farmer_status")] == ["worked"]
 
@@ -262,7 +263,7 @@ def test_late_plant_opens_the_next_block_which_is_not_planted_twice() -> None:
     # nobody opens block 2: at end + grace we plant block 2 ourselves
     effects = rig.timer("late-plant:1", at=ENDS + 3)
     late = one_call(effects, "plant")
-    assert late.block == 2 and late.payload["blockIndex"] == 2
+    assert late.block == 2 and body(late)["blockIndex"] == 2
     effects = rig.answer(late, response={"successfulPlants": 2}, at=ENDS + 4)
     assert publishes(effects, "plant")[0]["block"] == 2
     # the chain opened block 2 with our plant: seen now, not planted again, block 1 harvested
@@ -342,7 +343,7 @@ def test_local_search_for_a_planted_farmer_with_no_shares() -> None:
     effects = rig.search_done(search, at=WORK_AT - 1)
     assert persists(effects, "best")[0]["farmerId"] == "farmer-1"
     work = one_call(rig.timer("work:1", at=WORK_AT), "work")
-    subs = {s["farmerId"]: s for s in work.payload["submissions"]}  # type: ignore[attr-defined]
+    subs = {s["farmerId"]: s for s in body(work)["submissions"]}
     assert set(subs) == {"farmer-0", "farmer-1"}
     _check_submission(subs["farmer-1"], 1, 1)
     assert sends(first, Accepted)
@@ -355,10 +356,10 @@ def test_local_search_answering_after_work_at_is_submitted_alone() -> None:
     rig.good_share(1, 1, at=T0 + 1)
     [search] = searches(rig.timer("search:1", at=WORK_AT - 3))
     batch = one_call(rig.timer("work:1", at=WORK_AT), "work")
-    assert [s["farmerId"] for s in batch.payload["submissions"]] == ["farmer-0"]  # type: ignore[attr-defined]
+    assert [s["farmerId"] for s in body(batch)["submissions"]] == ["farmer-0"]
     effects = rig.search_done(search, at=WORK_AT + 1)
     alone = one_call(effects, "work")
-    assert [s["farmerId"] for s in alone.payload["submissions"]] == ["farmer-1"]  # type: ignore[attr-defined]
+    assert [s["farmerId"] for s in body(alone)["submissions"]] == ["farmer-1"]
 
 
 def test_local_search_that_finds_nothing_fails_the_farmer() -> None:
@@ -391,14 +392,14 @@ def test_a_strictly_better_hash_is_resubmitted_until_the_margin() -> None:
     assert calls(effects) == []
     effects = rig.answer(batch, response={"validNonces": 2}, at=WORK_AT + 0.5)
     resub = one_call(effects, "work")
-    assert [(s["farmerId"], s["zeros"]) for s in resub.payload["submissions"]] == [("farmer-0", 2)]  # type: ignore[attr-defined]
+    assert [(s["farmerId"], s["zeros"]) for s in body(resub)["submissions"]] == [("farmer-0", 2)]
     rig.answer(resub, response={"validNonces": 1}, at=WORK_AT + 1)
     # an equal count is not better: nothing sent
     assert calls(rig.good_share(2, 2, 2, at=WORK_AT + 1.5)) == []
     assert calls(rig.good_share(3, 1, 1, at=WORK_AT + 1.6)) == []
     # better, and before the margin: sent alone at once
     effects = rig.good_share(3, 2, 3, at=WORK_AT + 2)
-    assert [s["farmerId"] for s in one_call(effects, "work").payload["submissions"]] == ["farmer-1"]  # type: ignore[attr-defined]
+    assert [s["farmerId"] for s in body(one_call(effects, "work"))["submissions"]] == ["farmer-1"]
     # better, but after deadline - margin: accepted, not sent
     effects = rig.good_share(2, 3, 3, at=ENDS - 1.5)
     assert sends(effects, Accepted)[0].best and calls(effects) == []
@@ -523,5 +524,5 @@ def test_plant_answered_after_work_at_submits_at_once() -> None:
     [search] = searches(effects)
     assert search.farmer_id == "farmer-1" and search.deadline == ENDS - CONFIG.safety_margin
     work = one_call(effects, "work")
-    assert [s["farmerId"] for s in work.payload["submissions"]] == ["farmer-0"]  # type: ignore[attr-defined]
+    assert [s["farmerId"] for s in body(work)["submissions"]] == ["farmer-0"]
     assert publishes(effects, "phase")[-1]["phase"] == "submitting"

@@ -9,9 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
-from pooler.core.cycle import BlockState
 from pooler.core.effects import Send
 from pooler.core.events import (
     MinerJoined,
@@ -21,9 +19,7 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
-from pooler.core.miners import FarmerState
 from pooler.core.nonces import NonceCounter, range_size
-from pooler.core.shares import FarmerBlock
 from pooler.errors import ConfigError
 from protocol.errors import Code
 from protocol.messages import Error, Job
@@ -153,24 +149,21 @@ class _Chunked(NonceCounter):
         self.wanted = False
 
 
-class _ChunkedCoordinator(Coordinator):
-    def __init__(self, config: CoreConfig, counter: _Chunked) -> None:
-        super().__init__(config)
-        self.counter = counter
+class _OneChunkedSpace:
+    """A nonce space handing every (block, farmer) the test's counter (the coordinator's port)."""
 
-    def _farmer_block(self, blk: BlockState, farmer: FarmerState) -> FarmerBlock:
-        fresh = farmer.farmer_id not in blk.shares
-        fb = super()._farmer_block(blk, farmer)
-        if fresh:
-            fb.counter = self.counter
-        return fb
+    def __init__(self, counter: _Chunked) -> None:
+        self._counter = counter
+
+    def counter(self, block: int, farmer_id: str, floor: int) -> NonceCounter:
+        return self._counter
 
 
 def _chunked_rig(room: int, miners: tuple[str, ...] = ("m0",)) -> tuple[Rig, _Chunked]:
     """Block 1 open, ``miners`` joined for farmer 0, whose counter has ``room`` nonces."""
     counter = _Chunked(room)
     rig = Rig()
-    rig.core = _ChunkedCoordinator(CONFIG, counter)
+    rig.core = Coordinator(CONFIG, nonces=_OneChunkedSpace(counter))
     for m in miners:
         rig.join(m, 0)
     rig.block(1)

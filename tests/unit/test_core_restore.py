@@ -12,6 +12,7 @@ from tests.unit.core_support import (
     CONFIG,
     T0,
     Rig,
+    body,
     calls,
     entropy,
     one_call,
@@ -65,7 +66,7 @@ def test_restart_mid_block_resumes_without_planting_again() -> None:
     assert persists(effects, "shares")[0]["accepted"] == 3
     # and the restored best goes out at workAt
     work = one_call(rig.timer("work:1", at=WORK_AT), "work")
-    [sub] = work.payload["submissions"]  # type: ignore[misc]
+    [sub] = body(work)["submissions"]
     assert sub["farmerId"] == "farmer-0" and sub["zeros"] >= best
 
 
@@ -98,7 +99,7 @@ def test_store_built_snapshot_without_counters() -> None:
     [job] = sends(rig.connect(1, "a", "w1"), Job)
     assert job.block == 7 and job.nonce_start == 1 << 63  # clear of every range of the first life
     work = one_call(rig.timer("work:7", at=WORK_AT), "work")
-    assert work.payload["submissions"][0]["nonce"] == "12345"  # type: ignore[index]
+    assert body(work)["submissions"][0]["nonce"] == "12345"
     effects2 = rig.good_share(1, 1, at=WORK_AT + 1)
     assert persists(effects2, "shares")[0]["accepted"] == 11
 

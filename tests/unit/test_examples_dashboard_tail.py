@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from examples.dashboard_tail import SseParser, format_event, format_kale
+from examples.dashboard_tail import SseParser, StreamClosed, format_event, format_kale
 
 AT = 1_760_000_000_123  # 2025-10-09 08:53:20.123 UTC
 
@@ -53,6 +53,12 @@ def test_format_kale(stroops: str, kale: str) -> None:
           "rejected": 1, "bestZeros": {"f1": 6}},
          "block 7 mining: 2 miners, 3 workers, 1.5 kH/s, accepted 9, rejected 1, best zeros f1=6"),
         ("chain", {"ok": False, "detail": "rpc down"}, "chain DOWN: rpc down"),
+        ("alert", {"kind": "backend-down", "status": "firing", "severity": "critical",
+                   "summary": "Backend down since 08:53:20 UTC: status 503"},
+         "CRITICAL: Backend down since 08:53:20 UTC: status 503"),
+        ("alert", {"kind": "resolved", "status": "resolved", "severity": "info",
+                   "summary": "Backend answers again after 42 s down"},
+         "resolved: Backend answers again after 42 s down"),
         ("snapshot", {"summary": {"block": 7, "phase": "idle"}, "recent": [{}, {}], "blocks": []},
          "block 7 idle: 0 miners, 0 workers, 0.0 H/s, accepted 0, rejected 0, best zeros -; 2 recent events,"
          " 0 blocks of history"),
@@ -72,3 +78,14 @@ def test_format_event_survives_junk() -> None:
 def test_format_event_escapes_control_characters() -> None:
     line = format_event({"kind": "chain", "at": AT, "data": {"ok": True, "detail": "\x1b[2Jcleared\nnext"}})
     assert line == "08:53:20.123 chain    chain ok: \\x1b[2Jcleared\\nnext"
+
+
+@pytest.mark.parametrize(
+    ("code", "retry"),
+    [(1012, True), (1001, True), (1006, True), (1011, True), (1013, True), (1000, False), (1008, False),
+     (1003, False), (4000, False)],
+)  # fmt: skip
+def test_which_closes_are_worth_a_reconnect(code: int, retry: bool) -> None:
+    closed = StreamClosed(code, "server restart" if code == 1012 else "")
+    assert closed.retry is retry
+    assert str(closed).startswith(f"closed with code {code}")

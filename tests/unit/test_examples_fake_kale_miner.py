@@ -9,7 +9,7 @@ import json
 import pytest
 
 from examples import fake_kale_miner
-from examples.kale_miner_bridge import batch_start, miner_argv
+from examples.kale_miner_bridge import RateMeter, batch_start, miner_argv, plan_batch, reported_rate
 from examples.minerkit import parse_miner_output
 from protocol import address_bytes, count_zeros
 from protocol.messages import Job
@@ -119,16 +119,98 @@ def test_parse_miner_output(text: str, expected: tuple[int, bytes] | None) -> No
     assert parse_miner_output(text) == expected
 
 
-def test_bridge_command_line_tiles_the_range_over_the_threads() -> None:
+def test_gpu_build_repeats_the_start_nonce_and_rounds_batches_up_to_the_threads() -> None:
+    start = README_NONCE - 25
+    code, out, err = run(
+        "--as-gpu-build", str(README_BLOCK), b64(README_ENTROPY), str(start), "8", README_FARMER,
+        "--gpu", "--verbose", "--batch-size", "10", "--max-threads", "4",
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "[GPU] CUDA"
+    batch = f"[GPU] Mining batch: {start} block: {README_BLOCK} difficulty: 8 hash: {b64(README_ENTROPY)}"
+    # kernels of 12 nonces (10 rounded up to 4 threads) every 10: the third finds start + 25
+    assert lines[1:4] == [batch] * 3
+    assert parse_miner_output(out) == (README_NONCE, bytes.fromhex(README_HASH))
+    code, out, _ = run(
+        "--as-gpu-build", str(README_BLOCK), b64(README_ENTROPY), str(README_NONCE - 21), "8", README_FARMER,
+        "--gpu", "--verbose", "--batch-size", "10", "--max-threads", "4",
+    )  # fmt: skip
+    # the second kernel (start + 10 .. start + 22) reaches the find one batch early
+    assert out.count("Mining batch") == 2 and parse_miner_output(out) == (
+        README_NONCE,
+        bytes.fromhex(README_HASH),
+    )
+
+
+def test_the_stand_in_can_stall_like_a_stuck_device() -> None:
+    # (the stall itself is exercised with a real process: tests/component/test_examples_kale_miner.py)
+    code, _, err = run("--stall-after-batches", "x", "1", b64(bytes(32)), "0", "1", README_FARMER)
+    assert code == 1 and "needs a number" in err
+
+
+def test_bridge_command_line() -> None:
     job = Job(
         job="j1", block=README_BLOCK, entropy=README_ENTROPY, farmer=README_FARMER,
         nonce_start=1000, nonce_end=2001, share_zeros=4, clean=True, work_at=0, block_ends_at=1,
     )  # fmt: skip
-    argv = miner_argv(["miner"], job, 1000, 6, 4, ["--gpu"])
+    argv = miner_argv(["miner"], job, 1500, 4, 1, 167, ["--device", "1"])
     assert argv == [
-        "miner", "37", b64(README_ENTROPY), "1000", "6", README_FARMER,
-        "--max-threads", "4", "--batch-size", "251", "--verbose", "--gpu",
+        "miner", "37", b64(README_ENTROPY), "1500", "4", README_FARMER,
+        "--max-threads", "1", "--batch-size", "167", "--verbose", "--device", "1",
     ]  # fmt: skip
-    assert 4 * 251 >= 1001 > 3 * 251
     assert batch_start("[GPU] Mining batch: 99 block: 1") == 99
     assert batch_start("[CPU] Hash Rate: 1.00 MH/s") is None
+
+
+@pytest.mark.parametrize(
+    ("remaining", "rate", "seconds", "batch"),
+    [
+        (1001, 0.0, 0.25, 1001),  # unknown rate: the first-batch size (below, 1 << 20) caps nothing here
+        (1001, 1000.0, 0.25, 201),  # 5 batches of ~250 nonces: 5 * 201 = 1005, 4 past the end
+        (1_000_000, 1e6, 0.25, 250_000),
+        (7, 1e9, 1.0, 7),  # less than one batch's worth: one batch
+        (10**12, 2e9, 1.0, 2_000_000_000),
+    ],
+)
+def test_plan_batch_tiles_what_is_left(remaining: int, rate: float, seconds: float, batch: int) -> None:
+    got = plan_batch(remaining, rate, seconds)
+    assert got == batch
+    count = -(-remaining // got)
+    assert 0 <= count * got - remaining < count  # the overshoot is below the number of batches
+
+
+def test_plan_batch_before_the_rate_is_known_uses_the_first_batch_size() -> None:
+    assert plan_batch(10**9, 0.0, 0.25, first=1 << 20) == -(-(10**9) // 954)  # 954 batches of ~1 Mi
+    with pytest.raises(ValueError):
+        plan_batch(0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("line", "rate"),
+    [
+        ("[CPU] Hash Rate: 984.39 KH/s", 984_390.0),
+        ("[GPU] Hash Rate: 1.90 GH/s", 1.9e9),
+        ("[CPU] Hash Rate: 12.00 H/s", 12.0),
+        ("[CPU] Mining batch: 0 block: 1", None),
+    ],
+)
+def test_reported_rate_reads_the_binarys_hash_rate_lines(line: str, rate: float | None) -> None:
+    assert reported_rate(line) == (None if rate is None else pytest.approx(rate))
+
+
+def test_reported_rate_reads_what_the_stand_in_prints() -> None:
+    assert reported_rate(f"[GPU] Hash Rate: {fake_kale_miner.format_rate(2_500_000.0)}") == 2.5e6
+
+
+def test_rate_meter_weighs_by_time_and_forgets_old_samples() -> None:
+    meter = RateMeter(half_life=10.0)
+    assert meter.value == 0.0
+    meter.add(1000, 1.0)
+    meter.add(3000, 1.0)
+    assert meter.value == pytest.approx(2000, rel=0.05)  # (1000 * 0.93 + 3000) / (0.93 + 1)
+    for _ in range(100):
+        meter.add(10_000, 1.0)  # 100 s at the new rate: the old samples are gone
+    assert meter.value == pytest.approx(10_000, rel=0.01)
+    meter.add(5, 0.0)  # no time: ignored
+    assert meter.value == pytest.approx(10_000, rel=0.01)

@@ -92,6 +92,8 @@
       case "summary": return "block " + d.block + " " + d.phase + ": " + (d.miners || 0) + " miners, " +
         formatRate(d.hashrate);
       case "chain": return "chain " + (d.ok ? "ok" : "DOWN") + (d.detail ? ": " + d.detail : "");
+      case "alert": return (d.status === "resolved" ? "resolved" : String(d.severity || "alert").toUpperCase()) +
+        ": " + String(d.summary || d.kind);
       default: return JSON.stringify(d).slice(0, 200);
     }
   }

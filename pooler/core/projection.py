@@ -1,0 +1,138 @@
+"""Read-only projections of the round state: the frozen :class:`CoreView` and the ``summary``.
+
+- ``Stats`` (built by the roster): ``accepted/rejected/stale`` since the miner joined this
+  process; ``bestZeros`` of the current block; ``shareZeros`` of the asking connection (None
+  over REST); ``rewards`` attributed by harvest ``results``.
+- The view: everything /health, stats and the dashboard show, aliasing no live state.
+"""
+
+from __future__ import annotations
+
+from pooler.core.block import FarmerRound, ms
+from pooler.core.checks import ShareCheck
+from pooler.core.dashboard_events import SummaryEvent
+from pooler.core.state import RoundState
+from pooler.core.views import BlockView, CoreView, FarmerStatusView, FarmerView, MinerView, WorkerView
+
+
+class Projection:
+    """Builds views and summaries from the round state and the share counts."""
+
+    def __init__(self, state: RoundState, checks: ShareCheck) -> None:
+        self._st = state
+        self._checks = checks
+
+    def pending_harvests(self) -> tuple[int, ...]:
+        """Blocks worked and not harvested yet (harvest due, in flight or waiting to retry)."""
+        return tuple(sorted(i for i, b in self._st.blocks.items() if b.harvest in ("pending", "in_flight")))
+
+    def summary(self, now: float) -> SummaryEvent:
+        """The dashboard's ``summary`` (also the snapshot sent to a new dashboard)."""
+        st = self._st
+        blk = st.block
+        sessions = st.all_sessions()
+        online = {s.miner.miner_id for s in sessions}
+        return SummaryEvent(
+            block=None if blk is None else blk.index,
+            phase=st.current_phase(now),
+            miners=len(online),
+            workers=len(sessions),
+            hashrate=sum(s.hashrate(now) for s in sessions),
+            accepted=self._checks.accepted,
+            rejected=self._checks.rejected,
+            best_zeros={} if blk is None else {fid: b.zeros for fid, b in blk.bests.items()},
+            work_at=None if blk is None else ms(blk.work_at),
+            ends_at=None if blk is None else ms(blk.ends_at),
+        )
+
+    def view(self, now: float) -> CoreView:
+        """A frozen picture of everything /health, stats and the dashboard show."""
+        st = self._st
+        checks = self._checks
+        blk = st.block
+        sessions = st.all_sessions()
+        worker_list = tuple(
+            WorkerView(
+                s.miner.miner_id, s.name, s.conn, s.agent, s.vd.zeros, s.hashrate(now), s.accepted, s.rejected
+            )
+            for s in sessions
+        )
+        miner_list = []
+        for miner in st.miners.values():
+            ms_ = st.miner_sessions(miner)
+            miner_list.append(
+                MinerView(
+                    miner.miner_id,
+                    miner.farmer.farmer_id,
+                    miner.name,
+                    len(ms_),
+                    sum(s.hashrate(now) for s in ms_),
+                    miner.accepted,
+                    miner.rejected,
+                    miner.stale,
+                    dict(miner.rejected_by),
+                    miner.block_accepted,
+                    miner.block_rejected,
+                    None if miner.block_best < 0 else miner.block_best,
+                )
+            )
+        farmers = []
+        for fid, farmer in st.farmers.items():
+            mine = [s for s in sessions if s.miner.farmer is farmer]
+            fr = blk.rounds.get(fid) if blk is not None else None
+            best = blk.bests.get(fid) if blk is not None else None
+            farmers.append(
+                FarmerView(
+                    fid,
+                    farmer.address,
+                    len(farmer.miners),
+                    len(mine),
+                    sum(s.hashrate(now) for s in mine),
+                    None if best is None else best.zeros,
+                    None if fr is None else status_view(fr),
+                    st.rewards.get(fid, 0),
+                )
+            )
+        blocks = tuple(
+            BlockView(
+                b.index,
+                b.timestamp,
+                ms(b.work_at),
+                ms(b.ends_at),
+                b.plant,
+                b.harvest,
+                {fid: status_view(fr) for fid, fr in b.rounds.items()},
+                {fid: best.zeros for fid, best in b.bests.items()},
+                b.rewards_total,
+                {fid: fr.reward for fid, fr in b.rounds.items() if fr.reward is not None},
+            )
+            for b in sorted(st.blocks.values(), key=lambda b: -b.index)
+        )
+        return CoreView(
+            block=None if blk is None else blk.index,
+            phase=st.current_phase(now),
+            entropy=None if blk is None else blk.entropy.hex(),
+            timestamp=None if blk is None else blk.timestamp,
+            work_at=None if blk is None else ms(blk.work_at),
+            block_ends_at=None if blk is None else ms(blk.ends_at),
+            paused=st.paused,
+            chain_ok=st.chain_ok,
+            chain_detail=st.chain_detail,
+            miners=len({s.miner.miner_id for s in sessions}),
+            workers=len(sessions),
+            hashrate=sum(w.hashrate for w in worker_list),
+            accepted=checks.accepted,
+            rejected=checks.rejected,
+            accepted_total=checks.accepted_total,
+            rejected_total=checks.rejected_total,
+            best_zeros={} if blk is None else {fid: b.zeros for fid, b in blk.bests.items()},
+            farmers=tuple(farmers),
+            miner_list=tuple(miner_list),
+            worker_list=worker_list,
+            blocks=blocks,
+            pending_harvests=self.pending_harvests(),
+        )
+
+
+def status_view(fr: FarmerRound) -> FarmerStatusView:
+    return FarmerStatusView(fr.status, fr.reason, fr.worked if fr.worked >= 0 else None, fr.reward)

@@ -1,0 +1,158 @@
+"""What the coordinator asks a store to keep: one frozen value per kind of record (``Persist(record)``).
+
+A store dispatches on the type (``match``) and makes its own format of each (SQL rows, Redis
+hashes and JSON: :mod:`pooler.store.codec`); nothing here is JSON. Which record rebuilds
+which part of a :class:`~pooler.core.snapshot.CoreSnapshot` is listed there.
+
+Ordering (the runner's rule): every record of a batch is durable before any ``Send`` that
+followed it goes out, so ``NoncesIssued`` precedes the job carrying the range,
+``RestJobIssued`` the REST job, ``ShareCounts``/``BestFound``/``NonceCredited`` the ``accepted``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pooler.core.backend_calls import HarvestReply, PlantReply, Submission, WorkReply
+from pooler.core.events import IssuedJob
+from pooler.core.values import slot_init
+
+FarmerStatus = Literal["active", "planted", "worked", "harvested", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Best:
+    """A farmer's best hash of a block: what ``/work`` submits for it."""
+
+    nonce: int
+    hash: bytes
+    zeros: int
+    found_at: float  # unix seconds: the submission's ``timestamp``
+    miner_id: str  # "" when the pooler's local search found it
+    worker: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockSeen:
+    """A block the chain opened (the newest is the open one after a restart)."""
+
+    index: int
+    entropy: bytes
+    timestamp: int  # the block's, unix seconds
+
+
+@slot_init  # built once per share: see pooler.core.values
+@dataclass(frozen=True, slots=True)
+class BestFound:
+    """A farmer's new best of a block (bests only grow: a store keeps the one with most zeros)."""
+
+    block: int
+    farmer_id: str
+    best: Best
+
+
+@slot_init  # built once per share: see pooler.core.values
+@dataclass(frozen=True, slots=True)
+class ShareCounts:
+    """Absolute share counts of one (block, miner, worker name): the newest one stands."""
+
+    block: int
+    miner_id: str
+    worker: str
+    accepted: int
+    rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlantCalled:
+    """A ``/plant`` answer: ``reply`` on success, else ``error``."""
+
+    block: int
+    reply: PlantReply | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkCalled:
+    """A ``/work`` answer for ``submissions``: ``reply`` on success, else ``error``."""
+
+    block: int
+    submissions: tuple[Submission, ...]
+    reply: WorkReply | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HarvestCalled:
+    """A ``/harvest`` answer: ``reply`` on success, else ``error``."""
+
+    block: int
+    reply: HarvestReply | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FarmerStatusChanged:
+    """A farmer's status in a block (the latest stands). Also the dashboard's ``farmer`` event."""
+
+    farmer_id: str
+    block: int
+    status: FarmerStatus
+    reason: str = ""  # why it failed, or a warning on a success
+    zeros: int | None = None  # "worked": the zeros the Backend confirmed
+    reward: int | None = None  # "harvested": stroops, when the harvest attributed them
+
+
+@dataclass(frozen=True, slots=True)
+class NoncesIssued:
+    """Every nonce of (block, farmer) below ``next`` was handed out (recorded before the job)."""
+
+    block: int
+    farmer_id: str
+    next: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSeen:
+    """A worker said hello (kept for the record only)."""
+
+    miner_id: str
+    worker: str
+    agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RestJobIssued:
+    """A REST job, shared before it is sent so any instance of a group can take its shares
+    (``share_rest_jobs``)."""
+
+    job: IssuedJob
+
+
+@slot_init  # built once per share: see pooler.core.values
+@dataclass(frozen=True, slots=True)
+class NonceCredited:
+    """A nonce an accepted share (or a local search) credited, for a group's shared duplicate set
+    (``Coordinator(report_credits=True)``). ``job``: the job it was submitted on, which names the
+    ``accepted`` to turn into a duplicate when another instance credited it first."""
+
+    block: int
+    farmer_id: str
+    nonce: int
+    job: str
+
+
+Record = (
+    BlockSeen
+    | BestFound
+    | ShareCounts
+    | PlantCalled
+    | WorkCalled
+    | HarvestCalled
+    | FarmerStatusChanged
+    | NoncesIssued
+    | WorkerSeen
+    | RestJobIssued
+    | NonceCredited
+)

@@ -1,0 +1,90 @@
+"""The round state the coordinator's parts share: who mines, the jobs out, the blocks.
+
+One :class:`RoundState` per coordinator. Each part of the core (roster, job issue, share
+check, block cycle, projection, persistence) reads it; each attribute is written by the one
+part named in its comment, so a change to, say, how jobs are kept has one room to go to.
+"""
+
+from __future__ import annotations
+
+from pooler.core.block import BlockState, CallRecord, LatePlant, ms
+from pooler.core.config import CoreConfig
+from pooler.core.dashboard_events import Phase, PhaseEvent
+from pooler.core.effects import Effect, Publish
+from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
+from pooler.core.shares import Tally
+
+
+class RoundState:
+    """Everything the coordinator holds between events (see the module docstring)."""
+
+    def __init__(self, config: CoreConfig, *, report_credits: bool = False) -> None:
+        self.config = config
+        # every credited nonce also leaves as a NonceCredited record (a group's shared duplicate set)
+        self.report_credits = report_credits
+        # roster: farmer id -> address; kept once known
+        self.farmers: dict[str, FarmerState] = {}
+        self.miners: dict[str, MinerState] = {}  # roster: registered miners (joined, not left)
+        self.sessions: dict[int, Session] = {}  # roster: WebSocket conn -> its worker
+        # roster: (miner id, worker name) -> last difficulty: a reconnecting GPU must not restart
+        # at the initial difficulty and flood the pool until vardiff catches up again
+        self.last_zeros: dict[tuple[str, str], int] = {}
+        # job issue: job id -> job, current block only (older = stale); cleared in place, never
+        # rebound (the share check holds this very dict)
+        self.jobs: dict[str, JobRecord] = {}
+        self.job_seq = 0  # job issue: job ids are prefix + hex counter, unique for the process's life
+        # job issue: (miner id, worker name) -> durable share counts of the current block
+        self.tallies: dict[tuple[str, str], Tally] = {}
+        self.block: BlockState | None = None  # cycle: the newest block seen (current FarmIndex)
+        # cycle: recent blocks by index: the current one, those awaiting harvest, history for views
+        self.blocks: dict[int, BlockState] = {}
+        self.late: LatePlant | None = None  # cycle: our plant opening the next block, until it is seen
+        self.calls: dict[int, CallRecord] = {}  # cycle: Backend calls awaiting their result
+        self.call_seq = 0  # cycle: CallBackend ids, matched by BackendResult
+        self.rewards: dict[str, int] = {}  # cycle: farmer id -> stroops harvested (for stats)
+        self.paused = False  # cycle: FarmPaused: no plant/work calls, no new jobs
+        self.chain_ok = True  # cycle: last ChainHealth, for /health and the view
+        self.chain_detail = ""
+        self.phase: Phase = "idle"  # the last phase published: published again on change only
+
+    # ------------------------------------------------------------ reads shared by the parts
+
+    def all_sessions(self) -> list[Session]:
+        out = list(self.sessions.values())
+        for miner in self.miners.values():
+            out.extend(miner.rest.values())
+        return out
+
+    def miner_sessions(self, miner: MinerState) -> list[Session]:
+        out = [self.sessions[c] for c in miner.sessions if c in self.sessions]
+        out.extend(miner.rest.values())
+        return out
+
+    def live_block(self) -> BlockState | None:
+        """The current block if it takes shares and hands out ranges, else None."""
+        blk = self.block
+        return blk if blk is not None and blk.live else None
+
+    def next_call(self) -> int:
+        self.call_seq += 1
+        return self.call_seq
+
+    # ------------------------------------------------------------ the dashboard's phase
+
+    def current_phase(self, now: float) -> Phase:
+        if self.paused:
+            return "paused"
+        if self.block is None:
+            return "idle"
+        return self.block.dashboard_phase(now)
+
+    def publish_phase(self, effects: list[Effect], now: float) -> None:
+        """A ``phase`` event if the dashboard's phase changed since the last one."""
+        phase = self.current_phase(now)
+        if phase != self.phase:
+            self.phase = phase
+            blk = self.block
+            if blk is None:
+                effects.append(Publish(PhaseEvent(None, phase, None, None)))
+            else:
+                effects.append(Publish(PhaseEvent(blk.index, phase, ms(blk.work_at), ms(blk.ends_at))))

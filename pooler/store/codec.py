@@ -1,0 +1,137 @@
+"""The stores' JSON of the core's records: one camelCase object per record, as it is kept.
+
+These are the shapes the records have always had on disk and in Redis (the ``calls`` table's
+request and response, the group's job, best and call entries), so files and keys written by
+earlier versions read the same. Big integers (nonces, nonce ranges) are decimal strings,
+hashes and entropy hex, ``foundAt`` unix ms. A Backend reply is kept as it was received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pooler.backend import submission_body
+from pooler.core.records import (
+    BestFound,
+    BlockSeen,
+    FarmerStatusChanged,
+    HarvestCalled,
+    NonceCredited,
+    NoncesIssued,
+    PlantCalled,
+    Record,
+    RestJobIssued,
+    ShareCounts,
+    WorkCalled,
+    WorkerSeen,
+)
+
+Data = dict[str, Any]
+
+
+def ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def record_kind(record: Record) -> str:
+    """The record's kind as the stores name it (the ``op`` of a call)."""
+    match record:
+        case BlockSeen():
+            return "block"
+        case BestFound():
+            return "best"
+        case ShareCounts():
+            return "shares"
+        case PlantCalled():
+            return "plant"
+        case WorkCalled():
+            return "work"
+        case HarvestCalled():
+            return "harvest"
+        case FarmerStatusChanged():
+            return "farmer_status"
+        case NoncesIssued():
+            return "nonces"
+        case WorkerSeen():
+            return "worker"
+        case RestJobIssued():
+            return "job"
+        case NonceCredited():
+            return "credit"
+
+
+def record_data(record: Record) -> Data:
+    """The record as a JSON object (see the module docstring)."""
+    match record:
+        case BlockSeen(index, entropy, timestamp):
+            return {"index": index, "entropy": entropy.hex(), "timestamp": timestamp}
+        case BestFound():
+            return best_data(record)
+        case ShareCounts(block, miner_id, worker, accepted, rejected):
+            return {
+                "block": block,
+                "minerId": miner_id,
+                "worker": worker,
+                "accepted": accepted,
+                "rejected": rejected,
+            }
+        case PlantCalled(block, reply, error) | HarvestCalled(block, reply, error):
+            return _outcome({"block": block}, None if reply is None else reply.body, error)
+        case WorkCalled(block, submissions, reply, error):
+            data: Data = {"block": block, "submissions": [submission_body(s) for s in submissions]}
+            return _outcome(data, None if reply is None else reply.body, error)
+        case FarmerStatusChanged():
+            return farmer_status_data(record)
+        case NoncesIssued(block, farmer_id, nxt):
+            return {"block": block, "farmerId": farmer_id, "next": nxt}
+        case WorkerSeen(miner_id, worker, agent):
+            return {"minerId": miner_id, "worker": worker, "agent": agent}
+        case RestJobIssued(job):
+            return {
+                "job": job.job_id,
+                "block": job.block,
+                "minerId": job.miner_id,
+                "farmerId": job.farmer_id,
+                "worker": job.worker,
+                "nonceStart": str(job.nonce_start),
+                "nonceEnd": str(job.nonce_end),
+                "shareZeros": job.share_zeros,
+                "issuedAt": job.issued_at,
+            }
+        case NonceCredited(block, farmer_id, nonce, job):
+            return {"block": block, "farmerId": farmer_id, "nonce": str(nonce), "job": job}
+
+
+def best_data(record: BestFound) -> Data:
+    best = record.best
+    return {
+        "block": record.block,
+        "farmerId": record.farmer_id,
+        "nonce": str(best.nonce),
+        "hash": best.hash.hex(),
+        "zeros": best.zeros,
+        "foundAt": ms(best.found_at),
+        "minerId": best.miner_id,
+        "worker": best.worker,
+    }
+
+
+def farmer_status_data(status: FarmerStatusChanged) -> Data:
+    """A farmer's status (also the data of the dashboard's ``farmer`` event: docs/events.md)."""
+    data: Data = {"farmerId": status.farmer_id, "block": status.block, "status": status.status}
+    if status.reason:
+        data["reason"] = status.reason
+    if status.zeros is not None:
+        data["zeros"] = status.zeros
+    if status.reward is not None:
+        data["reward"] = str(status.reward)
+    return data
+
+
+def _outcome(data: Data, response: Mapping[str, object] | None, error: str) -> Data:
+    if response is not None:
+        data["response"] = dict(response)
+    else:
+        data["error"] = error
+    return data
