@@ -1,100 +1,27 @@
-"""Shared pieces of the operations and reliability tests: a Pooler on the devnet, a miner client.
+"""Shared pieces of the operations and reliability tests: a miner client and its shares.
 
-Everything runs on loopback with short block timings (HELPERS.md): the devnet's block 1 is
-open from the start (jobs flow at once), the Pooler's own late plant opens block 2, the
-first block its miners are planted in.
+Their Pooler is :func:`tests.support.system.running_system` with the operations profile
+(``profile=ops_options``: short block timings, fast metrics and health polls). Everything runs
+on loopback: the devnet's block 1 is open from the start (jobs flow at once), the Pooler's own
+late plant opens block 2, the first block its miners are planted in.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
-import aiohttp
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from pooler.app.options import PoolerOptions
 from pooler.app.service import Pooler
-from pooler.devnet import Devnet
 from protocol.codec import decode_server
 from protocol.messages import Difficulty, Job, ServerMessage, Welcome
 from protocol.work import WorkTemplate, address_bytes
-from tests.support import config
 
 M = TypeVar("M")
 SECRET_SEED = re.compile(r"(?<![A-Za-z0-9])S[A-Z2-7]{55}(?![A-Za-z0-9])")
-
-
-def options(
-    net: Devnet, interval: int, *, tuning: dict[str, Any] | None = None, **settings: Any
-) -> PoolerOptions:
-    """A Pooler on ``net`` with ``interval`` s blocks and fast ticks; ``settings`` override
-    Settings fields, ``tuning`` Tuning fields."""
-    chosen = config.settings(
-        **{
-            "pooler_id": "ops-pooler",
-            "backend_api_url": net.backend_url,
-            "stellar_rpc_url": net.rpc_url,
-            "kale_contract_id": net.contract_id,
-            "block_poll_interval_ms": 100,
-            "backend_timeout_ms": 2000,
-            "block_interval_seconds": interval,
-            "optimal_work_delay_ms": round(interval * 600),
-            "work_safety_margin_ms": 1000,
-            "late_plant_grace_ms": 500,
-            "summary_interval_ms": 1000,
-            "share_zeros_initial": 1,
-            "share_zeros_min": 1,
-            "share_zeros_max": 4,
-            "vardiff_target_seconds": 1.0,
-            "health_interval_ms": 200,
-            **settings,
-        }
-    )
-    fast = config.tuning(
-        **{
-            "late_plant_retry": 1.0,
-            "backend_retry_delay": 0.3,
-            "harvest_retry_delay": 0.5,
-            "local_search_lead": 0.5,
-            "metrics_interval": 0.1,
-            "snapshot_interval": 0.2,
-            "shutdown_timeout": 1.0,
-            **(tuning or {}),
-        }
-    )
-    return config.options(chosen, fast)
-
-
-@contextlib.asynccontextmanager
-async def pooler_on_devnet(interval: int = 6, **settings: Any) -> AsyncIterator[tuple[Devnet, Pooler]]:
-    """Devnet + Pooler (:func:`options`; ``settings`` override Settings fields)."""
-    async with (
-        Devnet(block_interval=interval, ledger_seconds=1.0) as net,
-        Pooler(options(net, interval, **settings)) as pooler,
-    ):
-        yield net, pooler
-
-
-async def until(check: Callable[[], bool], within: float = 15.0, step: float = 0.02) -> None:
-    """Wait until ``check()`` holds; fails the test after ``within`` s (a failsafe, not a timing assert)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while not check():
-        if loop.time() > end:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(step)
-
-
-async def register(http: aiohttp.ClientSession, url: str, name: str = "rig") -> dict[str, Any]:
-    async with http.post(f"{url}/miner/register", json={"name": name}) as resp:
-        body: dict[str, Any] = await resp.json()
-        assert resp.status == 201, body
-        return body
 
 
 def ws_url(pooler: Pooler) -> str:

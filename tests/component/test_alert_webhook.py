@@ -18,7 +18,7 @@ from pooler import __version__
 from pooler.chain.backoff import Backoff
 from pooler.core.alerts import BackendDown, Resolved, WorkFailed, alert_record
 from pooler.runtime.webhook import AlertWebhook, Outcome, RetryPolicy
-from tests.support.system import wait_until
+from tests.support.wait import wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 T0 = 1_760_000_000.0

@@ -9,18 +9,10 @@ from typing import Any
 
 import pytest
 
-from pooler.app.service import Pooler
 from pooler.devnet import Devnet
-from tests.support import config
 from tests.support.faultproxy import FaultProxy, Respond, Rule
-from tests.support.system import (
-    POOLER_ID,
-    running_system,
-    system_settings,
-    system_tuning,
-    tap_events,
-    wait_until,
-)
+from tests.support.system import POOLER_ID, running_system, tap_events
+from tests.support.wait import wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 HOLD_MS = 300
@@ -78,21 +70,23 @@ async def test_a_chain_rpc_outage_raises_chain_rpc_down_then_resolved() -> None:
         WebhookReceiver() as receiver,
         Devnet(block_interval=300, ledger_seconds=1.0) as net,
         FaultProxy(net.rpc_url, name="rpc proxy") as rpc,
+        running_system(
+            net=net,
+            block_interval=300,
+            stellar_rpc_url=rpc.url,
+            alert_webhook_url=receiver.url,
+            alert_down_after_ms=HOLD_MS,
+        ) as system,
     ):
-        chosen = system_settings(
-            net, 300, stellar_rpc_url=rpc.url, alert_webhook_url=receiver.url, alert_down_after_ms=HOLD_MS
-        )
-        async with Pooler(config.options(chosen, system_tuning(300))) as pooler:
-            await wait_until(lambda: pooler.monitor.healthy, "a first good poll of the chain")
-            fault = rpc.add(
-                Rule(Respond.json({"error": "injected"}, status=500))
-            )  # every request, until cleared
-            await wait_until(lambda: receiver.kinds() == ["chain-rpc-down"], "chain-rpc-down at the receiver")
-            fault.clear()
-            await wait_until(lambda: receiver.kinds() == ["chain-rpc-down", "resolved"], "resolved")
-            sample = pooler.metrics.registry.get_sample_value
-            assert sample("pooler_alerts_total", {"kind": "chain-rpc-down"}) == 1
-            assert sample("pooler_alerts_total", {"kind": "backend-down"}) == 0
+        pooler = system.pooler
+        await wait_until(lambda: pooler.monitor.healthy, "a first good poll of the chain")
+        fault = rpc.add(Rule(Respond.json({"error": "injected"}, status=500)))  # every request, until cleared
+        await wait_until(lambda: receiver.kinds() == ["chain-rpc-down"], "chain-rpc-down at the receiver")
+        fault.clear()
+        await wait_until(lambda: receiver.kinds() == ["chain-rpc-down", "resolved"], "resolved")
+        sample = pooler.metrics.registry.get_sample_value
+        assert sample("pooler_alerts_total", {"kind": "chain-rpc-down"}) == 1
+        assert sample("pooler_alerts_total", {"kind": "backend-down"}) == 0
     down, up = receiver.delivered()
     detail = down["data"]["detail"]
     assert "getLedgerEntries" in detail and "\n" not in detail  # the first line of the error, for people

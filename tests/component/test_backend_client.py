@@ -41,7 +41,7 @@ class FakeTime:
         self.sleeps.append(delay)
         self.t += delay
         self.on_sleep(len(self.sleeps))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the fake sleep: no time passes, the loop turns once
 
 
 @pytest.fixture
@@ -77,7 +77,8 @@ async def client(net: Devnet, ft: FakeTime, observed: Observed) -> AsyncIterator
         yield c
 
 
-async def register(client: BackendClient, n: int) -> list[dict[str, Any]]:
+async def register_farmers(client: BackendClient, n: int) -> list[dict[str, Any]]:
+    """``n`` custodial farmers, registered through the client under test (``/farmers/register``)."""
     return [await client.register_farmer(POOLER, 0.5, {"name": f"farmer-{i}"}) for i in range(n)]
 
 
@@ -87,7 +88,7 @@ async def register(client: BackendClient, n: int) -> list[dict[str, Any]]:
 async def test_register_plant_work_harvest_round_trip(
     net: Devnet, client: BackendClient, ft: FakeTime, observed: Observed
 ) -> None:
-    farmers = await register(client, 2)
+    farmers = await register_farmers(client, 2)
     for f in farmers:
         assert f["status"] == "active" and f["poolerId"] == POOLER and f["stakePercentage"] == 0.5
         assert f["custodialWallet"].startswith("G") and f["currentBalance"] == str(1000_0000000)
@@ -146,7 +147,7 @@ async def test_register_plant_work_harvest_round_trip(
 async def test_a_503_outage_that_ends_before_the_deadline_is_retried(
     net: Devnet, client: BackendClient, ft: FakeTime
 ) -> None:
-    await register(client, 1)
+    await register_farmers(client, 1)
     net.backend_faults.outage_for(4.0, ft())
     start = ft()
     planted = await client.plant(START, POOLER, 10, deadline=start + 30)
@@ -156,7 +157,7 @@ async def test_a_503_outage_that_ends_before_the_deadline_is_retried(
 
 
 async def test_a_429_window_is_retried(net: Devnet, client: BackendClient, ft: FakeTime) -> None:
-    await register(client, 1)
+    await register_farmers(client, 1)
     net.backend_faults.error_rate = 1.0
     net.backend_faults.error_status = 429
     ft.on_sleep = lambda n: net.backend_faults.clear() if n == 2 else None  # the window ends
@@ -165,7 +166,7 @@ async def test_a_429_window_is_retried(net: Devnet, client: BackendClient, ft: F
 
 
 async def test_dropped_connections_are_retried(net: Devnet, client: BackendClient, ft: FakeTime) -> None:
-    await register(client, 1)
+    await register_farmers(client, 1)
     net.backend_faults.outage_for(2.0, ft(), mode="refuse")
     assert (await client.plant(START, POOLER, 10, deadline=ft() + 30))["successfulPlants"] == 1
     assert len(ft.sleeps) >= 1

@@ -27,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from pooler.app.observe import BackendProbe
 from pooler.cluster.retry import retrying
 from pooler.runtime.tasks import TaskSet, cancel_and_wait
+from tests.support.wait import wait_until
 
 FAILSAFE_S = 15.0  # a loop that ignores its cancel fails the test instead of hanging it
 
@@ -78,7 +79,7 @@ async def test_stopping_a_task_does_not_swallow_a_cancel_of_the_stopper() -> Non
             raise
 
     task = asyncio.create_task(slow_to_stop())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one turn of the loop: the task starts and waits (no time involved)
     went_on = []
 
     async def stopper() -> None:
@@ -110,7 +111,7 @@ async def test_a_task_set_stops_all_its_tasks_and_logs_a_failure(caplog: pytest.
     tasks = [owner.spawn(forever(), "a"), owner.spawn(forever(), "b"), owner.spawn(fails(), "c")]
     await started.wait()
     await asyncio.wait({tasks[2]}, timeout=FAILSAFE_S)
-    await asyncio.sleep(0)  # its done callback
+    await wait_until(lambda: len(owner) == 2, "the failed task's done callback")
     assert len(owner) == 2  # the failed one is gone, and its failure was not lost
     assert any("test:c" in r.getMessage() for r in caplog.records)
     await asyncio.wait_for(owner.stop(), FAILSAFE_S)

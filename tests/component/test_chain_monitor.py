@@ -25,6 +25,7 @@ from pooler.devnet.contract import FarmContract
 from pooler.devnet.miner import find_nonce
 from pooler.devnet.rpc import SorobanRpc
 from pooler.devnet.serve import LoopbackServer
+from tests.support.wait import wait_until
 
 T0 = 1_700_000_000.0
 POLL = 0.05
@@ -138,25 +139,6 @@ class Events:
         return out
 
 
-class Sleeps:
-    """The monitor's sleep: real, but it wakes the test whenever the monitor finishes a poll."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.changed = asyncio.Event()
-
-    async def __call__(self, delay: float) -> None:
-        self.count += 1
-        self.changed.set()
-        await asyncio.sleep(delay)
-
-    async def until(self, done: Callable[[], bool]) -> None:
-        async with asyncio.timeout(10):  # failsafe only
-            while not done():
-                self.changed.clear()
-                await self.changed.wait()
-
-
 @contextlib.asynccontextmanager
 async def running(monitor: BlockMonitor) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(monitor.run())
@@ -172,7 +154,6 @@ async def running(monitor: BlockMonitor) -> AsyncIterator[asyncio.Task[None]]:
 
 def make_monitor(net: Net, events: Events, **kw: Any) -> BlockMonitor:
     kw.setdefault("backoff_cap", 0.2)
-    kw.setdefault("sleep", Sleeps())
     return BlockMonitor(net.url, ledger.CONTRACT_ID, events.emit, POLL, request_timeout=2.0, **kw)
 
 
@@ -290,15 +271,14 @@ async def test_a_paused_farm_at_start_is_announced_before_its_block(net: Net) ->
 
 async def test_the_rpc_going_away_and_coming_back(net: Net) -> None:
     events = Events()
-    sleeps = Sleeps()
-    monitor = make_monitor(net, events, sleep=sleeps)
+    monitor = make_monitor(net, events)
     async with running(monitor) as task:
         await events.next(NewBlock)
         await net.server.stop()
         down = await events.next(ChainHealth)
         assert down.ok is False and "connection failed" in down.detail
         # the task lives on, backing off, with the last known state kept
-        await sleeps.until(lambda: monitor.consecutive_failures >= 3)
+        await wait_until(lambda: monitor.consecutive_failures >= 3, "three failed polls", within=10)
         assert not task.done()
         assert monitor.last_state is not None and monitor.last_state.state.index == 5
         assert not monitor.healthy
@@ -322,14 +302,13 @@ async def test_the_rpc_going_away_and_coming_back(net: Net) -> None:
 )
 async def test_rpc_faults_are_survived(net: Net, mode: str, detail: str) -> None:
     events = Events()
-    sleeps = Sleeps()
-    monitor = make_monitor(net, events, sleep=sleeps)
+    monitor = make_monitor(net, events)
     async with running(monitor):
         await events.next(NewBlock)
         net.faulty.mode = mode
         down = await events.next(ChainHealth)
         assert down.ok is False and detail in down.detail, down.detail
-        await sleeps.until(lambda: monitor.consecutive_failures >= 2)
+        await wait_until(lambda: monitor.consecutive_failures >= 2, "two failed polls", within=10)
         net.open_next_block()
         net.faulty.mode = ""
         assert (await events.next(ChainHealth)).ok is True
@@ -375,7 +354,7 @@ async def test_through_the_public_devnet_a_backend_plant_opening_a_block_is_seen
     clock = FakeClock()
     events = Events()
     async with Devnet(block_interval=20, ledger_seconds=1, clock=clock, start_index=3) as dn:
-        monitor = BlockMonitor(dn.rpc_url, dn.contract_id, events.emit, POLL, sleep=Sleeps())
+        monitor = BlockMonitor(dn.rpc_url, dn.contract_id, events.emit, POLL)
         async with BackendClient(dn.backend_url, 5.0, 3, clock=clock) as backend, running(monitor):
             first = await events.next(NewBlock)
             assert first.index == 3

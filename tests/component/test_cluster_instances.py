@@ -21,7 +21,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
-from pooler.app.options import PoolerOptions
 from pooler.app.service import Pooler
 from pooler.backend import BackendClient
 from pooler.devnet import Devnet
@@ -31,45 +30,42 @@ from pooler.store.keys import Keys
 from pooler.store.redis import miner_to_json
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
 from tests.redis_server import RedisServer
-from tests.support import config
 from tests.support.system import (
     POOLER_ID,
     MinerSocket,
+    System,
     bearer,
     find_nonce,
-    register,
-    system_settings,
-    system_tuning,
-    wait_until,
+    register_miner,
+    running_system,
 )
+from tests.support.wait import wait_until
 
 BLOCK = 300  # no block turns over during the test: every job stays current
-FAILSAFE_TRIES = 100  # resubmits (0.2 s apart) while the instances reconnect to a restarted Redis
+RECONNECT = 20.0  # seconds of resubmits (0.2 s apart) while the instances reconnect to a restarted Redis
 
 
 @contextlib.asynccontextmanager
 async def two_instances(
     redis_url: str, *, chunk_bits: int = 44
 ) -> AsyncIterator[tuple[Devnet, Pooler, Pooler]]:
-    async with Devnet(block_interval=BLOCK, ledger_seconds=1.0) as net:
+    def instance(net: Devnet, name: str) -> contextlib.AbstractAsyncContextManager[System]:
+        return running_system(
+            net=net,
+            block_interval=BLOCK,
+            store="redis",
+            redis_url=redis_url,
+            pooler_instance_id=name,
+            leader_lease_ms=2000,
+            tuning={"snapshot_interval": 0.5, "chunk_bits": chunk_bits},
+        )
 
-        def options(instance: str) -> PoolerOptions:
-            settings = system_settings(
-                net,
-                BLOCK,
-                store="redis",
-                redis_url=redis_url,
-                pooler_instance_id=instance,
-                leader_lease_ms=2000,
-            )
-            return config.options(
-                settings, system_tuning(BLOCK, snapshot_interval=0.5, chunk_bits=chunk_bits)
-            )
-
-        async with Pooler(options("a")) as a, Pooler(options("b")) as b:
-            for p in (a, b):
-                await wait_until(lambda p=p: p.core.view(0).block is not None, f"{p.url} to see a block")
-            yield net, a, b
+    async with (
+        Devnet(block_interval=BLOCK, ledger_seconds=1.0) as net,
+        instance(net, "a") as a,  # each returns once it has seen the chain's block
+        instance(net, "b") as b,
+    ):
+        yield net, a.pooler, b.pooler
 
 
 async def _rest_job(
@@ -84,7 +80,7 @@ async def _rest_job(
 
 async def _registered_on_both(http: aiohttp.ClientSession, a: Pooler, b: Pooler, name: str) -> str:
     """A miner registered through ``a``, once ``b`` knows it too: its token."""
-    token = str((await register(http, a.url, name))["token"])
+    token = (await register_miner(a.url, name, http=http)).token
     await wait_until(lambda: b.registry.authenticate(token) is not None, f"miner {name} to reach b")
     return token
 
@@ -183,15 +179,13 @@ async def test_a_submit_is_answered_503_unavailable_while_redis_is_down(
         # never held against the miner. The client reconnects on its next command.
         answers: list[tuple[int, dict[str, Any]]] = []
 
-        async def resubmitted() -> bool:
+        async def resubmitted() -> tuple[int, dict[str, Any]] | None:
             answers.append(await _post_share(http, b, token, job, nonce))
-            return answers[-1][0] != 503
+            return answers[-1] if answers[-1][0] != 503 else None
 
-        for _ in range(FAILSAFE_TRIES):
-            if await resubmitted():
-                break
-            await asyncio.sleep(0.2)
-        status, answer = answers[-1]
+        status, answer = await wait_until(
+            resubmitted, lambda: f"a resubmit answered (answers: {answers[-3:]})", within=RECONNECT, step=0.2
+        )
         assert (status, answer["type"]) == (200, "accepted"), answers
 
 
@@ -201,7 +195,7 @@ async def test_a_dashboard_of_any_instance_sees_the_groups_totals(
 ) -> None:
     async with two_instances(redis_server.url) as (_net, a, b), aiohttp.ClientSession() as http:
         for name, pooler in (("on-a", a), ("on-b", b)):  # one REST worker on each instance
-            await _rest_job(http, pooler, str((await register(http, pooler.url, name))["token"]), "w")
+            await _rest_job(http, pooler, (await register_miner(pooler.url, name, http=http)).token, "w")
         events = f"ws://127.0.0.1:{b.port}/ws/events"
         async with connect(events, open_timeout=30, close_timeout=2) as ws:
             seen: list[dict[str, Any]] = []
@@ -234,13 +228,13 @@ async def test_many_sockets_of_one_farmer_wait_for_the_next_chunk_instead_of_fai
         two_instances(redis_server.url, chunk_bits=20) as (_net, a, _b),
         aiohttp.ClientSession() as http,
     ):
-        miner = await register(http, a.url, "gpu-farm")
+        miner = await register_miner(a.url, "gpu-farm", http=http)
         sockets = [MinerSocket.open(f"ws://127.0.0.1:{a.port}/ws/miner") for _ in range(5)]
         async with contextlib.AsyncExitStack() as stack:
             opened = [await stack.enter_async_context(s) for s in sockets]
             jobs: list[dict[str, Any]] = []
             for n, ws in enumerate(opened):
-                _welcome, job = await ws.hello(miner["token"], f"gpu{n}")
+                _welcome, job = await ws.hello(miner.token, f"gpu{n}")
                 assert job["clean"], job
                 jobs.append(job)
         ranges = sorted((int(j["nonceStart"]), int(j["nonceEnd"])) for j in jobs)
@@ -264,19 +258,19 @@ async def test_metrics_of_the_instances_say_who_leads(
                 if sample.name.startswith("pooler_cluster_")
             }
 
-        await register(http, a.url, "chunky")  # a draws its farmer's nonce chunk for the open block
+        await register_miner(a.url, "chunky", http=http)  # a draws its farmer's nonce chunk for the block
         scraped: list[tuple[dict[str, float], dict[str, float]]] = []
 
-        async def settled() -> bool:
+        async def settled() -> tuple[dict[str, float], dict[str, float]] | None:
             scraped.append((await scrape(a), await scrape(b)))
             ma, mb = scraped[-1]
-            return ma.get("pooler_cluster_instances[]") == mb.get("pooler_cluster_instances[]") == 2
+            both = ma.get("pooler_cluster_instances[]") == mb.get("pooler_cluster_instances[]") == 2
+            return scraped[-1] if both else None
 
-        for _ in range(FAILSAFE_TRIES):  # gauges follow the periodic snapshot
-            if await settled():
-                break
-            await asyncio.sleep(0.2)
-        ma, mb = scraped[-1]
+        # the gauges follow the periodic snapshot
+        ma, mb = await wait_until(
+            settled, lambda: f"both instances' gauges to count 2 (last: {scraped[-1:]})", step=0.2
+        )
         assert ma["pooler_cluster_instances[]"] == mb["pooler_cluster_instances[]"] == 2, scraped[-1]
         assert ma["pooler_cluster_leader[]"] + mb["pooler_cluster_leader[]"] == 1
         leader = ma if ma["pooler_cluster_leader[]"] == 1 else mb

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.support.system import MinerSocket, find_nonce, register, running_system, wait_until
+from tests.support.system import MinerSocket, find_nonce, register_miner, running_system, wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 BLOCK_INTERVAL = 6
@@ -24,10 +24,10 @@ async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
         ) as system,
         aiohttp.ClientSession() as http,
     ):
-        idle = await register(http, system.url, "idle")  # planted, never mined for
-        busy = await register(http, system.url, "busy")
+        idle = await register_miner(system.url, "idle", http=http)  # planted, never mined for
+        busy = await register_miner(system.url, "busy", http=http)
         async with MinerSocket.open(system.ws_url) as miner:
-            _, job = await miner.hello(busy["token"], worker="rig-1")
+            _, job = await miner.hello(busy.token, worker="rig-1")
             nonce, _, _ = find_nonce(job)
             await miner.send({"type": "share", "job": job["job"], "nonce": str(nonce)})
             await miner.expect("accepted")
@@ -37,7 +37,7 @@ async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
                 return (
                     body["kind"] == "stake-at-risk"
                     and isinstance(data, dict)
-                    and data["farmerId"] == idle["farmerId"]
+                    and data["farmerId"] == idle.farmer_id
                 )
 
             await wait_until(lambda: any(map(stake, receiver.delivered())), "stake-at-risk", within=30)
@@ -51,7 +51,7 @@ async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
 
             await wait_until(lambda: any(map(silent, receiver.delivered())), "worker-silent", within=90)
             quiet = next(filter(silent, receiver.delivered()))
-            assert quiet["data"]["minerId"] == busy["minerId"] and quiet["data"]["worker"] == "rig-1"
+            assert quiet["data"]["minerId"] == busy.miner_id and quiet["data"]["worker"] == "rig-1"
             assert quiet["data"]["minutes"] == 1
         sample = system.pooler.metrics.registry.get_sample_value
         assert (sample("pooler_alerts_total", {"kind": "stake-at-risk"}) or 0) >= 1

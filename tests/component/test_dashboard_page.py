@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import pooler
 from tests.browser.chromium import headless_chromium
+from tests.support.wait import wait_until
 
 STATIC = Path(pooler.__file__).parent / "web" / "static"
 WAIT_MS = 10_000  # generous on a loaded 2-core CI machine; the page normally reacts in milliseconds
@@ -135,10 +136,10 @@ async def serve(app: Starlette, feed: Feed) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: server.started or task.done(), "the page's server to start")
+        if task.done():
+            task.result()  # it ended instead: its error
+            raise AssertionError("the page's server ended before it started")
         yield f"http://127.0.0.1:{port}"
     finally:
         feed.push(None)  # end open streams so the server can stop

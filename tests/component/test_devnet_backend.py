@@ -70,7 +70,10 @@ async def call(
         return resp.status, await resp.json()
 
 
-async def register(http: aiohttp.ClientSession, net: Devnet, pooler: str, pct: float) -> dict[str, Any]:
+async def register_farmer(
+    http: aiohttp.ClientSession, net: Devnet, pooler: str, pct: float
+) -> dict[str, Any]:
+    """The devnet Backend's ``POST /farmers/register`` (a custodial farmer; not a Pooler's miner)."""
     status, body = await call(
         http, net, "POST", "/farmers/register", {"poolerId": pooler, "stakePercentage": pct}
     )
@@ -91,10 +94,10 @@ def assert_error_body(status: int, body: Any, expected: int, words: str) -> None
 async def test_three_farmer_cycle_mints_what_the_formula_predicts(
     net: Devnet, http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    a = await register(http, net, "pool-1", 0.1)
-    b = await register(http, net, "pool-1", 0.2)
-    c = await register(http, net, "pool-1", 0.3)
-    other = await register(http, net, "pool-2", 0.5)
+    a = await register_farmer(http, net, "pool-1", 0.1)
+    b = await register_farmer(http, net, "pool-1", 0.2)
+    c = await register_farmer(http, net, "pool-1", 0.3)
+    other = await register_farmer(http, net, "pool-2", 0.5)
     assert a["status"] == "active" and a["currentBalance"] == str(1000 * KALE) and a["totalEarnings"] == "0"
     assert a["custodialWallet"].startswith("G") and "secret" not in str(a).lower()
 
@@ -194,7 +197,7 @@ async def test_three_farmer_cycle_mints_what_the_formula_predicts(
 
 async def test_plant_respects_capacity_and_an_empty_pool(net: Devnet, http: aiohttp.ClientSession) -> None:
     for _ in range(3):
-        await register(http, net, "p", 0.0)
+        await register_farmer(http, net, "p", 0.0)
     _, body = await call(
         http, net, "POST", "/plant", {"blockIndex": 1, "poolerId": "p", "maxFarmersCapacity": 2}
     )
@@ -279,8 +282,8 @@ async def test_bad_json_unknown_route_and_method(net: Devnet, http: aiohttp.Clie
 async def test_a_bad_submission_rejects_the_whole_batch_before_any_work(
     net: Devnet, http: aiohttp.ClientSession, clock: FakeClock
 ) -> None:
-    a = await register(http, net, "pool-1", 0.1)
-    stranger = await register(http, net, "pool-2", 0.1)
+    a = await register_farmer(http, net, "pool-1", 0.1)
+    stranger = await register_farmer(http, net, "pool-2", 0.1)
     await call(http, net, "POST", "/plant", {"blockIndex": 1, "poolerId": "pool-1", "maxFarmersCapacity": 5})
     clock.t += 5
     nonce, digest = find_nonce(1, bytes(32), a["custodialWallet"], 1)
@@ -307,7 +310,7 @@ async def test_a_bad_submission_rejects_the_whole_batch_before_any_work(
 
 
 async def test_work_on_a_block_that_is_not_on_chain(net: Devnet, http: aiohttp.ClientSession) -> None:
-    a = await register(http, net, "pool-1", 0.1)
+    a = await register_farmer(http, net, "pool-1", 0.1)
     body = {
         "blockIndex": 9,
         "poolerId": "pool-1",

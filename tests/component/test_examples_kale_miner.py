@@ -21,7 +21,7 @@ from protocol import address_bytes
 from protocol.messages import ClientMessage, Job, More, Share
 from protocol.work import WorkTemplate
 from tests.support.kale_miner import kale_miner_binary
-from tests.support.system import FAILSAFE, wait_until
+from tests.support.wait import FAILSAFE, wait_until
 
 FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"
 ENTROPY = bytes(range(32))

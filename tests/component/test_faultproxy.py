@@ -38,7 +38,7 @@ from tests.support.faultproxy import (
     proxied_devnet,
     without,
 )
-from tests.support.system import wait_until
+from tests.support.wait import wait_until
 
 POOLER = "proxy-test-pooler"
 

@@ -24,7 +24,8 @@ from websockets.protocol import State
 from pooler.app.service import Pooler
 from protocol.codec import decode_server
 from protocol.messages import Accepted, Difficulty, Error, Job, Rejected, ServerMessage, Welcome
-from tests.component.reliability_support import Miner, find_shares, pooler_on_devnet, register, ws_url
+from tests.component.reliability_support import Miner, find_shares, ws_url
+from tests.support.system import ops_options, register_miner, running_system
 
 FRAME_BATCHES = 40  # x 20..40 frames drawn by hypothesis: the pool sequences pick from
 WS_SEQUENCES = 240  # x 30..70 picks: more than 10,000 frames a run
@@ -223,17 +224,21 @@ async def test_fuzzed_websocket_frames_never_break_the_server(caplog: pytest.Log
     corpus = ws_corpus()
     async with (
         # rate and share-quality limits off: the frames must reach the decoder and the core
-        pooler_on_devnet(messages_per_second=1e6, messages_burst=10**6, invalid_share_window=10**9) as (
-            _,
-            pooler,
-        ),
+        running_system(
+            block_interval=6,
+            profile=ops_options,
+            messages_per_second=1e6,
+            messages_burst=10**6,
+            invalid_share_window=10**9,
+        ) as system,
         aiohttp.ClientSession() as http,
     ):
-        regs = [await register(http, pooler.url, f"fuzz{i}") for i in range(6)]
+        pooler = system.pooler
+        regs = [await register_miner(pooler.url, f"fuzz{i}", http=http) for i in range(6)]
         tally = Tally()
         lanes = [corpus[i :: len(regs)] for i in range(len(regs))]
         await asyncio.gather(
-            *(play(pooler, reg["token"], lane, tally) for reg, lane in zip(regs, lanes, strict=True))
+            *(play(pooler, reg.token, lane, tally) for reg, lane in zip(regs, lanes, strict=True))
         )
         codes = dict(sorted(tally.codes.items()))
         print(
@@ -247,8 +252,8 @@ async def test_fuzzed_websocket_frames_never_break_the_server(caplog: pytest.Log
 
 async def _still_serves(pooler: Pooler, http: aiohttp.ClientSession) -> None:
     assert pooler.runner.failures == 0
-    reg = await register(http, pooler.url, "honest")
-    async with Miner(ws_url(pooler), reg["token"]) as miner:
+    reg = await register_miner(pooler.url, "honest", http=http)
+    async with Miner(ws_url(pooler), reg.token) as miner:
         job = await miner.next(Job)
         (nonce, _), *_ = find_shares(job, job.share_zeros, 1)
         await miner.send({"type": "share", "job": job.job, "nonce": str(nonce)})
@@ -327,8 +332,12 @@ def rest_corpus() -> list[tuple[str, str, Any, Any, Any]]:
 async def test_fuzzed_rest_requests_never_get_a_500(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR)
     corpus = rest_corpus()
-    async with pooler_on_devnet() as (_, pooler), aiohttp.ClientSession() as http:
-        token = (await register(http, pooler.url, "rest-fuzz"))["token"]
+    async with (
+        running_system(block_interval=6, profile=ops_options) as system,
+        aiohttp.ClientSession() as http,
+    ):
+        pooler = system.pooler
+        token = (await register_miner(pooler.url, "rest-fuzz", http=http)).token
         statuses: dict[int, int] = {}
         for method, path, auth, body, worker in corpus:
             headers = {}

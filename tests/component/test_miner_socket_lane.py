@@ -21,8 +21,8 @@ from pooler.web.lane import AVAILABLE, text_frames
 from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import Accepted, Bye, Error, Hello, Job, ServerMessage, Share, Welcome
-from tests.e2e.crashkit import register
-from tests.support.system import running_system
+from tests.support.system import register_miner, running_system
+from tests.support.wait import wait_until
 
 
 async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMessage:
@@ -39,7 +39,7 @@ async def pooler() -> AsyncIterator[Pooler]:
 
 
 async def _hello(pooler: Pooler, name: str) -> tuple[ClientConnection, Job]:
-    reg = await register(pooler.url, name)
+    reg = await register_miner(pooler.url, name)
     ws = await connect(pooler.url.replace("http://", "ws://") + "/ws/miner")
     await ws.send(encode(Hello(reg.token, "w1")).decode())
     assert isinstance(await _next(ws, Welcome), Welcome)
@@ -105,7 +105,7 @@ async def test_outbox_uses_the_sender_task_while_the_lane_refuses_and_keeps_the_
     started: list[asyncio.Task[None]] = []
 
     async def send(frame: str) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a send that yields to the loop once, as a real socket write may
         wire.append(frame)
 
     async def close(code: int, reason: str) -> None:
@@ -121,7 +121,7 @@ async def test_outbox_uses_the_sender_task_while_the_lane_refuses_and_keeps_the_
     flusher.flush()  # refused: the sender task takes these two
     assert started and wire == []
     assert box.put("3")  # queued behind them while the sender works
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: len(wire) >= 3, "the sender task to write three frames")
     assert wire == ["1", "2", "3"]
     open_[0] = True
     assert box.put("4") and box.put("5")

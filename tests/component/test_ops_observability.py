@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import aiohttp
 import orjson
@@ -19,15 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pooler import __version__
 from pooler.app.service import Pooler
 from pooler.logs import setup_logging
-from tests.component.reliability_support import (
-    SECRET_SEED,
-    Miner,
-    mine,
-    pooler_on_devnet,
-    register,
-    until,
-    ws_url,
-)
+from tests.component.reliability_support import SECRET_SEED, Miner, mine, ws_url
+from tests.support.system import ops_options, register_miner, running_system
+from tests.support.wait import wait_until
 
 
 @contextlib.contextmanager
@@ -44,7 +39,10 @@ def json_log_capture() -> Iterator[io.StringIO]:
         root.setLevel(level)
 
 
-def samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+Table = dict[tuple[str, frozenset[tuple[str, str]]], float]  # (metric, labels) -> value
+
+
+def samples(body: str) -> Table:
     out = {}
     for family in text_string_to_metric_families(body):
         for s in family.samples:
@@ -52,7 +50,7 @@ def samples(body: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return out
 
 
-def value(table: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+def value(table: Table, name: str, **labels: str) -> float:
     return table[(name, frozenset(labels.items()))]
 
 
@@ -63,20 +61,42 @@ async def scrape(http: aiohttp.ClientSession, pooler: Pooler) -> str:
         return await resp.text()
 
 
+async def scrape_after_a_snapshot(http: aiohttp.ClientSession, pooler: Pooler) -> Table:
+    """The metrics, scraped once the observer has taken a gauge snapshot since this call.
+
+    Each observer tick counts in the loop-lag histogram and a snapshot comes every
+    ``snapshot_interval``: that many ticks (and one more) after the first scrape, one was taken.
+    """
+    ticks = pooler.observer.snapshot_interval / pooler.observer.interval
+    start = value(samples(await scrape(http, pooler)), "pooler_event_loop_lag_seconds_count")
+
+    async def after_a_snapshot() -> Table | None:
+        table = samples(await scrape(http, pooler))
+        return table if value(table, "pooler_event_loop_lag_seconds_count") >= start + ticks + 1 else None
+
+    return await wait_until(after_a_snapshot, "a metrics snapshot")
+
+
 async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
     with json_log_capture() as logs:
-        async with pooler_on_devnet(interval=6) as (net, pooler), aiohttp.ClientSession() as http:
-            reg = await register(http, pooler.url, "ops-rig")
+        async with (
+            running_system(block_interval=6, profile=ops_options) as system,
+            aiohttp.ClientSession() as http,
+        ):
+            net, pooler = system.net, system.pooler
+            reg = await register_miner(pooler.url, "ops-rig", http=http)
             stop = asyncio.Event()
-            async with Miner(ws_url(pooler), reg["token"]) as miner:
+            async with Miner(ws_url(pooler), reg.token) as miner:
                 task = asyncio.create_task(mine(miner, stop))
                 # block 2 is the first planted one; block 3 opening triggers block 2's harvest
-                await until(lambda: pooler.core.view(pooler.clock()).block == 3, within=20)
-                await until(
-                    lambda: any(b.block == 2 and b.harvest == "done" for b in pooler.core.view(0).blocks)
+                await wait_until(
+                    lambda: pooler.core.view(pooler.clock()).block == 3, "block 3 to open", within=20
                 )
-                await asyncio.sleep(0.3)  # one snapshot tick
-                table = samples(await scrape(http, pooler))
+                await wait_until(
+                    lambda: any(b.block == 2 and b.harvest == "done" for b in pooler.core.view(0).blocks),
+                    "block 2's harvest",
+                )
+                table = await scrape_after_a_snapshot(http, pooler)  # the gauges include the harvest
                 stop.set()
                 await task
 
@@ -95,7 +115,7 @@ async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
             assert value(table, "pooler_event_loop_lag_seconds_count") >= 10
             assert value(table, "pooler_miners_connected") == 1
             assert value(table, "pooler_workers_connected", transport="ws") == 1
-            assert ("pooler_farmer_hashes_per_second", frozenset({("farmer_id", reg["farmerId"])})) in table
+            assert ("pooler_farmer_hashes_per_second", frozenset({("farmer_id", reg.farmer_id)})) in table
             phases = [
                 labels for (name, labels), v in table.items() if name == "pooler_block_phase" and v == 1
             ]
@@ -107,7 +127,9 @@ async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
             async with http.get(f"{pooler.url}/health/ready") as resp:
                 assert resp.status == 200
             net.backend_faults.outage_for(60, net.contract.now())
-            await until(lambda: pooler.observer.backend_ok is False, within=5)
+            await wait_until(
+                lambda: pooler.observer.backend_ok is False, "readiness to see the outage", within=5
+            )
             async with http.get(f"{pooler.url}/health/ready") as resp:
                 body = await resp.json()
                 assert resp.status == 503 and body["checks"]["backend"] == "down", body
@@ -116,7 +138,9 @@ async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
             async with http.get(f"{pooler.url}/health") as resp:
                 assert (await resp.json())["status"] == "degraded"
             net.backend_faults.clear()
-            await until(lambda: pooler.observer.backend_ok is True, within=5)
+            await wait_until(
+                lambda: pooler.observer.backend_ok is True, "readiness to see the recovery", within=5
+            )
             async with http.get(f"{pooler.url}/health/ready") as resp:
                 assert resp.status == 200 and (await resp.json())["checks"] == {
                     "rpc": "ok",
@@ -126,18 +150,18 @@ async def test_a_block_cycle_shows_in_metrics_logs_and_readiness() -> None:
 
     # the log: one JSON object a line, with context, and never a token or a key
     text = logs.getvalue()
-    assert reg["token"] not in text
+    assert reg.token not in text
     assert not SECRET_SEED.search(text)
     lines = [orjson.loads(line) for line in text.splitlines()]
     for line in lines:
         assert {"ts", "level", "logger", "event"} <= line.keys(), line
-    events = {}
+    events: dict[str, list[dict[str, Any]]] = {}
     for line in lines:
         events.setdefault(line["event"], []).append(line)
     joined = events["miner joined"][0]
-    assert joined["minerId"] == reg["minerId"] and joined["farmerId"] == reg["farmerId"]
+    assert joined["minerId"] == reg.miner_id and joined["farmerId"] == reg.farmer_id
     connected = events["worker connected"][0]
-    assert connected["worker"] == "w1" and connected["minerId"] == reg["minerId"] and "block" in connected
+    assert connected["worker"] == "w1" and connected["minerId"] == reg.miner_id and "block" in connected
     assert {line["block"] for line in events["new block"]} >= {2, 3}
     for ok in ("plant ok", "work ok", "harvest ok"):
         assert any(line["block"] == 2 for line in events[ok]), ok

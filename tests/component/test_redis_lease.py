@@ -86,7 +86,7 @@ async def test_a_deposed_leader_calls_nothing_on_the_backend(rclient: aioredis.R
     clock = Mono()
     a, b = lease(rclient, "a", clock), lease(rclient, "b", clock)
     async with Devnet(block_interval=30, ledger_seconds=1.0) as net:
-        farmer = await _register(net.backend_url)
+        farmer = await _backend_farmer(net.backend_url)
         index = net.contract.farm_index
         fenced_a = FencedBackend(net.backend_url, 5.0, 1, a)
         fenced_b = FencedBackend(net.backend_url, 5.0, 1, b)
@@ -138,7 +138,7 @@ async def test_a_stalled_call_of_a_deposed_leader_is_refused_by_the_backend(
     clock = Mono()
     a, b = lease(rclient, "a", clock, wall=1000), lease(rclient, "b", clock, wall=1000)
     async with Devnet(block_interval=30, ledger_seconds=1.0, sleep=door) as net:
-        farmer = await _register(net.backend_url)
+        farmer = await _backend_farmer(net.backend_url)
         index = net.contract.farm_index
         fenced_a = FencedBackend(net.backend_url, 5.0, 1, a)
         fenced_b = FencedBackend(net.backend_url, 5.0, 1, b)
@@ -168,7 +168,7 @@ async def test_a_stalled_call_of_a_deposed_leader_is_refused_by_the_backend(
 
 async def test_the_devnet_backend_checks_fencing_tokens_only_when_sent() -> None:
     async with Devnet(block_interval=30, ledger_seconds=1.0) as net, aiohttp.ClientSession() as http:
-        await _register(net.backend_url)
+        await _backend_farmer(net.backend_url)
         body = {"blockIndex": net.contract.farm_index, "poolerId": "p"}
 
         async def harvest(token: str | None) -> tuple[int, dict[str, object]]:
@@ -187,7 +187,8 @@ async def test_the_devnet_backend_checks_fencing_tokens_only_when_sent() -> None
         assert net.backend.fences == {"p": 7} and net.backend.fenced == 1
 
 
-async def _register(backend_url: str) -> str:
+async def _backend_farmer(backend_url: str) -> str:
+    """A custodial farmer registered at the Backend directly (``/farmers/register``): its address."""
     from pooler.backend import BackendClient
 
     async with BackendClient(backend_url, 5.0, 1) as client:

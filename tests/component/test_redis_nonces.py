@@ -11,15 +11,14 @@ import redis.asyncio as aioredis
 from pooler.cluster.nonces import RangeAllocator
 from pooler.store.keys import Keys
 from tests.component.redis_support import rclient, redis_server  # noqa: F401
+from tests.support.wait import wait_until
 
 KEYS = Keys("kp")
 
 
 async def _settle(*allocators: RangeAllocator) -> None:
-    for _ in range(100):
-        if not any(a._tasks for a in allocators):
-            return
-        await asyncio.sleep(0.01)
+    """Until every refill in flight has landed."""
+    await wait_until(lambda: not any(a._tasks for a in allocators), "the nonce refills to land")
 
 
 async def test_two_instances_draw_disjoint_ranges(rclient: aioredis.Redis) -> None:  # noqa: F811
@@ -39,7 +38,7 @@ async def test_two_instances_draw_disjoint_ranges(rclient: aioredis.Redis) -> No
             got = alloc.counter(7, fid).take(1 << 10)
         assert got is not None
         taken[fid].append(got)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a turn of the loop between draws, as between two miners' requests
     await _settle(a, b)
     for fid, ranges in taken.items():
         ranges.sort()

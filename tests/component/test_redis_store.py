@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -259,6 +258,5 @@ async def test_the_best_stream_group_replays_unacknowledged_entries(rclient: aio
     await s.commit([best(5, "f1", 1, 2)])
     got = await rclient.xreadgroup(BEST_GROUP, "dead-leader", {KEYS.bests: ">"}, count=10)
     assert len(got[0][1]) == 1  # delivered, never acknowledged: the leader died
-    await asyncio.sleep(0)
     _next, claimed, *_ = await rclient.xautoclaim(KEYS.bests, BEST_GROUP, "new-leader", 0, "0-0")
     assert [orjson.loads(f["best"])["nonce"] for _id, f in claimed] == ["1"]

@@ -26,7 +26,9 @@ from websockets.uri import parse_uri
 from protocol.codec import decode_server
 from protocol.errors import Code
 from protocol.messages import Error
-from tests.component.reliability_support import pooler_on_devnet, until, ws_url
+from tests.component.reliability_support import ws_url
+from tests.support.system import ops_options, running_system
+from tests.support.wait import wait_until
 
 FAILSAFE_S = 15.0  # a missing frame or end of stream fails the test instead of hanging it (not a timing)
 HELLO = orjson.dumps({"type": "hello", "token": "x", "protocol": 1})
@@ -67,7 +69,8 @@ async def refused_exchange(url: str, port: int, *, hello_first: bool) -> list[st
 
 @pytest.mark.parametrize("hello_first", [False, True], ids=["reads-first", "sends-hello-first"])
 async def test_a_refused_connection_gets_its_error_then_its_close_then_the_end(hello_first: bool) -> None:
-    async with pooler_on_devnet(max_connections_per_ip=2) as (_, pooler):
+    async with running_system(block_interval=6, profile=ops_options, max_connections_per_ip=2) as system:
+        pooler = system.pooler
         url = ws_url(pooler)
         async with connect(url) as one, connect(url):
             for _ in range(3):  # again and again: nothing is left over from one refusal to the next
@@ -75,17 +78,18 @@ async def test_a_refused_connection_gets_its_error_then_its_close_then_the_end(h
                 assert seen == ["http 101", f"error {int(Code.RATE_LIMITED)}", "close 1013", "end"]
             assert pooler.connections.open == 2  # the refused ones never held a slot
             await one.close()
-            await until(lambda: pooler.connections.open == 1, within=FAILSAFE_S)  # one slot freed...
-            async with connect(url) as third:  # ...is the next connection's
+            await wait_until(lambda: pooler.connections.open == 1, "one slot to be freed", within=FAILSAFE_S)
+            async with connect(url) as third:  # the freed slot is the next connection's
                 await third.send(HELLO.decode())
                 answer = decode_server(await asyncio.wait_for(third.recv(), FAILSAFE_S))
                 assert isinstance(answer, Error) and answer.code == Code.UNAUTHORIZED
-        await until(lambda: pooler.connections.open == 0, within=FAILSAFE_S)
+        await wait_until(lambda: pooler.connections.open == 0, "every slot to be released", within=FAILSAFE_S)
     assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 3
 
 
 async def test_a_refused_peer_that_leaves_at_once_leaves_nothing_behind() -> None:
-    async with pooler_on_devnet(max_concurrent_miners=1) as (_, pooler):
+    async with running_system(block_interval=6, profile=ops_options, max_concurrent_miners=1) as system:
+        pooler = system.pooler
         url = ws_url(pooler)
         async with connect(url):
             for _ in range(5):
@@ -103,4 +107,4 @@ async def test_a_refused_peer_that_leaves_at_once_leaves_nothing_behind() -> Non
                 "end",
             ]
             assert pooler.connections.open == 1
-        await until(lambda: pooler.connections.open == 0, within=FAILSAFE_S)
+        await wait_until(lambda: pooler.connections.open == 0, "every slot to be released", within=FAILSAFE_S)

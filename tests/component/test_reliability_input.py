@@ -22,15 +22,9 @@ from pooler.devnet import Devnet
 from protocol.codec import decode_server
 from protocol.errors import Code
 from protocol.messages import Accepted, Error, Job, Rejected, Stats
-from tests.component.reliability_support import (
-    Miner,
-    find_low,
-    find_shares,
-    pooler_on_devnet,
-    register,
-    until,
-    ws_url,
-)
+from tests.component.reliability_support import Miner, find_low, find_shares, ws_url
+from tests.support.system import ops_options, register_miner, running_system
+from tests.support.wait import wait_until
 
 HEX = "ab" * 32
 
@@ -39,8 +33,10 @@ FAILSAFE_S = 15.0  # a lost frame fails the test instead of hanging the run (no 
 
 @pytest.fixture
 async def pool() -> AsyncIterator[tuple[Devnet, Pooler]]:
-    async with pooler_on_devnet(messages_per_second=20.0, messages_burst=40) as running:
-        yield running
+    async with running_system(
+        block_interval=6, profile=ops_options, messages_per_second=20.0, messages_burst=40
+    ) as system:
+        yield system.net, system.pooler
 
 
 async def stats(miner: Miner) -> Stats:
@@ -91,8 +87,11 @@ BAD_FRAMES: list[tuple[str, str | bytes | dict[str, Any], Code]] = [
 async def test_each_bad_frame_gets_its_code_and_nothing_is_applied(pool: tuple[Devnet, Pooler]) -> None:
     _, pooler = pool
     async with aiohttp.ClientSession() as http:
-        bad, calm = await register(http, pooler.url, "bad"), await register(http, pooler.url, "calm")
-    async with Miner(ws_url(pooler), bad["token"]) as miner, Miner(ws_url(pooler), calm["token"]) as other:
+        bad, calm = (
+            await register_miner(pooler.url, "bad", http=http),
+            await register_miner(pooler.url, "calm", http=http),
+        )
+    async with Miner(ws_url(pooler), bad.token) as miner, Miner(ws_url(pooler), calm.token) as other:
         await miner.next(Job)
         await other.next(Job)
         before = await stats(miner)
@@ -105,8 +104,8 @@ async def test_each_bad_frame_gets_its_code_and_nothing_is_applied(pool: tuple[D
             assert answer.code == code, (what, answer)
             assert answer.message, what
             if i % 10 == 9:  # the errors count as strikes; stay under the limit, as a sane client would
-                await asyncio.sleep(0.1)
-                miner = await _reconnect(miner, pooler, bad["token"])
+                await asyncio.sleep(0.1)  # paces the client (a pause before it reconnects), waits for nothing
+                miner = await _reconnect(miner, pooler, bad.token)
         after = await stats(miner)
         # a stale share is counted as rejected; nothing else reached the books
         assert (after.accepted, after.rejected) == (before.accepted, before.rejected + 1)
@@ -127,8 +126,8 @@ async def _reconnect(miner: Miner, pooler: Pooler, token: str) -> Miner:
 async def test_too_many_protocol_errors_close_the_connection(pool: tuple[Devnet, Pooler]) -> None:
     _, pooler = pool
     async with aiohttp.ClientSession() as http:
-        reg = await register(http, pooler.url)
-    async with Miner(ws_url(pooler), reg["token"]) as miner:
+        reg = await register_miner(pooler.url, http=http)
+    async with Miner(ws_url(pooler), reg.token) as miner:
         assert miner.ws is not None
         for _ in range(25):
             await miner.send("[]")
@@ -141,10 +140,13 @@ async def test_too_many_protocol_errors_close_the_connection(pool: tuple[Devnet,
 async def test_a_one_mebibyte_frame_is_too_large_and_closes_1009(pool: tuple[Devnet, Pooler]) -> None:
     _, pooler = pool
     async with aiohttp.ClientSession() as http:
-        reg, calm = await register(http, pooler.url), await register(http, pooler.url, "calm")
+        reg, calm = (
+            await register_miner(pooler.url, http=http),
+            await register_miner(pooler.url, "calm", http=http),
+        )
         async with (
-            Miner(ws_url(pooler), reg["token"]) as miner,
-            Miner(ws_url(pooler), calm["token"]) as other,
+            Miner(ws_url(pooler), reg.token) as miner,
+            Miner(ws_url(pooler), calm.token) as other,
         ):
             await miner.send(
                 orjson.dumps({"type": "share", "job": "J", "nonce": "1", "pad": "x" * 2**20}).decode()
@@ -157,7 +159,7 @@ async def test_a_one_mebibyte_frame_is_too_large_and_closes_1009(pool: tuple[Dev
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
             assert isinstance(await stats(other), Stats)
         # the REST body limit: refused without being buffered whole
-        headers = {"Authorization": f"Bearer {reg['token']}"}
+        headers = {"Authorization": f"Bearer {reg.token}"}
         async with http.post(f"{pooler.url}/miner/submit", data=b"x" * 2**20, headers=headers) as resp:
             assert resp.status == 413 and (await resp.json())["code"] == Code.TOO_LARGE
     assert pooler.metrics.limit_hits.labels(limit="frame-size")._value.get() >= 2
@@ -166,8 +168,11 @@ async def test_a_one_mebibyte_frame_is_too_large_and_closes_1009(pool: tuple[Dev
 async def test_a_flood_of_more_is_rate_limited_then_closed(pool: tuple[Devnet, Pooler]) -> None:
     _, pooler = pool
     async with aiohttp.ClientSession() as http:
-        reg, calm = await register(http, pooler.url), await register(http, pooler.url, "calm")
-    async with Miner(ws_url(pooler), reg["token"]) as miner, Miner(ws_url(pooler), calm["token"]) as other:
+        reg, calm = (
+            await register_miner(pooler.url, http=http),
+            await register_miner(pooler.url, "calm", http=http),
+        )
+    async with Miner(ws_url(pooler), reg.token) as miner, Miner(ws_url(pooler), calm.token) as other:
         first = await miner.next(Job)
         await other.next(Job)
         for _ in range(400):
@@ -194,8 +199,8 @@ async def test_a_flood_of_more_is_rate_limited_then_closed(pool: tuple[Devnet, P
 async def test_every_spelling_of_one_nonce_is_credited_once(pool: tuple[Devnet, Pooler]) -> None:
     _, pooler = pool
     async with aiohttp.ClientSession() as http:
-        reg = await register(http, pooler.url)
-        async with Miner(ws_url(pooler), reg["token"]) as miner:
+        reg = await register_miner(pooler.url, http=http)
+        async with Miner(ws_url(pooler), reg.token) as miner:
             job = await miner.next(Job)
             (nonce, digest), *_ = find_shares(job, job.share_zeros, 1)
             spellings: list[Any] = [
@@ -213,7 +218,7 @@ async def test_every_spelling_of_one_nonce_is_credited_once(pool: tuple[Devnet, 
                     {"type": "share", "job": job.job, "nonce": spelling, "hash": digest.hex().upper()}
                 )
                 answers.append(await miner.recv())
-            headers = {"Authorization": f"Bearer {reg['token']}"}
+            headers = {"Authorization": f"Bearer {reg.token}"}
             for spelling in spellings:
                 async with http.post(
                     f"{pooler.url}/miner/submit", json={"job": job.job, "nonce": spelling}, headers=headers
@@ -225,7 +230,8 @@ async def test_every_spelling_of_one_nonce_is_credited_once(pool: tuple[Devnet, 
 
 
 async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
-    async with pooler_on_devnet(max_connections_per_ip=2) as (_, pooler):
+    async with running_system(block_interval=6, profile=ops_options, max_connections_per_ip=2) as system:
+        pooler = system.pooler
         url = ws_url(pooler)
         async with connect(url) as one, connect(url) as two:
             async with connect(url) as three:
@@ -237,20 +243,25 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
             del one, two
         assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 1
-    async with pooler_on_devnet(max_concurrent_miners=1) as (_, pooler):
+    async with running_system(block_interval=6, profile=ops_options, max_concurrent_miners=1) as system:
+        pooler = system.pooler
         url = ws_url(pooler)
         async with connect(url), connect(url) as second:
             answer = decode_server(await asyncio.wait_for(second.recv(), FAILSAFE_S))
             assert isinstance(answer, Error) and "in total" in answer.message
         # released: a new socket is admitted again
-        await until(lambda: pooler.connections.open == 0, within=5)
+        await wait_until(lambda: pooler.connections.open == 0, "the slot to be released", within=5)
         async with connect(url) as third:
             await third.send(orjson.dumps({"type": "hello", "token": "nope", "protocol": 1}).decode())
             assert decode_server(await asyncio.wait_for(third.recv(), FAILSAFE_S)).code == Code.UNAUTHORIZED  # type: ignore[union-attr]
 
 
 async def test_no_hello_in_time_is_answered_and_closed() -> None:
-    async with pooler_on_devnet(hello_timeout_ms=300) as (_, pooler), connect(ws_url(pooler)) as ws:
+    async with (
+        running_system(block_interval=6, profile=ops_options, hello_timeout_ms=300) as system,
+        connect(system.ws_url) as ws,
+    ):
+        pooler = system.pooler
         answer = decode_server(await asyncio.wait_for(ws.recv(), 5))
         assert isinstance(answer, Error) and answer.code == Code.NO_HELLO
         with pytest.raises(ConnectionClosed) as closed:
@@ -261,17 +272,20 @@ async def test_no_hello_in_time_is_answered_and_closed() -> None:
 
 async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -> None:
     async with (
-        pooler_on_devnet(ws_ping_interval_ms=200, idle_timeout_ms=500) as (_, pooler),
+        running_system(
+            block_interval=6, profile=ops_options, ws_ping_interval_ms=200, idle_timeout_ms=500
+        ) as system,
         aiohttp.ClientSession() as http,
     ):
-        reg = await register(http, pooler.url)
-        async with Miner(ws_url(pooler), reg["token"], worker="answers-pings") as alive:
+        pooler = system.pooler
+        reg = await register_miner(pooler.url, http=http)
+        async with Miner(ws_url(pooler), reg.token, worker="answers-pings") as alive:
             # a sans-I/O client whose pongs are never written: it reads, but is deaf to pings
             proto = ClientProtocol(parse_uri(ws_url(pooler)))
             reader, writer = await asyncio.open_connection("127.0.0.1", pooler.port)
             proto.send_request(proto.connect())
             writer.write(b"".join(proto.data_to_send()))
-            hello = {"type": "hello", "token": reg["token"], "worker": "deaf", "protocol": 1}
+            hello = {"type": "hello", "token": reg.token, "worker": "deaf", "protocol": 1}
             sent_hello = False
             close_code = None
             while True:
@@ -293,26 +307,33 @@ async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -
             assert sent_hello and close_code == 1011
             # the one answering pings is still there
             assert isinstance(await stats(alive), Stats)
-        await until(lambda: pooler.connections.open == 0, within=5)  # its slot was released
+        await wait_until(
+            lambda: pooler.connections.open == 0, "the deaf peer's slot to be released", within=5
+        )
 
 
 async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:
     async with (
-        pooler_on_devnet(
-            invalid_share_window=10, invalid_share_ratio=0.5, invalid_share_cooldown_ms=60_000
-        ) as (
-            _,
-            pooler,
-        ),
+        running_system(
+            block_interval=6,
+            profile=ops_options,
+            invalid_share_window=10,
+            invalid_share_ratio=0.5,
+            invalid_share_cooldown_ms=60_000,
+        ) as system,
         aiohttp.ClientSession() as http,
     ):
-        bad, calm = await register(http, pooler.url, "bad"), await register(http, pooler.url, "calm")
-        headers = {"Authorization": f"Bearer {bad['token']}"}
-        async with Miner(ws_url(pooler), calm["token"]) as other:
+        pooler = system.pooler
+        bad, calm = (
+            await register_miner(pooler.url, "bad", http=http),
+            await register_miner(pooler.url, "calm", http=http),
+        )
+        headers = {"Authorization": f"Bearer {bad.token}"}
+        async with Miner(ws_url(pooler), calm.token) as other:
             calm_job = await other.next(Job)
             start = 0
             for step in ("warn", "close", "refuse"):
-                async with Miner(ws_url(pooler), bad["token"]) as miner:
+                async with Miner(ws_url(pooler), bad.token) as miner:
                     job = await miner.next(Job)
                     nonce = job.nonce_start + start
                     for _ in range(10):
@@ -333,7 +354,7 @@ async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:
                         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
             # refused for the cool-down, on both surfaces
             async with connect(ws_url(pooler)) as ws:
-                await ws.send(orjson.dumps({"type": "hello", "token": bad["token"], "protocol": 1}).decode())
+                await ws.send(orjson.dumps({"type": "hello", "token": bad.token, "protocol": 1}).decode())
                 refused = decode_server(await ws.recv())
                 assert isinstance(refused, Error) and refused.code == Code.RATE_LIMITED
                 assert "refused for" in refused.message

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
 import resource
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,7 +25,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from protocol.codec import decode_server
 from protocol.messages import Job, Welcome
-from tests.component.reliability_support import register
+from tests.support.processes import start_pooler
+from tests.support.system import register_miner
+from tests.support.wait import wait_until
 
 MINERS = 50
 WORKERS = 20  # per miner: 1,000 sockets
@@ -81,10 +81,10 @@ def report(label: str, outcomes: list[Outcome]) -> tuple[int, float]:
 
 
 @contextlib.asynccontextmanager
-async def pooler_serve() -> AsyncIterator[str]:
-    """``pooler serve`` in its own process (uvloop, as deployed), on an in-process devnet."""
-    env = {
-        **os.environ,
+async def pooler_serve(tmp: Path) -> AsyncIterator[str]:
+    """``pooler serve`` in its own process (uvloop, as deployed), on an in-process devnet; it must
+    stop cleanly on SIGTERM."""
+    settings = {
         "STELLAR_NETWORK": "devnet",
         "BLOCK_INTERVAL_SECONDS": "120",
         "PORT": "0",
@@ -93,33 +93,12 @@ async def pooler_serve() -> AsyncIterator[str]:
         "MAX_CONNECTIONS_PER_IP": str(2 * MINERS * WORKERS),
         "WORK_SAFETY_MARGIN_MS": "5000",
     }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pooler.cli",
-        "serve",
-        "--env-file",
-        os.devnull,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
+    pooler = await start_pooler(tmp, settings, within=30)
     try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-        found = re.search(r"listening on (http://\S+)", line)
-        assert found, line + (await proc.stderr.read()).decode()
-        yield found.group(1)
+        yield pooler.url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), 15)
-        except TimeoutError:
-            proc.kill()  # never leave it behind; the assertion below reports it
-            await proc.wait()
-        await asyncio.wait_for(proc.stdout.read(), 5)
-        await asyncio.wait_for(proc.stderr.read(), 5)
-    assert proc.returncode == 0
+        code, _took = await pooler.stop(signal.SIGTERM, within=15)  # never left behind: killed if slower
+    assert code == 0
 
 
 async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
@@ -128,20 +107,20 @@ async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
         return body
 
 
-async def test_a_thousand_miners_drop_and_reconnect_at_once() -> None:
+async def test_a_thousand_miners_drop_and_reconnect_at_once(tmp_path: Path) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = MINERS * WORKERS + 512  # the server's process inherits it too
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
     try:
-        async with pooler_serve() as url, aiohttp.ClientSession() as http:
+        async with pooler_serve(tmp_path) as url, aiohttp.ClientSession() as http:
             await _run(http, url)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def _run(http: aiohttp.ClientSession, url: str) -> None:
-    tokens = [(await register(http, url, f"m{i}"))["token"] for i in range(MINERS)]
+    tokens = [(await register_miner(url, f"m{i}", http=http)).token for i in range(MINERS)]
     block = (await health(http, url))["block"]
     assert block is not None
     ws = url.replace("http://", "ws://") + "/ws/miner"
@@ -157,10 +136,11 @@ async def _run(http: aiohttp.ClientSession, url: str) -> None:
     for o in first:
         assert o.ws is not None
         o.ws.transport.abort()
-    for _ in range(500):
-        if (await health(http, url))["workers"] == 0:
-            break
-        await asyncio.sleep(0.02)
+
+    async def none_left() -> bool:
+        return bool((await health(http, url))["workers"] == 0)
+
+    await wait_until(none_left, "the server to see every socket gone")
     assert (await health(http, url))["workers"] == 0
 
     # all come back at once, with their tokens

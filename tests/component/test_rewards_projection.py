@@ -10,7 +10,7 @@ import time
 import aiohttp
 
 from pooler.core.views import BlockView
-from tests.support.system import register, running_system, wait_until
+from tests.support.system import register_miner, running_system, wait_until
 
 BLOCK_INTERVAL = 6
 
@@ -19,7 +19,7 @@ async def test_the_final_projection_is_what_harvest_paid_to_the_stroop() -> None
     async with running_system(block_interval=BLOCK_INTERVAL) as system, aiohttp.ClientSession() as http:
         first = system.block()
         assert first is not None
-        farmers = {(await register(http, system.url, name))["farmerId"] for name in ("a", "b")}
+        farmers = {(await register_miner(system.url, name, http=http)).farmer_id for name in ("a", "b")}
 
         def harvested() -> BlockView | None:
             for b in system.pooler.core.view(time.time()).blocks:

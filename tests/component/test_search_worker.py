@@ -19,10 +19,11 @@ from pathlib import Path
 
 from pooler.backend import BackendClient
 from pooler.core.coordinator import Coordinator
-from pooler.core.effects import LocalSearch
+from pooler.core.effects import Effect, LocalSearch
 from pooler.runtime.hub import EventHub
 from pooler.runtime.runner import Runner
 from tests.support.config import core
+from tests.support.wait import wait_until
 
 FARMER = "GBQHTQ7NTSKHVTSVM6EHUO3TU4P4BK2TAAII25V2TT2Q6OWXUJWEKALE"
 FAILSAFE = 60.0  # a bound on waiting for processes to start or end, so a bug fails instead of hanging
@@ -38,12 +39,11 @@ def running(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] not in "ZX"
 
 
-async def wait_for(check: object, what: str) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + FAILSAFE
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {FAILSAFE} s"
-        await asyncio.sleep(0.05)
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time the process has used, in clock ticks (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
 
 async def test_runner_close_stops_and_reaps_a_busy_search_worker() -> None:
@@ -64,7 +64,11 @@ async def test_runner_close_stops_and_reaps_a_busy_search_worker() -> None:
             deadline=clock() + 3600,
         )
         await runner.perform([search])
-        await wait_for(lambda: runner._executor is not None and runner._executor._processes, "worker started")
+        await wait_until(
+            lambda: runner._executor is not None and runner._executor._processes,
+            "the worker started",
+            within=FAILSAFE,
+        )
         assert runner._executor is not None
         pids = list(runner._executor._processes)
         assert pids and all(running(pid) for pid in pids)
@@ -84,7 +88,7 @@ async def test_runner_close_with_searches_waiting_behind_the_busy_one() -> None:
         EventHub(clock),
     )
     async with runner:
-        searches = [
+        searches: list[Effect] = [
             LocalSearch(
                 block=1,
                 farmer_id=f"f{i}",
@@ -97,7 +101,11 @@ async def test_runner_close_with_searches_waiting_behind_the_busy_one() -> None:
             for i in range(4)  # one runs, one waits in the call queue, two wait in the executor
         ]
         await runner.perform(searches)
-        await wait_for(lambda: runner._executor is not None and runner._executor._processes, "worker started")
+        await wait_until(
+            lambda: runner._executor is not None and runner._executor._processes,
+            "the worker started",
+            within=FAILSAFE,
+        )
         assert runner._executor is not None
         pids = list(runner._executor._processes)
     assert not any(running(pid) for pid in pids)
@@ -137,11 +145,13 @@ async def test_a_killed_pooler_process_takes_its_search_worker_with_it() -> None
         line = await asyncio.wait_for(parent.stdout.readline(), FAILSAFE)
         worker = int(line)
         assert running(worker)
-        await asyncio.sleep(0.2)  # let it get into the search (not needed for the outcome)
+        # into the search before the kill (not needed for the outcome): it spends CPU, hashing
+        idle = cpu_ticks(worker)
+        await wait_until(lambda: cpu_ticks(worker) > idle + 5, "the worker to hash", within=FAILSAFE)
         os.kill(parent.pid, signal.SIGKILL)  # no clean-up of any kind runs in the parent
         await parent.wait()
         # the orphan ends by itself (it is init's child now: nobody here could reap or join it)
-        await wait_for(lambda: not running(worker), "the orphaned worker to end")
+        await wait_until(lambda: not running(worker), "the orphaned worker to end", within=FAILSAFE)
     finally:
         if parent.returncode is None:
             parent.kill()

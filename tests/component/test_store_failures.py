@@ -18,8 +18,7 @@ from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import Accepted, Hello, Job, Rejected, ServerMessage, Share, Welcome
 from protocol.work import WorkTemplate, address_bytes
-from tests.e2e.crashkit import register
-from tests.support.system import running_system
+from tests.support.system import register_miner, running_system
 
 
 async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMessage:
@@ -55,7 +54,7 @@ async def test_failed_commits_refuse_the_ack_keep_running_and_catch_up(tmp_path:
     async with running_system(store="sqlite", pooler_db=str(db), prepare=_fail_fast) as system:
         pooler = system.pooler
         assert pooler.store is not None
-        reg = await register(pooler.url, "locked-out")
+        reg = await register_miner(pooler.url, "locked-out")
         ws_url = pooler.url.replace("http://", "ws://") + "/ws/miner"
         async with connect(ws_url) as ws, aiohttp.ClientSession() as http:
             await ws.send(encode(Hello(reg.token, "w1")).decode())

@@ -10,22 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import orjson
 
 from tests.support.system import (
-    FAILSAFE,
     MinerSocket,
+    Registration,
     System,
     bearer,
     find_nonce,
-    register,
+    register_miner,
     running_system,
     tap_events,
-    wait_until,
 )
+from tests.support.wait import FAILSAFE, wait_until
 
 KINDS = {
     "snapshot",
@@ -70,12 +69,12 @@ async def sse_tap(url: str) -> AsyncIterator[list[str]]:
                 await task
 
 
-async def mine_then_leave(system: System, http: aiohttp.ClientSession, reg: dict[str, Any]) -> None:
+async def mine_then_leave(system: System, http: aiohttp.ClientSession, reg: Registration) -> None:
     async with MinerSocket.open(system.ws_url) as ws:
-        _, job = await ws.hello(reg["token"], "dash")
+        _, job = await ws.hello(reg.token, "dash")
         nonce, _, _ = find_nonce(job)
         await ws.request({"type": "share", "job": job["job"], "nonce": str(nonce)}, "accepted")
-        async with http.post(f"{system.url}/miner/leave", headers=bearer(reg["token"])) as resp:
+        async with http.post(f"{system.url}/miner/leave", headers=bearer(reg.token)) as resp:
             assert resp.status == 200
         await ws.closed()
 
@@ -89,7 +88,7 @@ async def test_both_streams_start_with_a_snapshot_then_carry_blocks_and_summarie
     ):
         first_block = system.block()
         assert first_block is not None
-        reg = await register(http, system.url, "dash")
+        reg = await register_miner(system.url, "dash", http=http)
         await mine_then_leave(system, http, reg)
         await wait_until(
             lambda: tap.has("block", lambda d: d["block"] > first_block),
@@ -98,7 +97,7 @@ async def test_both_streams_start_with_a_snapshot_then_carry_blocks_and_summarie
         )
         await wait_until(lambda: any('"kind":"block"' in f for f in sse), "a new block on /events")
         # a read-only stream: what a client sends there changes nothing
-        await tap_send(system, reg["token"])
+        await tap_send(system, reg.token)
 
     sse_events = [orjson.loads(f) for f in sse]
     for events, frames in ((tap.events, tap.frames), (sse_events, sse)):
@@ -122,11 +121,11 @@ async def test_both_streams_start_with_a_snapshot_then_carry_blocks_and_summarie
             "bestZeros",
         }
         for frame in frames:
-            assert reg["token"] not in frame
+            assert reg.token not in frame
             assert "token" not in frame.lower()
     # the WebSocket subscriber saw the miner come and go
-    assert tap.has("miner", lambda d: d["minerId"] == reg["minerId"] and d["event"] == "joined")
-    assert tap.has("miner", lambda d: d["minerId"] == reg["minerId"] and d["event"] == "left")
+    assert tap.has("miner", lambda d: d["minerId"] == reg.miner_id and d["event"] == "joined")
+    assert tap.has("miner", lambda d: d["minerId"] == reg.miner_id and d["event"] == "left")
 
 
 async def tap_send(system: System, token: str) -> None:
@@ -143,7 +142,7 @@ async def tap_send(system: System, token: str) -> None:
 
 async def test_a_late_subscriber_gets_recent_events_and_block_results_in_its_snapshot() -> None:
     async with running_system(block_interval=3) as system, aiohttp.ClientSession() as http:
-        reg = await register(http, system.url, "late")
+        reg = await register_miner(system.url, "late", http=http)
         await mine_then_leave(system, http, reg)
         async with tap_events(system.events_url) as tap:
             snapshot = tap.events[0]
@@ -152,4 +151,4 @@ async def test_a_late_subscriber_gets_recent_events_and_block_results_in_its_sna
         assert any(e["kind"] == "miner" and e["data"]["event"] == "joined" for e in recent)
         assert all(e["kind"] != "summary" for e in recent)  # summaries are state, not history
         assert snapshot["data"]["summary"]["block"] == system.block()
-        assert reg["token"] not in orjson.dumps(snapshot).decode()
+        assert reg.token not in orjson.dumps(snapshot).decode()

@@ -24,11 +24,11 @@ from tests.support.system import (
     System,
     bearer,
     find_nonce,
-    register,
+    register_miner,
     running_system,
     tap_events,
-    wait_until,
 )
+from tests.support.wait import wait_until
 
 REJECTED_KEYS = {"type", "job", "nonce", "code", "reason", "message"}
 ERROR_KEYS = {"error", "message", "timestamp", "code"}
@@ -83,9 +83,9 @@ async def test_register_answers_201_with_the_documented_shape(http: aiohttp.Clie
         assert farmer.address == body["farmer"]
         assert farmer.stake_percentage == 0.25
         assert farmer.metadata == {"gpu": "none"}
-        other = await register(http, system.url)  # an empty body is fine too (defaults)
-        assert other["minerId"] != body["minerId"] and other["token"] != body["token"]
-        assert system.net.backend.farmers[other["farmerId"]].stake_percentage == pytest.approx(
+        other = await register_miner(system.url, None, http=http)  # an empty body is fine too (defaults)
+        assert other.miner_id != body["minerId"] and other.token != body["token"]
+        assert system.net.backend.farmers[other.farmer_id].stake_percentage == pytest.approx(
             system.pooler.options.default_stake_percentage
         )
 
@@ -154,38 +154,38 @@ async def test_register_needs_the_admin_token_when_the_operator_set_one(http: ai
 
 async def test_work_gives_fresh_disjoint_jobs_and_needs_a_token(http: aiohttp.ClientSession) -> None:
     async with running_system() as system:
-        reg = await register(http, system.url)
-        first = await get_job(http, system, reg["token"], "rig-a")
-        second = await get_job(http, system, reg["token"], "rig-a")
-        other = await get_job(http, system, reg["token"], "rig-b")
+        reg = await register_miner(system.url, http=http)
+        first = await get_job(http, system, reg.token, "rig-a")
+        second = await get_job(http, system, reg.token, "rig-a")
+        other = await get_job(http, system, reg.token, "rig-b")
         for job in (first, second, other):
             assert set(job) == {
                 "type", "job", "block", "entropy", "farmer", "nonceStart", "nonceEnd",
                 "shareZeros", "clean", "workAt", "blockEndsAt",
             }  # fmt: skip
-            assert job["type"] == "job" and job["farmer"] == reg["farmer"] and job["block"] == system.block()
+            assert job["type"] == "job" and job["farmer"] == reg.farmer and job["block"] == system.block()
         assert (first["clean"], second["clean"], other["clean"]) == (True, False, True)
         ranges = sorted((int(j["nonceStart"]), int(j["nonceEnd"])) for j in (first, second, other))
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(ranges)), ranges
 
-        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {reg['token']}"}):
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": f"Basic {reg.token}"}):
             status, answer = await call(http, "GET", f"{system.url}/miner/work", headers=headers)
             assert status == 401
             assert set(answer) == ERROR_KEYS and (answer["error"], answer["code"]) == ("unauthorized", 24)
-        status, answer = await call(http, "GET", f"{system.url}/miner/work?worker={'w' * 65}", reg["token"])
+        status, answer = await call(http, "GET", f"{system.url}/miner/work?worker={'w' * 65}", reg.token)
         assert (status, answer["error"]) == (400, "malformed") and "worker" in answer["message"]
 
 
 async def test_work_is_503_with_an_error_body_while_no_block_is_open(http: aiohttp.ClientSession) -> None:
     async with running_system(paused=True) as system:
-        reg = await register(http, system.url)
-        status, answer = await call(http, "GET", f"{system.url}/miner/work", reg["token"])
+        reg = await register_miner(system.url, http=http)
+        status, answer = await call(http, "GET", f"{system.url}/miner/work", reg.token)
         assert status == 503
         assert {"error", "message", "timestamp"} <= set(answer)
         assert "no block is open" in answer["message"]
         system.net.contract.unpause()
         await wait_until(lambda: system.pooler.core.view(time.time()).phase != "paused", "the farm to resume")
-        job = await get_job(http, system, reg["token"])
+        job = await get_job(http, system, reg.token)
         assert job["block"] == system.block()
 
 
@@ -194,8 +194,8 @@ async def test_work_is_503_with_an_error_body_while_no_block_is_open(http: aioht
 
 async def test_submit_statuses_and_bodies(http: aiohttp.ClientSession) -> None:
     async with running_system() as system:
-        reg = await register(http, system.url)
-        token = reg["token"]
+        reg = await register_miner(system.url, http=http)
+        token = reg.token
         job = await get_job(http, system, token)
         jid = job["job"]
         nonce, digest, zeros = find_nonce(job)
@@ -267,7 +267,7 @@ async def test_submit_statuses_and_bodies(http: aiohttp.ClientSession) -> None:
 
         status, stats = await call(http, "GET", f"{system.url}/miner/stats", token)
         assert status == 200
-        assert stats["type"] == "stats" and stats["minerId"] == reg["minerId"]
+        assert stats["type"] == "stats" and stats["minerId"] == reg.miner_id
         assert stats["accepted"] == 1 and stats["bestZeros"] == zeros == count_zeros(digest)
         assert stats["stale"] == 1
         # duplicates, the four cases, the six malformed bodies (counted too), the WS duplicate
@@ -279,21 +279,19 @@ async def test_submit_statuses_and_bodies(http: aiohttp.ClientSession) -> None:
 
 async def test_rest_requests_over_the_rate_limit_get_429(http: aiohttp.ClientSession) -> None:
     async with running_system(messages_per_second=0.001, messages_burst=3) as system:
-        reg = await register(http, system.url)
-        job = await get_job(http, system, reg["token"])  # 1
-        await call(http, "GET", f"{system.url}/miner/stats", reg["token"])  # 2
+        reg = await register_miner(system.url, http=http)
+        job = await get_job(http, system, reg.token)  # 1
+        await call(http, "GET", f"{system.url}/miner/stats", reg.token)  # 2
         status, _ = await submit(
-            http, system, reg["token"], {"job": job["job"], "nonce": job["nonceStart"]}
+            http, system, reg.token, {"job": job["job"], "nonce": job["nonceStart"]}
         )  # 3
         assert status in (200, 400)
-        status, rej = await submit(
-            http, system, reg["token"], {"job": job["job"], "nonce": job["nonceStart"]}
-        )
+        status, rej = await submit(http, system, reg.token, {"job": job["job"], "nonce": job["nonceStart"]})
         assert (status, rej["code"], rej["reason"]) == (429, 28, "rate-limited") and set(rej) == REJECTED_KEYS
-        status, answer = await call(http, "GET", f"{system.url}/miner/work", reg["token"])
+        status, answer = await call(http, "GET", f"{system.url}/miner/work", reg.token)
         assert (status, answer["error"], answer["code"]) == (429, "rate-limited", 28)
-        other = await register(http, system.url)  # the limit is per miner
-        assert (await get_job(http, system, other["token"]))["farmer"] == other["farmer"]
+        other = await register_miner(system.url, http=http)  # the limit is per miner
+        assert (await get_job(http, system, other.token))["farmer"] == other.farmer
 
 
 # ---------------------------------------------------------------- leave
@@ -304,8 +302,8 @@ async def test_leave_revokes_the_token_closes_sockets_and_still_submits_accepted
 ) -> None:
     # Paused first: the miner registers before the block opens, so unpausing plants it at once.
     async with running_system(block_interval=8, paused=True) as system, tap_events(system.events_url) as tap:
-        reg = await register(http, system.url)
-        token, farmer_id = reg["token"], reg["farmerId"]
+        reg = await register_miner(system.url, http=http)
+        token, farmer_id = reg.token, reg.farmer_id
         async with MinerSocket.open(system.ws_url) as ws:
             await ws.send({"type": "hello", "token": token, "protocol": 1, "worker": "w"})
             await ws.expect("welcome")
@@ -318,7 +316,7 @@ async def test_leave_revokes_the_token_closes_sockets_and_still_submits_accepted
                 "the farmer to be planted",
             )
             status, left = await call(http, "POST", f"{system.url}/miner/leave", token)
-            assert status == 200 and left["minerId"] == reg["minerId"] and left["left"] is True
+            assert status == 200 and left["minerId"] == reg.miner_id and left["left"] is True
             code, frames = await ws.closed()
         assert code == 1000 and frames == []
         for method, path in (("GET", "/miner/work"), ("GET", "/miner/stats"), ("POST", "/miner/leave")):
@@ -330,7 +328,7 @@ async def test_leave_revokes_the_token_closes_sockets_and_still_submits_accepted
             await again.send({"type": "hello", "token": token, "protocol": 1})
             code, frames = await again.closed()
         assert code == 1008 and frames[0]["code"] == 24
-        assert tap.has("miner", lambda d: d["minerId"] == reg["minerId"] and d["event"] == "left")
+        assert tap.has("miner", lambda d: d["minerId"] == reg.miner_id and d["event"] == "left")
 
         # the share accepted before leaving is still the farmer's work at workAt
         block = job["block"]
@@ -342,7 +340,7 @@ async def test_leave_revokes_the_token_closes_sockets_and_still_submits_accepted
         assert [(s["farmerId"], s["nonce"], s["zeros"]) for s in work["data"]["submissions"]] == [
             (farmer_id, str(nonce), zeros)
         ]
-        pail = system.net.contract.get_pail(reg["farmer"], block)
+        pail = system.net.contract.get_pail(reg.farmer, block)
         assert pail is not None and pail.zeros == zeros
 
 
@@ -367,10 +365,10 @@ async def test_health_reports_chain_backend_block_and_miners_online(http: aiohtt
         assert health["block"] == system.net.contract.farm_index
         assert health["phase"] == "mining"
         assert health["minersOnline"] == 0 and health["workers"] == 0
-        reg = await register(http, system.url)
+        reg = await register_miner(system.url, http=http)
         async with MinerSocket.open(system.ws_url) as a, MinerSocket.open(system.ws_url) as b:
-            await a.hello(reg["token"], "a")
-            await b.hello(reg["token"], "b")
+            await a.hello(reg.token, "a")
+            await b.hello(reg.token, "b")
             status, health = await call(http, "GET", f"{system.url}/health")
             assert (health["minersOnline"], health["workers"]) == (1, 2)
         status, live = await call(http, "GET", f"{system.url}/health/live")
@@ -388,7 +386,8 @@ async def test_health_reports_chain_backend_block_and_miners_online(http: aiohtt
         status, ready = await call(http, "GET", f"{system.url}/health/ready")
         assert (status, ready["status"]) == (503, "not-ready")
         system.net.backend_faults.clear()
-        await register(http, system.url)  # the newest evidence, whatever a poll said during the outage
+        # the newest evidence, whatever a poll said during the outage
+        await register_miner(system.url, http=http)
         status, health = await call(http, "GET", f"{system.url}/health")
         assert (health["status"], health["checks"]["backend"]) == ("ok", "ok")
 
@@ -404,8 +403,8 @@ async def test_health_is_503_when_the_pooler_cannot_serve(http: aiohttp.ClientSe
             assert (
                 health["status"] == "down" and health["checks"]["rpc"] == "down" and health["block"] is None
             )
-            reg = await register(http, system.url)
-            status, answer = await call(http, "GET", f"{system.url}/miner/work", reg["token"])
+            reg = await register_miner(system.url, http=http)
+            status, answer = await call(http, "GET", f"{system.url}/miner/work", reg.token)
             assert status == 503 and "no block" in answer["message"]
 
 

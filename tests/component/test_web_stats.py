@@ -14,7 +14,7 @@ from pooler.stats import views
 from pooler.stats.history import History
 from pooler.store.sqlite import SqliteStore
 from tests.support.miners import MinerLog, ws_miner
-from tests.support.system import register, running_system, wait_until
+from tests.support.system import register_miner, running_system, wait_until
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
@@ -35,12 +35,15 @@ def _counted(system: Any, miner_id: str | None = None, worker: str | None = None
 
 async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -> None:
     async with running_system(share_zeros=1) as system, aiohttp.ClientSession() as http:
-        a, b = await register(http, system.url, "a"), await register(http, system.url, "b")
+        a, b = (
+            await register_miner(system.url, "a", http=http),
+            await register_miner(system.url, "b", http=http),
+        )
         logs = [MinerLog("rig-a"), MinerLog("rig-b1"), MinerLog("rig-b2")]
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(ws_miner(system.ws_url, tok, log, stop))
-            for tok, log in zip((a["token"], b["token"], b["token"]), logs, strict=True)
+            for tok, log in zip((a.token, b.token, b.token), logs, strict=True)
         ]
         await wait_until(lambda: all(len(log.accepted) >= 20 for log in logs), "shares from every miner")
         stop.set()
@@ -62,29 +65,29 @@ async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -
         status, miners = await _get(http, f"{system.url}/stats/miners?sort=accepted&order=asc")
         assert status == 200 and miners["total"] == 2
         rows = {r["minerId"]: r for r in miners["miners"]}
-        assert rows[a["minerId"]]["accepted24h"] == _counted(system, a["minerId"]) >= len(logs[0].accepted)
-        assert rows[b["minerId"]]["accepted24h"] == _counted(system, b["minerId"])
+        assert rows[a.miner_id]["accepted24h"] == _counted(system, a.miner_id) >= len(logs[0].accepted)
+        assert rows[b.miner_id]["accepted24h"] == _counted(system, b.miner_id)
         assert [r["accepted24h"] for r in miners["miners"]] == sorted(r["accepted24h"] for r in rows.values())
 
-        status, one = await _get(http, f"{system.url}/stats/miners/{b['minerId']}?range=24h")
+        status, one = await _get(http, f"{system.url}/stats/miners/{b.miner_id}?range=24h")
         assert status == 200
         workers = {w["worker"]: w["accepted24h"] for w in one["workerList"]}
-        assert workers == {w: _counted(system, b["minerId"], w) for w in ("rig-b1", "rig-b2")}
+        assert workers == {w: _counted(system, b.miner_id, w) for w in ("rig-b1", "rig-b2")}
         assert workers["rig-b1"] >= len(logs[1].accepted) and workers["rig-b2"] >= len(logs[2].accepted)
         assert sum(bk["accepted"] for bk in one["history"]) == workers["rig-b1"] + workers["rig-b2"]
         body = str([pool, miners, one])
-        assert a["token"] not in body and b["token"] not in body  # ids are public, tokens never
+        assert a.token not in body and b.token not in body  # ids are public, tokens never
 
         status, blocks = await _get(http, f"{system.url}/stats/blocks?limit=5")
         assert status == 200 and blocks["blocks"][0]["block"] == system.block()
         status, block = await _get(http, f"{system.url}/stats/blocks/{system.block()}")
         assert status == 200 and block["block"] == system.block()
         bests = {f["farmerId"]: f["bestZeros"] for f in block["farmers"]}
-        assert bests[a["farmerId"]] >= max(c.zeros for c in logs[0].accepted)
+        assert bests[a.farmer_id] >= max(c.zeros for c in logs[0].accepted)
         status, farmers = await _get(http, f"{system.url}/stats/farmers")
-        assert status == 200 and {a["farmerId"], b["farmerId"]} <= {f["farmerId"] for f in farmers["farmers"]}
-        status, farmer = await _get(http, f"{system.url}/stats/farmers/{a['farmerId']}")
-        assert status == 200 and farmer["farmerId"] == a["farmerId"]
+        assert status == 200 and {a.farmer_id, b.farmer_id} <= {f["farmerId"] for f in farmers["farmers"]}
+        status, farmer = await _get(http, f"{system.url}/stats/farmers/{a.farmer_id}")
+        assert status == 200 and farmer["farmerId"] == a.farmer_id
 
 
 async def test_bad_parameters_are_400_with_what_is_expected_and_unknown_ids_404() -> None:
@@ -112,17 +115,17 @@ async def test_what_the_api_showed_is_in_the_file_after_the_pooler_stops(tmp_pat
         running_system(store="sqlite", pooler_db=str(db)) as system,
         aiohttp.ClientSession() as http,
     ):
-        a = await register(http, system.url, "a")
+        a = await register_miner(system.url, "a", http=http)
         log, stop = MinerLog("rig"), asyncio.Event()
-        task = asyncio.create_task(ws_miner(system.ws_url, a["token"], log, stop))
+        task = asyncio.create_task(ws_miner(system.ws_url, a.token, log, stop))
         await wait_until(lambda: len(log.accepted) >= 30, "shares")
         stop.set()
         await task
         await asyncio.sleep(0.2)
-        _, before = await _get(http, f"{system.url}/stats/miners/{a['minerId']}?range=1h")
+        _, before = await _get(http, f"{system.url}/stats/miners/{a.miner_id}?range=1h")
         _, block_before = await _get(http, f"{system.url}/stats/blocks/{system.block()}")
         now = time.time()
-        assert before["accepted24h"] == _counted(system, a["minerId"])
+        assert before["accepted24h"] == _counted(system, a.miner_id)
     assert before["accepted24h"] >= len(log.accepted) >= 30
     store = SqliteStore(db)
     restored = await store.open()
@@ -130,7 +133,7 @@ async def test_what_the_api_showed_is_in_the_file_after_the_pooler_stops(tmp_pat
     # a restarted Pooler loads this into its History: the same answers
     history = History(lambda job, conn: None)
     history.load(restored.history, now)
-    again = views.miner(history, a["minerId"], now, "1h")
+    again = views.miner(history, a.miner_id, now, "1h")
     assert again is not None
     assert again["accepted24h"] == before["accepted24h"] and again["history"] == before["history"]
     assert views.block(history, block_before["block"]) == block_before
@@ -138,9 +141,9 @@ async def test_what_the_api_showed_is_in_the_file_after_the_pooler_stops(tmp_pat
 
 async def test_a_harvested_block_shows_each_farmers_reward() -> None:
     async with running_system(block_interval=6, share_zeros=2) as system, aiohttp.ClientSession() as http:
-        a = await register(http, system.url, "a")
+        a = await register_miner(system.url, "a", http=http)
         log, stop = MinerLog("rig"), asyncio.Event()
-        task = asyncio.create_task(ws_miner(system.ws_url, a["token"], log, stop))
+        task = asyncio.create_task(ws_miner(system.ws_url, a.token, log, stop))
         opened = system.block()
         assert opened is not None
         first = opened + 1  # the first block planted with this farmer in the roster
@@ -156,8 +159,8 @@ async def test_a_harvested_block_shows_each_farmers_reward() -> None:
         stop.set()
         await task
         _, block = await _get(http, f"{system.url}/stats/blocks/{first}")
-        _, farmer = await _get(http, f"{system.url}/stats/farmers/{a['farmerId']}")
-    mine = next(f for f in block["farmers"] if f["farmerId"] == a["farmerId"])
+        _, farmer = await _get(http, f"{system.url}/stats/farmers/{a.farmer_id}")
+    mine = next(f for f in block["farmers"] if f["farmerId"] == a.farmer_id)
     assert mine["planted"] and mine["worked"] and block["planted"] >= 1 and int(block["staked"]) >= 0
     assert block["workOk"] is True and block["workAt"] is not None
     assert mine["bestZeros"] == mine["workZeros"] >= max(c.zeros for c in log.accepted if c.block == first)

@@ -1,24 +1,18 @@
-"""Processes for the cluster end-to-end tests: a devnet, Pooler instances on one Redis, test miners.
+"""The cluster end-to-end tests' pieces: Pooler instances on one Redis and a devnet, test miners.
 
-Everything runs as real processes on loopback: ``pooler devnet`` and ``pooler serve`` (with
-``STORE=redis``), each with its output in a file of the test's temp dir (shown when a test fails).
-The miners are in-test WebSocket clients that hash their ranges with ``protocol.work`` and
-remember every ``accepted`` they were sent: what "no acknowledged share lost" is checked against.
+Everything runs as real processes on loopback (tests/support/processes.py): ``pooler devnet``
+and ``pooler serve`` (with ``STORE=redis``), each with its output in a file of the test's temp dir
+(shown when a test fails). The miners are in-test WebSocket clients that hash their ranges with
+``protocol.work`` and remember every ``accepted`` they were sent: what "no acknowledged share
+lost" is checked against.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,73 +25,18 @@ from protocol import address_bytes
 from protocol.codec import decode_server, encode
 from protocol.messages import Accepted, Difficulty, Error, Hello, Job, More, Rejected, Share, Welcome
 from protocol.work import WorkTemplate
+from tests.support.processes import PoolerProcess
 
 POOLER_ID = "cluster-e2e"
 BLOCK = 8  # seconds per block: plant ~0 s, workAt 5 s, last resubmission 7 s
 LEASE_MS = 2000  # a leader killed after the plant is replaced before workAt, with room for a busy machine
+# what a wait on the group treats as "not yet": an instance busy (2 cores) or going away; ask again
+ASK_AGAIN = (aiohttp.ClientError, TimeoutError)
 
 
-def cli() -> list[str]:
-    return [sys.executable, "-m", "pooler.cli"]
-
-
-class Proc:
-    """A child process with stdout and stderr in files; stopped (or killed) by the test."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], tmp: Path) -> None:
-        self.name = name
-        self.out = tmp / f"{name}.out"
-        self.err = tmp / f"{name}.err"
-        with self.out.open("wb") as out, self.err.open("wb") as err:
-            self.popen = subprocess.Popen(
-                args, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=tmp
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    async def wait_line(self, pattern: str, within: float = 30.0) -> re.Match[str]:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = re.search(pattern, self.out.read_text())
-            if found:
-                return found
-            if self.popen.poll() is not None:
-                raise AssertionError(f"{self.name} exited ({self.popen.returncode}):\n{self.tail()}")
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{self.name} printed no {pattern!r} within {within} s:\n{self.tail()}")
-
-    def tail(self, n: int = 3000) -> str:
-        return self.out.read_text()[-n:] + "\n--- stderr ---\n" + self.err.read_text()[-n:]
-
-    def signal(self, sig: int) -> None:
-        if self.popen.poll() is None:
-            os.kill(self.popen.pid, sig)
-
-    def stop(self) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGCONT)  # a paused process cannot act on SIGTERM
-            self.popen.terminate()
-            try:
-                self.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
-        return self.popen.returncode
-
-
-async def start_devnet(tmp: Path) -> tuple[Proc, dict[str, str]]:
-    args = [*cli(), "devnet", "--block-interval", str(BLOCK), "--ledger-seconds", "0.5"]
-    proc = Proc("devnet", args, dict(os.environ), tmp)
-    await proc.wait_line(r"STELLAR_NETWORK_PASSPHRASE=.*\n")
-    env = dict(line.split("=", 1) for line in proc.out.read_text().splitlines() if "=" in line)
-    return proc, {k: v.strip("'") for k, v in env.items()}
-
-
-def pooler_env(chain: dict[str, str], redis_url: str, instance: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POOLER_", "STORE", "REDIS_"))}
-    env.update(
+def cluster_settings(chain: dict[str, str], redis_url: str, instance: str) -> dict[str, str]:
+    """A group member's settings (``STORE=redis``) on the devnet whose variables are ``chain``."""
+    return dict(
         STELLAR_NETWORK="devnet",
         STELLAR_RPC_URL=chain["STELLAR_RPC_URL"],
         BACKEND_API_URL=chain["BACKEND_API_URL"],
@@ -122,34 +61,23 @@ def pooler_env(chain: dict[str, str], redis_url: str, instance: str) -> dict[str
         MESSAGES_BURST="2000",
         LOG_LEVEL="INFO",
     )
-    return env
 
 
 @dataclass
 class Instance:
+    """A group member: its name (``POOLER_INSTANCE_ID``) and its ``pooler serve`` process."""
+
     name: str
-    proc: Proc
-    url: str
+    proc: PoolerProcess
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
 
     async def health(self, session: aiohttp.ClientSession) -> dict[str, Any]:
         async with session.get(self.url + "/health", timeout=aiohttp.ClientTimeout(total=3)) as resp:
             body: dict[str, Any] = await resp.json()
             return body
-
-
-async def start_pooler(name: str, env: dict[str, str], tmp: Path) -> Instance:
-    proc = Proc(name, [*cli(), "serve", "--env-file", str(tmp / "none.env")], env, tmp)
-    found = await proc.wait_line(r"listening on (http://\S+)")
-    return Instance(name, proc, found.group(1))
-
-
-async def register(session: aiohttp.ClientSession, inst: Instance, name: str) -> dict[str, Any]:
-    async with session.post(
-        inst.url + "/miner/register", json={"name": name, "stakePercentage": 0.5}
-    ) as resp:
-        body: dict[str, Any] = await resp.json()
-        assert resp.status == 201, body
-        return body
 
 
 @dataclass
@@ -187,7 +115,7 @@ class WsMiner:
             except (OSError, ConnectionClosed, TimeoutError) as exc:
                 self.drops.append(f"{url}: {exc!r}")
             i += 1  # the instance went away: the balancer sends the next connection elsewhere
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a miner's pause before it reconnects
 
     def stop(self) -> None:
         self._stop = True
@@ -239,7 +167,7 @@ class WsMiner:
                 while not self._stop and time.time() < until and not read.done():
                     job = state["job"]
                     if job is None:
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.05)  # idle until the first job comes (paces the loop)
                         continue
                     template = WorkTemplate(job.block, job.entropy, address_bytes(job.farmer))
                     start = state["next"]
@@ -253,7 +181,7 @@ class WsMiner:
                             sent += 1
                     if end >= job.nonce_end:
                         await ws.send(encode(More(job.job)).decode())
-                    await asyncio.sleep(0.02)
+                    await asyncio.sleep(0.02)  # paces the miner's shares
             finally:
                 read.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -286,25 +214,12 @@ def worked_zeros(calls: list[dict[str, Any]], block: int) -> dict[str, int]:
     return best
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            got = await check()
-        except (aiohttp.ClientError, TimeoutError):
-            got = None  # an instance busy (2 cores) or going away: ask again
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not within {within} s: {what}")
-
-
 async def roles(
     session: aiohttp.ClientSession, insts: list[Instance], skip: frozenset[str] = frozenset()
 ) -> dict[str, dict[str, Any]]:
     out = {}
     for inst in insts:
-        if inst.proc.popen.poll() is None and inst.name not in skip:
+        if inst.proc.running and inst.name not in skip:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError):  # paused or gone
                 out[inst.name] = (await inst.health(session))["cluster"]
     return out

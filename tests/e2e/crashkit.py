@@ -1,8 +1,6 @@
-"""Processes and clients for the crash and restart tests.
+"""Clients and readers for the crash and restart tests (their processes: tests/support/processes.py).
 
-- :func:`start_devnet`: ``pooler devnet`` as its own process (the chain outlives every Pooler);
-- :class:`PoolerProcess`: ``pooler serve`` as a process with its settings in the environment,
-  its URL parsed from the ``listening on`` line, killed with SIGKILL or stopped with a signal;
+- :data:`FAST_SETTINGS`: a ``pooler serve``'s settings for short blocks and cheap shares;
 - :class:`StreamMiner`: a protocol v1 WebSocket worker that mines real nonces and records
   every ``accepted`` it got, keyed as the store keys them;
 - :func:`read_store`: what the database file holds, read with plain sqlite3 (the Pooler is dead
@@ -14,26 +12,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
-import signal
 import sqlite3
-import sys
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from examples.minerkit import Registration
-from examples.minerkit import register as register_at
 from protocol.codec import decode_server, encode
 from protocol.messages import Accepted, Difficulty, Hello, Job, More, Rejected, Share, Welcome
 from protocol.work import WorkTemplate, address_bytes
-
-_CLI = "import sys; from pooler.cli import main; sys.exit(main())"
+from tests.support.system import Registration
 
 # Settings for short blocks and cheap shares; a test adds POOLER_DB and the chain's variables.
 FAST_SETTINGS: dict[str, str] = {
@@ -53,145 +42,7 @@ FAST_SETTINGS: dict[str, str] = {
 }
 
 
-def _env(extra: Mapping[str, str]) -> dict[str, str]:
-    skip = ("POOLER_", "STELLAR_", "BACKEND_", "KALE_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-async def _spawn(cwd: Path, env: Mapping[str, str], *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _CLI,
-        *args,
-        cwd=cwd,
-        env=_env(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: a kill reaches its children too
-    )
-
-
-async def _line(proc: asyncio.subprocess.Process, within: float) -> str:
-    assert proc.stdout is not None
-    line = await asyncio.wait_for(proc.stdout.readline(), within)
-    if not line:
-        raise RuntimeError("the process ended before printing what was expected")
-    return line.decode().rstrip("\n")
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL to the process and every child it started (as a container kill does)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-async def _reap(proc: asyncio.subprocess.Process) -> int:
-    """Wait for the exit, end any child still holding its pipe, read the pipe to its end."""
-    code = await asyncio.wait_for(asyncio.shield(_exited(proc)), 10)
-    _kill_group(proc)  # a search worker left behind would keep the pipe (and the transport) open
-    if proc.stdout is not None:
-        await asyncio.wait_for(proc.stdout.read(), 10)
-    await asyncio.wait_for(proc.wait(), 10)
-    return code
-
-
-async def _exited(proc: asyncio.subprocess.Process) -> int:
-    # proc.wait() also waits for the pipes to close; the exit status alone comes from polling
-    while True:
-        if proc.returncode is not None:
-            return proc.returncode
-        await asyncio.sleep(0.02)
-
-
-# ---------------------------------------------------------------- devnet
-
-
-@dataclass
-class DevnetProcess:
-    proc: asyncio.subprocess.Process
-    env: dict[str, str]  # STELLAR_NETWORK, STELLAR_RPC_URL, BACKEND_API_URL, KALE_CONTRACT_ID
-
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(_exited(self.proc), 10)
-        _kill_group(self.proc)
-        await _reap(self.proc)
-
-
-async def start_devnet(cwd: Path, block_interval: int, ledger_seconds: float = 1.0) -> DevnetProcess:
-    args = ("devnet", "--block-interval", str(block_interval), "--ledger-seconds", str(ledger_seconds))
-    net = DevnetProcess(await _spawn(cwd, {}, *args), {})
-    try:
-        while "KALE_CONTRACT_ID" not in net.env or "STELLAR_RPC_URL" not in net.env:
-            name, _, value = (await _line(net.proc, 60)).partition("=")
-            if name in ("STELLAR_NETWORK", "STELLAR_RPC_URL", "BACKEND_API_URL", "KALE_CONTRACT_ID"):
-                net.env[name] = value
-    except BaseException:
-        _kill_group(net.proc)
-        await _reap(net.proc)
-        raise
-    return net
-
-
-# ---------------------------------------------------------------- the Pooler
-
-
-@dataclass
-class PoolerProcess:
-    proc: asyncio.subprocess.Process
-    url: str
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/ws/miner"
-
-    async def kill(self) -> None:
-        """SIGKILL: no handler runs, nothing is flushed; only what was durable survives."""
-        _kill_group(self.proc)
-        await _reap(self.proc)
-
-    async def stop(self, sig: signal.Signals, within: float) -> tuple[int, float]:
-        """Send ``sig``; (exit status, seconds it took to exit)."""
-        t0 = time.monotonic()
-        self.proc.send_signal(sig)
-        try:
-            code = await asyncio.wait_for(_exited(self.proc), within)
-        except TimeoutError:
-            _kill_group(self.proc)
-            raise
-        finally:
-            await _reap(self.proc)
-        return code, time.monotonic() - t0
-
-
-async def start_pooler(cwd: Path, settings: Mapping[str, str], within: float = 60) -> PoolerProcess:
-    """``pooler serve`` with ``settings`` as its environment; returns once it listens."""
-    proc = await _spawn(cwd, settings, "serve", "--env-file", str(cwd / "no.env"))
-    try:
-        while True:
-            line = await _line(proc, within)
-            if line.startswith("pooler ") and " listening on " in line:
-                return PoolerProcess(proc, line.split(" listening on ", 1)[1].split()[0])
-    except BaseException:
-        _kill_group(proc)
-        await _reap(proc)
-        raise
-
-
 # ---------------------------------------------------------------- miners
-
-
-async def register(url: str, name: str) -> Registration:
-    """A new miner at the Pooler ``url``, through the example miners' client, staking 20 %."""
-    async with aiohttp.ClientSession() as session:
-        return await register_at(session, url, name, stake_percentage=0.2)
 
 
 @dataclass
@@ -291,7 +142,7 @@ class StreamMiner:
             if end >= job.nonce_end:
                 self._job = None
                 await ws.send(encode(More(job.job)).decode())
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a turn of the loop between batches (the reader's answers)
 
 
 # ---------------------------------------------------------------- the database file

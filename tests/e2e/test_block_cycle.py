@@ -30,7 +30,8 @@ from pooler.app.service import Pooler
 from pooler.devnet.contract import FarmContract
 from protocol.work import address_bytes, count_zeros, work_hash
 from tests.support.miners import MinerLog, example_process, rest_miner, ws_miner
-from tests.support.system import FAILSAFE, System, bearer, register, running_system, wait_until
+from tests.support.system import System, bearer, register_miner, running_system
+from tests.support.wait import FAILSAFE, wait_until
 
 BLOCK_INTERVAL = 6
 BLOCKS = 3
@@ -106,9 +107,9 @@ async def run_cycle(system: System) -> None:
     first_block = system.block()
     assert first_block is not None
     async with aiohttp.ClientSession() as http:
-        regs = {name: await register(http, system.url, f"farmer-{name}") for name in "ABC"}
-    farmers = {r["farmerId"]: r["farmer"] for r in regs.values()}
-    fid = {name: r["farmerId"] for name, r in regs.items()}
+        regs = {name: await register_miner(system.url, f"farmer-{name}", http=http) for name in "ABC"}
+    farmers = {r.farmer_id: r.farmer for r in regs.values()}
+    fid = {name: r.farmer_id for name, r in regs.items()}
     start_balance = {f: net.contract.balance(addr) for f, addr in farmers.items()}
     assert all(b > 0 for b in start_balance.values())  # the devnet faucet funded each custodial wallet
     targets = list(range(first_block + 1, first_block + 1 + BLOCKS))  # the blocks the farmers are planted in
@@ -120,13 +121,13 @@ async def run_cycle(system: System) -> None:
     one_process = ("--processes", "1", "--duration", "120")
     children = [
         example_process(
-            "ws_miner.py", "--url", system.ws_url, "--token", regs["A"]["token"], "--worker", w, *one_process
+            "ws_miner.py", "--url", system.ws_url, "--token", regs["A"].token, "--worker", w, *one_process
         )
         for w in ("a1", "a2")
     ]
     children.append(
         example_process(
-            "rest_miner.py", "--url", system.url, "--token", regs["C"]["token"], "--worker", "c-rest",
+            "rest_miner.py", "--url", system.url, "--token", regs["C"].token, "--worker", "c-rest",
             "--poll", "0.2", *one_process,
         )
     )  # fmt: skip
@@ -134,10 +135,10 @@ async def run_cycle(system: System) -> None:
         procs = [await stack.enter_async_context(c) for c in children]
         async with background(
             watch(pooler, net.contract, farmers, seen),
-            ws_miner(system.ws_url, regs["B"]["token"], logs["b1"], stop),
-            ws_miner(system.ws_url, regs["B"]["token"], logs["b2"], stop),
-            rest_miner(system.url, regs["B"]["token"], logs["b-rest"], stop),
-            ws_miner(system.ws_url, regs["C"]["token"], logs["c1"], stop),
+            ws_miner(system.ws_url, regs["B"].token, logs["b1"], stop),
+            ws_miner(system.ws_url, regs["B"].token, logs["b2"], stop),
+            rest_miner(system.url, regs["B"].token, logs["b-rest"], stop),
+            ws_miner(system.ws_url, regs["C"].token, logs["c1"], stop),
         ) as tasks:
             await wait_until(
                 lambda: (
@@ -153,7 +154,7 @@ async def run_cycle(system: System) -> None:
             async with aiohttp.ClientSession() as http:
                 stats = {}
                 for name, reg in regs.items():
-                    async with http.get(f"{system.url}/miner/stats", headers=bearer(reg["token"])) as resp:
+                    async with http.get(f"{system.url}/miner/stats", headers=bearer(reg.token)) as resp:
                         assert resp.status == 200
                         stats[name] = await resp.json()
             stop.set()

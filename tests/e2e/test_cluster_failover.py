@@ -25,29 +25,31 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError
 
 from tests.e2e.cluster_support import (
+    ASK_AGAIN,
+    BLOCK,
     LEASE_MS,
     Instance,
     WsMiner,
     check_block,
+    cluster_settings,
     leader,
     past,
     planted_after,
-    pooler_env,
     redis_json,
-    register,
     roles,
-    start_devnet,
-    start_pooler,
-    wait_for,
 )
 from tests.redis_server import RedisServer
+from tests.support.processes import start_devnet, start_pooler
+from tests.support.system import register_miner
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Path) -> None:
     with RedisServer() as rs:
-        devnet, chain = await start_devnet(tmp_path)
+        devnet = await start_devnet(tmp_path, BLOCK, ledger_seconds=0.5)
+        chain = devnet.env
         insts: list[Instance] = []
         # the test's reads are idempotent: retried across the Redis restart (the Pooler's commits are not)
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 20)
@@ -57,23 +59,25 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
         miner_tasks: list[asyncio.Task[None]] = []
         miners: list[WsMiner] = []
         try:
-            insts = list(
-                await asyncio.gather(
-                    *(start_pooler(n, pooler_env(chain, rs.url, n), tmp_path) for n in ("a", "b", "c"))
-                )
+            names = ("a", "b", "c")
+            procs = await asyncio.gather(
+                *(start_pooler(tmp_path, cluster_settings(chain, rs.url, n), name=n) for n in names)
             )
+            insts = [Instance(n, proc) for n, proc in zip(names, procs, strict=True)]
             by_url = {i.url: i.name for i in insts}
             async with aiohttp.ClientSession() as session:
-                first = await wait_for(lambda: leader(session, insts), 15, "a first leader")
+                first = await wait_until(
+                    lambda: leader(session, insts), "a first leader", within=15, step=0.1, ignoring=ASK_AGAIN
+                )
                 followers = [i for i in insts if i is not first]
                 # Registered on two different instances; one miner starts on the leader, one on a follower.
-                r1 = await register(session, followers[0], "one")
-                r2 = await register(session, followers[1], "two")
-                farmers = {r1["farmer"]: r1["farmerId"], r2["farmer"]: r2["farmerId"]}
-                m1 = WsMiner(r1["token"], [first.url, followers[0].url, followers[1].url])
-                m2 = WsMiner(r2["token"], [followers[1].url, followers[0].url])
+                r1 = await register_miner(followers[0].url, "one", stake_percentage=0.5, http=session)
+                r2 = await register_miner(followers[1].url, "two", stake_percentage=0.5, http=session)
+                farmers = {r1.farmer: r1.farmer_id, r2.farmer: r2.farmer_id}
+                m1 = WsMiner(r1.token, [first.url, followers[0].url, followers[1].url])
+                m2 = WsMiner(r2.token, [followers[1].url, followers[0].url])
                 miners = [m1, m2]
-                ids = {m1.token: r1["minerId"], m2.token: r2["minerId"], **by_url}
+                ids = {m1.token: r1.miner_id, m2.token: r2.miner_id, **by_url}
                 until = time.time() + 80
                 miner_tasks = [asyncio.create_task(m.run(until)) for m in miners]
 
@@ -90,7 +94,7 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
                             return blk
                     return None
 
-                b0 = await wait_for(harvested, 30, "a harvested block")
+                b0 = await wait_until(harvested, "a harvested block", within=30, step=0.1, ignoring=ASK_AGAIN)
                 await check_block(r, miners, farmers, b0, ids)
 
                 # 2. Kill the leader while block B1 is being mined (planted, bests acknowledged).
@@ -102,41 +106,72 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
                     ok = h["phase"] == "mining" and len(planted) == 2 and len(got) == 2 and blk > b0
                     return blk if ok else None
 
-                b1 = await wait_for(mining_block, 20, "a planted block with bests from both miners")
-                first.proc.signal(signal.SIGKILL)
-                second = await wait_for(lambda: leader(session, insts), 15, "a new leader after the kill")
+                b1 = await wait_until(
+                    mining_block,
+                    "a planted block with bests from both miners",
+                    within=20,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
+                )
+                first.proc.send_signal(signal.SIGKILL)
+                second = await wait_until(
+                    lambda: leader(session, insts),
+                    "a new leader after the kill",
+                    within=15,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
+                )
                 assert second is not first
-                await wait_for(lambda: past(r, b1), 20, f"block {b1} over")
+                await wait_until(
+                    lambda: past(r, b1), f"block {b1} over", within=20, step=0.1, ignoring=ASK_AGAIN
+                )
                 await check_block(r, miners, farmers, b1, ids)
                 assert (
                     m1.connects[0] == first.url and len(m1.connects) >= 2
                 )  # it resumed elsewhere with its token
 
                 # 3. Partition the new leader: paused past its lease while block B2 is mined.
-                b2 = await wait_for(
+                b2 = await wait_until(
                     lambda: planted_after(r, second, session, b1, miners),
-                    20,
                     "a planted block under the new leader",
+                    within=20,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
                 )
                 calls_before = (await second.health(session))["cluster"]["backendCalls"]
-                second.proc.signal(signal.SIGSTOP)
-                third = await wait_for(
+                second.proc.send_signal(signal.SIGSTOP)
+                third = await wait_until(
                     lambda: leader(session, insts, but=frozenset({second.name})),
-                    15,
                     "a leader while the old one is paused",
+                    within=15,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
                 )
+                # the partition lasts a lease more (a scenario's length, not a wait for a state)
                 await asyncio.sleep(LEASE_MS / 1000)
-                second.proc.signal(signal.SIGCONT)
-                await wait_for(lambda: past(r, b2), 20, f"block {b2} over")
-                status = await wait_for(lambda: _all_answer(session, insts), 10, "every instance answering")
+                second.proc.send_signal(signal.SIGCONT)
+                await wait_until(
+                    lambda: past(r, b2), f"block {b2} over", within=20, step=0.1, ignoring=ASK_AGAIN
+                )
+                status = await wait_until(
+                    lambda: _all_answer(session, insts),
+                    "every instance answering",
+                    within=10,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
+                )
                 assert status[second.name]["role"] == "follower"
                 assert status[second.name]["backendCalls"] == calls_before  # it made no call after waking
                 assert len([n for n, s in status.items() if s["role"] == "leader"]) == 1
                 await check_block(r, miners, farmers, b2, ids)
 
                 # 4. Redis restarts (SIGTERM, then started again on its AOF) while block B3 is mined.
-                b3 = await wait_for(
-                    lambda: planted_after(r, third, session, b2, miners), 20, "a planted block"
+                b3 = await wait_until(
+                    lambda: planted_after(r, third, session, b2, miners),
+                    "a planted block",
+                    within=20,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
                 )
                 acked = [a for m in miners for a in m.acks if a.block == b3 and a.best]
                 rs.restart()
@@ -144,26 +179,36 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
                 table = await redis_json(r, f"kp:best:{b3}")  # every best acknowledged before is still there
                 for a in acked:
                     assert table[farmers[a.farmer]]["zeros"] >= a.zeros
-                await wait_for(lambda: past(r, b3), 20, f"block {b3} over")
+                await wait_until(
+                    lambda: past(r, b3), f"block {b3} over", within=20, step=0.1, ignoring=ASK_AGAIN
+                )
                 await check_block(r, miners, farmers, b3, ids)
                 # ... and the group goes on: the next block is planted, shares are acknowledged again
-                await wait_for(
+                await wait_until(
                     lambda: planted_after(r, third, session, b3, miners),
-                    20,
                     "a planted block after the restart",
+                    within=20,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
                 )
                 for m in miners:
                     assert [a for a in m.acks if a.at > restarted_at + 1], (
                         f"no ack after the restart: {m.drops}"
                     )
-                status = await wait_for(lambda: _all_answer(session, insts), 10, "every instance answering")
+                status = await wait_until(
+                    lambda: _all_answer(session, insts),
+                    "every instance answering",
+                    within=10,
+                    step=0.1,
+                    ignoring=ASK_AGAIN,
+                )
                 assert sorted(s["role"] for s in status.values()) == ["follower", "leader"]
                 assert not [e for m in miners for e in m.errors], [e for m in miners for e in m.errors]
         except BaseException:
             for inst in [*insts]:
                 print(f"==== {inst.name}\n{inst.proc.tail()}")
-            for m in miner_tasks:
-                print("miner task:", m)
+            for t in miner_tasks:
+                print("miner task:", t)
             for w in miners:
                 print("miner:", w.connects, w.drops[-5:], w.errors[-5:], w.rejects[-5:])
             raise
@@ -173,8 +218,8 @@ async def test_block_cycle_leader_kill_partition_and_redis_restart(tmp_path: Pat
             await asyncio.gather(*miner_tasks, return_exceptions=True)
             await r.aclose()
             for inst in insts:
-                inst.proc.stop()
-            devnet.stop()
+                await inst.proc.kill()
+            await devnet.stop()
 
 
 async def _all_answer(
@@ -182,5 +227,5 @@ async def _all_answer(
 ) -> dict[str, dict[str, Any]] | None:
     """Every live instance's cluster status, or None while one of them does not answer."""
     status = await roles(session, insts)
-    live = [i for i in insts if i.proc.popen.poll() is None]
+    live = [i for i in insts if i.proc.running]
     return status if len(status) == len(live) else None

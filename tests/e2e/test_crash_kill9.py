@@ -14,16 +14,9 @@ import itertools
 import random
 from pathlib import Path
 
-from tests.e2e.crashkit import (
-    FAST_SETTINGS,
-    Acks,
-    StreamMiner,
-    lost_acks,
-    read_store,
-    register,
-    start_devnet,
-    start_pooler,
-)
+from tests.e2e.crashkit import FAST_SETTINGS, Acks, StreamMiner, lost_acks, read_store
+from tests.support.processes import start_devnet, start_pooler
+from tests.support.system import register_miner
 
 ROUNDS = 20
 SEED = 6  # the kill moments are random, but the same on every run
@@ -49,7 +42,10 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_share_or_best(tmp
             pooler = await start_pooler(tmp_path, settings)
             try:
                 if regs is None:  # registered once: the tokens must keep working across every restart
-                    regs = [await register(pooler.url, "alpha"), await register(pooler.url, "beta")]
+                    regs = [
+                        await register_miner(pooler.url, "alpha", stake_percentage=0.2),
+                        await register_miner(pooler.url, "beta", stake_percentage=0.2),
+                    ]
                 workers = [(regs[0], "w1"), (regs[0], "w2"), (regs[1], "w1")]
                 stop = asyncio.Event()
                 before = sum(acks.accepted.values())
@@ -57,6 +53,7 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_share_or_best(tmp
                     asyncio.create_task(StreamMiner(pooler.ws_url, r, w, acks, in_flight=8).run(stop))
                     for r, w in workers
                 ]
+                # the kill moment: random on purpose (seeded), wherever the streaming is then
                 await asyncio.sleep(rng.uniform(0.4, 1.0))
             finally:
                 await pooler.kill()  # SIGKILL: mid-commit, mid-send, wherever it is

@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Page
 
 from tests.browser.chromium import headless_chromium
-from tests.support.system import MinerSocket, System, find_nonce, register
+from tests.support.system import MinerSocket, System, find_nonce, register_miner
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -30,7 +30,7 @@ async def text_is(page: Page, element_id: str, expected: str) -> None:
 async def test_the_page_shows_the_current_block_then_the_next_one(shared_system: System) -> None:
     system = shared_system
     async with aiohttp.ClientSession() as http:
-        reg = await register(http, system.url, "browser-farmer")
+        reg = await register_miner(system.url, "browser-farmer", http=http)
     async with headless_chromium() as browser, MinerSocket.open(system.ws_url) as miner:
         page = await browser.new_page()
         errors: list[str] = []
@@ -45,7 +45,7 @@ async def test_the_page_shows_the_current_block_then_the_next_one(shared_system:
         assert (await page.text_content("#phase") or "") != ""
 
         # a miner joins and mines: the page counts it
-        _, job = await miner.hello(reg["token"], "in-browser-test")
+        _, job = await miner.hello(reg.token, "in-browser-test")
         nonce, _, _ = find_nonce(job)
         await miner.request({"type": "share", "job": job["job"], "nonce": str(nonce)}, "accepted")
         await page.wait_for_selector('#events li[data-kind="miner"]', timeout=WAIT_MS)
@@ -56,5 +56,5 @@ async def test_the_page_shows_the_current_block_then_the_next_one(shared_system:
         assert f"block {shown + 1} opened" in line
         await page.wait_for_selector(f'#rewards tr[data-block="{shown + 1}"]', timeout=WAIT_MS)
         assert await page.text_content("#transport") == "WebSocket"
-        assert reg["token"] not in await page.content()
+        assert reg.token not in await page.content()
         assert errors == [], f"the page threw: {errors}"

@@ -12,10 +12,12 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.crashkit import FAST_SETTINGS, start_pooler
+from tests.e2e.crashkit import FAST_SETTINGS
 from tests.redis_server import free_port
 from tests.support.miners import EXAMPLES, ROOT, example_process, output_so_far
-from tests.support.system import FAILSAFE, System, bearer, register, wait_until
+from tests.support.processes import start_pooler
+from tests.support.system import System, bearer, register_miner
+from tests.support.wait import FAILSAFE, wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -32,31 +34,20 @@ async def stats_of(system: System, token: str) -> dict[str, object]:
 async def test_kale_miner_bridge_with_the_stand_in_binary_gets_shares_accepted(shared_system: System) -> None:
     system = shared_system
     async with aiohttp.ClientSession() as http:
-        reg = await register(http, system.url, "bridge")
+        reg = await register_miner(system.url, "bridge", http=http)
     stand_in = shlex.join([sys.executable, str(EXAMPLES / "fake_kale_miner.py")])
-    accepted: list[int] = []
-
-    async def poll() -> None:
-        while True:
-            stats = await stats_of(system, reg["token"])
-            accepted.append(int(str(stats["accepted"])))
-            await asyncio.sleep(0.2)
-
     async with example_process(
-        "kale_miner_bridge.py", "--url", system.ws_url, "--token", reg["token"], "--worker", "bridge",
+        "kale_miner_bridge.py", "--url", system.ws_url, "--token", reg.token, "--worker", "bridge",
         "--miner", stand_in, "--threads", "1", "--duration", "120", "--verbose",
     ) as proc:  # fmt: skip
-        poller = asyncio.create_task(poll())
-        try:
-            await wait_until(
-                lambda: (bool(accepted) and accepted[-1] >= 3) or proc.returncode is not None, "shares"
-            )
-        finally:
-            poller.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await poller
+
+        async def three_accepted_or_stopped() -> bool:
+            stats = await stats_of(system, reg.token)
+            return int(str(stats["accepted"])) >= 3 or proc.returncode is not None
+
+        await wait_until(three_accepted_or_stopped, "three of the bridge's shares accepted", step=0.2)
         assert proc.returncode is None, "the bridge stopped early"
-    stats = await stats_of(system, reg["token"])
+    stats = await stats_of(system, reg.token)
     assert int(str(stats["accepted"])) >= 3
     assert stats["bestZeros"] is not None
     assert "accepted" in proc.output or "share" in proc.output, proc.output[-2000:]  # type: ignore[attr-defined]

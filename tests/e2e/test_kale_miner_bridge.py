@@ -9,8 +9,6 @@ credited: its accepted shares are a Poisson count of mean ``sum(hashes / 16**zer
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
 import shlex
 import sys
@@ -24,7 +22,8 @@ import pytest_asyncio
 from examples.minerkit import format_rate
 from tests.support.kale_miner import kale_miner_binary
 from tests.support.miners import EXAMPLES, example_process, output_so_far, summary_of
-from tests.support.system import System, bearer, register, running_system, wait_until
+from tests.support.system import System, bearer, register_miner, running_system
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -61,35 +60,23 @@ async def run_bridge(
     system: System, name: str, shares: int, *args: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Run the bridge until the Pooler accepted ``shares`` of its shares: its summary, the Pooler's stats."""
-    async with aiohttp.ClientSession() as http:
-        reg = await register(http, system.url, name)
-    seen: list[dict[str, Any]] = []
-
-    async def poll() -> None:
-        while True:
-            seen.append(await stats_of(system, reg["token"]))
-            await asyncio.sleep(0.25)
-
+    reg = await register_miner(system.url, name)
+    seen: list[dict[str, Any]] = []  # the Pooler's stats of the miner, a sample every 0.25 s
     async with example_process(
-        "kale_miner_bridge.py", "--url", system.ws_url, "--token", reg["token"], "--worker", name,
+        "kale_miner_bridge.py", "--url", system.ws_url, "--token", reg.token, "--worker", name,
         "--verbose", "--duration", "600", *args,
     ) as proc:  # fmt: skip
-        poller = asyncio.create_task(poll())
-        try:
-            await wait_until(
-                lambda: (bool(seen) and seen[-1]["accepted"] >= shares) or proc.returncode is not None,
-                f"{shares} accepted shares",
-                within=240,
-            )
-        finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+
+        async def accepted_or_stopped() -> bool:
+            seen.append(await stats_of(system, reg.token))
+            return bool(seen[-1]["accepted"] >= shares or proc.returncode is not None)
+
+        await wait_until(accepted_or_stopped, f"{shares} accepted shares", within=240, step=0.25)
         assert proc.returncode is None, output_so_far(proc)[-3000:]
     # stopped with SIGTERM: it sent its last shares and bye, and printed its summary
     output: str = proc.output  # type: ignore[attr-defined]
     summary = summary_of(output)
-    final = await stats_of(system, reg["token"])
+    final = await stats_of(system, reg.token)
     final["shownHashrate"] = seen[-1]["hashrate"]  # the Pooler's figure while it still mined
     rates = [s["hashrate"] for s in seen[len(seen) // 2 :]]  # the Pooler's figure, second half of the run
     print(

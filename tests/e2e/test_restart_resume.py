@@ -3,12 +3,17 @@
 One devnet (in this process, so the test reads the contract model) outlives four ``pooler
 serve`` processes sharing one database file:
 
-1. killed (SIGKILL) just before workAt and restarted after it, with no miner connected: the
+1. killed (SIGKILL) before workAt and restarted after it, with no miner connected: the
    restarted Pooler submits the best it reloaded, before the block's deadline;
 2. killed again, down across the block boundary (the next block is opened by someone else):
    on start-up it harvests the worked block, and the miner's old token still works;
 3. killed before workAt of the next block and restarted at once: work goes out at workAt;
 4. SIGTERM: miners get close code 1012, the process exits 0, nothing acknowledged is lost.
+
+The moments are conditions, not sleeps to offsets: a kill comes once a share of the block was
+acknowledged (early in the block, so before its workAt); with no Pooler running, "after workAt"
+and "the block is over" are read from the chain's own clock (the devnet contract's, which decides
+whether a plant opens the next block) by a bounded wait.
 """
 
 from __future__ import annotations
@@ -16,23 +21,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from stellar_sdk import Keypair
 
 from pooler.devnet import Devnet
 from protocol.messages import Job
-from tests.e2e.crashkit import (
-    FAST_SETTINGS,
-    Acks,
-    Registration,
-    StreamMiner,
-    lost_acks,
-    read_store,
-    register,
-    start_pooler,
-)
+from tests.e2e.crashkit import FAST_SETTINGS, Acks, StreamMiner, lost_acks, read_store
+from tests.support.processes import start_pooler
+from tests.support.system import Registration, register_miner
+from tests.support.wait import wait_until
 
 INTERVAL = 12  # seconds per block: workAt at +6, deadline at +10
 SETTINGS = {
@@ -44,15 +42,11 @@ SETTINGS = {
 }
 
 
-async def _until(check: Callable[[], object], within: float, what: str) -> None:
-    end = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
-async def _sleep_until(unix: float) -> None:
-    await asyncio.sleep(max(0.0, unix - time.time()))
+def pail_zeros(net: Devnet, farmer: str, block: int) -> int | None:
+    """The zeros the chain recorded for the farmer's work in ``block`` (None: not worked yet)."""
+    pail = net.contract.get_pail(farmer, block)
+    assert pail is not None, f"no pail of {farmer} in block {block}"
+    return pail.zeros
 
 
 class Miners:
@@ -94,73 +88,108 @@ async def test_restarts_keep_work_harvest_and_tokens_and_sigterm_is_clean(tmp_pa
         }
         pooler = await start_pooler(tmp_path, settings)
         try:
-            reg = await register(pooler.url, "restarts")
+            reg = await register_miner(pooler.url, "restarts", stake_percentage=0.2)
             acks = Acks()
             miners = Miners(reg, acks)
             miners.start(pooler.ws_url)
             # the first block our farmer is planted in is the one the Pooler's late plant opens
-            await _until(lambda: miners.planted_job(net), 3 * INTERVAL, "a planted block")
-            job = miners.planted_job(net)
+            job = await wait_until(lambda: miners.planted_job(net), "a planted block", within=3 * INTERVAL)
             assert job is not None
             block, work_at, ends_at = job.block, job.work_at / 1000, job.block_ends_at / 1000
-            await _until(lambda: (block, reg.farmer_id) in acks.best, 5, f"a share of block {block}")
+            await wait_until(
+                lambda: (block, reg.farmer_id) in acks.best, f"a share of block {block}", within=5
+            )
 
-            # 1. killed before workAt, restarted after it: the reloaded best is submitted
-            await _sleep_until(work_at - 0.7)
+            # 1. killed before workAt (a share of the block is in), restarted after it: the
+            #    reloaded best is submitted
             await pooler.kill()
             await miners.stop()
-            assert net.contract.get_pail(reg.farmer, block).zeros is None  # nobody worked it yet
+            assert pail_zeros(net, reg.farmer, block) is None  # nobody worked it yet
             stored = read_store(db)
             assert lost_acks(stored, acks) == []
             best = stored.best[(block, reg.farmer_id)]
-            await _sleep_until(work_at + 0.2)
-            pooler = await start_pooler(tmp_path, settings)
-            await _until(
-                lambda: net.contract.get_pail(reg.farmer, block).zeros is not None,
-                ends_at - time.time(),
-                f"the restarted Pooler's work for block {block}",
+            await wait_until(
+                lambda: net.contract.now() > work_at,
+                f"the chain's clock past workAt of block {block}",
+                within=INTERVAL,
+                step=0.1,
             )
-            assert net.contract.get_pail(reg.farmer, block).zeros == best
+            pooler = await start_pooler(tmp_path, settings)
+            await wait_until(
+                lambda: pail_zeros(net, reg.farmer, block) is not None,
+                f"the restarted Pooler's work for block {block}",
+                within=ends_at - time.time(),
+                step=0.1,
+            )
+            assert pail_zeros(net, reg.farmer, block) == best
 
             # 2. down across the block boundary: harvested on start-up; the same token resumes
-            await _until(lambda: ("work", block, 1) in read_store(db).calls, 5, "the work result stored")
+            await wait_until(
+                lambda: ("work", block, 1) in read_store(db).calls,
+                "the work result stored",
+                within=5,
+                step=0.1,
+            )
             await pooler.kill()
             balance = net.contract.balance(reg.farmer)
-            await _sleep_until(ends_at + 0.2)
+            await wait_until(
+                lambda: net.contract.now() >= ends_at,
+                f"the chain's clock at the end of block {block}",
+                within=INTERVAL,
+                step=0.1,
+            )
             other = Keypair.random().public_key
             assert net.contract.plant(other, 0) == block + 1  # another farmer opens the next block
             pooler = await start_pooler(tmp_path, settings)
             miners.start(pooler.ws_url)
-            await _until(lambda: net.contract.get_pail(reg.farmer, block) is None, 10, f"harvest of {block}")
-            assert net.contract.balance(reg.farmer) > balance
-            await _until(
-                lambda: (block, reg.farmer_id, "harvested") in read_store(db).statuses, 5, "harvest stored"
+            await wait_until(
+                lambda: net.contract.get_pail(reg.farmer, block) is None,
+                f"harvest of {block}",
+                within=10,
+                step=0.1,
             )
-            await _until(lambda: miners.planted_job(net, after=block), INTERVAL, "a job of the next block")
+            assert net.contract.balance(reg.farmer) > balance
+            await wait_until(
+                lambda: (block, reg.farmer_id, "harvested") in read_store(db).statuses,
+                "harvest stored",
+                within=5,
+                step=0.1,
+            )
+            job = await wait_until(
+                lambda: miners.planted_job(net, after=block),
+                "a job of the next block",
+                within=INTERVAL,
+                step=0.1,
+            )
             assert acks.rejected["unauthorized"] == 0 and acks.welcomes == 4
 
-            # 3. killed before workAt of the next block, restarted at once: work at workAt
-            job = miners.planted_job(net, after=block)
+            # 3. killed before workAt of the next block (a share of it is in), restarted at
+            #    once: work at workAt
             assert job is not None
-            block, work_at = job.block, job.work_at / 1000
-            await _until(lambda: (block, reg.farmer_id) in acks.best, 5, f"a share of block {block}")
-            await _sleep_until(work_at - 3.0)
+            block = job.block
+            await wait_until(
+                lambda: (block, reg.farmer_id) in acks.best, f"a share of block {block}", within=5
+            )
             await pooler.kill()
             await miners.stop()
             best = read_store(db).best[(block, reg.farmer_id)]
             pooler = await start_pooler(tmp_path, settings)
             miners.start(pooler.ws_url)
-            await _until(
-                lambda: net.contract.get_pail(reg.farmer, block).zeros is not None,
-                job.block_ends_at / 1000 - time.time(),
+            await wait_until(
+                lambda: pail_zeros(net, reg.farmer, block) is not None,
                 f"work for block {block}",
+                within=job.block_ends_at / 1000 - time.time(),
+                step=0.1,
             )
-            assert net.contract.get_pail(reg.farmer, block).zeros >= best
+            worked = pail_zeros(net, reg.farmer, block)
+            assert worked is not None and worked >= best
 
             # 4. SIGTERM: 1012 to the miners, exit 0, nothing acknowledged lost
             closes = len(acks.close_codes)
             code, _took = await pooler.stop(signal.SIGTERM, within=15)
             assert code == 0
+            # each miner ends by itself once its connection is closed (stopping them first would race it)
+            await wait_until(lambda: len(acks.close_codes) >= closes + 2, "both miners to see the close")
             await miners.stop()
             assert acks.close_codes[closes:] == [1012, 1012]
             after = read_store(db)

@@ -13,7 +13,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidHandshake
 
-from tests.e2e.crashkit import FAST_SETTINGS, Acks, StreamMiner, lost_acks, read_store, register, start_pooler
+from tests.e2e.crashkit import FAST_SETTINGS, Acks, StreamMiner, lost_acks, read_store
+from tests.support.processes import start_pooler
+from tests.support.system import register_miner
+from tests.support.wait import wait_until
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -24,13 +27,16 @@ async def test_a_signal_stops_serve_gracefully(tmp_path: Path, sig: signal.Signa
         {**FAST_SETTINGS, "STELLAR_NETWORK": "devnet", "BLOCK_INTERVAL_SECONDS": "30", "POOLER_DB": str(db)},
     )
     try:
-        reg = await register(pooler.url, "graceful")
+        reg = await register_miner(pooler.url, "graceful", stake_percentage=0.2)
         acks = Acks()
         stop = asyncio.Event()
         miners = [asyncio.create_task(StreamMiner(pooler.ws_url, reg, w, acks).run(stop)) for w in ("a", "b")]
-        while sum(acks.accepted.values()) < 50:  # streaming for real before the signal
+
+        def streaming() -> bool:
             assert not any(m.done() for m in miners), acks.close_codes
-            await asyncio.sleep(0.05)
+            return sum(acks.accepted.values()) >= 50
+
+        await wait_until(streaming, "50 shares acknowledged (streaming for real before the signal)")
         code, _took = await pooler.stop(sig, within=15)  # bounded: shutdown_timeout + the devnet's stop
         assert code == 0
         # the store was closed cleanly: its last connection checkpointed the WAL into the file

@@ -59,8 +59,9 @@ what the proxy did), appended to ``proxy.exchanges`` before anything else happen
    (not the replays) is kept in a bounded history (``history`` answers per route) for Replay.
 
 Waiting: :meth:`FaultProxy.wait_for` and :meth:`RuleHandle.wait_spent` are bounded condition
-waits, woken on every change of the record (never a sleep followed by an assert); their
-timeout only keeps a broken run from hanging and its message lists what the proxy saw.
+waits on the record (the suite's one wait, :func:`tests.support.wait.wait_until`; never a sleep
+followed by an assert); their timeout only keeps a broken run from hanging and its message lists
+what the proxy saw.
 
 A problem inside the proxy itself (a Rewrite whose ``edit`` raised, a Replay with nothing
 recorded) answers 502 and is kept in ``proxy.problems``; leaving the context manager raises
@@ -80,7 +81,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -93,8 +93,7 @@ import orjson
 from aiohttp import web
 
 from pooler.devnet import Devnet
-
-FAILSAFE = 30.0  # seconds: only bounds a wait that would otherwise hang a broken run
+from tests.support.wait import FAILSAFE, wait_until
 
 Route: TypeAlias = tuple[str, str | None]  # (HTTP path, JSON-RPC method or None)
 
@@ -419,7 +418,6 @@ class FaultProxy:
         self._history_size = history
         self._upstream_timeout = upstream_timeout
         self._rules: list[_Active] = []
-        self._changed = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
@@ -497,18 +495,15 @@ class FaultProxy:
         """Apply ``rule`` from now on (newest rules are tried first)."""
         active = _Active(rule, rule.times)
         self._rules.append(active)
-        self._touch()
         return RuleHandle(self, active)
 
     def clear(self) -> None:
         """Drop every rule: everything passes through again."""
         self._rules.clear()
-        self._touch()
 
     def _remove(self, active: _Active) -> None:
         if active in self._rules:
             self._rules.remove(active)
-            self._touch()
 
     def _take(self, ex: Exchange) -> _Active | None:
         for active in reversed(self._rules):
@@ -539,19 +534,14 @@ class FaultProxy:
         return [(status, body) for _, status, body, _ in self._history.get((path, rpc), ())]
 
     async def wait_until(self, condition: Callable[[], bool], what: str, within: float = FAILSAFE) -> None:
-        """Until ``condition()`` holds, re-checked on every change of the record; bounded."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            changed = self._changed
-            if condition():
-                return
-            left = deadline - loop.time()
-            if left <= 0:
-                seen = "\n  ".join(str(e) for e in self.exchanges[-20:]) or "nothing"
-                raise AssertionError(f"{self.name}: gave up waiting for {what}; last seen:\n  {seen}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), left)
+        """Until ``condition()`` holds (:func:`tests.support.wait.wait_until`); a failure shows the
+        last exchanges the proxy saw."""
+
+        def failed() -> str:
+            seen = "\n  ".join(str(e) for e in self.exchanges[-20:]) or "nothing"
+            return f"{what} at {self.name}; last seen:\n  {seen}"
+
+        await wait_until(condition, failed, within=within)
 
     async def wait_for(
         self,
@@ -564,10 +554,6 @@ class FaultProxy:
         """Until ``count`` exchanges satisfy ``match``; returns all that do."""
         await self.wait_until(lambda: sum(1 for e in self.exchanges if match(e)) >= count, what, within)
         return [e for e in self.exchanges if match(e)]
-
-    def _touch(self) -> None:
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
 
     # ------------------------------------------------------------ serving
 
@@ -600,12 +586,10 @@ class FaultProxy:
         self.exchanges.append(ex)
         if active is not None:
             active.taken.append(ex)
-        self._touch()
         try:
             return await self._act(request, ex, rule)
         finally:
             ex.finished_at = time.time()
-            self._touch()
 
     async def _act(self, request: web.Request, ex: Exchange, rule: Rule | None) -> web.StreamResponse:
         action: Action = Forward() if rule is None else rule.action

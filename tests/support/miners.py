@@ -25,7 +25,8 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.system import FAILSAFE, bearer, template
+from tests.support.system import bearer, template
+from tests.support.wait import FAILSAFE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 EXAMPLES = ROOT / "examples"
@@ -72,7 +73,7 @@ class _Cursor:
         self.tpl = template(job)
 
     def submitting(self) -> bool:
-        return time.time() * 1000 < self.job["workAt"] - STOP_BEFORE_WORK * 1000
+        return bool(time.time() * 1000 < self.job["workAt"] - STOP_BEFORE_WORK * 1000)
 
     def batch(self, zeros: int) -> list[tuple[int, int]]:
         """Hash up to BATCH nonces; the (nonce, zeros) of those with at least ``zeros``."""
@@ -125,19 +126,19 @@ async def ws_miner(url: str, token: str, log: MinerLog, stop: asyncio.Event) -> 
             while not stop.is_set() and not reader.done():
                 cur: _Cursor | None = state["cursor"]
                 if cur is None or not cur.submitting():
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # idle: no job, or too close to workAt to submit
                     continue
                 if cur.next >= cur.end:
                     if not state["asked"]:
                         state["asked"] = True
                         await conn.send(orjson.dumps({"type": "more", "job": cur.job["job"]}).decode())
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.05)  # the range is done: idle until the next job comes
                     continue
                 for nonce, _ in cur.batch(state["zeros"]):
                     await conn.send(
                         orjson.dumps({"type": "share", "job": cur.job["job"], "nonce": str(nonce)}).decode()
                     )
-                await asyncio.sleep(PAUSE)
+                await asyncio.sleep(PAUSE)  # paces the hashing (module docstring: a small share of a core)
             if not reader.done():
                 await conn.send('{"type": "bye"}')
                 # the Pooler answers bye by closing: the connection must end (failsafe: a hang fails)
@@ -162,7 +163,7 @@ async def rest_miner(base: str, token: str, log: MinerLog, stop: asyncio.Event) 
                 async with http.get(f"{base}/miner/work", params={"worker": log.name}) as resp:
                     job = await resp.json()
                     if resp.status == 503:  # no block open
-                        await asyncio.sleep(0.2)
+                        await asyncio.sleep(0.2)  # polls again, as a REST miner does
                         continue
                     assert resp.status == 200, job
                 if cur is not None and job["block"] == cur.job["block"] and now_ms >= cur.job["blockEndsAt"]:
@@ -172,7 +173,7 @@ async def rest_miner(base: str, token: str, log: MinerLog, stop: asyncio.Event) 
                 cur, refresh = _Cursor(job), False
             assert cur is not None
             if not cur.submitting():
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.05)  # too close to workAt to submit: idle (paces the loop)
                 continue
             for nonce, _ in cur.batch(cur.job["shareZeros"]):
                 body = {"job": cur.job["job"], "nonce": str(nonce)}
@@ -192,7 +193,7 @@ async def rest_miner(base: str, token: str, log: MinerLog, stop: asyncio.Event) 
                     log.rejected.append(answer)
                     if answer.get("code") in (21, 23):  # stale, or the difficulty changed: fetch work again
                         refresh = True
-            await asyncio.sleep(PAUSE)
+            await asyncio.sleep(PAUSE)  # paces the hashing
 
 
 @asynccontextmanager

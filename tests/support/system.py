@@ -1,12 +1,15 @@
 """A real devnet and a real Pooler on loopback, and the clients the tests drive them with.
 
-``running_system()`` starts :class:`pooler.devnet.Devnet` (Soroban RPC + Phase-1 Backend) and
-:class:`pooler.app.service.Pooler` (uvicorn on port 0) with short timings, and stops both in reverse
-order. Nothing is mocked: the tests talk HTTP/WebSocket to the Pooler, which talks HTTP to the
-devnet's RPC and Backend.
+``running_system()`` is the one way a test starts an in-process Pooler on the devnet: it starts
+:class:`pooler.devnet.Devnet` (Soroban RPC + Phase-1 Backend), or takes one the test started, and
+:class:`pooler.app.service.Pooler` (uvicorn on port 0) with short timings, and stops them in
+reverse order. Nothing is mocked: the tests talk HTTP/WebSocket to the Pooler, which talks HTTP
+to the devnet's RPC and Backend. (A ``pooler serve`` child process is the other kind of Pooler,
+started by :func:`tests.support.processes.start_pooler`.)
 
-Waiting is always on a condition (``wait_until``) with a generous failsafe timeout; no test
-asserts how long anything took.
+``register_miner()`` is the one way a test registers a miner at a Pooler (``POST /miner/register``).
+Waiting is always on a condition (:func:`tests.support.wait.wait_until`) with a generous failsafe
+bound; no test asserts how long anything took.
 """
 
 from __future__ import annotations
@@ -24,15 +27,18 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from pooler.app.options import Tuning
+from pooler.app.options import PoolerOptions, Tuning
 from pooler.app.service import Pooler
 from pooler.config import Settings
 from pooler.devnet import Devnet
 from protocol.work import WorkTemplate, address_bytes
 from tests.support import config
+from tests.support.wait import FAILSAFE, wait_until
 
-FAILSAFE = 30.0  # seconds: only bounds a wait that would otherwise hang a broken run
 POOLER_ID = "test-pooler"
+
+
+# ---------------------------------------------------------------- options: two profiles
 
 
 def system_settings(
@@ -77,6 +83,75 @@ def system_tuning(block_interval: int, **overrides: Any) -> Tuning:
     return config.tuning(**{**fast, **overrides})
 
 
+def component_options(
+    net: Devnet,
+    block_interval: int,
+    *,
+    share_zeros: int = 1,
+    vardiff: bool = False,
+    rpc_url: str | None = None,
+    tuning: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> PoolerOptions:
+    """The component tests' profile (the default of :func:`running_system`): pinned share
+    difficulty unless ``vardiff``; ``rpc_url`` points the Pooler at another chain RPC (a dead
+    port, say) than the devnet's; ``settings`` override Settings fields, ``tuning`` Tuning fields."""
+    if rpc_url is not None:
+        settings["stellar_rpc_url"] = rpc_url
+    chosen = system_settings(net, block_interval, share_zeros=share_zeros, vardiff=vardiff, **settings)
+    return config.options(chosen, system_tuning(block_interval, **(tuning or {})))
+
+
+def ops_options(
+    net: Devnet, interval: int, *, tuning: dict[str, Any] | None = None, **settings: Any
+) -> PoolerOptions:
+    """The operations and reliability tests' profile: ``interval`` s blocks and fast ticks
+    (metrics, snapshots and health polls every 0.1-0.2 s, a 2 s Backend timeout); ``settings``
+    override Settings fields, ``tuning`` Tuning fields."""
+    chosen = config.settings(
+        **{
+            "pooler_id": "ops-pooler",
+            "backend_api_url": net.backend_url,
+            "stellar_rpc_url": net.rpc_url,
+            "kale_contract_id": net.contract_id,
+            "block_poll_interval_ms": 100,
+            "backend_timeout_ms": 2000,
+            "block_interval_seconds": interval,
+            "optimal_work_delay_ms": round(interval * 600),
+            "work_safety_margin_ms": 1000,
+            "late_plant_grace_ms": 500,
+            "summary_interval_ms": 1000,
+            "share_zeros_initial": 1,
+            "share_zeros_min": 1,
+            "share_zeros_max": 4,
+            "vardiff_target_seconds": 1.0,
+            "health_interval_ms": 200,
+            **settings,
+        }
+    )
+    fast = config.tuning(
+        **{
+            "late_plant_retry": 1.0,
+            "backend_retry_delay": 0.3,
+            "harvest_retry_delay": 0.5,
+            "local_search_lead": 0.5,
+            "metrics_interval": 0.1,
+            "snapshot_interval": 0.2,
+            "shutdown_timeout": 1.0,
+            **(tuning or {}),
+        }
+    )
+    return config.options(chosen, fast)
+
+
+# Builds a Pooler's options from a devnet, a block interval and the profile's own keyword
+# arguments: component_options or ops_options.
+Profile = Callable[..., PoolerOptions]
+
+
+# ---------------------------------------------------------------- the system
+
+
 @dataclass
 class System:
     """A started devnet and Pooler."""
@@ -105,30 +180,33 @@ class System:
 async def running_system(
     *,
     block_interval: int = 300,
-    share_zeros: int = 1,
-    vardiff: bool = False,
+    profile: Profile = component_options,
+    net: Devnet | None = None,
     paused: bool = False,
     wait_for_block: bool = True,
-    rpc_url: str | None = None,
     prepare: Callable[[Pooler], None] | None = None,
-    tuning: Mapping[str, Any] | None = None,
-    **settings: Any,
+    **overrides: Any,
 ) -> AsyncIterator[System]:
-    """Devnet + Pooler on loopback. ``paused`` pauses the farm before the Pooler first looks;
-    ``rpc_url`` points the Pooler at another chain RPC (a dead port, say) than the devnet's;
+    """An in-process Pooler on a devnet, on loopback, until the block ends.
+
+    ``profile`` builds the options from the devnet, ``block_interval`` and ``overrides`` (the
+    component tests' :func:`component_options` by default, or the operations tests'
+    :func:`ops_options`; both take Settings fields, a ``tuning`` mapping of Tuning fields and a
+    few of their own). ``net`` runs the Pooler on a devnet the test started (and stops), for a
+    proxy in front of it or a second Pooler on the same chain; otherwise one with this
+    ``block_interval`` is started. ``paused`` pauses the farm before the Pooler first looks;
     ``prepare`` adjusts the built Pooler before it starts (what it opens at start, say);
-    ``settings`` override Settings fields, ``tuning`` Tuning fields.
+    ``wait_for_block`` returns once the Pooler has seen the chain's first block.
 
     With the default 300 s interval no block turns over during a component test, so a job
     stays current for the whole test.
     """
-    async with Devnet(block_interval=block_interval, ledger_seconds=1.0) as net:
+    async with contextlib.AsyncExitStack() as stack:
+        if net is None:
+            net = await stack.enter_async_context(Devnet(block_interval=block_interval, ledger_seconds=1.0))
         if paused:
             net.contract.pause()
-        if rpc_url is not None:
-            settings["stellar_rpc_url"] = rpc_url
-        chosen = system_settings(net, block_interval, share_zeros=share_zeros, vardiff=vardiff, **settings)
-        pooler = Pooler(config.options(chosen, system_tuning(block_interval, **(tuning or {}))))
+        pooler = Pooler(profile(net, block_interval, **overrides))
         if prepare is not None:
             prepare(pooler)
         async with pooler:
@@ -138,26 +216,41 @@ async def running_system(
             yield system
 
 
-async def wait_until(
-    condition: Callable[[], bool], what: str, *, within: float = FAILSAFE, step: float = 0.02
-) -> None:
-    """Poll ``condition`` until true; the timeout only keeps a broken run from hanging."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(step)
-
-
 # ---------------------------------------------------------------- HTTP
 
 
-async def register(http: aiohttp.ClientSession, base: str, name: str = "tester") -> dict[str, Any]:
-    """POST /miner/register; the 201 body ({minerId, token, farmerId, farmer})."""
-    async with http.post(f"{base}/miner/register", json={"name": name}) as resp:
-        body = await resp.json()
-        assert resp.status == 201, body
-        return dict(body)
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A miner the Pooler registered: the ``201`` body of ``POST /miner/register``."""
+
+    miner_id: str
+    token: str  # the bearer token, shown this once
+    farmer_id: str  # the Backend's custodial farmer the Pooler created for the miner
+    farmer: str  # that farmer's Stellar address (G...)
+
+
+async def register_miner(
+    pooler_url: str,
+    name: str | None = "rig",
+    *,
+    stake_percentage: float | None = None,
+    http: aiohttp.ClientSession | None = None,
+) -> Registration:
+    """``POST /miner/register`` at the Pooler ``pooler_url``; fails the test unless it answers 201.
+
+    ``name`` None and no ``stake_percentage`` send an empty body (the Pooler's defaults). ``http``
+    is the test's session, if it has one (else a session for this one request).
+    """
+    body: dict[str, Any] = {} if name is None else {"name": name}
+    if stake_percentage is not None:
+        body["stakePercentage"] = stake_percentage
+    async with contextlib.AsyncExitStack() as stack:
+        if http is None:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+        async with http.post(f"{pooler_url}/miner/register", json=body) as resp:
+            reply = await resp.json()
+            assert resp.status == 201, reply
+    return Registration(reply["minerId"], reply["token"], reply["farmerId"], reply["farmer"])
 
 
 def bearer(token: str) -> dict[str, str]:
