@@ -99,7 +99,7 @@ def _settle(pids: dict[int, Leftover]) -> dict[int, Leftover]:
         alive = {pid: p for pid, p in _live_descendants().items() if pid in pids}
         if not alive or time.monotonic() >= deadline:
             return alive
-        time.sleep(0.05)
+        time.sleep(0.05)  # a bounded poll in pytest's sync hooks (wait_until is async)
 
 
 def _kill(leftovers: dict[int, Leftover]) -> None:

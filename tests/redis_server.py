@@ -80,7 +80,7 @@ class RedisServer:
                         return
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # a bounded poll in sync code (fixtures, threads): wait_until is async
         raise RuntimeError("redis-server did not answer PING within 10 s")
 
     def stop(self, *, kill: bool = False) -> None:

@@ -33,7 +33,7 @@ class Sleeps:
 
     async def __call__(self, seconds: float) -> None:
         self.asked.append(seconds)
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the fake sleep: no time passes, the loop turns once
 
 
 @asynccontextmanager

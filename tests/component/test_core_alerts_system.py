@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from tests.support.system import MinerSocket, find_nonce, register_miner, running_system, wait_until
+from tests.support.system import MinerSocket, find_nonce, register_miner, running_system
+from tests.support.wait import wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 BLOCK_INTERVAL = 6

@@ -10,7 +10,8 @@ import time
 import aiohttp
 
 from pooler.core.views import BlockView
-from tests.support.system import register_miner, running_system, wait_until
+from tests.support.system import register_miner, running_system
+from tests.support.wait import wait_until
 
 BLOCK_INTERVAL = 6
 

@@ -14,7 +14,8 @@ from pooler.stats import views
 from pooler.stats.history import History
 from pooler.store.sqlite import SqliteStore
 from tests.support.miners import MinerLog, ws_miner
-from tests.support.system import register_miner, running_system, wait_until
+from tests.support.system import register_miner, running_system
+from tests.support.wait import wait_until
 
 
 async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
@@ -48,7 +49,7 @@ async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -
         await wait_until(lambda: all(len(log.accepted) >= 20 for log in logs), "shares from every miner")
         stop.set()
         await asyncio.gather(*tasks)
-        await asyncio.sleep(0.2)  # the last answers' batch
+        await wait_until(lambda: system.pooler.runner.drain(0), "the last answers' batch handled")
 
         status, pool = await _get(http, f"{system.url}/stats/pool?range=1h")
         assert status == 200
@@ -121,7 +122,7 @@ async def test_what_the_api_showed_is_in_the_file_after_the_pooler_stops(tmp_pat
         await wait_until(lambda: len(log.accepted) >= 30, "shares")
         stop.set()
         await task
-        await asyncio.sleep(0.2)
+        await wait_until(lambda: system.pooler.runner.drain(0), "the last answers' batch handled")
         _, before = await _get(http, f"{system.url}/stats/miners/{a.miner_id}?range=1h")
         _, block_before = await _get(http, f"{system.url}/stats/blocks/{system.block()}")
         now = time.time()

@@ -594,7 +594,7 @@ class FaultProxy:
     async def _act(self, request: web.Request, ex: Exchange, rule: Rule | None) -> web.StreamResponse:
         action: Action = Forward() if rule is None else rule.action
         if rule is not None and rule.delay:
-            await asyncio.sleep(rule.delay)
+            await asyncio.sleep(rule.delay)  # the fault itself: a late request
         match action:
             case Respond(status=status, body=make, content_type=ctype, headers=headers):
                 raw = make(ex) if callable(make) else make
@@ -612,7 +612,7 @@ class FaultProxy:
             return self._answer(ex, 502, b"faultproxy: upstream unreachable", {"Content-Type": "text/plain"})
         status, raw, headers = got
         if rule is not None and rule.answer_delay:
-            await asyncio.sleep(rule.answer_delay)
+            await asyncio.sleep(rule.answer_delay)  # the fault itself: a late answer
         match action:
             case Drop(partial=None):
                 ex.outcome = "dropped-after"
