@@ -50,6 +50,10 @@ async def retrying(
             await session(established)
             return
         except errors as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # a cancel the client library turned into an error: we are being stopped
+                raise asyncio.CancelledError from exc
             attempt += 1
             delay = backoff.delay(attempt, rng)
             log.warning("%s: %s; retrying in %.1f s", what, exc, delay)

@@ -35,12 +35,23 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
         _report(task)
 
 
+_RECANCEL = 1.0  # seconds a cancelled task gets before it is cancelled again
+
+
 async def _cancel(tasks: tuple[asyncio.Task[Any], ...] | list[asyncio.Task[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
+    """Cancel until each task has ended. A library may swallow a cancel (redis-py turned one that
+    landed inside a reconnect into a ConnectionError, which a retry loop then retried: a group
+    member's shutdown hung), so a task still running after ``_RECANCEL`` is cancelled again."""
     pending = {task for task in tasks if not task.done()}
-    if pending:
-        await asyncio.wait(pending)
+    rounds = 0
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_RECANCEL)
+        rounds += 1
+        if pending and rounds == 1:
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.warning("still running %.0f s after a cancel, cancelling again: %s", _RECANCEL, names)
 
 
 def _report(task: asyncio.Task[Any]) -> None:

@@ -84,6 +84,23 @@ BAD_FRAMES: list[tuple[str, str | bytes | dict[str, Any], Code]] = [
 ]
 
 
+def _malformed_shares() -> int:
+    """The bad frames meant as shares (text that is no JSON, or a JSON ``share``) refused as malformed."""
+
+    def meant_as_share(frame: object) -> bool:
+        if isinstance(frame, bytes):
+            return False  # a binary frame is refused before it is read as a message
+        if isinstance(frame, dict):
+            return frame.get("type") == "share"
+        try:
+            obj = orjson.loads(str(frame))
+        except orjson.JSONDecodeError:
+            return True
+        return isinstance(obj, dict) and obj.get("type") == "share"
+
+    return sum(1 for _, frame, code in BAD_FRAMES if code is Code.MALFORMED and meant_as_share(frame))
+
+
 async def test_each_bad_frame_gets_its_code_and_nothing_is_applied(pool: tuple[Devnet, Pooler]) -> None:
     _, pooler = pool
     async with aiohttp.ClientSession() as http:
@@ -107,8 +124,12 @@ async def test_each_bad_frame_gets_its_code_and_nothing_is_applied(pool: tuple[D
                 await asyncio.sleep(0.1)  # paces the client (a pause before it reconnects), waits for nothing
                 miner = await _reconnect(miner, pooler, bad.token)
         after = await stats(miner)
-        # a stale share is counted as rejected; nothing else reached the books
-        assert (after.accepted, after.rejected) == (before.accepted, before.rejected + 1)
+        # nothing was accepted; the stale share and every share frame that did not decode are
+        # counted as rejected (#15: a malformed submit is a rejected share), nothing else is
+        assert (after.accepted, after.rejected) == (
+            before.accepted,
+            before.rejected + 1 + _malformed_shares(),
+        )
         # the other miner saw nothing but its own answers
         assert other.inbox == []
         assert isinstance(await stats(other), Stats) and other.inbox == []
