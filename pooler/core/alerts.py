@@ -136,11 +136,12 @@ class WorkerSilent:
 
 
 @dataclass(frozen=True, slots=True)
-class BackendDown:
-    """The Phase-1 Backend has not answered since ``since``."""
+class _DependencyDown:
+    """A dependency has not answered since ``since`` (one alert per outage: the key is the kind)."""
 
-    kind: ClassVar[Literal["backend-down"]] = "backend-down"
+    kind: ClassVar[str]
     severity: ClassVar[Severity] = "critical"
+    what: ClassVar[str]  # the dependency, as the summary names it
 
     since: float  # unix seconds of the first failure of this outage
     detail: str  # what failed first, for people
@@ -150,31 +151,26 @@ class BackendDown:
         return self.kind
 
     def summary(self) -> str:
-        return f"Backend down since {_clock(self.since)}: {self.detail}"
+        return f"{self.what} down since {_clock(self.since)}: {self.detail}"
 
     def data(self) -> dict[str, object]:
         return {"since": _ms(self.since), "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)
-class ChainRpcDown:
+class BackendDown(_DependencyDown):
+    """The Phase-1 Backend has not answered since ``since``."""
+
+    kind: ClassVar[Literal["backend-down"]] = "backend-down"
+    what: ClassVar[str] = "Backend"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainRpcDown(_DependencyDown):
     """The chain's Soroban RPC has not answered a poll since ``since``."""
 
     kind: ClassVar[Literal["chain-rpc-down"]] = "chain-rpc-down"
-    severity: ClassVar[Severity] = "critical"
-
-    since: float
-    detail: str
-
-    @property
-    def key(self) -> str:
-        return self.kind
-
-    def summary(self) -> str:
-        return f"chain RPC down since {_clock(self.since)}: {self.detail}"
-
-    def data(self) -> dict[str, object]:
-        return {"since": _ms(self.since), "detail": self.detail}
+    what: ClassVar[str] = "chain RPC"
 
 
 @dataclass(frozen=True, slots=True)
