@@ -156,6 +156,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         alert=alerts.raise_alert if group is None else _workers_only(alerts.raise_alert),
         watch_pails=lambda block, farmers: monitor.watch(block, farmers),
         history=history,
+        read_pails=lambda block, farmers: monitor.read_pails(block, farmers),
     )
     monitor = ObservedMonitor(
         options.rpc_url,
@@ -168,6 +169,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     if group is not None:  # the leader's cycle runner raises the cycle's alerts and watches pails
         group.leadership.alert = alerts.raise_alert
         group.leadership.watch_pails = monitor.watch
+        group.leadership.read_pails = monitor.read_pails
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval
     )

@@ -260,14 +260,29 @@ class BlockState:
         *,
         zeros: int | None = None,
     ) -> None:
-        """``fid``'s status in this block, recorded and shown (Persist and Publish)."""
+        """``fid``'s status in this block, recorded and shown (Persist and Publish). ``harvested``
+        is final: a late answer (a reconciled ``/work``, say) never moves a farmer out of it."""
         fr = self.round(fid)
+        if fr.status == "harvested" and status != "harvested":
+            return
         fr.status = status
         fr.reason = reason
         reward = fr.reward if status == "harvested" else None
         record = FarmerStatusChanged(fid, self.index, status, reason, zeros, reward)
         effects.append(Persist(record))
         effects.append(Publish(record))
+
+
+@dataclass(slots=True)
+class Reconciling:
+    """A Backend call whose answer could not be read, until the chain says what it did."""
+
+    call_id: int
+    rec: CallRecord
+    error: str  # why the answer could not be read, for people
+    until: float  # past this (unix seconds) nothing is retried: what the chain shows is final
+    farmers: tuple[tuple[str, str], ...]  # (farmer id, address) whose pails tell the outcome
+    reads: int = 0  # failed reads so far (the chain RPC may be down too)
 
 
 @dataclass(slots=True)
