@@ -11,7 +11,7 @@ was opened by our late plant, which the next NewBlock adopts.
 from __future__ import annotations
 
 from pooler.core.backend_calls import FarmerOutcome, PlantReply
-from pooler.core.block import BlockPhase, BlockState, CallRecord, LatePlant, Trigger
+from pooler.core.block import BlockPhase, BlockState, CallRecord, FarmerRound, LatePlant, Trigger
 from pooler.core.cycle import Cycle, block_event
 from pooler.core.effects import Effect, Publish, SetTimer
 from pooler.core.events import BackendResult
@@ -48,7 +48,7 @@ def snapshot(st: RoundState) -> CoreSnapshot:
             TallyRecord(t.block, t.miner_id, t.worker, t.accepted, t.rejected) for t in st.tallies.values()
         ),
         statuses=tuple(
-            StatusRecord(b.index, fid, fr.status, fr.reason, fr.worked if fr.worked >= 0 else None)
+            StatusRecord(b.index, fid, fr.status, fr.reason, _zeros(fr))
             for b in blocks
             for fid, fr in b.rounds.items()
             if fr.status != "active"
@@ -154,3 +154,10 @@ def _statuses(st: RoundState, cur: BlockState, snap: CoreSnapshot) -> list[str]:
             fr.worked = fr.submitted = 0
             blk.work_tried = True
     return ahead
+
+
+def _zeros(fr: FarmerRound) -> int | None:
+    """The zeros a status record keeps: confirmed work, or (still ``planted``) the work sent."""
+    if fr.worked >= 0:
+        return fr.worked
+    return fr.submitted if fr.status == "planted" and fr.submitted >= 0 else None
