@@ -192,19 +192,25 @@ class Reconcile:
             if fr.in_flight == r.call_id:
                 fr.in_flight = None
             fr.submitted = fr.worked
+        if pails is None:
+            why = f"outcome unknown, the chain could not be read: {r.error}"
+        else:
+            why = f"not on chain after an unreadable answer: {r.error}"
         settled = (*landed, *lost)
-        if settled:
-            if pails is None:
-                why = f"work outcome unknown, the chain could not be read before the deadline ({r.error})"
-            else:
-                why = f"work not on chain after an unreadable /work answer, no time to resend ({r.error})"
+        part = CallRecord("work", rec.block, tuple(s.farmer_id for s in settled), settled)
+        if landed:  # what the chain shows, as the Backend would have answered it
             results = (
                 *(FarmerOutcome(s.farmer_id, True) for s in landed),
-                *(FarmerOutcome(s.farmer_id, False, why) for s in lost),
+                *(
+                    FarmerOutcome(s.farmer_id, False, f"work was not recorded before the deadline ({why})")
+                    for s in lost
+                ),
             )
             reply = WorkReply(len(landed), len(lost), tuple(results), RECONCILED)
-            part = CallRecord("work", rec.block, tuple(s.farmer_id for s in settled), settled)
             self._work.on_result(part, BackendResult(r.call_id, "work", rec.block, reply), effects, now)
+        elif lost:  # nothing landed and nothing can be sent again: a failure, reported as one
+            failed = BackendResult(r.call_id, "work", rec.block, None, why, retryable=True)
+            self._work.on_result(part, failed, effects, now)
         else:
             blk.work_calls -= 1
         if again:

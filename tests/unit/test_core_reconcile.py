@@ -121,7 +121,7 @@ def test_no_time_left_fails_with_the_reason_and_alerts() -> None:
     effects = pails(rig, ask, {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}, ENDS - 0.4)
     assert statuses(effects) == {"farmer-0": "failed", "farmer-1": "failed"}
     reasons = {d["reason"] for d in persists(effects, "farmer_status")}
-    assert all("not on chain after an unreadable /work answer" in str(r) for r in reasons)
+    assert all("work was not recorded before the deadline: not on chain" in str(r) for r in reasons)
     assert [e.alert.kind for e in effects if isinstance(e, RaiseAlert)] == ["work-failed"]
 
 
