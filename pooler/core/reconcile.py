@@ -36,9 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pooler.core.alerts import WorkFailed
 from pooler.core.backend_calls import FarmerOutcome, HarvestReply, PlantReply, Submission, WorkReply
 from pooler.core.block import BlockPhase, CallRecord, LatePlant, Reconciling
-from pooler.core.effects import Effect, Persist, ReadPails, SetTimer
+from pooler.core.effects import Effect, Persist, RaiseAlert, ReadPails, SetTimer
 from pooler.core.events import BackendResult, PailsRead
 from pooler.core.harvest import Harvest
 from pooler.core.plant import Plant
@@ -135,6 +136,10 @@ class Reconcile:
             error = f"plant outcome unknown and nothing left to try: {r.error}"
             result = BackendResult(r.call_id, "plant", rec.block, None, error=error)
             self._plant.on_result(rec, result, effects, now)
+            at_risk = tuple(fid for fid, _ in r.farmers)
+            if at_risk:  # they may have staked: no work will be sent for them in this block
+                why = f"{error}; any stake planted in block {rec.block} is at risk"
+                effects.append(RaiseAlert(WorkFailed(rec.block, at_risk, why)))
             return
         fids = [fid for fid, _ in r.farmers]
         found = {fid: pails[fid] for fid in fids if fid in pails}

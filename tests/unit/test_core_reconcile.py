@@ -7,6 +7,7 @@ is retried or failed: plant, work and harvest through one path (#18 items 1-4).
 from __future__ import annotations
 
 from pooler.core import rewards
+from pooler.core.alerts import WorkFailed
 from pooler.core.effects import CallBackend, Effect, RaiseAlert, ReadPails
 from pooler.core.events import BackendResult, BlockUpdated, ChainHealth, PailsRead
 from pooler.core.snapshot import CoreSnapshot
@@ -290,3 +291,14 @@ def test_a_restart_during_a_work_reconciliation_harvests_the_block() -> None:
     fresh = Rig(now=ENDS + 1)
     effects = fresh.core.restore(later, ENDS + 1)
     assert one_call(effects, "harvest").block == 1
+
+
+def test_a_plant_the_chain_cannot_settle_fails_and_alerts_the_stakes_at_risk() -> None:
+    rig = _rig()
+    plant = one_call(rig.block(1), "plant")
+    unknown(rig, plant, "plant: no answer", at=T0 + 0.5)
+    ask = read(rig.timer(f"reconcile:{plant.call_id}", at=T0 + 1.5))
+    effects = rig.do(PailsRead(ask.call_id, 1, None, "RpcUnavailable: down"), at=ENDS - 2.5)
+    assert statuses(effects) == {"farmer-0": "failed", "farmer-1": "failed"}
+    [alert] = [e.alert for e in effects if isinstance(e, RaiseAlert)]
+    assert isinstance(alert, WorkFailed) and alert.block == 1 and "at risk" in alert.reason
