@@ -564,7 +564,8 @@ class BackendClient:
             raise BackendRejected(f"{op}: HTTP {status}{_error_text(raw)}", status=status)
         if not (200 <= status < 300 or status in answer_statuses):
             raise BackendError(f"{op}: unexpected HTTP {status}", status=status)
-        unknown = BackendUnknownOutcome if 200 <= status < 300 else BackendError  # a 2xx: it acted
+        # a POST answered 2xx acted; what it did is unknown when the answer cannot be read
+        unknown = BackendUnknownOutcome if method == "POST" and 200 <= status < 300 else BackendError
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -74,7 +74,12 @@ _CLUSTER_EVENTS = {
     "leader-term": "terms",
 }
 
-_BACKEND_KINDS = {"unavailable": "unavailable", "rejected": "rejected", "bad_response": "bad-response"}
+_BACKEND_KINDS = {
+    "unavailable": "unavailable",
+    "rejected": "rejected",
+    "bad_response": "bad-response",
+    "unknown": "unknown-outcome",
+}
 _MINER_EVENTS = {
     "joined": "miner joined",
     "left": "miner left",
