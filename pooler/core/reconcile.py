@@ -15,8 +15,9 @@ Pooler can read itself, so one path serves all three phases:
    read (the RPC may be down too) is read again while the phase's deadline allows.
 3. :meth:`Reconcile.on_pails` decides from ``Pail(farmer, N)``:
 
-   - plant: a pail = planted (its stake); missing pails are planted again once (idempotent:
-     the contract answers "planted already" for the others) while the plant's deadline allows;
+   - plant: a pail = planted (its stake); missing pails are planted again (idempotent: the
+     contract answers "planted already" for the others) while the plant's deadline allows; a
+     late plant that planted nobody is a failed one, tried again by ``late-plant:N``;
    - work: a pail with ``zeros`` >= what was sent = worked; the others are sent again
      (idempotent: the same nonce) while ``now + backend_retry_delay < deadline``;
    - harvest: a worked farmer whose pail is gone = harvested, paid its projected reward (the
@@ -38,7 +39,7 @@ from collections.abc import Mapping
 
 from pooler.core.alerts import WorkFailed
 from pooler.core.backend_calls import FarmerOutcome, HarvestReply, PlantReply, Submission, WorkReply
-from pooler.core.block import BlockPhase, CallRecord, LatePlant, Reconciling
+from pooler.core.block import BlockPhase, CallRecord, Reconciling
 from pooler.core.effects import Effect, Persist, RaiseAlert, ReadPails, SetTimer
 from pooler.core.events import BackendResult, PailsRead
 from pooler.core.harvest import Harvest
@@ -147,6 +148,10 @@ class Reconcile:
         if missing and now + self._st.config.backend_retry_delay < r.until and self._plant_again(r, effects):
             return
         why = f"no Pail on chain after an unreadable /plant answer ({r.error})"
+        if not found:  # it planted nobody: a failed plant (a late one is tried again on its timer)
+            failed = BackendResult(r.call_id, "plant", rec.block, None, why, retryable=True)
+            self._plant.on_result(rec, failed, effects, now)
+            return
         results = (
             *(FarmerOutcome(fid, True) for fid in found),
             *(FarmerOutcome(fid, False, why) for fid in missing),
@@ -164,12 +169,7 @@ class Reconcile:
                 return False
             blk.plant_call = self._plant.call(blk.index, effects, r.until)
             return True
-        late = st.late
-        if late is not None and late.call_id == r.call_id and st.chain_ok and not st.paused:
-            call_id = self._plant.call(r.rec.block, effects, r.until, late=True)
-            st.late = LatePlant(r.rec.block, call_id, st.calls[call_id])
-            return True
-        return False
+        return False  # a late plant: its own timer plants again (at its pace, never with the chain down)
 
     def _worked(
         self, r: Reconciling, pails: Mapping[str, Pail] | None, effects: list[Effect], now: float
