@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
+from tests.component.redis_support import redis_server  # noqa: F401
+from tests.redis_server import RedisServer
 from tests.support.faultproxy import Drop, ProxiedDevnet, Respond, Rewrite, Rule, proxied_devnet
 from tests.support.system import Registration, System, bearer, ops_options, register_miner, running_system
 from tests.support.wait import wait_until
@@ -32,9 +35,10 @@ INTERVAL = 6  # seconds per block: workAt at 3.6 s, deadline margin 1 s
 
 
 @asynccontextmanager
-async def proxied_system() -> AsyncIterator[tuple[ProxiedDevnet, System, Registration]]:
+async def proxied_system(**settings: Any) -> AsyncIterator[tuple[ProxiedDevnet, System, Registration]]:
     """A devnet with a fault proxy in front of its Backend and RPC, a Pooler using both proxies,
-    and one registered miner (its farmer is planted from the next plant on)."""
+    and one registered miner (its farmer is planted from the next plant on); ``settings``
+    override Settings fields (a group's store, say)."""
     async with (
         proxied_devnet(block_interval=INTERVAL, ledger_seconds=1.0) as p,
         running_system(
@@ -43,6 +47,7 @@ async def proxied_system() -> AsyncIterator[tuple[ProxiedDevnet, System, Registr
             profile=ops_options,
             backend_api_url=p.backend.url,
             stellar_rpc_url=p.rpc.url,
+            **settings,
         ) as system,
     ):
         reg = await register_miner(system.url, "unknown-outcomes")
@@ -86,6 +91,32 @@ async def test_work_answered_200_lacking_a_field_is_sent_again_and_lands() -> No
         assert work_of(p, block)[:2] == ["responded", "forwarded"]  # refused nothing, sent again
         assert unknown_ops(system, "work") >= 1
         assert system.pooler.runner.failures == 0
+
+
+async def test_in_a_group_the_leader_reconciles_a_work_answered_200_lacking_a_field(
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    """The same fault with ``STORE=redis`` (a group of one): the leader's cycle runner reads the
+    pails through the monitor and sends the work again; the chain shows it landed."""
+    group = {
+        "store": "redis",
+        "redis_url": redis_server.url,
+        "pooler_instance_id": "a",
+        "leader_lease_ms": 2000,
+    }
+    async with proxied_system(**group) as (p, _system, reg):
+        lacking = {"poolerId": "ops-pooler", "totalSubmissions": 1, "validNonces": 1}
+        rule = p.backend.add(Rule(Respond.json(lacking), path="/work", times=1))
+        (first,) = await rule.wait_spent(within=30)
+        block = first.json()["blockIndex"]
+        address = p.net.backend.farmers[reg.farmer_id].address
+
+        def landed() -> bool:
+            pail = p.net.contract.get_pail(address, block)
+            return pail is not None and pail.zeros is not None
+
+        await wait_until(landed, "the work on chain", within=15)
+        assert work_of(p, block)[:2] == ["responded", "forwarded"]
 
 
 async def test_plant_that_landed_with_an_empty_answer_is_planted_and_worked() -> None:
