@@ -9,7 +9,7 @@ Rewards are per farmer only when the harvest response has ``results``; otherwise
 from __future__ import annotations
 
 from pooler.core.alerts import HarvestFailed
-from pooler.core.backend_calls import HarvestReply, HarvestRequest, outcomes
+from pooler.core.backend_calls import FarmerOutcome, HarvestReply, HarvestRequest, outcomes
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger
 from pooler.core.dashboard_events import FarmerReward, HarvestEvent
 from pooler.core.effects import CallBackend, Effect, Persist, Publish, RaiseAlert, SetTimer
@@ -123,4 +123,7 @@ class Harvest:
             self._credit(blk, fid, reward, effects, shown)
         total = sum(r.reward for r in shown)
         blk.rewards_total = (blk.rewards_total or 0) + total
+        results = tuple(FarmerOutcome(fid, True, reward=reward) for fid, reward in rewards.items())
+        body = {"reconciled": True, "totalRewards": str(total)}
+        effects.append(Persist(HarvestCalled(blk.index, HarvestReply(len(rewards), 0, total, results, body))))
         effects.append(Publish(HarvestEvent(blk.index, True, len(rewards), 0, total, tuple(shown))))

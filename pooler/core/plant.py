@@ -75,7 +75,8 @@ class Plant:
         reply = _reply(ev)
         if reply is not None:
             blk.plant = "done"
-            effects.append(Persist(PlantCalled(blk.index, reply)))
+            if publish:  # an adopted late plant's answer was recorded when it came
+                effects.append(Persist(PlantCalled(blk.index, reply)))
             items = outcomes(reply)
             if items is None:  # every farmer known at the call or since (a restore may precede joins)
                 for fid in dict.fromkeys([*rec.farmers, *st.farmers]):

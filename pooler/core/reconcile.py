@@ -146,6 +146,12 @@ class Reconcile:
         found = {fid: pails[fid] for fid in fids if fid in pails}
         missing = [fid for fid in fids if fid not in found]
         if missing and now + self._st.config.backend_retry_delay < r.until and self._plant_again(r, effects):
+            if found:  # what the lost call did, recorded (the retry's answer counts only its own)
+                staked = sum(p.stake for p in found.values())
+                part = PlantReply(
+                    len(found), 0, staked, tuple(FarmerOutcome(f, True) for f in found), RECONCILED
+                )
+                effects.append(Persist(PlantCalled(rec.block, part)))
             return
         why = f"no Pail on chain after an unreadable /plant answer ({r.error})"
         if not found:  # it planted nobody: a failed plant (a late one is tried again on its timer)
