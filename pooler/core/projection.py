@@ -101,8 +101,12 @@ class Projection:
             )
         proj = None if blk is None else projection_view(blk)
         farmers = []
+        # workers online per farmer in one pass (a scan of every session per farmer was
+        # farmers x workers: 10^7 steps at 1,000 farmers and 10,000 workers)
+        online_of: dict[int, int] = {}
+        for s in sessions:
+            online_of[id(s.miner.farmer)] = online_of.get(id(s.miner.farmer), 0) + 1
         for fid, farmer in st.farmers.items():
-            mine = [s for s in sessions if s.miner.farmer is farmer]
             farmer_rate = sum(st.miners[m].hashrate(now) for m in farmer.miners if m in st.miners)
             fr = blk.rounds.get(fid) if blk is not None else None
             best = blk.bests.get(fid) if blk is not None else None
@@ -111,7 +115,7 @@ class Projection:
                     fid,
                     farmer.address,
                     len(farmer.miners),
-                    len(mine),
+                    online_of.get(id(farmer), 0),
                     farmer_rate,
                     None if best is None else best.zeros,
                     None if fr is None else status_view(fr),
