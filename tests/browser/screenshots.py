@@ -30,7 +30,6 @@ async def _shoot(page: Page, base: str, route: str, wait_for: str, out: Path) ->
 
 
 async def take(base: str, out: Path) -> list[str]:
-    out.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     async with headless_chromium() as browser:
         page = await browser.new_page()
@@ -70,6 +69,7 @@ def main() -> None:
     parser.add_argument("url", help="the Pooler's URL, e.g. http://127.0.0.1:3001")
     parser.add_argument("--out", type=Path, default=Path("docs/img"))
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
     errors = asyncio.run(take(args.url.rstrip("/"), args.out))
     for e in errors:
         print("console error:", e, file=sys.stderr)

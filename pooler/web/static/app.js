@@ -16,6 +16,8 @@
   const MAX_ONLINE = 1440;    // online-count points kept (one per poll: 2 h at 5 s)
   const PAGE_ROWS = 50;       // miners per table page
   const BLOCK_ROWS = 20;      // blocks per table page
+  const NEWS = new Set(["snapshot", "block", "phase", "plant", "work", "harvest", "farmer", "alert", "chain"]);
+  const NEWS_DELAY_MS = 500;  // a burst of news costs one re-read
 
   const $ = (id) => document.getElementById(id);
 
@@ -434,7 +436,8 @@
     if (ev.kind === "block" && ev.data && F.isNum(ev.data.block)) setText("block", ev.data.block);
     renderAlerts();
     renderEvents();
-    if (ev.kind !== "miner") scheduleRefresh(300);
+    // news of the block (not the periodic summary, not miners coming and going): re-read the figures
+    if (NEWS.has(ev.kind)) scheduleRefresh(NEWS_DELAY_MS);
   }
 
   // ------------------------------------------------------------------ health badges
