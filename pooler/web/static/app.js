@@ -65,7 +65,7 @@
     }
   }
 
-  function chart(id, series, data) {
+  function chart(id, series, data, span) {
     // one uPlot per element: created on first data, updated with setData after
     const el = $(id);
     if (!el || !window.uPlot) return;
@@ -78,8 +78,9 @@
         width, height: 200,
         series: [{}].concat(series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, value: s.value }))),
         axes: [{ stroke: "#8fa396", grid: { stroke: "#2a372f" } },
-               { stroke: "#8fa396", grid: { stroke: "#2a372f" }, size: 70, values: series[0].axis }],
-        scales: { x: { time: true } },
+               { stroke: "#8fa396", grid: { stroke: "#2a372f" }, size: 80, values: series[0].axis }],
+        // span (seconds): the x axis shows at least that much time, so a few points do not stretch
+        scales: { x: span ? { time: true, range: (u, min, max) => [Math.min(min, max - span), max] } : { time: true } },
         legend: { live: true },
       };
       el.replaceChildren();
@@ -96,7 +97,7 @@
     }
   });
 
-  const rateAxis = (u, vals) => vals.map((v) => F.rate(v));
+  const rateAxis = (u, vals) => vals.map((v) => F.rate(v).replace(".0 ", " "));
   const rateValue = (u, v) => F.rate(v);
 
   // ------------------------------------------------------------------ overview
@@ -178,7 +179,7 @@
     });
     chart("chart-shares", series, data);
     chart("chart-online", [{ label: "miners", color: "#7bd88f" }, { label: "workers", color: "#61afef" }],
-      state.online.map((a) => a.slice()));
+      state.online.map((a) => a.slice()), 600);
   }
 
   async function refreshOverview() {
