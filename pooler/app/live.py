@@ -105,6 +105,9 @@ class LiveDesk:
             "accepted": v.accepted,
             "rejected": v.rejected,
             "projectedReward": None if v.projection is None else str(v.projection.reward),
+            # the zero bounds on chain for this block's scores: the previous period's min and max
+            "chainMinZeros": None if v.chain_zeros is None else v.chain_zeros[0],
+            "chainMaxZeros": None if v.chain_zeros is None else v.chain_zeros[1],
             "farmers": len(v.farmers),
             "farmerList": [self._farmer(ix, f) for f in ranked[:limit]],
         }

@@ -163,6 +163,9 @@ class Projection:
             blocks=blocks,
             pending_harvests=self.pending_harvests(),
             projection=proj,
+            chain_zeros=None
+            if blk is None or blk.chain is None
+            else (blk.chain.min_zeros, blk.chain.max_zeros),
         )
 
 

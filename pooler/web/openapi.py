@@ -549,6 +549,12 @@ SPEC["components"]["schemas"].update(
                 "accepted": {"type": "integer", "description": "open block"},
                 "rejected": {"type": "integer", "description": "open block"},
                 "projectedReward": {**_STROOPS, "nullable": True},
+                "chainMinZeros": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "Block(N).min_zeros on chain: the previous period's lowest zeros",
+                },
+                "chainMaxZeros": {"type": "integer", "nullable": True, "description": "Block(N).max_zeros"},
                 "farmers": {
                     "type": "integer",
                     "description": "farmers known (farmerList holds the first `limit`)",

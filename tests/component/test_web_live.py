@@ -51,6 +51,10 @@ async def test_live_figures_are_the_cores_and_name_each_farmer() -> None:
             assert (live["miners"], live["workers"]) == (2, 3)
             assert live["block"] == system.block() and isinstance(live["phase"], str)
             assert live["hashrate"] > 0 and live["farmers"] == 2
+            bounds = system.pooler.core.view(0).chain_zeros
+            assert (live["chainMinZeros"], live["chainMaxZeros"]) == (
+                bounds if bounds is not None else (None, None)
+            )
             farmers = {f["farmerId"]: f for f in live["farmerList"]}
             assert farmers[a.farmer_id]["address"] == a.farmer and farmers[a.farmer_id]["names"] == ["alpha"]
             assert farmers[b.farmer_id]["address"] == b.farmer and farmers[b.farmer_id]["workers"] == 2

@@ -39,6 +39,16 @@ async def test_blocks_turn_over_and_rewards_are_the_apis(shared_system: System) 
                 await board.wait_text("#conn", "live")
                 assert await board.text("#transport") == "WebSocket"
                 shown = int(await board.text("#block"))
+
+                # the previous block's on-chain zero range, as the API has it for the open block
+                async def bounds(live: Any) -> tuple[Any, Any]:
+                    if live["chainMinZeros"] is None:
+                        return None, "the block's state read"
+                    expected = f"ranged from {live['chainMinZeros']} to {live['chainMaxZeros']} zeros"
+                    note = await board.text("#prev-block-note")
+                    return (expected if expected in note else note), expected
+
+                await same_as_api(http, f"{system.url}/stats/live", bounds, "the on-chain zero range")
                 await board.page.wait_for_function(
                     "(n) => Number(document.getElementById('block').textContent) > n",
                     arg=shown,

@@ -141,7 +141,11 @@
       const tr = document.createElement("tr");
       tr.dataset.farmer = f.farmerId;
       cell(tr, F.farmerElement(f.farmerId));
-      cell(tr, F.num(f.bestZeros), "num best");
+      const best = cell(tr, F.num(f.bestZeros), "num best");
+      if (F.isNum(live.chainMinZeros) && (!F.isNum(f.bestZeros) || f.bestZeros < live.chainMinZeros)) {
+        best.classList.add("offline");
+        best.title = "below the previous block's on-chain minimum (" + live.chainMinZeros + " zeros)";
+      }
       cell(tr, F.num(prevBest.get(f.farmerId)), "num");
       cell(tr, F.num(f.workers), "num");
       cell(tr, F.kale(f.projectedReward), "num projected");
@@ -150,14 +154,13 @@
     body.replaceChildren(fresh);
     let note = live.farmers > (live.farmerList || []).length
       ? "the first " + live.farmerList.length + " of " + live.farmers + " farmers, best first. " : "";
+    if (F.isNum(live.chainMinZeros) && F.isNum(live.chainMaxZeros)) {
+      note += "On chain, the previous block's work ranged from " + live.chainMinZeros + " to " + live.chainMaxZeros +
+        " zeros (this block's score bounds; a best below the minimum is marked). ";
+    }
     if (previous) {
-      note += "Previous block " + previous.block;
-      if (F.isNum(previous.minZeros) && F.isNum(previous.maxZeros)) {
-        note += " on chain: min " + previous.minZeros + ", max " + previous.maxZeros + " zeros";
-      } else {
-        const zs = (previous.farmers || []).map((f) => f.bestZeros).filter(F.isNum);
-        note += zs.length ? ": the pool's farmers found " + Math.min(...zs) + " to " + Math.max(...zs) + " zeros" : "";
-      }
+      const zs = (previous.farmers || []).map((f) => f.bestZeros).filter(F.isNum);
+      if (zs.length) note += "Block " + previous.block + ": the pool's farmers found " + Math.min(...zs) + " to " + Math.max(...zs) + " zeros.";
     }
     $("prev-block-note").textContent = note;
   }
