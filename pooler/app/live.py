@@ -15,7 +15,7 @@ from typing import Any
 from pooler.core.views import CoreView, FarmerView, MinerView, WorkerView
 from pooler.stats.history import MINUTE, History
 
-CACHE_S = 2.0  # seconds a view is reused: the view walks every session (10,000 workers: docs/benchmarks.md)
+CACHE_S = 5.0  # seconds a view is reused: it measures every worker (10,000 workers: docs/benchmarks.md)
 DAY = 24 * 3600
 
 
