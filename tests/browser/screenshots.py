@@ -37,9 +37,11 @@ async def take(base: str, out: Path) -> list[str]:
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         await _shoot(page, base, "", "overview", out / "dashboard-overview.png")
-        # the charts draw once their data is in: wait for points
+        # the charts draw once their data is in: wait for points (the online chart samples every 5 s)
         await page.wait_for_function(
-            "document.getElementById('chart-hashrate').dataset.points > 0", timeout=WAIT_MS
+            "document.getElementById('chart-hashrate').dataset.points > 0"
+            " && document.getElementById('chart-online').dataset.points >= 3",
+            timeout=WAIT_MS,
         )
         await page.screenshot(path=str(out / "dashboard-overview.png"), full_page=True)
         await _shoot(page, base, "blocks", "blocks", out / "dashboard-blocks.png")

@@ -210,3 +210,27 @@ async def test_the_page_says_when_its_front_end_files_are_missing(
         assert "uPlot.iife.min.js" in body and "./dev.sh web" in body and body.count("\n") == 1
     monkeypatch.undo()
     assert page_files.missing_vendor_files() == []  # the real ones are there (./dev.sh test builds them)
+
+
+async def test_a_backend_outage_shows_in_the_badge_and_the_alert_banner_until_resolved() -> None:
+    async with (
+        running_system(alert_down_after_ms=300, health_interval_ms=100) as system,
+        headless_chromium() as browser,
+        dashboard(browser, system.url) as board,
+    ):
+        await board.goto("")
+        await board.wait_text("#backend", "Backend: ok")
+        system.net.backend_faults.outage_for(3600, system.net.contract.now())
+        await board.page.wait_for_selector('#alerts .alert[data-alert="backend-down"]', timeout=30_000)
+        banner = await board.text("#alerts")
+        assert banner.startswith("CRITICAL: Backend down since") and "{" not in banner
+        await board.page.wait_for_function(
+            "document.getElementById('backend').textContent.startsWith('Backend: ')"
+            " && document.getElementById('backend').textContent !== 'Backend: ok'",
+            timeout=30_000,
+        )
+        assert await board.text("#chain") == "chain: ok"  # only the Backend is away
+        system.net.backend_faults.clear()
+        await board.wait_text("#backend", "Backend: ok")
+        await board.page.wait_for_function("document.getElementById('alerts').hidden", timeout=30_000)
+        board.assert_clean()

@@ -80,14 +80,21 @@
         axes: [{ stroke: "#8fa396", grid: { stroke: "#2a372f" } },
                { stroke: "#8fa396", grid: { stroke: "#2a372f" }, size: 80, values: series[0].axis }],
         // span (seconds): the x axis shows at least that much time, so a few points do not stretch
-        scales: { x: span ? { time: true, range: (u, min, max) => [Math.min(min, max - span), max] } : { time: true } },
+        scales: { x: span ? { time: true, auto: false, range: (u) => spanOf(u.data[0], span) } : { time: true } },
         legend: { live: true },
       };
       el.replaceChildren();
       charts[id] = new window.uPlot(opts, data, el);
     } else {
-      c.setData(data);
+      c.setData(data, !span);
+      if (span) c.setScale("x", { min: spanOf(data[0], span)[0], max: spanOf(data[0], span)[1] });
     }
+  }
+
+  function spanOf(xs, span) {
+    const max = xs.length ? xs[xs.length - 1] : Date.now() / 1000;
+    const min = xs.length ? xs[0] : max;
+    return [Math.min(min, max - span), max];
   }
 
   window.addEventListener("resize", () => {
