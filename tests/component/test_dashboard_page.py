@@ -160,6 +160,8 @@ async def test_every_page_loads_and_shows_what_the_api_says() -> None:
             await board.page.wait_for_selector('#events li[data-kind="miner"]', timeout=30_000)
             text = await board.text("#events")
             assert "undefined" not in text and "{" not in text and text.strip() != ""
+            short = f"{regs[1].farmer[:5]}\u2026{regs[1].farmer[-4:]} (rig)"
+            assert short in text  # "miner m_... of farmer GABCD…WXYZ (rig) joined"
             await board.page.select_option("#event-kind", "miner")
             kinds = await board.page.eval_on_selector_all("#events li", "lis => lis.map(l => l.dataset.kind)")
             assert kinds and set(kinds) == {"miner"}

@@ -451,6 +451,15 @@
     if (NEWS.has(ev.kind)) scheduleRefresh(NEWS_DELAY_MS);
   }
 
+  let farmersLearnedAt = 0;  // when the farmer directory was last filled for the event log
+  async function learnFarmers() {
+    // the log names farmers by address and name: fill the directory (1,000 farmers at most) now and then
+    if (Date.now() - farmersLearnedAt < 30000) return;
+    farmersLearnedAt = Date.now();
+    const live = await get("stats/live?limit=1000");
+    for (const f of (live && live.farmerList) || []) F.learnFarmer(f.farmerId, f.address, f.names);
+  }
+
   // ------------------------------------------------------------------ health badges
 
   async function refreshHealth() {
@@ -489,7 +498,7 @@
     else if (r.page === "block") await refreshBlock(r.arg);
     else if (r.page === "miners") await refreshMiners();
     else if (r.page === "miner") await refreshMiner(r.arg);
-    else if (r.page === "events") renderEvents();
+    else if (r.page === "events") { await learnFarmers(); renderEvents(); }
     document.body.dataset.loaded = r.page;  // tests wait for this after a navigation
   }
 
