@@ -45,9 +45,10 @@ async def take(base: str, out: Path) -> list[str]:
         )
         await page.screenshot(path=str(out / "dashboard-overview.png"), full_page=True)
         await _shoot(page, base, "blocks", "blocks", out / "dashboard-blocks.png")
-        first = page.locator("#block-rows tr").first
-        if await first.count():
-            await first.click()
+        rows = page.locator("#block-rows tr")
+        if await rows.count():
+            # the newest block that is over (the first row is usually the open one)
+            await rows.nth(min(1, await rows.count() - 1)).click()
             await page.wait_for_function("document.body.dataset.loaded === 'block'", timeout=WAIT_MS)
             await page.screenshot(path=str(out / "dashboard-block.png"), full_page=True)
             print(out / "dashboard-block.png")
