@@ -1,6 +1,6 @@
 // KALE Pooler dashboard: the live event stream (window.KP.stream).
 // WebSocket /ws/events first; a transport that fails before opening makes the next attempt use the
-// other one (Server-Sent Events /events); every retry waits an exponential, jittered delay (reset once
+// other one (Server-Sent Events /events), one that opened and dropped starts again from the WebSocket; every retry waits an exponential, jittered delay (reset once
 // a stream delivers data). The #conn badge says "live" or "reconnecting in N s".
 "use strict";
 
@@ -21,7 +21,9 @@
         conn.current = null;
         try { c.close(); } catch (e) { /* already closed */ }
       }
-      if (!opened) conn.transport = conn.transport === "ws" ? "sse" : "ws";
+      // a transport that never opened: try the other one next; one that worked and dropped (a Pooler
+      // restart): start again from the WebSocket, so a fallback to SSE does not stick for good
+      conn.transport = opened ? "ws" : (conn.transport === "ws" ? "sse" : "ws");
       const delay = Math.min(30000, 500 * 2 ** conn.attempt);
       conn.attempt++;
       const wait = delay / 2 + Math.random() * delay / 2;
