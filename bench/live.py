@@ -14,12 +14,12 @@ import argparse
 import time
 from collections.abc import Callable
 
+from bench.stats import _fill
 from pooler.app.live import LiveDesk
 from pooler.app.options import TUNING, core_config
 from pooler.config import Settings
 from pooler.core.coordinator import Coordinator
 from pooler.core.events import MinerJoined, NewBlock, WorkerConnected
-from pooler.stats.history import History
 from protocol import strkey
 
 T0 = 1_700_000_000.0
@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     core = _core(args.miners, args.workers)
-    history = History(lambda job, conn: None, durable=False)
+    # the history of the same workers: 60 minute and 24 hour buckets each (bench.stats)
+    history = _fill(args.workers, max(args.workers // args.miners, 1), 60)
     clock = [T0]
     desk = LiveDesk(core.view, history, lambda: clock[0])
 
@@ -63,9 +64,14 @@ def main() -> None:
     view_ms = _best_ms(lambda: core.view(T0), args.repeat)
     fresh_ms = _best_ms(fresh, args.repeat)
     cached_ms = _best_ms(lambda: desk.live(100), args.repeat)
+    ids = [f"m{m}" for m in range(min(50, args.miners))]
+    page_ms = _best_ms(lambda: desk.live_miners(ids), args.repeat)
+    one_ms = _best_ms(lambda: desk.live_miner("m0"), args.repeat)
     print(
         f"{args.miners} miners, {args.workers} workers: Coordinator.view {view_ms:.1f} ms,"
-        f" /stats/live fresh {fresh_ms:.1f} ms, cached {cached_ms:.2f} ms (best of {args.repeat})"
+        f" /stats/live fresh {fresh_ms:.1f} ms, cached {cached_ms:.2f} ms,"
+        f" /stats/live/miners?ids= (50 miners) {page_ms:.2f} ms, /stats/live/miners/m0 {one_ms:.2f} ms"
+        f" (best of {args.repeat})"
     )
 
 

@@ -57,12 +57,18 @@ class LiveDesk:
         return self._cached[1]
 
     def _last_share(self, miner_id: str, worker: str) -> int | None:
-        """Start (unix s) of the newest minute bucket with a share of this worker, in the last day."""
-        found: int | None = None
-        for b in self._history.buckets("worker", f"{miner_id}/{worker}", MINUTE, self._clock() - DAY):
+        """Start (unix s) of the newest minute bucket with a share of this worker, in the last day:
+        walked from the new end, so it stops at the first (a busy worker: one step)."""
+        series = self._history.series.get(("worker", f"{miner_id}/{worker}"))
+        if series is None:
+            return None
+        since = self._clock() - DAY
+        for b in reversed(series.of(MINUTE)):
+            if b.start < since:
+                break
             if b.accepted or b.stale or b.rejected:
-                found = b.start
-        return found
+                return b.start
+        return None
 
     def _miner_last_share(self, miner_id: str) -> int | None:
         times = [self._last_share(miner_id, w) for w in self._history.workers_of.get(miner_id, ())]
