@@ -106,5 +106,5 @@ case "$cmd" in
           # shellcheck disable=SC2086  # word splitting of the folder list is intended
           "$VENV/bin/ruff" check $dirs && "$VENV/bin/ruff" format --check $dirs && exec "$VENV/bin/mypy" ;;
   pooler) setup; web; exec "$VENV/bin/pooler" "$@" ;;
-  *) sed -n '2,9p' "$0"; exit 2 ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

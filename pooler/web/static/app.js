@@ -495,7 +495,7 @@
     const r = state.route;
     if (r.page === "overview") await refreshOverview();
     else if (r.page === "blocks") await refreshBlocks();
-    else if (r.page === "block") await refreshBlock(r.arg);
+    else if (r.page === "block") { await learnFarmers(); await refreshBlock(r.arg); }
     else if (r.page === "miners") await refreshMiners();
     else if (r.page === "miner") await refreshMiner(r.arg);
     else if (r.page === "events") { await learnFarmers(); renderEvents(); }
