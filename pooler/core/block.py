@@ -38,6 +38,12 @@ stale (a timer that fires late or twice is ignored).
 
 The phase a dashboard sees (``idle/planting/mining/submitting/worked/closed/paused``) is a
 projection of this one plus the plant and the calls in flight: :meth:`BlockState.dashboard_phase`.
+
+A call whose answer could not be read (:mod:`pooler.core.reconcile`) adds no phase and no
+trigger: it stays in flight (``plant_call``, a farmer's ``in_flight``, ``harvest_call``) until
+the chain's pails settle it, and then ends through the phase's own answer path, with the
+triggers above. A ``/harvest`` waits while a ``/work`` of its block is being settled, and
+``harvested`` is a farmer's final status (:meth:`BlockState.set_status`).
 """
 
 from __future__ import annotations
