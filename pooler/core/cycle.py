@@ -75,6 +75,7 @@ class Cycle:
 
     def on_new_block(self, ev: NewBlock, now: float) -> list[Effect]:
         st = self._st
+        st.chain_seen = True
         cur = st.block
         if cur is not None and ev.index <= cur.index:
             return []  # seen already (a monitor restart re-announces it) or older: nothing new
@@ -163,6 +164,7 @@ class Cycle:
 
     def on_chain_health(self, ev: ChainHealth, now: float) -> list[Effect]:
         self._st.chain_ok = ev.ok
+        self._st.chain_seen = self._st.chain_seen or ev.ok
         self._st.chain_detail = ev.detail
         return [Publish(ChainEvent(ev.ok, ev.detail))]
 

@@ -128,7 +128,7 @@ class Plant:
     def late(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         """Nobody opened the next block: plant it ourselves (the chain then opens it)."""
         st = self._st
-        if st.paused or not st.chain_ok:  # never plant into a block the Pooler could not see
+        if st.paused or not (st.chain_ok and st.chain_seen):  # never into a block it could not see
             effects.append(SetTimer(f"late-plant:{blk.index}", now + st.config.late_plant_retry))
             return
         late = st.late

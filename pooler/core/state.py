@@ -51,6 +51,9 @@ class RoundState:
         self.rewards: dict[str, int] = {}  # cycle: farmer id -> stroops harvested (for stats)
         self.paused = False  # cycle: FarmPaused: no plant/work calls, no new jobs
         self.chain_ok = True  # cycle: last ChainHealth, for /health and the view
+        # cycle: the chain was read by this process (a NewBlock, a ChainHealth ok): a restored
+        # block alone is not seen, so no late plant goes out before the chain could be read
+        self.chain_seen = False
         self.chain_detail = ""
         self.phase: Phase = "idle"  # the last phase published: published again on change only
 
