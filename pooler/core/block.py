@@ -289,6 +289,7 @@ class Reconciling:
     until: float  # past this (unix seconds) nothing is retried: what the chain shows is final
     farmers: tuple[tuple[str, str], ...]  # (farmer id, address) whose pails tell the outcome
     reads: int = 0  # failed reads so far (the chain RPC may be down too)
+    read_error: str = ""  # why the last read failed, for people
 
 
 @dataclass(slots=True)

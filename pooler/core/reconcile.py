@@ -87,7 +87,8 @@ class Reconcile:
                         )
         else:
             fids = rec.farmers
-            until = blk.harvest_until if blk is not None else now
+            # a block's worth of reads at most: then the harvest's own retry (harvest-retry:N)
+            until = min(blk.harvest_until, now + cfg.block_interval) if blk is not None else now
             effects.append(Persist(HarvestCalled(rec.block, None, why)))
         farmers = tuple((fid, f.address) for fid in fids if (f := st.farmers.get(fid)) is not None)
         st.reconciling[ev.call_id] = Reconciling(ev.call_id, rec, ev.error, until, farmers)
@@ -98,10 +99,6 @@ class Reconcile:
         r = self._st.reconciling.get(call_id)
         if r is not None:
             effects.append(ReadPails(call_id, r.rec.block, r.farmers))
-
-    def pending(self, block: int) -> bool:
-        """Whether a call of ``block`` is being reconciled."""
-        return any(r.rec.block == block for r in self._st.reconciling.values())
 
     # ------------------------------------------------------------ what the chain says
 
@@ -114,7 +111,7 @@ class Reconcile:
         delay = st.config.backend_retry_delay
         if ev.pails is None:
             r.reads += 1
-            r.error = f"{r.error}; the chain could not be read: {ev.error}"
+            r.read_error = ev.error
             if now + delay < r.until:
                 st.reconciling[ev.call_id] = r
                 effects.append(SetTimer(f"reconcile:{ev.call_id}", now + delay))
@@ -134,7 +131,7 @@ class Reconcile:
         rec = r.rec
         result: BackendResult
         if pails is None:
-            error = f"plant outcome unknown and nothing left to try: {r.error}"
+            error = f"plant outcome unknown and the chain could not be read ({r.read_error}): {r.error}"
             result = BackendResult(r.call_id, "plant", rec.block, None, error=error)
             self._plant.on_result(rec, result, effects, now)
             at_risk = tuple(fid for fid, _ in r.farmers)
@@ -204,7 +201,7 @@ class Reconcile:
                 fr.in_flight = None
             fr.submitted = fr.worked
         if pails is None:
-            why = f"outcome unknown, the chain could not be read: {r.error}"
+            why = f"outcome unknown, the chain could not be read ({r.read_error}): {r.error}"
         else:
             why = f"not on chain after an unreadable answer: {r.error}"
         settled = (*landed, *lost)
@@ -238,7 +235,7 @@ class Reconcile:
         if blk is None or blk.harvest_call != r.call_id:
             return
         if pails is None:
-            error = f"harvest outcome unknown and the chain could not be read: {r.error}"
+            error = f"harvest outcome unknown, the chain could not be read ({r.read_error}): {r.error}"
             self._harvest.on_result(
                 rec, BackendResult(r.call_id, "harvest", rec.block, None, error, retryable=True), effects, now
             )
