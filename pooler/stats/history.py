@@ -20,6 +20,7 @@ from pooler.core.effects import Effect, Persist, Send
 from pooler.core.records import (
     BestFound,
     BlockHistory,
+    BlockOnChain,
     BlockSeen,
     FarmerOfBlock,
     FarmerStatusChanged,
@@ -196,6 +197,8 @@ class History:
                 )
                 while len(self.blocks) > BLOCKS_KEEP:
                     self._drop_block(next(iter(self.blocks)))
+            case BlockOnChain(index, chain):
+                self.blocks[index] = replace(self._block(index), chain=chain)
             case BestFound(block, farmer_id, best):
                 bh = self._block(block)
                 gap = None if not bh.timestamp else max(0.0, best.found_at - bh.timestamp)

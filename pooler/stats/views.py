@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooler.core.records import BlockHistory
+from pooler.stats.chain import chain_data
 from pooler.stats.history import HOUR, MINUTE, History
 
 WINDOW = 600  # seconds behind the "now" hashrates: 10 minutes, as pools show
@@ -89,6 +90,9 @@ def block_data(b: BlockHistory) -> JSON:
         "workOk": b.work_ok,
         "workError": b.work_error,
         "harvested": None if b.harvest_total is None else str(b.harvest_total),
+        # Block(N) on chain: the score's bounds (period N-1's min/max zeros, gap in ledgers and
+        # stake in stroops) and the stake / score totals; None until the monitor read it
+        "chain": None if b.chain is None else chain_data(b.chain),
         "farmers": [
             {
                 "farmerId": f.farmer_id,

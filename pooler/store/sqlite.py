@@ -35,6 +35,7 @@ from pooler.core.effects import Persist
 from pooler.core.records import (
     BestFound,
     BlockHistory,
+    BlockOnChain,
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
@@ -517,6 +518,8 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
             )
         case RestJobIssued() | NonceCredited():
             pass  # a group's shared state: one instance has nobody to share it with
+        case BlockOnChain():
+            pass  # kept in its block's BlockHistory (pooler.stats folds it there)
 
 
 def _w_call(db: sqlite3.Connection, record: PlantCalled | WorkCalled | HarvestCalled, now: float) -> None:

@@ -7,6 +7,7 @@ import redis.asyncio as aioredis
 from pooler.cluster.lease import LeaderLease
 from pooler.core.effects import Persist
 from pooler.core.records import BlockHistory, FarmerOfBlock, HistoryBucket
+from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats.history import HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP
 from pooler.store.keys import Keys
 from pooler.store.redis import RedisStore
@@ -43,6 +44,7 @@ async def test_buckets_of_two_instances_sum_and_survive_a_killed_redis() -> None
             staked=50,
             harvest_total=7,
             farmers=(FarmerOfBlock("f1", True, 6, 3.5, True, 6, 7),),
+            chain=ChainBlock(9, 1, 30, 5, 2**62, 3, 8, 50, 2**70),  # on-chain figures, exact
         )
         await a.commit_cycle([Persist(block)], lease.token)
         ttl = await client.pttl(f"{KEYS.base}hist:{MINUTE}:{T - T % MINUTE}")

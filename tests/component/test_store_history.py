@@ -10,11 +10,15 @@ import sys
 from pathlib import Path
 
 from pooler.core.effects import Effect, Persist, Send
-from pooler.core.records import BlockHistory, HistoryBucket
+from pooler.core.records import BlockHistory, BlockOnChain, HistoryBucket
+from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats.history import HOUR, MINUTE, History
 from pooler.store.sqlite import MIGRATIONS, PRUNE_PER_COMMIT, SqliteStore
 from protocol.messages import Accepted, Rejected
 from tests.unit.core_support import CONFIG, T0, Rig, body, one_call
+
+# Block(1) on chain: bounds of the score and totals, stroops beyond 2**53 (kept exactly)
+CHAIN = ChainBlock(1, 2, 40, 10**7, 3 * 10**17, 4, 9, 10, 2**60 + 1)
 
 
 def _cycle() -> tuple[Rig, History, list[list[Persist]], list[Effect]]:
@@ -36,6 +40,7 @@ def _cycle() -> tuple[Rig, History, list[list[Persist]], list[Effect]]:
         step(e)
     plant = one_call(step(rig.block(1)), "plant")
     step(rig.answer(plant, response={"successfulPlants": 2, "failedPlants": 0, "totalStaked": "10"}))
+    step([Persist(BlockOnChain(1, CHAIN))])  # the monitor read Block(1) (the core's BlockUpdated)
     for _ in range(8):
         step(rig.good_share(1, 1, at=rig.now + 1))
         step(rig.good_share(2, 1))
@@ -115,6 +120,7 @@ async def test_history_is_written_with_the_batches_and_reloads_as_it_was(tmp_pat
     b1 = blocks[1]
     assert b1 == live.blocks[1]
     assert (b1.planted, b1.staked, b1.harvest_total, b1.work_ok) == (2, 10, 5000, True)
+    assert b1.chain == CHAIN  # the on-chain figures survive the restart
     farmers = {f.farmer_id: f for f in b1.farmers}
     assert {f: farmers[f].reward for f in farmers} == {"farmer-1": 3000, "farmer-2": 2000}
     assert all(f.worked and f.best_zeros >= 1 and f.gap_s is not None for f in farmers.values())

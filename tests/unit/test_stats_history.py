@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pooler.core.effects import Effect, Persist, Send
-from pooler.core.records import HistoryBucket, ShareCounts
+from pooler.core.records import BlockOnChain, BlockSeen, HistoryBucket, ShareCounts
+from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats import views
 from pooler.stats.history import HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
 from protocol.errors import Code
@@ -68,3 +69,19 @@ def test_a_late_answer_lands_in_its_own_bucket() -> None:
     h.observe(_ok(1), T + 120)
     h.observe(_ok(1), T + 5)  # the clock stepped back
     assert [(b.start, b.accepted) for b in h.buckets("pool", "", MINUTE, 0)] == [(T, 1), (T + 120, 1)]
+
+
+def test_a_blocks_on_chain_figures_land_in_its_summary_and_its_api_answer() -> None:
+    h = _history()
+    chain = ChainBlock(7, 1, 40, 10**7, 2**60, 4, 9, 55, 2**64 + 3)
+    h.observe([Persist(BlockSeen(7, bytes(32), T)), Persist(BlockOnChain(7, chain))], T + 1)
+    assert h.blocks[7].chain == chain and h.blocks[7].timestamp == T
+    assert [p.record for p in h.take()] == [h.blocks[7]]
+    got = views.block(h, 7)
+    assert got is not None and got["chain"] == {
+        "minZeros": 4, "maxZeros": 9, "minGap": 1, "maxGap": 40, "minStake": "10000000",
+        "maxStake": str(2**60), "stakedTotal": "55", "normalizedTotal": str(2**64 + 3),
+    }  # fmt: skip
+    assert views.blocks(h, 5, None)["blocks"][0]["chain"] == got["chain"]
+    h.observe([Persist(BlockSeen(8, bytes(32), T + 60))], T + 61)
+    assert views.block(h, 8)["chain"] is None  # type: ignore[index]  # not read yet
