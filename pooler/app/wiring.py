@@ -141,7 +141,8 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         observe=observer.backend_call,
     )
     # fed by the runner with every batch; its records commit with the batch's own
-    history = History(shape.core.share_source, durable=shape.store is not None)
+    # (in a group the block summaries are written by the leader's cycle runner: cycle_feed below)
+    history = History(shape.core.share_source, durable=shape.store is not None, writes_blocks=group is None)
     runner = Runner(
         shape.core,
         shape.runner_backend or backend,
@@ -168,6 +169,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     if group is not None:  # the leader's cycle runner raises the cycle's alerts and watches pails
         group.leadership.alert = alerts.raise_alert
         group.leadership.watch_pails = monitor.watch
+        group.leadership.history = history.cycle_feed()
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval
     )

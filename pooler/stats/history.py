@@ -103,9 +103,12 @@ class History:
     """See the module docstring. ``source`` names the worker behind a share answer; ``durable``
     False (no store): nothing is marked for :meth:`take`, the aggregates are kept in memory only."""
 
-    def __init__(self, source: Source, *, durable: bool = True) -> None:
+    def __init__(self, source: Source, *, durable: bool = True, writes_blocks: bool = True) -> None:
         self._source = source  # names the worker and difficulty behind a share answer
         self.durable = durable  # False: no store behind it, nothing is marked for take()
+        # False (a group member): block summaries are folded in memory for display but written
+        # by the leader's cycle runner only, through cycle_feed() (one writer per block)
+        self.writes_blocks = writes_blocks
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
@@ -124,7 +127,7 @@ class History:
     def observe(self, effects: Iterable[Effect], now: float) -> None:
         """Fold a batch's share answers and records into the aggregates (marks what changed)."""
         touched: dict[tuple[str, str, int, int], Bucket] = self._dirty if self.durable else {}
-        blocks = self._dirty_blocks if self.durable else set()
+        blocks = self._dirty_blocks if self.durable and self.writes_blocks else set()
         for effect in effects:
             if type(effect) is Send:
                 msg = effect.msg
@@ -202,7 +205,9 @@ class History:
             case BestFound(block, farmer_id, best):
                 bh = self._block(block)
                 gap = None if not bh.timestamp else max(0.0, best.found_at - bh.timestamp)
-                self._farmer(block, farmer_id, best_zeros=best.zeros, gap_s=gap)
+                known = next((f.best_zeros for f in bh.farmers if f.farmer_id == farmer_id), -1)
+                if best.zeros > known:  # bests only grow (in a group two feeds tell of them)
+                    self._farmer(block, farmer_id, best_zeros=best.zeros, gap_s=gap)
             case PlantCalled(block, reply, _):
                 if reply is not None:
                     self.blocks[block] = replace(
@@ -271,6 +276,10 @@ class History:
         if isinstance(reward, int):
             per[block] = reward
 
+    def cycle_feed(self) -> BlockFeed:
+        """The block side of this history for a group leader's cycle runner (see :class:`BlockFeed`)."""
+        return BlockFeed(self)
+
     # ------------------------------------------------------------ pruning and loading
 
     def prune(self, now: float) -> None:
@@ -331,3 +340,39 @@ class History:
                 break
             picked.append(b)
         yield from reversed(picked)
+
+
+class BlockFeed:
+    """A group leader's cycle runner's history port: its records (plant, work, harvest, the
+    group's bests, the chain's Block(N)) fold into the same :class:`History` the stats API reads,
+    and the block summaries they change are taken into the cycle's own (fenced) commits. The
+    miner-serving runner of a group member takes only its share buckets
+    (``History(writes_blocks=False)``), so each block has one writer: whoever leads."""
+
+    def __init__(self, history: History) -> None:
+        self._history = history
+        self._dirty: set[int] = set()  # blocks whose summary this feed changed since its last take()
+
+    def observe(self, effects: Iterable[Effect], now: float) -> None:
+        blocks = self._dirty if self._history.durable else set()
+        for effect in effects:
+            if type(effect) is Persist:
+                self._history._record(effect.record, now, blocks)
+
+    def take(self) -> list[Persist]:
+        blocks = self._history.blocks
+        out = [Persist(blocks[i]) for i in sorted(self._dirty) if i in blocks]
+        self._dirty = set()
+        return out
+
+    def restore(self, stored: Iterable[BlockHistory]) -> None:
+        """A new term begins: the summaries the previous leader wrote replace what this instance
+        folded while following (its own miners' view), so nothing it wrote is lost."""
+        h = self._history
+        for b in stored:
+            h.blocks[b.block] = b
+            for f in b.farmers:
+                per = h.rewards.setdefault(f.farmer_id, {})
+                if f.reward is not None:
+                    per[b.block] = f.reward
+        h.blocks = dict(sorted(h.blocks.items()))
