@@ -51,7 +51,7 @@ from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.runtime.webhook import AlertWebhook, RetryPolicy
-from pooler.stats.history import History
+from pooler.stats.history import KEEP, MEMORY, History
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -142,7 +142,16 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     )
     # fed by the runner with every batch; its records commit with the batch's own
     # (in a group the block summaries are written by the leader's cycle runner: cycle_feed below)
-    history = History(shape.core.share_source, durable=shape.store is not None, writes_blocks=group is None)
+    # With SQLite only the recent buckets stay in memory (MEMORY: the "now" figures), older parts
+    # of a range are read from it (StatsDesk); in a group (Redis) all of the retention stays in
+    # memory: Redis keeps a bucket as one hash of every series, with no per-series range read
+    reader = shape.store if isinstance(shape.store, SqliteStore) else None
+    history = History(
+        shape.core.share_source,
+        durable=shape.store is not None,
+        writes_blocks=group is None,
+        memory=MEMORY if reader is not None else KEEP,
+    )
     runner = Runner(
         shape.core,
         shape.runner_backend or backend,
@@ -197,7 +206,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         events=DashboardFeed(shape.hub, shape.core.summary, clock),
         health=readiness,
         metrics=MetricsScrape(metrics, observer) if options.metrics_enabled else None,
-        stats=StatsDesk(history, clock),
+        stats=StatsDesk(history, clock, reader),
     )
     app = create_app(ports, web_settings(options))
     return Wiring(

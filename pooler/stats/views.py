@@ -8,9 +8,10 @@ bucket (history). Big integers (work, stroops) are decimal strings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from pooler.core.records import BlockHistory
+from pooler.core.records import BlockHistory, HistoryBucket
 from pooler.stats.chain import chain_data
 from pooler.stats.history import HOUR, MINUTE, History
 
@@ -52,23 +53,56 @@ def _now(history: History, scope: str, key: str, now: float) -> JSON:
     }
 
 
-def series(history: History, scope: str, key: str, now: float, range_: str) -> list[JSON]:
+def stored_part(
+    history: History, scope: str, key: str, now: float, range_: str
+) -> tuple[int, int, int] | None:
+    """``(width, since, until)``: the part of a range older than what the history keeps in memory
+    (``History.memory``), to read from the store; None when memory holds the whole range."""
     seconds, width = RANGES[range_]
-    return [
-        {
-            "start": b.start,
-            "width": width,
-            "accepted": b.accepted,
-            "stale": b.stale,
-            "rejected": dict(b.rejected),
-            "work": str(b.work),
-            "hashrate": b.work / width,
-        }
-        for b in history.buckets(scope, key, width, now - seconds)
+    if history.memory[width] >= seconds:
+        return None
+    since = int(now - seconds)
+    held = next(history.buckets(scope, key, width, since), None)  # the oldest in memory, in range
+    return width, since, held.start if held is not None else int(now) + width
+
+
+def series(
+    history: History,
+    scope: str,
+    key: str,
+    now: float,
+    range_: str,
+    older: Sequence[HistoryBucket] = (),
+) -> list[JSON]:
+    """The range's buckets, oldest first: ``older`` (from the store: :func:`stored_part`), then
+    what memory holds."""
+    seconds, width = RANGES[range_]
+    rows = [
+        _bucket_row(width, r.start, r.accepted, r.stale, dict(r.rejected), r.work)
+        for r in older
+        if r.width == width
     ]
+    rows += [
+        _bucket_row(width, b.start, b.accepted, b.stale, dict(b.rejected), b.work)
+        for b in history.buckets(scope, key, width, now - seconds)
+        if not rows or b.start > rows[-1]["start"]
+    ]
+    return rows
 
 
-def pool(history: History, now: float, range_: str) -> JSON:
+def _bucket_row(width: int, start: int, accepted: int, stale: int, rejected: JSON, work: int) -> JSON:
+    return {
+        "start": start,
+        "width": width,
+        "accepted": accepted,
+        "stale": stale,
+        "rejected": rejected,
+        "work": str(work),
+        "hashrate": work / width,
+    }
+
+
+def pool(history: History, now: float, range_: str, older: Sequence[HistoryBucket] = ()) -> JSON:
     newest = next(reversed(history.blocks), None) if history.blocks else None
     return {
         **_now(history, "pool", "", now),
@@ -76,7 +110,7 @@ def pool(history: History, now: float, range_: str) -> JSON:
         "workers": sum(len(w) for w in history.workers_of.values()),
         "block": newest,
         "range": range_,
-        "history": series(history, "pool", "", now, range_),
+        "history": series(history, "pool", "", now, range_, older),
     }
 
 
@@ -157,7 +191,9 @@ def _sorted_miners(history: History, now: float, sort: str, order: str) -> list[
     return rows
 
 
-def miner(history: History, miner_id: str, now: float, range_: str) -> JSON | None:
+def miner(
+    history: History, miner_id: str, now: float, range_: str, older: Sequence[HistoryBucket] = ()
+) -> JSON | None:
     names = history.workers_of.get(miner_id)
     if names is None:
         return None
@@ -168,7 +204,7 @@ def miner(history: History, miner_id: str, now: float, range_: str) -> JSON | No
         **_miner_row(history, miner_id, now),
         "workerList": workers,
         "range": range_,
-        "history": series(history, "miner", miner_id, now, range_),
+        "history": series(history, "miner", miner_id, now, range_, older),
     }
 
 
