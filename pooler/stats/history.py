@@ -71,7 +71,7 @@ class Bucket:
 class Series:
     """The buckets of one (scope, key): a minute and an hour deque, oldest first."""
 
-    __slots__ = ("hours", "last", "minutes")
+    __slots__ = ("changes", "hours", "last", "minutes")
 
     def __init__(self) -> None:
         self.minutes: deque[Bucket] = deque()  # 1-minute buckets, newest last, at most 24 h
@@ -79,12 +79,16 @@ class Series:
         # the newest bucket's start ever seen: a series whose buckets left memory (MEMORY) is
         # kept (its miner listed) while the store still holds some of them
         self.last = 0
+        # bumped by every bucket() (a share answer, a load): readers that cache a figure of the
+        # series (the miner list's sort keys) recompute it only when this moved
+        self.changes = 0
 
     def of(self, width: int) -> deque[Bucket]:
         return self.minutes if width == MINUTE else self.hours
 
     def bucket(self, width: int, start: int) -> Bucket:
         """The bucket starting at ``start`` (created at the new end; answers come in time order)."""
+        self.changes += 1
         dq = self.of(width)
         if dq and dq[-1].start == start:
             return dq[-1]

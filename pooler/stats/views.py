@@ -8,12 +8,13 @@ bucket (history). Big integers (work, stroops) are decimal strings.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from pooler.core.records import BlockHistory, HistoryBucket
 from pooler.stats.chain import chain_data
-from pooler.stats.history import HOUR, MINUTE, History
+from pooler.stats.history import HOUR, MINUTE, History, Series
 
 WINDOW = 600  # seconds behind the "now" hashrates: 10 minutes, as pools show
 RANGES: dict[str, tuple[int, int]] = {  # range -> (seconds, bucket width)
@@ -166,29 +167,74 @@ def _miner_row(history: History, miner_id: str, now: float) -> JSON:
     return {"minerId": miner_id, "workers": len(history.workers_of.get(miner_id, ())), **row}
 
 
-CACHE_S = 5.0  # the sorted miner list is rebuilt at most this often (its cost grows with miners)
+CACHE_S = 5.0  # the sorted order of the miners is rebuilt at most this often
 
 
 def miners(history: History, now: float, sort: str, order: str, limit: int, offset: int) -> JSON:
+    """A page of the miners in ``sort`` order. The order (ids only) is kept for :data:`CACHE_S`
+    seconds; rebuilding it computes one sort key per miner (a few buckets summed), not a row.
+    The page's rows are built fresh from the aggregates: at most ``limit`` of them."""
     cached = history.view_cache.get(("miners", sort, order))
     if cached is not None and 0 <= now - cached[0] < CACHE_S:
-        rows: list[JSON] = cached[1]
+        ids: list[str] = cached[1]
     else:
-        rows = _sorted_miners(history, now, sort, order)
-        history.view_cache["miners", sort, order] = (now, rows)
-    return {"total": len(rows), "offset": offset, "miners": rows[offset : offset + limit]}
+        ids = sorted_miners(history, now, sort, order)
+        history.view_cache["miners", sort, order] = (now, ids)
+    page = [_miner_row(history, m, now) for m in ids[offset : offset + limit] if m in history.workers_of]
+    return {"total": len(ids), "offset": offset, "miners": page}
 
 
-def _sorted_miners(history: History, now: float, sort: str, order: str) -> list[JSON]:
-    rows = [_miner_row(history, m, now) for m in history.workers_of]
+def sorted_miners(history: History, now: float, sort: str, order: str) -> list[str]:
+    """Miner ids in ``sort`` order (``order`` desc or asc; ties keep the history's order).
+
+    Incremental: each miner's sort key is kept with its series' ``changes`` and the window it
+    was summed over (``epoch``: the window's first bucket, which moves once a minute for the
+    hashrate, once an hour for the 24-h figures); only miners whose series changed since are
+    summed again, all of them when the window moved."""
+    ids = list(history.workers_of)
     if sort == "minerId":
-        rows.sort(key=lambda r: r["minerId"], reverse=order == "desc")
-    elif sort == "rejected":
-        rows.sort(key=lambda r: sum(r["rejected24h"].values()), reverse=order == "desc")
-    else:
-        key = "hashrate" if sort == "hashrate" else "accepted24h"
-        rows.sort(key=lambda r: r[key], reverse=order == "desc")
-    return rows
+        ids.sort(reverse=order == "desc")
+        return ids
+    field, width, span = _SORT_FIELDS[sort]
+    since = now - span
+    epoch = math.ceil(since / width)  # the first bucket start inside the window, in widths
+    cached = history.view_cache.get(("keys", sort))
+    known: dict[str, tuple[int, int]] = cached[1] if cached is not None and cached[0] == epoch else {}
+    fresh: dict[str, tuple[int, int]] = {}
+    series = history.series
+    for m in ids:
+        s = series.get(("miner", m))
+        changes = -1 if s is None else s.changes
+        got = known.get(m)
+        if got is None or got[0] != changes:
+            got = (changes, 0 if s is None else _sum(s, field, width, since))
+        fresh[m] = got
+    history.view_cache["keys", sort] = (epoch, fresh)
+    ids.sort(key=lambda m: fresh[m][1], reverse=order == "desc")
+    return ids
+
+
+# sort -> (what is summed, over buckets of this width, for this many seconds back): the figures
+# the rows show (hashrate = the window's work / WINDOW: the same order as the work)
+_SORT_FIELDS = {
+    "hashrate": ("work", MINUTE, WINDOW),
+    "accepted": ("accepted", HOUR, 24 * HOUR + HOUR),
+    "rejected": ("rejected", HOUR, 24 * HOUR + HOUR),
+}
+
+
+def _sum(s: Series, field: str, width: int, since: float) -> int:
+    total = 0
+    for b in reversed(s.minutes if width == MINUTE else s.hours):
+        if b.start < since:
+            break
+        if field == "work":
+            total += b.work
+        elif field == "accepted":
+            total += b.accepted
+        elif b.rejected:
+            total += sum(b.rejected.values())
+    return total
 
 
 def miner(
