@@ -129,8 +129,16 @@ async def test_the_leaders_cycle_writes_block_history_and_the_next_leader_goes_o
             )
             done = _harvested(leader, first)
             assert done is not None
-            stored = await follower.pooler.store.load_block_history([first])  # type: ignore[union-attr]
-            assert stored == [done]  # the leader wrote it, the follower did not overwrite it
+
+            async def stored_is_live(system: System, writer: System, block: int) -> bool:
+                """What Redis holds for ``block`` (read through ``system``) is ``writer``'s summary:
+                the writer commits after it folds, so wait for its commit."""
+                store = system.pooler.store
+                assert isinstance(store, RedisStore)
+                return await store.load_block_history([block]) == [writer.pooler.parts.history.blocks[block]]
+
+            # the leader wrote it, the follower did not overwrite it
+            await wait_until(lambda: stored_is_live(follower, leader, first), f"block {first} in Redis")
             assert done.planted >= 1 and done.work_ok is True and done.chain is not None
             assert done.chain.normalized_total > 0  # Block(N) read after our work
             [mine] = [f for f in done.farmers if f.farmer_id == reg.farmer_id]
@@ -150,9 +158,11 @@ async def test_the_leaders_cycle_writes_block_history_and_the_next_leader_goes_o
                 f"block {open_block}'s harvest",
                 within=60,
             )
-            [carried] = await follower.pooler.store.load_block_history([open_block])  # type: ignore[union-attr]
+            await wait_until(
+                lambda: stored_is_live(follower, follower, open_block), f"block {open_block} in Redis"
+            )
+            carried = follower.pooler.parts.history.blocks[open_block]
             assert carried.planted >= 1 and carried.harvest_total is not None  # planted by a, harvested by b
-            assert carried == _harvested(follower, open_block)
         finally:
             stop.set()
             with contextlib.suppress(Exception):
