@@ -255,11 +255,12 @@ async def _watch(pooler: Any, sub: Any, args: argparse.Namespace, stop: asyncio.
 
 
 def format_rate(hashes_per_second: float) -> str:
+    """Three significant digits or more (the table's % difference is read from these)."""
     for unit in ("H/s", "kH/s", "MH/s"):
         if hashes_per_second < 1000:
-            return f"{hashes_per_second:.1f} {unit}"
+            return f"{hashes_per_second:.{1 if hashes_per_second >= 100 else 2}f} {unit}"
         hashes_per_second /= 1000
-    return f"{hashes_per_second:.1f} GH/s"
+    return f"{hashes_per_second:.2f} GH/s"
 
 
 def _off(pooler: float, computed: float | None) -> str:

@@ -132,7 +132,10 @@ def demo_hashrates(text: str) -> dict[str, tuple[float, float, int]]:
     for line in text.splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) >= 5 and cells[0] and cells[0] != "worker" and cells[1].endswith("H/s"):
-            pooler, computed = (float(v) * RATE[u] for v, u in (c.split() for c in cells[1:3]))
+            pooler, computed = (
+                float(c.split()[0]) * RATE[c.split()[1]] if c.endswith("H/s") else 0.0  # "-": none
+                for c in cells[1:3]
+            )
             rows[cells[0]] = (pooler, computed, int(cells[4]))
     return rows
 
