@@ -33,7 +33,7 @@ from pooler.store.sqlite import SqliteStore
 NOW = 1_700_000_000.0
 
 
-def _fill(workers: int, per_miner: int, minutes: int, memory: Mapping[int, int]) -> History:
+def _fill(workers: int, per_miner: int, minutes: int, memory: Mapping[int, int] = KEEP) -> History:
     """The aggregates of ``workers`` workers, loaded a few hundred workers at a time (the rows of
     one chunk are dropped before the next: the RSS measured is the aggregates', not the rows')."""
     h = History(lambda job, conn: None, durable=False, memory=memory)
