@@ -39,6 +39,7 @@ from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.runtime.runner import BackendPort, ReadPailsPort, Runner
 from pooler.runtime.tasks import TaskSet
+from pooler.stats.history import BlockFeed
 from pooler.store.redis import RedisStore
 
 log = logging.getLogger("pooler.cluster")
@@ -128,6 +129,9 @@ class Leadership:
         self.watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None
         # and where its ReadPails go (the monitor's one-off read): unknown outcomes are settled there
         self.read_pails: ReadPailsPort | None = None
+        # the block side of the instance's history (History.cycle_feed): the term's cycle runner
+        # folds its records there and writes the block summaries (one writer: the leader). None: none
+        self.history: BlockFeed | None = None
 
     @property
     def leading(self) -> bool:
@@ -155,6 +159,9 @@ class Leadership:
         except StoreError:
             self.lease.drop("could not load the round state")
             raise
+        if self.history is not None:  # go on from the summaries the previous leader wrote
+            stored = await self._store.load_block_history(b.index for b in snapshot.blocks)
+            self.history.restore(stored)
         epoch = self.lease.epoch
         core = self._make_core(epoch)
         effects = core.restore(snapshot, self._clock())
@@ -167,6 +174,7 @@ class Leadership:
             alert=self.alert,
             watch_pails=self.watch_pails,
             read_pails=self.read_pails,
+            history=self.history,
         )
         await runner.__aenter__()
         self._fanout.cycle = runner
