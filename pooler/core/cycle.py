@@ -130,6 +130,9 @@ class Cycle:
                 effects.append(Persist(miner.counts()))
         st.tallies.clear()
         st.jobs.clear()
+        # the share check's per-farmer state (duplicate sets, templates, counters) is dead once a
+        # newer block exists: dropped, so the blocks kept for views and harvests hold no shares
+        blk.shares.clear()
         for sess in st.all_sessions():
             sess.jobs = []
         for fid, fr in blk.rounds.items():
