@@ -98,7 +98,7 @@ async def _child(args: argparse.Namespace) -> None:
             late_plant_retry=max(0.5, interval / 2),
             backend_retry_delay=0.3,
             harvest_retry_delay=1.0,
-            harvest_retention_blocks=args.window,
+            harvest_retention_blocks=args.window,  # the SQLite file keeps this + 12 blocks
             history_blocks=args.window,
             local_search_lead=interval * 0.2,
             local_search_max_hashes=2_000,
@@ -106,11 +106,6 @@ async def _child(args: argparse.Namespace) -> None:
         )
         endpoints = Endpoints(chain["rpc_url"], chain["backend_url"], chain["contract_id"])
         options = pooler_options(settings, endpoints, tuning=tuning, gc_freeze=False)
-        options = (
-            dataclasses.replace(options, keep_blocks=args.window)
-            if hasattr(options, "keep_blocks")
-            else options
-        )
         async with Pooler(options) as pooler:
             reply({"ready": True, "port": pooler.port})
             traced = False
@@ -232,6 +227,7 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
         samples: list[dict[str, Any]] = []
         planted: dict[int, int] = {}  # block -> farmers with a pail in it (the most seen)
         registered = 0
+        blocks_done = 0  # blocks run past the first
         census: dict[str, Any] = {}  # --census KIND: live objects at the end
         memtop: list[str] = []  # --memtop: the lines whose allocations grew most after the warm-up
         try:
@@ -269,6 +265,7 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
                         samples.append(stats)
                         if args.memtop and done == args.window + 10:
                             await child.ask({"cmd": "mark"}, within=60)
+                    blocks_done = done
                     if done >= args.blocks:
                         break
             if args.memtop:
@@ -286,7 +283,7 @@ async def _parent(args: argparse.Namespace) -> dict[str, Any]:
     tail = [s for s in samples if s["done"] >= warm] or samples[-2:]
     mib = 1024 * 1024
     result = {
-        "blocks": samples[-1]["done"] if samples else 0,
+        "blocks": blocks_done,
         "seconds": round(time.monotonic() - started, 1),
         "farmers": args.farmers,
         "window": args.window,
