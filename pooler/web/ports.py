@@ -21,7 +21,7 @@ same methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -140,10 +140,11 @@ class MetricsPage(Protocol):
 
 
 class Stats(Protocol):
-    """The read-only stats API's answers (pooler.stats.views over the in-memory history).
+    """The read-only stats API's answers (pooler.stats.views over the in-memory history; the
+    ranges of pool and miner may reach older buckets in the store, hence async).
     Arguments are validated by the routes; None: no such block, miner or farmer."""
 
-    def pool(self, range_: str) -> dict[str, Any]: ...
+    async def pool(self, range_: str) -> dict[str, Any]: ...
 
     def blocks(self, limit: int, before: int | None) -> dict[str, Any]: ...
 
@@ -151,11 +152,24 @@ class Stats(Protocol):
 
     def miners(self, sort: str, order: str, limit: int, offset: int) -> dict[str, Any]: ...
 
-    def miner(self, miner_id: str, range_: str) -> dict[str, Any] | None: ...
+    async def miner(self, miner_id: str, range_: str) -> dict[str, Any] | None: ...
 
     def farmers(self) -> dict[str, Any]: ...
 
     def farmer(self, farmer_id: str, limit: int) -> dict[str, Any] | None: ...
+
+
+class LiveStats(Protocol):
+    """What only the running core knows, for the dashboard (pooler/app/live.py): who is online,
+    reported hashrates, the open block's best zeros and projection, farmers' addresses and names."""
+
+    def live(self, limit: int) -> dict[str, Any]: ...
+
+    def live_miners(self, ids: Sequence[str]) -> dict[str, Any]: ...
+
+    def live_miner(self, miner_id: str) -> dict[str, Any] | None:
+        """None: no such miner (neither known to the core nor in the history)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,3 +187,4 @@ class WebPorts:
     health: HealthReport
     metrics: MetricsPage | None  # None: /metrics is not served
     stats: Stats | None = None  # None: the /stats routes are not served
+    live: LiveStats | None = None  # None: the /stats/live routes are not served
