@@ -184,8 +184,15 @@ def request_path(request: BackendRequest) -> str:
 def request_body(request: BackendRequest) -> dict[str, Any]:
     """The exact JSON body of the core's ``request`` (camelCase; a nonce as a decimal string)."""
     match request:
-        case PlantRequest(block, pooler_id, capacity):
-            return {"blockIndex": block, "poolerId": pooler_id, "maxFarmersCapacity": capacity}
+        case PlantRequest(block, pooler_id, capacity, farmer_ids):
+            body: dict[str, Any] = {
+                "blockIndex": block,
+                "poolerId": pooler_id,
+                "maxFarmersCapacity": capacity,
+            }
+            if farmer_ids is not None:  # an extra field (docs/devnet.md): only these farmers
+                body["farmerIds"] = list(farmer_ids)
+            return body
         case WorkRequest(block, pooler_id, submissions):
             items = [submission_body(s) for s in submissions]
             return {"blockIndex": block, "poolerId": pooler_id, "submissions": items}

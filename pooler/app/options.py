@@ -203,6 +203,7 @@ def core_config(settings: Settings, tuning: Tuning) -> CoreConfig:
         range_seconds=tuning.range_seconds,
         max_jobs_per_worker=tuning.max_jobs_per_worker,
         rest_worker_idle=settings.work_timeout_minutes * 60.0,
+        farmer_idle=settings.farmer_idle_minutes * 60.0,
         summary_interval=settings.summary_interval_ms / 1000,
         history_blocks=tuning.history_blocks,
         invalid_share_window=settings.invalid_share_window,

@@ -21,6 +21,7 @@ guard.py and observe.py; the service (service.py) only starts and stops what is 
 from __future__ import annotations
 
 import dataclasses
+import math
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
 from pooler.web.ports import EventSink, WebPorts, WebSettings
+
+# blocks the SQLite file keeps beyond the harvest retention (288 + 12 = 300 in production: the
+# restore window); older rows are pruned as new blocks come (docs/storage.md, "Bounds")
+STORE_SPARE_BLOCKS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +280,9 @@ def _webhook(options: PoolerOptions, metrics: Metrics, clock: Callable[[], float
 
 
 def _single(options: PoolerOptions, core_config: CoreConfig, clock: Callable[[], float]) -> _Shape:
-    store = SqliteStore(options.db_path, clock=clock) if options.db_path else None
+    # the block window of the file: every block a harvest may still need, and a few more
+    keep = options.core.harvest_retention_blocks + STORE_SPARE_BLOCKS
+    store = SqliteStore(options.db_path, clock=clock, keep_blocks=keep) if options.db_path else None
     return _Shape(EventHub(clock), store, Coordinator(core_config), None, None, None)
 
 
@@ -299,7 +306,11 @@ def _member(
 
     def cycle_core(epoch: int) -> Coordinator:
         """A term's cycle coordinator: the leader plants, works and harvests with it."""
-        config = dataclasses.replace(options.core, job_id_prefix=f"{instance}.L{epoch}.")
+        # farmer_idle=inf: the leader sees no other instance's sockets or shares, so it plants the
+        # farmer of every joined miner (one that left is still left out)
+        config = dataclasses.replace(
+            options.core, job_id_prefix=f"{instance}.L{epoch}.", farmer_idle=math.inf
+        )
         return Coordinator(config, nonces=group.allocator)
 
     node = ClusterNode(

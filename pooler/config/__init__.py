@@ -230,6 +230,15 @@ class Settings:
         _CYCLE,
         "maxFarmersCapacity sent with each /plant: how many farmers the Backend may plant per block.",
     )
+    farmer_idle_minutes: int = _setting(
+        10,
+        "FARMER_IDLE_MINUTES",
+        _int(1, 1440, "minutes"),
+        _CYCLE,
+        "A farmer none of whose miners is connected, or joined, connected or had a share accepted"
+        " this recently, is not planted (the farmerIds of /plant); a miner that leaves stops its"
+        " farmer's plants at once.",
+    )
     stake_percentage: float = _setting(
         0.1,
         "STAKE_PERCENTAGE",

@@ -24,6 +24,10 @@ class PlantRequest:
     block: int
     pooler_id: str
     max_farmers_capacity: int
+    # the farmers to plant (``farmerIds``, an extra field the reference Backend honours): those
+    # with an active miner. None: not said (a restore, before the miners are loaded): every
+    # active farmer of the pooler, the Phase-1 behaviour
+    farmer_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,9 +159,10 @@ class CallRecord:
 
     op: Literal["plant", "work", "harvest"]
     block: int
-    farmers: tuple[str, ...]  # plant: farmers known at the call; work: farmers submitted
+    farmers: tuple[str, ...]  # plant: farmers named (or known) at the call; work: farmers submitted
     submissions: tuple[Submission, ...] = ()  # work: what was sent, one per farmer, in order
     late: bool = False  # a plant we made to open the block ourselves
+    named: bool = False  # plant: ``farmers`` went as farmerIds (only they can be planted)
 
 
 class BlockState:

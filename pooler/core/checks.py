@@ -137,6 +137,7 @@ class ShareCheck:
         sess.hr.share(now, counted, job.id)
         miner.accepted += 1
         miner.block_accepted += 1
+        miner.active_at = now
         if zeros > miner.block_best:
             miner.block_best = zeros
         sess.accepted += 1
@@ -149,6 +150,7 @@ class ShareCheck:
         if zeros <= fb.best_zeros:  # the common case: an ordinary share
             effects: list[Effect] = [
                 Persist(tally.record()),
+                Persist(miner.counts()),
                 Send(conn, Accepted(share.job, nonce, zeros, False)),
             ]
             if self._credits:
@@ -170,6 +172,7 @@ class ShareCheck:
         effects = [
             Persist(BestFound(fb.block, fb.farmer_id, best)),
             Persist(tally.record()),
+            Persist(miner.counts()),
             Send(conn, Accepted(share.job, nonce, zeros, True)),
         ]
         if self._credits:

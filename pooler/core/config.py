@@ -54,6 +54,8 @@ class CoreConfig:
     Housekeeping:
         rest_worker_idle: a REST worker not heard from for this long is forgotten, with its jobs
             (``WORK_TIMEOUT_MINUTES``).
+        farmer_idle: a farmer is planted only while one of its miners is connected or was
+            active (joined, connected, a share accepted) this recently (``FARMER_IDLE_MINUTES``).
         summary_interval: period of the dashboard ``summary`` event.
         history_blocks: blocks kept for the view (statuses, rewards).
         job_id_prefix: prepended to job ids; the runtime sets it per process start so a job id
@@ -108,6 +110,9 @@ class CoreConfig:
     # off) and seconds of silence of an active worker before worker-silent (0 = off).
     stake_alert_lead: float = 0.0
     worker_silent_after: float = 0.0
+    # Planted farmers (pooler/core/plant.py): a farmer without a connected miner and without
+    # activity for this long is left out of /plant's farmerIds (inf: every joined miner's farmer)
+    farmer_idle: float = float("inf")
 
     def __post_init__(self) -> None:
         problems: list[str] = []

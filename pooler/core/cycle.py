@@ -114,7 +114,7 @@ class Cycle:
         blk.advance(Trigger.OPEN)
         if plant:
             blk.plant = "pending"
-            blk.plant_call = self.plant.call(blk.index, effects, blk.ends_at - st.config.safety_margin)
+            blk.plant_call = self.plant.call(blk.index, effects, blk.ends_at - st.config.safety_margin, now)
         for conn, sess in st.sessions.items():
             self._jobs.send_job(sess, conn, blk, True, effects, now)
         n = blk.index
@@ -133,8 +133,14 @@ class Cycle:
         for tally in st.tallies.values():
             if tally.rejected != tally.persisted_rejected:
                 effects.append(Persist(tally.record()))
+        for miner in st.miners.values():  # rejections since their last accepted share
+            if miner.accepted + miner.rejected + miner.stale != miner.persisted_counts:
+                effects.append(Persist(miner.counts()))
         st.tallies.clear()
         st.jobs.clear()
+        # the share check's per-farmer state (duplicate sets, templates, counters) is dead once a
+        # newer block exists: dropped, so the blocks kept for views and harvests hold no shares
+        blk.shares.clear()
         for sess in st.all_sessions():
             sess.jobs = []
         for fid, fr in blk.rounds.items():

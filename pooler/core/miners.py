@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from pooler.core.hashrate import HashrateConfig, WorkerHashrate
+from pooler.core.records import MinerCounts
 from pooler.core.shares import FarmerBlock, Tally
 from pooler.core.vardiff import VarDiff
 
@@ -34,12 +35,14 @@ class MinerState:
 
     __slots__ = (
         "accepted",
+        "active_at",
         "block_accepted",
         "block_best",
         "block_rejected",
         "farmer",
         "miner_id",
         "name",
+        "persisted_counts",
         "rates",
         "refused_until",
         "rejected",
@@ -61,9 +64,12 @@ class MinerState:
         # worker name -> its effective hashrate, across connections and reconnects (the roster
         # drops one a window after its last connection went); the miner's figure is their sum
         self.rates: dict[str, WorkerHashrate] = {}
-        self.accepted = 0  # since it joined this process
+        # since it registered: what the store loaded at start (RoundState.loaded_counts) plus
+        # what this process counted; written as MinerCounts with accepted shares and at block close
+        self.accepted = 0
         self.rejected = 0
         self.stale = 0
+        self.persisted_counts = 0  # accepted + rejected + stale as last written (rejections ride along)
         self.rejected_by: dict[str, int] = {}  # reason -> count, for the operator
         self.block_accepted = 0  # in the current block (reset at NewBlock)
         self.block_rejected = 0
@@ -73,6 +79,19 @@ class MinerState:
         self.window_invalid = 0  # of which invalid (rejected, not stale)
         self.strikes = 0  # bad windows in a row since the last clean one or refusal
         self.refused_until = 0.0  # refused at hello and for REST work/submits until then
+        # last sign of life (joined, hello, a share accepted): with no connected worker, its
+        # farmer is planted only while this is within farmer_idle (pooler.core.plant)
+        self.active_at = -math.inf
+
+    def active(self, now: float, idle: float) -> bool:
+        """Whether its farmer should be planted: a worker connected (or a REST worker not yet
+        forgotten), or a sign of life within ``idle`` seconds."""
+        return bool(self.sessions or self.rest) or now - self.active_at <= idle
+
+    def counts(self) -> MinerCounts:
+        """Its counters as a record (marks them written)."""
+        self.persisted_counts = self.accepted + self.rejected + self.stale
+        return MinerCounts(self.miner_id, self.accepted, self.rejected, self.stale)
 
     def rate_of(self, name: str, config: HashrateConfig) -> WorkerHashrate:
         """The effective-hashrate estimator of its worker ``name`` (created on first use)."""

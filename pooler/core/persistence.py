@@ -21,6 +21,7 @@ from pooler.core.snapshot import (
     BestRecord,
     BlockRecord,
     CoreSnapshot,
+    CountsRecord,
     RewardRecord,
     StatusRecord,
     TallyRecord,
@@ -63,6 +64,11 @@ def snapshot(st: RoundState) -> CoreSnapshot:
             + [RewardRecord(b.index, "", b.rewards_total) for b in blocks if b.rewards_total is not None]
         ),
         nonce_next={} if cur is None else {fid: fb.counter.next for fid, fb in cur.shares.items()},
+        counts=tuple(
+            CountsRecord(m.miner_id, m.accepted, m.rejected, m.stale)
+            for m in sorted(st.miners.values(), key=lambda m: m.miner_id)
+            if m.persisted_counts
+        ),
     )
 
 
@@ -70,8 +76,18 @@ def restore(st: RoundState, cycle: Cycle, snap: CoreSnapshot, now: float, effect
     """Load ``snap`` into the fresh state ``st``; ``effects`` gets what resumes the cycle."""
     if st.block is not None or st.blocks:
         raise PoolerError("restore() needs a fresh coordinator: it already holds blocks")
+    for c in snap.counts:
+        st.loaded_counts[c.miner_id] = (c.accepted, c.rejected, c.stale)
     if not snap.blocks:
         return
+    st.restoring = True
+    try:
+        _restore(st, cycle, snap, now, effects)
+    finally:
+        st.restoring = False
+
+
+def _restore(st: RoundState, cycle: Cycle, snap: CoreSnapshot, now: float, effects: list[Effect]) -> None:
     cfg = st.config
     records = sorted(snap.blocks, key=lambda r: r.index)
     for r in records:

@@ -1,9 +1,12 @@
 """The plant phase: ``/plant`` for each new block, its answer, and the late plant.
 
-``/plant`` N is called with the block's jobs (plant runs while miners hash). The planted
-farmers are ``results[].farmerId`` with ``ok`` (or a "planted already" refusal) when the
-Backend lists them, else every farmer known at the call. A plant failure fails the farmers
-for that block (no work is sent for them).
+``/plant`` N is called with the block's jobs (plant runs while miners hash). It names the
+farmers to plant (``farmerIds``): those with an active miner, i.e. one that has not left and
+is connected, or joined, connected or had a share accepted within ``farmer_idle``. A farmer
+whose miners all left, or went silent, is not staked again block after block (nor searched
+for by the local search). The planted farmers are ``results[].farmerId`` with ``ok`` (or a
+"planted already" refusal) when the Backend lists them, else the farmers named at the call.
+A plant failure fails the farmers for that block (no work is sent for them).
 
 Late plant: at ``late-plant:N`` (``T+I+grace``) nobody opened N+1, so we ``/plant`` N+1
 ourselves (that opens it on chain); when NewBlock(N+1) arrives it adopts that plant instead
@@ -51,13 +54,31 @@ class Plant:
         self._st = state
         self._work = work
 
-    def call(self, index: int, effects: list[Effect], deadline: float, *, late: bool = False) -> int:
+    def call(
+        self, index: int, effects: list[Effect], deadline: float, now: float, *, late: bool = False
+    ) -> int:
         st = self._st
         call_id = st.next_call()
-        st.calls[call_id] = CallRecord("plant", index, tuple(st.farmers), late=late)
-        request = PlantRequest(index, st.config.pooler_id, st.config.max_farmers_capacity)
+        named = None if st.restoring else self.active_farmers(now)
+        farmers = tuple(st.farmers) if named is None else named
+        st.calls[call_id] = CallRecord("plant", index, farmers, late=late, named=named is not None)
+        request = PlantRequest(index, st.config.pooler_id, st.config.max_farmers_capacity, named)
         effects.append(CallBackend(call_id, request, deadline))
         return call_id
+
+    def active_farmers(self, now: float) -> tuple[str, ...]:
+        """The farmers a plant names: those with an active miner (see the module docstring)."""
+        st = self._st
+        idle = st.config.farmer_idle
+        miners = st.miners
+        out = []
+        for fid, farmer in st.farmers.items():
+            for mid in farmer.miners:
+                miner = miners.get(mid)
+                if miner is not None and miner.active(now, idle):
+                    out.append(fid)
+                    break
+        return tuple(out)
 
     def apply(
         self,
@@ -78,7 +99,10 @@ class Plant:
             if publish:  # an adopted late plant's answer was recorded when it came
                 effects.append(Persist(PlantCalled(blk.index, reply)))
             items = outcomes(reply)
-            if items is None:  # every farmer known at the call or since (a restore may precede joins)
+            if items is None and rec.named:  # the farmers the call named
+                for fid in rec.farmers:
+                    blk.set_status(fid, "planted", "", effects)
+            elif items is None:  # every farmer known at the call or since (a restore may precede joins)
                 for fid in dict.fromkeys([*rec.farmers, *st.farmers]):
                     blk.set_status(fid, "planted", "", effects)
             else:
@@ -134,7 +158,7 @@ class Plant:
         late = st.late
         if late is not None and late.index == blk.index + 1 and late.result is None:
             return  # in flight: its result re-arms this timer
-        call_id = self.call(blk.index + 1, effects, now + st.config.block_interval / 2, late=True)
+        call_id = self.call(blk.index + 1, effects, now + st.config.block_interval / 2, now, late=True)
         st.late = LatePlant(blk.index + 1, call_id, st.calls[call_id])
 
     def unseen(self, rec: CallRecord, ev: BackendResult, effects: list[Effect]) -> None:

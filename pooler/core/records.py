@@ -65,6 +65,19 @@ class ShareCounts:
     rejected: int
 
 
+@slot_init  # built once per accepted share: see pooler.core.values
+@dataclass(frozen=True, slots=True)
+class MinerCounts:
+    """A miner's share counters for ``/miner/stats``, absolute since it registered: what was
+    loaded at start plus what this process counted. The newest one stands (a group's Redis
+    store turns them into increments: pooler/store/redis.py)."""
+
+    miner_id: str
+    accepted: int
+    rejected: int  # every rejection, stale ones included
+    stale: int
+
+
 @dataclass(frozen=True, slots=True)
 class PlantCalled:
     """A ``/plant`` answer: ``reply`` on success, else ``error``."""
@@ -215,6 +228,7 @@ Record = (
     | BlockOnChain
     | BestFound
     | ShareCounts
+    | MinerCounts
     | PlantCalled
     | WorkCalled
     | HarvestCalled

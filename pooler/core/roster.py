@@ -45,6 +45,7 @@ class Roster:
                 st.block.round(ev.farmer_id)
         old = st.miners.get(ev.miner_id)
         if old is not None:
+            old.active_at = now
             if old.farmer is farmer:
                 old.name = ev.name
                 return []  # replayed: nothing changed
@@ -53,7 +54,12 @@ class Roster:
             old.name = ev.name
             farmer.miners.add(ev.miner_id)
             return []
-        st.miners[ev.miner_id] = MinerState(ev.miner_id, farmer, ev.name)
+        miner = st.miners[ev.miner_id] = MinerState(ev.miner_id, farmer, ev.name)
+        loaded = st.loaded_counts.pop(ev.miner_id, None)
+        if loaded is not None:  # /miner/stats goes on from what the store kept (#18)
+            miner.accepted, miner.rejected, miner.stale = loaded
+            miner.persisted_counts = sum(loaded)
+        miner.active_at = now  # a miner that just registered (or was reloaded) is about to mine
         farmer.miners.add(ev.miner_id)
         return [Publish(MinerEvent(ev.miner_id, ev.farmer_id, "joined"))]
 
@@ -105,6 +111,7 @@ class Roster:
         if ev.hashrate is not None:
             hr.report(now, ev.hashrate)
         sess = Session(ev.conn, miner, ev.worker, ev.agent, zeros, now, hr)
+        miner.active_at = now
         st.sessions[ev.conn] = sess
         miner.sessions.add(ev.conn)
         farmer = miner.farmer

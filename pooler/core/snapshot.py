@@ -8,7 +8,9 @@ in brackets), so a store that writes those can build a :class:`CoreSnapshot` fro
 - :class:`TallyRecord` [ShareCounts]: absolute share counts per (block, miner, worker);
 - :class:`StatusRecord` [FarmerStatusChanged]: the latest status per (block, farmer);
 - :class:`RewardRecord` [HarvestCalled, FarmerStatusChanged]: rewards per block (farmer_id ""
-  = the block's total).
+  = the block's total);
+- :class:`CountsRecord` [MinerCounts]: each miner's ``/miner/stats`` counters (accepted,
+  rejected, stale), which go on across restarts.
 
 - ``nonce_next`` [NoncesIssued]: each farmer's counter high-water mark in the open block,
   persisted before the job carrying the range is sent. A store that leaves it empty makes the
@@ -56,6 +58,16 @@ class TallyRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class CountsRecord:
+    """[MinerCounts] a miner's counters as last written: /miner/stats goes on from them."""
+
+    miner_id: str
+    accepted: int
+    rejected: int
+    stale: int
+
+
+@dataclass(frozen=True, slots=True)
 class StatusRecord:
     block: int
     farmer_id: str
@@ -79,3 +91,4 @@ class CoreSnapshot:
     statuses: tuple[StatusRecord, ...] = ()
     rewards: tuple[RewardRecord, ...] = ()
     nonce_next: Mapping[str, int] = field(default_factory=dict)  # farmer id -> next nonce, open block
+    counts: tuple[CountsRecord, ...] = ()  # per-miner counters (they outlive the block window)

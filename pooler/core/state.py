@@ -49,6 +49,9 @@ class RoundState:
         self.reconciling: dict[int, Reconciling] = {}
         self.call_seq = 0  # cycle: CallBackend ids, matched by BackendResult
         self.rewards: dict[str, int] = {}  # cycle: farmer id -> stroops harvested (for stats)
+        # persistence -> roster: miner id -> (accepted, rejected, stale) a store loaded; a miner's
+        # counters start from them when it joins (taken then: bounded by the registered miners)
+        self.loaded_counts: dict[str, tuple[int, int, int]] = {}
         self.paused = False  # cycle: FarmPaused: no plant/work calls, no new jobs
         self.chain_ok = True  # cycle: last ChainHealth, for /health and the view
         # cycle: the chain was read by this process (a NewBlock, a ChainHealth ok): a restored
@@ -56,6 +59,9 @@ class RoundState:
         self.chain_seen = False
         self.chain_detail = ""
         self.phase: Phase = "idle"  # the last phase published: published again on change only
+        # persistence: True inside restore(), which runs before the miners are loaded: a plant
+        # made then cannot name its farmers, so it names none (the Backend plants them all)
+        self.restoring = False
 
     # ------------------------------------------------------------ reads shared by the parts
 

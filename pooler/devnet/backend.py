@@ -4,7 +4,8 @@ Same paths, camelCase shapes and error body (``{error, message, timestamp}``) as
 Backend (KALE.md). It holds each farmer's custodial keypair (the secret never leaves this
 process) and calls the farm contract model directly, as the real Backend would sign and
 submit Soroban transactions. Responses carry extra fields the Pooler may use: ``results``,
-one entry per farmer, with the contract's error when a farmer's call failed.
+one entry per farmer, with the contract's error when a farmer's call failed; ``/plant`` takes
+an extra request field, ``farmerIds``: plant only these (of the pooler's active farmers).
 
 Every request is validated in full before anything is applied, and a handler runs without
 awaiting between its contract calls, so a batch is never half-applied or interleaved with
@@ -374,8 +375,13 @@ class Backend:
         block_index = _required_int(body, "blockIndex", 0, MAX_INDEX)
         pooler_id = _string(body, "poolerId")
         capacity = _required_int(body, "maxFarmersCapacity", 0, 1_000_000)
+        named = self._named_farmers(body, pooler_id)  # all validated before any plant
         self._check_fence(request, pooler_id)
-        chosen = [f for f in self._farmers_of(pooler_id) if f.status == "active"][:capacity]
+        chosen = [
+            f
+            for f in self._farmers_of(pooler_id)
+            if f.status == "active" and (named is None or f.farmer_id in named)
+        ][:capacity]
         results: list[dict[str, Any]] = []
         total = 0
         for f in chosen:
@@ -402,6 +408,24 @@ class Backend:
                 "results": results,
             }
         )
+
+    def _named_farmers(self, body: dict[str, Any], pooler_id: str) -> set[str] | None:
+        """``farmerIds`` of a ``/plant`` (an extra field): plant only these; None when absent."""
+        raw = body.get("farmerIds")
+        if raw is None:
+            return None
+        if not isinstance(raw, list) or len(raw) > 1_000_000:
+            raise web.HTTPBadRequest(text="farmerIds must be an array of farmer ids (strings) when given")
+        for i, fid in enumerate(raw):
+            where = f"farmerIds[{i}]"
+            if not isinstance(fid, str) or not fid:
+                raise web.HTTPBadRequest(text=f"{where} must be a non-empty string (a farmerId)")
+            farmer = self.farmers.get(fid)
+            if farmer is None:
+                raise web.HTTPNotFound(text=f"{where} {fid!r} is not a registered farmer")
+            if farmer.pooler_id != pooler_id:
+                raise web.HTTPForbidden(text=f"{where} {fid!r} belongs to another pooler")
+        return set(raw)
 
     def _submissions(self, body: dict[str, Any], pooler_id: str) -> list[_Submission]:
         raw = body.get("submissions")

@@ -425,9 +425,13 @@ class Runner:
             if isinstance(effect, Send) and isinstance(effect.msg, Accepted):
                 ack = effect.msg
                 self.refused_acks += 1
+                # Pending, not lost: the core counted the share (its nonce is taken, its tally
+                # and best hold it) and its records are kept and retried with the next commit,
+                # so it counts once the store takes them. docs/protocol.md, code 30.
                 why = (
-                    "the pool could not record this share durably (storage failure), so it is not"
-                    " counted; keep mining, later shares are recorded once storage recovers"
+                    "pending: the pool could not write this share to its storage yet (storage"
+                    " failure); it is kept and counts once storage recovers; do not resend it"
+                    " (a resend is a duplicate)"
                 )
                 effect = Send(effect.conn, Rejected(ack.job, ack.nonce, Code.UNAVAILABLE, why))
             out.append(effect)

@@ -16,6 +16,7 @@ from pooler.core.records import (
     BestFound,
     BlockHistory,
     HistoryBucket,
+    MinerCounts,
     NoncesIssued,
     Record,
     ShareCounts,
@@ -56,7 +57,7 @@ class Store(Protocol):
 def coalesce(records: list[Persist]) -> list[Persist]:
     """The records of one transaction with superseded ones dropped; same effect on the tables.
 
-    ``ShareCounts`` carry absolute counts (the last of a key wins), ``BestFound`` and
+    ``ShareCounts`` and ``MinerCounts`` carry absolute counts (the last of a key wins), ``BestFound`` and
     ``NoncesIssued`` only grow (the largest wins, the first on ties, as the SQL does),
     ``WorkerSeen`` keeps the last sighting, history buckets and block summaries are absolute.
     Everything else (calls, status history, credits)
@@ -68,6 +69,8 @@ def coalesce(records: list[Persist]) -> list[Persist]:
         match p.record:
             case ShareCounts(block=b, miner_id=m, worker=w):
                 key: tuple[object, ...] = ("shares", b, m, w)
+            case MinerCounts(miner_id=m):
+                key = ("miner_counts", m)
             case BestFound(block=b, farmer_id=f):
                 key = ("best", b, f)
             case NoncesIssued(block=b, farmer_id=f):

@@ -21,6 +21,7 @@ from pooler.core.records import (
     FarmerStatusChanged,
     HarvestCalled,
     HistoryBucket,
+    MinerCounts,
     NonceCredited,
     NoncesIssued,
     PlantCalled,
@@ -50,6 +51,8 @@ def record_kind(record: Record) -> str:
             return "best"
         case ShareCounts():
             return "shares"
+        case MinerCounts():
+            return "miner_counts"
         case PlantCalled():
             return "plant"
         case WorkCalled():
@@ -89,6 +92,8 @@ def record_data(record: Record) -> Data:
                 "accepted": accepted,
                 "rejected": rejected,
             }
+        case MinerCounts(miner_id, accepted, rejected, stale):
+            return {"minerId": miner_id, "accepted": accepted, "rejected": rejected, "stale": stale}
         case PlantCalled(block, reply, error) | HarvestCalled(block, reply, error):
             return _outcome({"block": block}, None if reply is None else reply.body, error)
         case WorkCalled(block, submissions, reply, error):

@@ -7,6 +7,8 @@ Scalar keys:
     {p}:lease               leader lease: "<instance>:<epoch>", SET NX PX, renewed by its holder
     {p}:epoch               INCR'd on every acquisition: the fencing token's number
     {p}:miners              hash miner id -> miner record (token stored hashed)
+    {p}:minercounts         hash "{miner}:a|r|s" -> the miner's accepted/rejected/stale (HINCRBY by
+                            each instance's increments; its fields go when the miner leaves)
     {p}:blocks              sorted set: blocks seen (score = index, member = JSON)
     {p}:rewards             hash block -> the block's total harvested (stroops)
     {p}:calls               stream: every Backend call's outcome (the leader's audit trail)
@@ -53,6 +55,10 @@ class Keys:
     @property
     def miners(self) -> str:
         return self.base + "miners"
+
+    @property
+    def miner_counts(self) -> str:
+        return self.base + "minercounts"
 
     @property
     def blocks(self) -> str:

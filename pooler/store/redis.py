@@ -56,13 +56,21 @@ from pooler.core.records import (
     FarmerStatusChanged,
     HarvestCalled,
     HistoryBucket,
+    MinerCounts,
     NonceCredited,
     PlantCalled,
     RestJobIssued,
     ShareCounts,
     WorkCalled,
 )
-from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, RewardRecord, StatusRecord
+from pooler.core.snapshot import (
+    BestRecord,
+    BlockRecord,
+    CoreSnapshot,
+    CountsRecord,
+    RewardRecord,
+    StatusRecord,
+)
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
 from pooler.stats.history import BLOCKS_KEEP, KEEP
@@ -138,6 +146,11 @@ end
 for _, b in ipairs(p.blockhist) do
   redis.call('HSET', pre .. 'blockhist', b[1], b[2])
   redis.call('HDEL', pre .. 'blockhist', tostring(tonumber(b[1]) - tonumber(ARGV[6])))
+end
+for _, c in ipairs(p.counts) do
+  if c[2] ~= 0 then redis.call('HINCRBY', pre .. 'minercounts', c[1] .. ':a', c[2]) end
+  if c[3] ~= 0 then redis.call('HINCRBY', pre .. 'minercounts', c[1] .. ':r', c[3]) end
+  if c[4] ~= 0 then redis.call('HINCRBY', pre .. 'minercounts', c[1] .. ':s', c[4]) end
 end
 return dups
 """
@@ -216,6 +229,11 @@ class RedisStore:
         # (the observer's store_ok) instead, so this stays "" here
         self.last_error = ""
         self.duplicates = 0  # credits refused by the shared duplicate set since start
+        # miner id -> (accepted, rejected, stale) this instance's counters stood at in Redis: read
+        # at open (the core starts from them), then what the last commit added. A MinerCounts is
+        # absolute (that start plus this process's shares), so the commit sends the difference
+        # as HINCRBY: each instance adds its own shares, nothing is keyed by instance (#18)
+        self._counted: dict[str, tuple[int, int, int]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -225,7 +243,22 @@ class RedisStore:
         except RedisError as exc:
             raise _failure("cannot read the miners from Redis", exc) from exc
         miners = sorted((miner_from_json(v) for v in raw.values()), key=lambda m: m.miner_id)
-        return Restored(miners, CoreSnapshot(), await self.load_history())
+        counts = await self.load_counts({m.miner_id for m in miners})
+        self._counted = {c.miner_id: (c.accepted, c.rejected, c.stale) for c in counts}
+        return Restored(miners, CoreSnapshot(counts=counts), await self.load_history())
+
+    async def load_counts(self, miner_ids: set[str]) -> tuple[CountsRecord, ...]:
+        """The registered miners' counters (fields of miners not in ``miner_ids`` are left out)."""
+        try:
+            raw = await self._redis.hgetall(self._keys.miner_counts)
+        except RedisError as exc:
+            raise _failure("cannot read the miner counters from Redis", exc) from exc
+        got: dict[str, list[int]] = {}
+        for name, value in raw.items():
+            miner_id, _, which = str(name).rpartition(":")
+            if miner_id in miner_ids and which in ("a", "r", "s"):
+                got.setdefault(miner_id, [0, 0, 0])["ars".index(which)] = int(value)
+        return tuple(CountsRecord(m, a, r, s) for m, (a, r, s) in sorted(got.items()))
 
     def _hist_row(self, b: HistoryBucket) -> tuple[str, str, list[Any]]:
         """(key suffix, field, script row) of a bucket: one hash per (width, start), one field per
@@ -314,6 +347,7 @@ class RedisStore:
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self._keys.miners, miner_id)
+                pipe.hdel(self._keys.miner_counts, f"{miner_id}:a", f"{miner_id}:r", f"{miner_id}:s")
                 pipe.publish(self._keys.control, orjson.dumps({"op": "left", "minerId": miner_id}))
                 await pipe.execute()
         except RedisError as exc:
@@ -330,6 +364,7 @@ class RedisStore:
         blocks: list[list[Any]] = []
         jobs: list[list[str]] = []
         hist: dict[tuple[str, str], list[Any]] = {}  # (key suffix, field) -> its newest row
+        counts: dict[str, tuple[int, int, int]] = {}  # miner id -> its newest absolute counters
         blockhist: dict[int, list[Any]] = {}  # block -> its newest summary
         for p in records:
             match p.record:
@@ -343,6 +378,8 @@ class RedisStore:
                     tallies[block, miner_id, worker] = [str(block), field, accepted, rejected]
                 case BestFound() as found:
                     bests.append(_best_row(found))
+                case MinerCounts(miner_id, accepted, rejected, stale):
+                    counts[miner_id] = (accepted, rejected, stale)
                 case BlockSeen() as seen:
                     blocks.append(_block_row(seen))
                 case RestJobIssued(job) as issued:
@@ -351,7 +388,12 @@ class RedisStore:
                     credits.append(credit)
                 case _:
                     pass  # plant/work/harvest/farmer_status here come from refused follower calls: not facts
+        increments = []
+        for miner_id, now in counts.items():
+            was = self._counted.get(miner_id, (0, 0, 0))
+            increments.append([miner_id, *(max(0, n - w) for n, w in zip(now, was, strict=True))])
         payload = {
+            "counts": increments,
             "seen": [[str(c.block), c.farmer_id, str(c.nonce)] for c in credits],
             "tallies": list(tallies.values()),
             "bests": bests,
@@ -373,6 +415,9 @@ class RedisStore:
         except RedisError as exc:
             self._refused = set()
             raise _failure("Redis commit failed", exc) from exc  # the runner keeps the batch if it may pass
+        for miner_id, now in counts.items():  # written: the next increments start from here
+            was = self._counted.get(miner_id, (0, 0, 0))
+            self._counted[miner_id] = (max(now[0], was[0]), max(now[1], was[1]), max(now[2], was[2]))
         refused = [credits[int(i)] for i in dups or ()]
         self._refused = {(c.job, c.nonce) for c in refused}
         self.duplicates += len(refused)

@@ -40,6 +40,7 @@ from pooler.core.records import (
     FarmerStatusChanged,
     HarvestCalled,
     HistoryBucket,
+    MinerCounts,
     NonceCredited,
     NoncesIssued,
     PlantCalled,
@@ -53,6 +54,7 @@ from pooler.core.snapshot import (
     BestRecord,
     BlockRecord,
     CoreSnapshot,
+    CountsRecord,
     RewardRecord,
     StatusRecord,
     TallyRecord,
@@ -168,10 +170,23 @@ MIGRATIONS: list[str] = [
         data TEXT NOT NULL
     );
     """,
+    # 4: each miner's /miner/stats counters, absolute since it registered (they outlive the
+    # block window the per-block tables are pruned to); a revoked miner's row goes with it
+    """
+    CREATE TABLE miner_counts (
+        miner_id TEXT PRIMARY KEY,
+        accepted INTEGER NOT NULL,
+        rejected INTEGER NOT NULL,
+        stale INTEGER NOT NULL
+    );
+    """,
 ]
 
 # history rows deleted per commit at most: pruning is bounded work, spread over commits
 PRUNE_PER_COMMIT = 500
+# the tables keyed by block: rows of blocks older than the newest - keep_blocks are deleted
+# (PRUNE_PER_COMMIT per table and commit at most), so the file stops growing with the block count
+BLOCK_TABLES = ("blocks", "bests", "shares", "calls", "farmer_status", "nonces")
 
 
 class SqliteStore:
@@ -195,6 +210,10 @@ class SqliteStore:
         self.records = 0  # records written (after coalescing)
         self.failures = 0  # commits that failed (metrics, /health)
         self.last_error = ""  # why the newest commit failed; "" once one succeeds again (/health)
+        # the newest block written (writer thread): rows below it - keep_blocks are pruned
+        self._newest = -1
+        # rows below the window may be left (a new block came, or the last pass hit its limit)
+        self._prune_blocks = False
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn)
@@ -249,12 +268,17 @@ class SqliteStore:
         now = self._clock()
         records = coalesce(records)
 
+        newest = max((p.record.index for p in records if isinstance(p.record, BlockSeen)), default=-1)
+
         def write(db: sqlite3.Connection) -> None:
             for p in records:
                 _write(db, p.record, now)
             self._prune(db, now)
+            if newest > self._newest or self._prune_blocks:
+                self._prune_blocks = self._prune_old_blocks(db, max(newest, self._newest))
 
         self._transaction("store commit", write)
+        self._newest = max(newest, self._newest)
         self.commits += 1
         self.records += len(records)
 
@@ -276,6 +300,19 @@ class SqliteStore:
                 " (SELECT max(block) FROM block_history) - ? LIMIT ?)",
                 (BLOCKS_KEEP, left),
             )
+
+    def _prune_old_blocks(self, db: sqlite3.Connection, newest: int) -> bool:
+        """Delete rows of blocks before ``newest - keep_blocks`` (at most PRUNE_PER_COMMIT a table);
+        True when some table may hold more (the next commit goes on)."""
+        floor = newest - self.keep_blocks
+        more = False
+        for table in BLOCK_TABLES:
+            cur = db.execute(
+                f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE block < ? LIMIT ?)",
+                (floor, PRUNE_PER_COMMIT),
+            )
+            more = more or cur.rowcount >= PRUNE_PER_COMMIT
+        return more
 
     def _transaction(self, what: str, body: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``body`` in one write transaction; errors become StoreUnavailable or StoreError."""
@@ -315,6 +352,7 @@ class SqliteStore:
     async def revoke_miner(self, miner_id: str) -> None:
         def revoke(db: sqlite3.Connection) -> None:
             db.execute("UPDATE miners SET revoked_at = ? WHERE miner_id = ?", (self._clock(), miner_id))
+            db.execute("DELETE FROM miner_counts WHERE miner_id = ?", (miner_id,))
 
         await self._run(lambda: self._transaction(f"revoking miner {miner_id}", revoke))
 
@@ -349,9 +387,17 @@ class SqliteStore:
             )
         ][::-1]
         history = self._load_history(db)
+        counts = tuple(
+            CountsRecord(*r)
+            for r in db.execute(
+                "SELECT c.miner_id, c.accepted, c.rejected, c.stale FROM miner_counts c"
+                " JOIN miners m ON m.miner_id = c.miner_id WHERE m.revoked_at IS NULL ORDER BY c.miner_id"
+            )
+        )
         if not blocks:
-            return Restored(miners, CoreSnapshot(), history)
+            return Restored(miners, CoreSnapshot(counts=counts), history)
         first, last = blocks[0].index, blocks[-1].index
+        self._newest, self._prune_blocks = last, True  # a file from before pruning: catch up
         bests = tuple(
             BestRecord(r[0], r[1], int(r[2]), bytes(r[3]), r[4], r[5], r[6], r[7])
             for r in db.execute(
@@ -396,6 +442,7 @@ class SqliteStore:
             statuses=tuple(statuses),
             rewards=tuple(rewards),
             nonce_next=nonce_next,
+            counts=counts,
         )
         return Restored(miners, snapshot, history)
 
@@ -497,6 +544,14 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
                 " accepted = max(shares.accepted, excluded.accepted),"
                 " rejected = max(shares.rejected, excluded.rejected)",
                 (block, miner_id, worker, accepted, rejected),
+            )
+        case MinerCounts(miner_id, accepted, rejected, stale):
+            db.execute(
+                "INSERT INTO miner_counts VALUES (?, ?, ?, ?) ON CONFLICT (miner_id) DO UPDATE SET"
+                " accepted = max(miner_counts.accepted, excluded.accepted),"
+                " rejected = max(miner_counts.rejected, excluded.rejected),"
+                " stale = max(miner_counts.stale, excluded.stale)",
+                (miner_id, accepted, rejected, stale),
             )
         case PlantCalled() | WorkCalled() | HarvestCalled():
             _w_call(db, record, now)

@@ -85,3 +85,29 @@ def test_cluster_section_measures_one_and_two_instances_on_redis(tmp_path: Path)
     for row in ("new-block broadcast", "verified shares/s, durable in Redis", "CPU a share"):
         assert row in table
     assert table in stdout
+
+
+def test_the_block_soak_runs_a_few_blocks_with_churn_and_reports_its_figures() -> None:
+    """``python -m bench.soak_blocks`` end to end on a few 2 s blocks: it stops by itself, samples
+    the Pooler child, and under churn the planted farmers stay those of the live miners."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.soak_blocks",
+            *["--blocks", "6", "--every", "2", "--farmers", "4", "--window", "2"],
+            *["--churn", "1", "--json"],
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record: dict[str, Any] = orjson.loads(result.stdout)
+    assert record["blocks"] >= 6 and record["failures"] == 0
+    assert record["registered"] >= 4 + 5  # one new miner a block after the first
+    assert 0 < record["planted_max"] <= 4  # never the farmers of miners that left
+    assert {"heap_mb_per_100_blocks", "rss_mb_per_100_blocks", "sqlite_kib_per_100_blocks"} <= set(record)
+    assert all(s["rss_mb"] > 0 and s["db_kib"] > 0 for s in record["samples"])

@@ -208,6 +208,30 @@ async def test_plant_respects_capacity_and_an_empty_pool(net: Devnet, http: aioh
     assert (empty["totalRequested"], empty["successfulPlants"], empty["results"]) == (0, 0, [])
 
 
+async def test_plant_with_farmer_ids_plants_only_those_and_checks_them_first(
+    net: Devnet, http: aiohttp.ClientSession
+) -> None:
+    """``farmerIds`` (the Pooler's active farmers): only they are planted; an unknown or another
+    pooler's id refuses the whole request before anything is planted."""
+    farmers = [(await register_farmer(http, net, "p", 0.0))["farmerId"] for _ in range(3)]
+    other = (await register_farmer(http, net, "q", 0.0))["farmerId"]
+    base = {"blockIndex": 1, "poolerId": "p", "maxFarmersCapacity": 10}
+    for ids, expected, words in (
+        ("x", 400, "farmerIds must be an array"),
+        ([farmers[0], 7], 400, "farmerIds[1] must be a non-empty string"),
+        ([farmers[0], "nope"], 404, "farmerIds[1] 'nope' is not a registered farmer"),
+        ([farmers[0], other], 403, "belongs to another pooler"),
+    ):
+        status, body = await call(http, net, "POST", "/plant", {**base, "farmerIds": ids})
+        assert_error_body(status, body, expected, words)
+    assert not net.contract._pails  # nothing was planted by the refused requests
+    _, body = await call(http, net, "POST", "/plant", {**base, "farmerIds": farmers[1:]})
+    assert sorted(r["farmerId"] for r in body["results"]) == sorted(farmers[1:])
+    assert (body["totalRequested"], body["successfulPlants"]) == (2, 2)
+    _, none = await call(http, net, "POST", "/plant", {**base, "farmerIds": []})
+    assert (none["totalRequested"], none["results"]) == (0, [])
+
+
 async def test_health(net: Devnet, http: aiohttp.ClientSession, clock: FakeClock) -> None:
     clock.t += 42
     status, body = await call(http, net, "GET", "/health")

@@ -19,10 +19,12 @@ from pooler.core.records import (
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
+    MinerCounts,
     NonceCredited,
     PlantCalled,
     ShareCounts,
 )
+from pooler.core.snapshot import CountsRecord
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
 from pooler.runtime.hub import EventHub
@@ -123,6 +125,40 @@ async def test_a_refused_credit_rejects_the_accepted_of_its_own_farmer(rclient: 
     assert isinstance(second, Send) and isinstance(second.msg, Rejected)
     assert (second.conn, second.msg.job, second.msg.code) == (1, "b.1", Code.DUPLICATE)
     assert b.duplicates == 1
+
+
+async def test_miner_counters_add_up_over_instances_and_restarts_with_one_field_per_counter(
+    rclient: aioredis.Redis,  # noqa: F811
+) -> None:
+    """Each instance's core sends absolute counters (what it loaded plus its own shares); the
+    store adds only the difference with HINCRBY, so the group's total is the sum, a restarted
+    instance goes on from it, and the hash holds three fields per miner, however often the
+    instances restart (no field per instance)."""
+    miners = {"m1", "m2"}
+
+    def counts(miner: str, accepted: int, rejected: int, stale: int) -> Persist:
+        return Persist(MinerCounts(miner, accepted, rejected, stale))
+
+    a, b = store(rclient, "a"), store(rclient, "b")
+    assert (await a.open()).snapshot.counts == ()
+    await b.open()
+    await a.commit([counts("m1", 3, 1, 0), counts("m1", 5, 1, 1)])  # the newest of a batch stands
+    await b.commit([counts("m1", 2, 0, 0), counts("m2", 4, 0, 0)])
+    await a.commit([counts("m1", 5, 1, 1)])  # replayed (a batch sent again): nothing added
+    for _ in range(3):  # restarts: each goes on from the group's total
+        again = store(rclient, "a")
+        restored = await again.open()
+        assert restored.snapshot.counts == ()  # no miner registered in this test: none loaded
+        loaded = await again.load_counts(miners)
+        assert loaded == (CountsRecord("m1", 7, 1, 1), CountsRecord("m2", 4, 0, 0))
+    await a.save_miner(MinerRecord("m1", "f1", "G" + "A" * 55, "rig", b"\x01" * 32, 0.1))
+    c = store(rclient, "c")
+    assert (await c.open()).snapshot.counts == (CountsRecord("m1", 7, 1, 1),)  # its core starts there
+    await c.commit([counts("m1", 9, 1, 1)])  # two more shares on c
+    assert await c.load_counts(miners) == (CountsRecord("m1", 9, 1, 1), CountsRecord("m2", 4, 0, 0))
+    assert set(await rclient.hkeys(KEYS.miner_counts)) == {"m1:a", "m1:r", "m1:s", "m2:a"}
+    await a.revoke_miner("m2")
+    assert set(await rclient.hkeys(KEYS.miner_counts)) == {"m1:a", "m1:r", "m1:s"}
 
 
 class _NoBackend:

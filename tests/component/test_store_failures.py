@@ -1,4 +1,5 @@
-"""A Pooler whose store cannot commit: no share is acknowledged, it stays up, and it catches up.
+"""A Pooler whose store cannot commit: no share is acknowledged, shares are "pending" (code 30), it
+stays up, and it catches up: the pending share counts, as its answer said.
 
 The failure is real: another connection holds SQLite's write lock (as an operator's ``sqlite3``
 shell or a slow backup can) past the store's busy timeout.
@@ -18,7 +19,7 @@ from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import Accepted, Hello, Job, Rejected, ServerMessage, Share, Welcome
 from protocol.work import WorkTemplate, address_bytes
-from tests.support.system import register_miner, running_system
+from tests.support.system import bearer, register_miner, running_system
 
 
 async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMessage:
@@ -78,7 +79,7 @@ async def test_failed_commits_refuse_the_ack_keep_running_and_catch_up(tmp_path:
                     refused.nonce,
                     Code.UNAVAILABLE,
                 )
-                assert "storage" in answer.message
+                assert answer.message.startswith("pending:") and "storage" in answer.message
                 async with http.get(f"{pooler.url}/health") as resp:
                     assert (await resp.json())["checks"]["store"] == "failing"
                 assert pooler.runner.refused_acks == 1 and pooler.runner.unsaved > 0
@@ -92,6 +93,12 @@ async def test_failed_commits_refuse_the_ack_keep_running_and_catch_up(tmp_path:
             async with http.get(f"{pooler.url}/health") as resp:
                 assert (await resp.json())["checks"]["store"] == "ok"
             assert pooler.runner.unsaved == 0
+            # pending, as code 30 says: the share counts, so resending it is a duplicate
+            await ws.send(encode(refused).decode())
+            again = await _next(ws, Accepted, Rejected)
+            assert isinstance(again, Rejected) and again.code is Code.DUPLICATE, again
+            async with http.get(f"{pooler.url}/miner/stats", headers=bearer(reg.token)) as resp:
+                assert (await resp.json())["accepted"] == 4
         assert await pooler.store.integrity_check() == "ok"
     with sqlite3.connect(db) as check:
         [(accepted,)] = check.execute(

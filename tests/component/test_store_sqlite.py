@@ -131,3 +131,32 @@ async def test_schema_version_is_recorded_and_newer_files_are_refused(tmp_path: 
     with pytest.raises(StoreError, match="newer than this Pooler"):
         await newer.open()
     await newer.close()
+
+
+async def test_rows_of_blocks_past_the_window_are_pruned_and_the_window_reloads(tmp_path: Path) -> None:
+    """Every table keyed by block keeps the newest keep_blocks + 1 blocks: the file is bounded by
+    the block window, not by the number of blocks (#18), and a restart still finds the window."""
+    keep = 5
+    path = tmp_path / "pooler.db"
+    store = SqliteStore(path, keep_blocks=keep)
+    await store.open()
+    rig = Rig()
+    effects = [*rig.join("m1", 1), *rig.join("m2", 2), *rig.connect(1, "m1"), *rig.connect(2, "m2")]
+    blocks = 40
+    for index in range(1, blocks + 1):
+        effects += rig.block(index)
+        plant = one_call(effects, "plant")
+        effects += rig.answer(plant, response={"successfulPlants": 2, "failedPlants": 0, "totalStaked": "0"})
+        effects += rig.good_share(1, 1, at=rig.now + 1)
+        effects += rig.good_share(2, 1)
+        await store.commit([e for e in effects if isinstance(e, Persist)])
+        effects = []
+    with sqlite3.connect(path) as db:
+        for table in ("blocks", "bests", "shares", "calls", "farmer_status", "nonces"):
+            (low,) = db.execute(f"SELECT min(block) FROM {table}").fetchone()
+            assert low == blocks - keep, table
+    await store.close()
+    again = SqliteStore(path, keep_blocks=keep)
+    restored = await again.open()
+    assert [b.index for b in restored.snapshot.blocks] == list(range(blocks - keep + 1, blocks + 1))
+    await again.close()

@@ -10,6 +10,8 @@ serve`` processes sharing one database file:
 3. killed before workAt of the next block and restarted at once: work goes out at workAt;
 4. SIGTERM: miners get close code 1012, the process exits 0, nothing acknowledged is lost.
 
+After each restart ``/miner/stats`` ``accepted`` goes on from the stored counters (#18).
+
 The moments are conditions, not sleeps to offsets: a kill comes once a share of the block was
 acknowledged (early in the block, so before its workAt); with no Pooler running, "after workAt"
 and "the block is over" are read from the chain's own clock (the devnet contract's, which decides
@@ -22,14 +24,16 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from stellar_sdk import Keypair
 
 from pooler.devnet import Devnet
 from protocol.messages import Job
 from tests.e2e.crashkit import FAST_SETTINGS, Acks, StreamMiner, lost_acks, read_store
 from tests.support.processes import start_pooler
-from tests.support.system import Registration, register_miner
+from tests.support.system import Registration, bearer, register_miner
 from tests.support.wait import wait_until
 
 INTERVAL = 12  # seconds per block: workAt at +6, deadline at +10
@@ -40,6 +44,14 @@ SETTINGS = {
     "WORK_SAFETY_MARGIN_MS": "2000",
     "SHARE_ZEROS_INITIAL": "2",
 }
+
+
+async def miner_stats(url: str, token: str) -> dict[str, Any]:
+    """``GET /miner/stats`` with the miner's token."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/miner/stats", headers=bearer(token)) as resp:
+        assert resp.status == 200, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        return body
 
 
 def pail_zeros(net: Devnet, farmer: str, block: int) -> int | None:
@@ -115,6 +127,10 @@ async def test_restarts_keep_work_harvest_and_tokens_and_sigterm_is_clean(tmp_pa
                 step=0.1,
             )
             pooler = await start_pooler(tmp_path, settings)
+            # /miner/stats goes on from the stored counters (#18): no miner is connected yet, so
+            # it shows exactly what was stored, at least every share acknowledged before the kill
+            stats = await miner_stats(pooler.url, reg.token)
+            assert stats["accepted"] >= sum(acks.accepted.values()) > 0, stats
             await wait_until(
                 lambda: pail_zeros(net, reg.farmer, block) is not None,
                 f"the restarted Pooler's work for block {block}",
@@ -161,6 +177,8 @@ async def test_restarts_keep_work_harvest_and_tokens_and_sigterm_is_clean(tmp_pa
                 within=INTERVAL,
                 step=0.1,
             )
+            # the job may reach one worker before the other is welcomed: wait for both
+            await wait_until(lambda: acks.welcomes >= 4, "both workers welcomed again", within=10)
             assert acks.rejected["unauthorized"] == 0 and acks.welcomes == 4
 
             # 3. killed before workAt of the next block (a share of it is in), restarted at
@@ -195,5 +213,9 @@ async def test_restarts_keep_work_harvest_and_tokens_and_sigterm_is_clean(tmp_pa
             after = read_store(db)
             assert after.integrity == "ok"
             assert lost_acks(after, acks) == []
+            # and after a graceful stop the counters are those of every acknowledged share
+            pooler = await start_pooler(tmp_path, settings)
+            stats = await miner_stats(pooler.url, reg.token)
+            assert stats["accepted"] >= sum(acks.accepted.values()), stats
         finally:
             await pooler.kill()

@@ -75,7 +75,12 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
     assert jobs[1].work_at == WORK_AT * 1000 and jobs[1].block_ends_at == ENDS * 1000
     # plant runs concurrently: in the same effects list, after the block was persisted
     plant = one_call(effects, "plant")
-    assert body(plant) == {"blockIndex": 1, "poolerId": "pool-1", "maxFarmersCapacity": 100}
+    assert body(plant) == {
+        "blockIndex": 1,
+        "poolerId": "pool-1",
+        "maxFarmersCapacity": 100,
+        "farmerIds": ["farmer-0", "farmer-1"],  # the farmers with an active miner
+    }
     assert plant.deadline == ENDS - CONFIG.safety_margin
     assert persists(effects, "block") == [{"index": 1, "entropy": entropy(1).hex(), "timestamp": T0}]
     assert publishes(effects, "block")[0]["workAt"] == WORK_AT * 1000
@@ -101,7 +106,7 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
     effects = rig.good_share(1, 1, 1, at=T0 + 2)
     [accepted] = sends(effects, Accepted, conn=1)
     assert accepted == Accepted(jobs[1].job, accepted.nonce, 1, True)
-    assert [type(e) for e in effects] == [Persist, Persist, Send]
+    assert [type(e) for e in effects] == [Persist, Persist, Persist, Send]  # best, tally, miner counts
     assert persists(effects, "best")[0]["zeros"] == 1
     effects = rig.good_share(2, 2, 2, at=T0 + 3)  # a better one from the farmer's other worker
     assert sends(effects, Accepted)[0].best
