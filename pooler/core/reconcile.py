@@ -69,7 +69,9 @@ class Reconcile:
         blk = st.blocks.get(rec.block)
         why = f"outcome unknown, reconciling with the chain: {ev.error}"
         if rec.op == "plant":
-            fids = tuple(dict.fromkeys([*rec.farmers, *st.farmers]))  # known at the call or since
+            # a call that named its farmers (farmerIds) could plant only them; one that named none
+            # (inside restore) planted whoever the Backend had: the farmers known at the call or since
+            fids = rec.farmers if rec.named else tuple(dict.fromkeys([*rec.farmers, *st.farmers]))
             seen = blk is not None and blk.plant_call == ev.call_id
             until = (
                 blk.ends_at - cfg.safety_margin if blk is not None and seen else now + cfg.block_interval / 2
@@ -142,7 +144,11 @@ class Reconcile:
         fids = [fid for fid, _ in r.farmers]
         found = {fid: pails[fid] for fid in fids if fid in pails}
         missing = [fid for fid in fids if fid not in found]
-        if missing and now + self._st.config.backend_retry_delay < r.until and self._plant_again(r, effects):
+        if (
+            missing
+            and now + self._st.config.backend_retry_delay < r.until
+            and self._plant_again(r, effects, now)
+        ):
             if found:  # what the lost call did, recorded (the retry's answer counts only its own)
                 staked = sum(p.stake for p in found.values())
                 part = PlantReply(
@@ -163,14 +169,14 @@ class Reconcile:
         reply = PlantReply(len(found), len(missing), staked, tuple(results), RECONCILED)
         self._plant.on_result(rec, BackendResult(r.call_id, "plant", rec.block, reply), effects, now)
 
-    def _plant_again(self, r: Reconciling, effects: list[Effect]) -> bool:
+    def _plant_again(self, r: Reconciling, effects: list[Effect], now: float) -> bool:
         """Plant the block again (what planted already stays planted); False when it cannot be."""
         st = self._st
         blk = st.blocks.get(r.rec.block)
         if blk is not None and blk.plant_call == r.call_id:
             if st.paused or blk.closed:
                 return False
-            blk.plant_call = self._plant.call(blk.index, effects, r.until)
+            blk.plant_call = self._plant.call(blk.index, effects, r.until, now)
             return True
         return False  # a late plant: its own timer plants again (at its pace, never with the chain down)
 

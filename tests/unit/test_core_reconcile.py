@@ -9,7 +9,7 @@ from __future__ import annotations
 from pooler.core import rewards
 from pooler.core.alerts import WorkFailed
 from pooler.core.effects import CallBackend, Effect, RaiseAlert, ReadPails
-from pooler.core.events import BackendResult, BlockUpdated, ChainHealth, PailsRead
+from pooler.core.events import BackendResult, BlockUpdated, ChainHealth, MinerLeft, PailsRead
 from pooler.core.snapshot import CoreSnapshot
 from pooler.core.views import BlockView
 from tests.unit.core_support import (
@@ -165,6 +165,22 @@ def test_a_plant_that_did_not_land_is_planted_again() -> None:
     again = one_call(effects, "plant")
     assert body(again) == body(plant)
     effects = rig.answer(again, response={"successfulPlants": 1}, at=T0 + 2)
+    assert statuses(effects) == {"farmer-0": "planted", "farmer-1": "planted"}
+
+
+def test_a_plant_that_named_its_farmers_is_settled_over_those_only() -> None:
+    """A farmer left out of ``farmerIds`` (its miner left) has no pail: that is no lost plant."""
+    rig = _rig()
+    rig.join("c", 2)
+    rig.do(MinerLeft("c"), at=T0 - 0.5)
+    plant = one_call(rig.block(1), "plant")
+    assert sorted(body(plant)["farmerIds"]) == ["farmer-0", "farmer-1"]  # type: ignore[type-var]
+    unknown(rig, plant, "plant: no answer", at=T0 + 0.5)
+    ask = read(rig.timer(f"reconcile:{plant.call_id}", at=T0 + 1.5))
+    assert {fid for fid, _ in ask.farmers} == {"farmer-0", "farmer-1"}
+    found = {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}
+    effects = pails(rig, ask, found, at=T0 + 1.6)
+    assert not calls(effects)  # nothing planted again, nothing failed
     assert statuses(effects) == {"farmer-0": "planted", "farmer-1": "planted"}
 
 
