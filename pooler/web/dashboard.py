@@ -155,6 +155,7 @@ class _EventSource(Response):
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
         self._streams = streams
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]  # a stream
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         streams = self._streams
