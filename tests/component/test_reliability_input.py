@@ -255,15 +255,14 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
         pooler = system.pooler
         url = ws_url(pooler)
         token = (await register_miner(pooler.url, "rig")).token
-        async with Miner(url, token), Miner(url, token):
-            async with connect(url) as three:
-                await three.send(orjson.dumps({"type": "hello", "token": token, "protocol": 1}).decode())
-                answer = decode_server(await asyncio.wait_for(three.recv(), FAILSAFE_S))
-                assert isinstance(answer, Error) and answer.code == Code.RATE_LIMITED
-                assert "from your address" in answer.message
-                with pytest.raises(ConnectionClosed) as closed:
-                    await asyncio.wait_for(three.recv(), FAILSAFE_S)
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+        async with Miner(url, token), Miner(url, token), connect(url) as three:
+            await three.send(orjson.dumps({"type": "hello", "token": token, "protocol": 1}).decode())
+            answer = decode_server(await asyncio.wait_for(three.recv(), FAILSAFE_S))
+            assert isinstance(answer, Error) and answer.code == Code.RATE_LIMITED
+            assert "from your address" in answer.message
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(three.recv(), FAILSAFE_S)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 1
     async with running_system(block_interval=6, profile=ops_options, max_concurrent_miners=1) as system:
         pooler = system.pooler
