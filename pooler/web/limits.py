@@ -125,8 +125,9 @@ class _Failures:
 class AuthBackoff:
     """Wrong tokens per client address (REST bearer tokens, WebSocket hellos, ADMIN_TOKEN).
 
-    The first ``allowed`` wrong tokens are answered as usual; each one after that backs the
-    address off for ``base`` seconds, doubled for each further one (at most 64 times ``base``).
+    ``allowed`` wrong tokens are answered as usual; with the last of them the address is backed
+    off for ``base`` seconds, and each further one (checked after a back-off) doubles it, up to
+    64 times ``base``.
     While backed off, its token checks are refused without looking at the token. An address
     with no wrong token for ``forget`` seconds (64 x ``base``) starts again from zero. A good
     token does not forgive earlier wrong ones (else one registered miner could reset the count
@@ -158,9 +159,9 @@ class AuthBackoff:
             entry = self._by_address[address] = _Failures(now)
         entry.count += 1
         entry.last = now
-        over = entry.count - self._allowed
-        if over > 0:
-            entry.until = now + self._base * 2 ** min(over - 1, _BACKOFF_DOUBLINGS)
+        over = entry.count - self._allowed  # 0: the last one allowed was just used
+        if over >= 0:
+            entry.until = now + self._base * 2 ** min(over, _BACKOFF_DOUBLINGS)
 
     def _sweep(self, now: float) -> None:
         if len(self._by_address) >= _TRACKED:
