@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -26,6 +29,7 @@ from protocol.codec import decode_server
 from protocol.errors import Code
 from protocol.messages import Error, Job
 from tests.component.reliability_support import Miner, ws_url
+from tests.support.processes import start_pooler
 from tests.support.system import bearer, ops_options, register_miner, running_system
 from tests.support.wait import FAILSAFE, wait_until
 
@@ -325,3 +329,78 @@ async def test_a_keep_alive_rest_connection_settles_at_its_first_good_token() ->
                     await resp.read()
             assert pooler.gate.open >= 1 and pooler.gate.pending == 0  # open, and settled
         await wait_until(lambda: pooler.gate.open == 0, "the connection to be closed")
+
+
+async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_work(tmp_path: Path) -> None:
+    # A `pooler serve` whose open-files limit is 600, soft and hard (a systemd unit's is 1,024 soft),
+    # against 700 slow connections: before the fix the connections took every descriptor, new miners
+    # and /health were refused and the local search died with EMFILE, losing the farmers' block.
+    settings = {
+        "STELLAR_NETWORK": "devnet",
+        "BLOCK_INTERVAL_SECONDS": "8",
+        "WORK_SAFETY_MARGIN_MS": "2000",
+        "PORT": "0",
+        "STORE": "sqlite",
+        "POOLER_DB": str(tmp_path / "pooler.db"),
+        "LOG_LEVEL": "WARNING",
+        "FD_RESERVE": "150",
+        "MAX_PENDING_CONNECTIONS": "100000",  # only the descriptor budget binds
+        "MAX_CONNECTIONS_PER_IP": "100000",
+        "HTTP_READ_TIMEOUT_MS": "120000",
+    }
+    pooler = await start_pooler(tmp_path, settings, within=30, open_files=600)
+    port = int(pooler.url.rsplit(":", 1)[1])
+    frames: list[dict[str, Any]] = []
+    try:
+        async with aiohttp.ClientSession() as http:
+            reg = await register_miner(
+                pooler.url, "planted", http=http
+            )  # mines nothing: the local search does
+            async with http.get(f"{pooler.url}/events") as stream:
+
+                async def tail() -> None:
+                    async for line in stream.content:
+                        if line.startswith(b"data: "):
+                            frames.append(orjson.loads(line[6:]))
+
+                tailing = asyncio.create_task(tail())
+                head = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "
+                clients = [SlowClient(other(i % 10), port, head, 1.0) for i in range(700)]
+                tasks = [asyncio.create_task(c.run()) for c in clients]
+                try:
+                    await wait_until(lambda: all(c.connected or c.ended for c in clients), "the clients")
+                    dropped = sum(1 for c in clients if c.ended)
+                    # at the limit: /health, a new miner and the block cycle all still work
+                    async with http.get(f"{pooler.url}/health") as resp:
+                        assert resp.status == 200
+                    async with Miner(pooler.ws_url, reg.token) as miner:
+                        assert isinstance(await miner.next(Job), Job)
+                    seen = len(frames)
+
+                    def worked() -> bool:
+                        return any(
+                            f["kind"] == "work"
+                            and f["data"]["ok"]
+                            and any(s["farmerId"] == reg.farmer_id for s in f["data"]["submissions"])
+                            for f in frames[seen:]
+                        )
+
+                    await wait_until(
+                        worked, "a block worked for the planted farmer during the flood", within=60
+                    )
+                    held = sum(1 for c in clients if not c.ended)
+                finally:
+                    tailing.cancel()
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(tailing, *tasks, return_exceptions=True)
+        assert pooler.running
+        errors = pooler.err.read_text() + pooler.out.read_text()
+        assert "Too many open files" not in errors and "EMFILE" not in errors, errors[-2000:]
+        print(
+            f"descriptors: limit 600, FD_RESERVE 150; 700 slow connections: {held} held at the end,"
+            f" {dropped} dropped or refused while connecting; /health, a new miner and the local"
+            " search's block worked; no EMFILE"
+        )
+    finally:
+        await pooler.stop(signal.SIGTERM, within=15)
