@@ -25,12 +25,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from pooler.runtime.hub import Subscription
 from pooler.web.gate import CONNECTION, Ticket
 from pooler.web.ports import EventFeed, LimitHits
-from pooler.web.wsproto import ABORT
+from pooler.web.wsproto import ABORT, SEND_BUFFER
 
 log = logging.getLogger("pooler.web.events")
 
 STATIC = Path(__file__).parent / "static"
 _SSE_KEEPALIVE = 15.0  # seconds: keeps proxies from closing an idle stream
+# bytes the kernel, and as many the transport, may queue for one subscriber before its writes wait
+_STREAM_BUFFER = 16 * 1024
 # Where index.html names the pool: its <title> and its <h1 id="pooler-name">.
 _NAMED = (re.compile(r"(<title>)[^<]*(</title>)"), re.compile(r'(<h1 id="pooler-name">)[^<]*(</h1>)'))
 
@@ -66,8 +68,8 @@ class EventStreams:
 
     Each subscriber's backlog is bounded: frames the stream could not write yet wait in its
     subscription; a subscriber that lets more than ``backlog`` pile up (it is not reading: its
-    TCP window and the server's write buffer are full) has its connection dropped (the
-    ``pooler.abort`` extension), for SSE as for the WebSocket."""
+    TCP window and the server's send buffers, 16 KiB each, are full) has its connection dropped
+    (the ``pooler.abort`` extension), for SSE as for the WebSocket."""
 
     def __init__(self, feed: EventFeed, backlog: int, limits: LimitHits) -> None:
         self._feed = feed
@@ -198,10 +200,15 @@ class _EventSource(Response):
 
 def _served(extensions: Mapping[str, object]) -> None:
     """A dashboard stream is being answered: its connection is no longer one still reading its
-    request (pooler/web/gate.py), though it stays unauthenticated."""
+    request (pooler/web/gate.py), though it stays unauthenticated; what the kernel and the
+    transport queue for it is bounded, so a subscriber that does not read holds little and is
+    noticed (its writes wait) after a few dozen KiB."""
     ticket = extensions.get(CONNECTION)
     if isinstance(ticket, Ticket):
         ticket.served()
+    send_buffer = extensions.get(SEND_BUFFER)
+    if callable(send_buffer):
+        send_buffer(_STREAM_BUFFER)
 
 
 async def _drain_incoming(ws: WebSocket) -> None:

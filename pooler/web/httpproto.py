@@ -14,7 +14,8 @@ Two additions, everything else is uvicorn's own protocol:
   second (slowloris) kept its connection for good.
 
 It also offers ``abort`` (drop the TCP connection now) under :data:`~pooler.web.wsproto.ABORT`,
-for a stream whose reader stopped reading (``/events``). :func:`gated_http` makes the class
+for a stream whose reader stopped reading (``/events``), and a bound on what the kernel and the
+transport queue for it under :data:`~pooler.web.wsproto.SEND_BUFFER`. :func:`gated_http` makes the class
 uvicorn's ``http=`` takes, bound to one gate.
 """
 
@@ -26,7 +27,7 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pooler.web.gate import CONNECTION, ConnectionGate, Ticket
-from pooler.web.wsproto import ABORT
+from pooler.web.wsproto import ABORT, SEND_BUFFER, limit_send_buffer
 
 
 def _response(status: str, text: str) -> bytes:
@@ -84,7 +85,12 @@ class GatedHttpProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        extensions: dict[str, Any] = {CONNECTION: self.ticket, ABORT: self.transport.abort}
+        transport = self.transport
+        extensions: dict[str, Any] = {
+            CONNECTION: self.ticket,
+            ABORT: transport.abort,
+            SEND_BUFFER: lambda size: limit_send_buffer(transport, size),
+        }
         self.scope["extensions"] = extensions
         if self.ticket is not None:
             self.ticket.read_again()

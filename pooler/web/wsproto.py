@@ -15,6 +15,8 @@ settles it at a good ``hello``). Everything else is uvicorn's own protocol.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -22,6 +24,18 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from pooler.web.gate import CONNECTION, Ticket
 
 ABORT = "pooler.abort"
+# ``send_buffer(size)``: bound what the kernel and the transport hold for a peer that does not read
+SEND_BUFFER = "pooler.send_buffer"
+
+
+def limit_send_buffer(transport: Any, size: int) -> None:
+    """At most about ``size`` bytes queued in the kernel (SO_SNDBUF) and ``size`` in the transport
+    for this connection; past that its writes wait (a stream then sees its reader is not reading)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    transport.set_write_buffer_limits(high=size)
 
 
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -43,6 +57,7 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
         scope: Any = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
             scope["extensions"][ABORT] = self._abort
+            scope["extensions"][SEND_BUFFER] = lambda size: limit_send_buffer(self.transport, size)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.ticket is not None:

@@ -189,19 +189,28 @@ async def test_sockets_that_never_say_hello_do_not_count_against_the_miners_cap(
         await wait_until(lambda: pooler.gate.pending == 0, "no connection left pending")
 
 
+_UPGRADE = (
+    "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
 def _non_reader(port: int, path: str) -> socket.socket:
-    """A TCP client that asks for ``path`` and never reads (its receive buffer kept small)."""
+    """A TCP client that opens the stream at ``path`` (SSE, or a WebSocket at /ws/...) and never
+    reads (its receive buffer kept small)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
     sock.bind((other(0), 0))
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n".encode())
+    extra = _UPGRADE if path.startswith("/ws/") else "Accept: text/event-stream\r\n"
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
     return sock
 
 
 async def test_event_stream_subscribers_that_never_read_are_dropped_over_their_backlog() -> None:
-    # 30 /events subscribers that never read: before the fix they stayed subscribed for good,
-    # hundreds of KiB queued each (the WebSocket stream dropped its non-readers, SSE did not).
+    # 20 /events and 10 /ws/events subscribers that never read: before the fix the SSE ones stayed
+    # subscribed for good, hundreds of KiB queued each (the WebSocket stream's were closed only by
+    # the ping timeout).
     async with (
         running_system(
             block_interval=6, profile=ops_options, event_stream_backlog=20, summary_interval_ms=100
@@ -211,7 +220,7 @@ async def test_event_stream_subscribers_that_never_read_are_dropped_over_their_b
         pooler = system.pooler
         hub = pooler.hub
         before = hub.subscribers
-        readers = [_non_reader(pooler.port, "/events") for _ in range(30)]
+        readers = [_non_reader(pooler.port, "/events" if i < 20 else "/ws/events") for i in range(30)]
         try:
             await wait_until(lambda: hub.subscribers >= before + 30, "the 30 subscribers")
             # a reading dashboard beside them keeps its stream
@@ -239,7 +248,10 @@ async def test_event_stream_subscribers_that_never_read_are_dropped_over_their_b
         finally:
             for sock in readers:
                 sock.close()
-        print("event streams: 30 non-reading /events subscribers dropped over a backlog of 20 events")
+        print(
+            "event streams: 20 /events and 10 /ws/events subscribers that never read, all dropped over"
+            f" a backlog of 20 events; {hits(pooler, 'event-stream-backlog')} drops counted"
+        )
 
 
 async def test_registrations_are_limited_per_address_and_in_total() -> None:
