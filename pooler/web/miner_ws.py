@@ -13,7 +13,7 @@ cool-down, its outbox, the coordinator's inbox and the limit counters.
 A socket counts against the miners' limits (``Admission``: MAX_CONCURRENT_MINERS,
 MAX_CONNECTIONS_PER_IP) only once its ``hello`` carried a valid token; before that it is one of
 the gate's pending connections (pooler/web/gate.py), closed after ``hello_timeout``. Wrong
-tokens back the client's address off (``AuthBackoff``, shared with REST): then error 21 and 1013.
+tokens back the client's address off (``AuthBackoff``, shared with REST): then error 28 and 1013.
 
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
 its invalid-share cool-down or cut off by it (the coordinator's share-quality guard says so
