@@ -1,7 +1,9 @@
 """The Pooler's settings: read once at start-up from the environment and an optional ``.env``.
 
-Every setting is a field of the frozen :class:`Settings`, and each field carries its own
-description (environment variable, parser, help text) in its dataclass metadata. That one
+Every setting is a field of the frozen :class:`Settings` (the "Connection limits" group is
+declared in its base class, :class:`pooler.config.limits.LimitSettings`), and each field carries
+its own description (:class:`~pooler.config.table.Var`: environment variable, parser, help
+text) in its dataclass metadata. That one
 table drives loading, validation, ``pooler config``, ``.env.example`` and the table in
 ``docs/operations.md``, so they cannot drift apart (tests compare them).
 
