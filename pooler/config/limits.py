@@ -101,12 +101,13 @@ class LimitSettings:
         " starting the request; else 408 and close (slowloris).",
     )
     max_pending_connections: int = setting(
-        1000,
+        10_000,
         "MAX_PENDING_CONNECTIONS",
         _int(1, 1_000_000),
         LIMITS,
         "Most connections open at once that have not authenticated (no hello with a valid token yet, no"
-        " REST request with a miner token; dashboards count here). Full: the oldest one still reading its"
+        " REST request with a miner token; dashboards count here). Keep it above the miners that reconnect at"
+        " once after a restart. Full: the oldest one still reading its"
         " request or hello is dropped for a newcomer, or the newcomer gets 503. Apart from"
         " MAX_CONCURRENT_MINERS.",
     )
