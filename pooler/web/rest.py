@@ -167,7 +167,9 @@ def _registration_refused(refusal: Refusal) -> JSON:
     where = "from your address" if refusal.limit == "registrations-per-ip" else "in total"
     seconds = refusal.retry_seconds
     why = f"too many registrations {where} this hour; try again in {seconds} s"
-    body = error_body(Code.RATE_LIMITED.reason, why, code=int(Code.RATE_LIMITED), retryAfter=seconds)
+    body = error_body(
+        Code.RATE_LIMITED.reason, why, code=int(Code.RATE_LIMITED), retryAfter=seconds, limit=refusal.limit
+    )
     return _with_retry(JSON(body, status_code=429), seconds)
 
 
