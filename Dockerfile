@@ -3,6 +3,12 @@
 #   docker run --rm -p 3001:3001 --env-file .env kale-pooler
 # See docs/operations.md ("Container") for volumes, health checks and configuration.
 
+# ---- web: the dashboard's front-end files (uPlot from the npm registry, pinned by package-lock.json)
+FROM node:20-bookworm-slim AS web
+WORKDIR /src/frontend
+COPY frontend/package.json frontend/package-lock.json frontend/build.sh ./
+RUN ./build.sh
+
 # ---- build: install the package and its dependencies into a virtualenv
 FROM python:3.11-slim-bookworm AS build
 
@@ -24,6 +30,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY protocol ./protocol
 COPY pooler ./pooler
+COPY --from=web /src/pooler/web/static/vendor ./pooler/web/static/vendor
 RUN pip install --no-cache-dir . \
     && pooler version
 

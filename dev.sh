@@ -3,6 +3,7 @@
 #   ./dev.sh demo [args]   set up, then run `pooler demo` (devnet + Pooler + miners, a few blocks)
 #   ./dev.sh test [args]   set up (also the Debian packages the tests drive), then run the whole test suite
 #   ./dev.sh provision     install the Debian packages the tests drive (redis-server, chromium) if missing
+#   ./dev.sh web           build the dashboard's front-end files (npm; also done by demo, test and pooler)
 #   ./dev.sh lint          ruff + mypy --strict
 #   ./dev.sh pooler ARGS   any pooler subcommand inside the venv
 set -euo pipefail
@@ -36,26 +37,23 @@ setup() {
 # make + g++ (the kale-miner bridge tests build the real binary).
 # Installed with apt-get when missing and we may (root, or sudo without a password); otherwise one line
 # says what to install and the tests do not start.
-provision() {
-  local missing=()
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-  if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then missing+=(chromium); fi
-  # the kale-miner bridge tests build the real binary (tests/support/kale_miner.py)
-  command -v make >/dev/null 2>&1 || missing+=(make)
-  command -v g++ >/dev/null 2>&1 || missing+=(g++)
-  [ ${#missing[@]} -eq 0 ] && return 0
+# Debian packages: installed with apt-get when missing and we may (root, or sudo without a password);
+# otherwise one line says what to install and nothing starts. $1: what needs them; the rest: packages.
+apt_install() {
+  local why=$1; shift
+  local missing=("$@")
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
       sudo="sudo"
     else
-      echo "the tests need Debian packages that are missing: ${missing[*]}; install them with:" \
+      echo "$why need Debian packages that are missing: ${missing[*]}; install them with:" \
         "sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
       exit 1
     fi
   fi
   mkdir -p "$VENV"
-  echo "installing ${missing[*]} for the tests (first run only; log in $VENV/apt.log)..." >&2
+  echo "installing ${missing[*]} for $why (first run only; log in $VENV/apt.log)..." >&2
   if ! { $sudo apt-get update && $sudo apt-get install -y "${missing[@]}"; } \
       >"$VENV/apt.log" 2>&1; then
     tail -n 20 "$VENV/apt.log" >&2
@@ -65,16 +63,48 @@ provision() {
   fi
 }
 
+# The suite drives real programs, not mocks: Debian's redis-server (scale-out tests), chromium (the
+# dashboard's browser tests, through playwright, whose own browser download does not work here) and
+# make + g++ (the kale-miner bridge tests build the real binary).
+provision() {
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then missing+=(chromium); fi
+  # the kale-miner bridge tests build the real binary (tests/support/kale_miner.py)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  apt_install "the tests" "${missing[@]}"
+}
+
+# The dashboard's charting library (uPlot) comes from the npm registry, pinned by
+# frontend/package-lock.json, and is copied into pooler/web/static/vendor/ (frontend/build.sh).
+# Rebuilt when the lock file is newer than the copy; npm comes from Debian when missing.
+web() {
+  local stamp=pooler/web/static/vendor/.built
+  if [ -f "$stamp" ] && [ ! frontend/package-lock.json -nt "$stamp" ]; then return 0; fi
+  command -v npm >/dev/null 2>&1 || apt_install "the dashboard's front-end build" npm
+  mkdir -p "$VENV"
+  echo "building the dashboard's front-end files (npm; log in $VENV/web.log)..." >&2
+  if ! frontend/build.sh >"$VENV/web.log" 2>&1; then
+    tail -n 20 "$VENV/web.log" >&2
+    echo "the front-end build failed (full log: $VENV/web.log)" >&2
+    exit 1
+  fi
+  touch "$stamp"
+}
+
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  demo)   setup; exec "$VENV/bin/pooler" demo "$@" ;;
-  test)   setup; provision; exec "$VENV/bin/python" -m pytest "$@" ;;
+  demo)   setup; web; exec "$VENV/bin/pooler" demo "$@" ;;
+  test)   setup; provision; web; exec "$VENV/bin/python" -m pytest "$@" ;;
   provision) provision ;;
+  web)    web ;;
   lint)   setup
           dirs=$(for d in protocol pooler tests examples bench; do [ -d "$d" ] && echo "$d"; done)
           # shellcheck disable=SC2086  # word splitting of the folder list is intended
           "$VENV/bin/ruff" check $dirs && "$VENV/bin/ruff" format --check $dirs && exec "$VENV/bin/mypy" ;;
-  pooler) setup; exec "$VENV/bin/pooler" "$@" ;;
+  pooler) setup; web; exec "$VENV/bin/pooler" "$@" ;;
   *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

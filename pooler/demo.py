@@ -94,9 +94,8 @@ async def _demo(args: argparse.Namespace) -> int:
         async with Pooler(options) as pooler:
             print(f"devnet RPC      {net.rpc_url}  (contract {net.contract_id})")
             print(f"devnet Backend  {net.backend_url}")
-            print(
-                f"Pooler          {pooler.url}   dashboard: {pooler.url}/   miners: ws://{args.host}:{pooler.port}/ws/miner"
-            )
+            print(f"Pooler          {pooler.url}   miners: ws://{args.host}:{pooler.port}/ws/miner")
+            print(f"dashboard       {pooler.url}/   (open it in a browser: Overview, Blocks, Miners, Events)")
             print(
                 f"block interval  {interval:g} s; running {args.blocks or 'unlimited'} blocks;"
                 " Ctrl-C to stop\n"

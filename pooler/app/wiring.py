@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 
 from pooler import __version__
 from pooler.app.alerts import Alerts
+from pooler.app.live import LiveDesk
 from pooler.app.observe import BackendProbe, ObservedMonitor, Observer, Readiness
 from pooler.app.options import PoolerOptions
 from pooler.app.sockets import ConnectionLimits, LiveSockets, SocketDesk
@@ -205,6 +206,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         health=readiness,
         metrics=MetricsScrape(metrics, observer) if options.metrics_enabled else None,
         stats=StatsDesk(history, clock),
+        live=LiveDesk(shape.core.view, history, clock),
     )
     app = create_app(ports, web_settings(options))
     return Wiring(

@@ -316,11 +316,17 @@ class WorkerHashrate:
 
     def confident(self, now: float) -> bool:
         """Enough evidence to show :meth:`rate` as the worker's hashrate (see the module doc)."""
+        return self.rate_confident(now)[1]
+
+    def rate_confident(self, now: float) -> tuple[float, bool]:
+        """:meth:`rate` and :meth:`confident` from one measurement (a view of 10,000 workers
+        measures each once)."""
         cfg = self._cfg
         work, var, span = self._measure(now)
+        rate = work / max(span, cfg.min_span) if work > 0 else 0.0
         if span < cfg.min_span or work <= 0 or var > (cfg.max_error * work) ** 2:
-            return False
-        return span >= cfg.min_seconds or work * work >= cfg.min_shares * var  # share equivalents
+            return rate, False
+        return rate, span >= cfg.min_seconds or work * work >= cfg.min_shares * var  # share equivalents
 
     def expired(self, now: float) -> bool:
         """Offline and silent for a whole window: nothing is left to show; the owner may drop it."""

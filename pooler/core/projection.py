@@ -17,6 +17,7 @@ from pooler.core.block import FarmerRound, ms
 from pooler.core.checks import ShareCheck
 from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.forecast import projection_view
+from pooler.core.hashrate import WorkerHashrate
 from pooler.core.state import RoundState
 from pooler.core.views import BlockView, CoreView, FarmerStatusView, FarmerView, MinerView, WorkerView
 
@@ -64,6 +65,16 @@ class Projection:
         checks = self._checks
         blk = st.block
         sessions = st.all_sessions()
+        # each worker-name estimator measured once (a measurement walks its window: a view of
+        # 10,000 workers measured each 5 times over when miners, farmers and the pool re-summed)
+        measured: dict[int, tuple[float, bool]] = {}
+
+        def rate(hr: WorkerHashrate) -> tuple[float, bool]:
+            got = measured.get(id(hr))
+            if got is None:
+                got = measured[id(hr)] = hr.rate_confident(now)
+            return got
+
         worker_list = tuple(
             WorkerView(
                 s.miner.miner_id,
@@ -71,14 +82,15 @@ class Projection:
                 s.conn,
                 s.agent,
                 s.vd.zeros,
-                s.hashrate(now),
+                rate(s.hr)[0],
                 s.accepted,
                 s.rejected,
                 s.hr.reported if s.hr.reported_at > -math.inf else None,
-                s.hr.confident(now),
+                rate(s.hr)[1],
             )
             for s in sessions
         )
+        miner_rate = {mid: sum(rate(hr)[0] for hr in m.rates.values()) for mid, m in st.miners.items()}
         miner_list = []
         for miner in st.miners.values():
             ms_ = st.miner_sessions(miner)
@@ -88,7 +100,7 @@ class Projection:
                     miner.farmer.farmer_id,
                     miner.name,
                     len(ms_),
-                    miner.hashrate(now),
+                    miner_rate[miner.miner_id],
                     miner.accepted,
                     miner.rejected,
                     miner.stale,
@@ -101,9 +113,13 @@ class Projection:
             )
         proj = None if blk is None else projection_view(blk)
         farmers = []
+        # workers online per farmer in one pass (a scan of every session per farmer was
+        # farmers x workers: 10^7 steps at 1,000 farmers and 10,000 workers)
+        online_of: dict[int, int] = {}
+        for s in sessions:
+            online_of[id(s.miner.farmer)] = online_of.get(id(s.miner.farmer), 0) + 1
         for fid, farmer in st.farmers.items():
-            mine = [s for s in sessions if s.miner.farmer is farmer]
-            farmer_rate = sum(st.miners[m].hashrate(now) for m in farmer.miners if m in st.miners)
+            farmer_rate = sum(miner_rate[m] for m in farmer.miners if m in miner_rate)
             fr = blk.rounds.get(fid) if blk is not None else None
             best = blk.bests.get(fid) if blk is not None else None
             farmers.append(
@@ -111,7 +127,7 @@ class Projection:
                     fid,
                     farmer.address,
                     len(farmer.miners),
-                    len(mine),
+                    online_of.get(id(farmer), 0),
                     farmer_rate,
                     None if best is None else best.zeros,
                     None if fr is None else status_view(fr),
@@ -147,7 +163,7 @@ class Projection:
             chain_detail=st.chain_detail,
             miners=len({s.miner.miner_id for s in sessions}),
             workers=len(sessions),
-            hashrate=self.pool_hashrate(now),
+            hashrate=sum(miner_rate.values()),
             accepted=checks.accepted,
             rejected=checks.rejected,
             accepted_total=checks.accepted_total,
@@ -159,6 +175,9 @@ class Projection:
             blocks=blocks,
             pending_harvests=self.pending_harvests(),
             projection=proj,
+            chain_zeros=None
+            if blk is None or blk.chain is None
+            else (blk.chain.min_zeros, blk.chain.max_zeros),
         )
 
 

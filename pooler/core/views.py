@@ -107,6 +107,9 @@ class CoreView:
     blocks: tuple[BlockView, ...]  # recent blocks, newest first
     pending_harvests: tuple[int, ...]
     projection: ProjectionView | None = None  # the open block's reward projection
+    # the open block's on-chain zero bounds (Block(N).min_zeros/max_zeros: what the previous
+    # period's work set), None before the block's state was read
+    chain_zeros: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

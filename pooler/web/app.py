@@ -21,7 +21,7 @@ from pooler.web.miner_ws import MinerSocket
 from pooler.web.openapi import SPEC
 from pooler.web.ports import MetricsPage, WebPorts, WebSettings
 from pooler.web.rest import RestRoutes
-from pooler.web.stats import StatsRoutes
+from pooler.web.stats import LiveRoutes, StatsRoutes
 
 
 async def openapi(request: Request) -> rest.JSON:
@@ -86,6 +86,13 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
             Route("/stats/miners/{miner_id}", stats.miner, methods=["GET"]),
             Route("/stats/farmers", stats.farmers, methods=["GET"]),
             Route("/stats/farmers/{farmer_id}", stats.farmer, methods=["GET"]),
+        ]
+    if ports.live is not None:
+        live = LiveRoutes(ports.live)
+        routes += [
+            Route("/stats/live", live.live, methods=["GET"]),
+            Route("/stats/live/miners", live.miners, methods=["GET"]),
+            Route("/stats/live/miners/{miner_id}", live.miner, methods=["GET"]),
         ]
     if ports.metrics is not None:
         routes.append(Route("/metrics", _Metrics(ports.metrics).metrics))

@@ -501,3 +501,129 @@ SPEC["components"]["schemas"].update(
         },
     }
 )
+
+# ---------------------------------------------------------------- /stats/live (docs/stats.md, "Live")
+
+_NULL_NUM = {"type": "number", "nullable": True}
+_LAST_SHARE = {
+    "type": "integer",
+    "nullable": True,
+    "description": "unix seconds: start of the newest 1-minute bucket with a share (last 24 h)",
+}
+_LIVE_MINER = {
+    "minerId": {"type": "string"},
+    "farmerId": {"type": "string", "nullable": True},
+    "address": {"type": "string", "nullable": True, "description": "the farmer's G... address"},
+    "name": {"type": "string", "nullable": True, "description": "the name given at registration"},
+    "workersOnline": {"type": "integer"},
+    "hashrate": {"type": "number", "description": "H/s, effective (the core's estimator)"},
+    "reportedHashrate": {**_NULL_NUM, "description": "H/s the miner says (display only)"},
+    "bestZeros": {"type": "integer", "nullable": True, "description": "its best in the open block"},
+    "lastShareAt": _LAST_SHARE,
+}
+SPEC["paths"].update(
+    {
+        "/stats/live": _get(
+            "The running core now: the open block, who is online, farmers' best zeros and projections",
+            "StatsLive",
+            [{**_LIMIT, "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+        ),
+        "/stats/live/miners": _get(
+            "Live figures of up to 100 miners (?ids=a,b,c)",
+            "StatsLiveMiners",
+            [{"name": "ids", "in": "query", "required": True, "schema": {"type": "string"}}],
+        ),
+        "/stats/live/miners/{miner_id}": _get(
+            "One miner's live figures and its workers, online and offline",
+            "StatsLiveMiner",
+            [_path("miner_id")],
+            not_found=True,
+        ),
+    }
+)
+SPEC["components"]["schemas"].update(
+    {
+        "StatsLive": {
+            "type": "object",
+            "properties": {
+                "block": {"type": "integer", "nullable": True},
+                "phase": {"type": "string"},
+                "entropy": {"type": "string", "nullable": True},
+                "timestamp": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "the block's, unix seconds",
+                },
+                "workAt": {"type": "integer", "nullable": True, "description": "unix ms"},
+                "blockEndsAt": {"type": "integer", "nullable": True, "description": "unix ms"},
+                "paused": {"type": "boolean"},
+                "chainOk": {"type": "boolean"},
+                "miners": {"type": "integer", "description": "miners online"},
+                "workers": {"type": "integer", "description": "workers online"},
+                "hashrate": {"type": "number", "description": "H/s, effective: the sum of the workers'"},
+                "reportedHashrate": _NULL_NUM,
+                "accepted": {"type": "integer", "description": "open block"},
+                "rejected": {"type": "integer", "description": "open block"},
+                "projectedReward": {**_STROOPS, "nullable": True},
+                "chainMinZeros": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "Block(N).min_zeros on chain: the previous period's lowest zeros",
+                },
+                "chainMaxZeros": {"type": "integer", "nullable": True, "description": "Block(N).max_zeros"},
+                "farmers": {
+                    "type": "integer",
+                    "description": "farmers known (farmerList holds the first `limit`)",
+                },
+                "farmerList": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "farmerId": {"type": "string"},
+                            "address": {"type": "string"},
+                            "names": {"type": "array", "items": {"type": "string"}},
+                            "miners": {"type": "integer"},
+                            "workers": {"type": "integer", "description": "online"},
+                            "hashrate": {"type": "number"},
+                            "bestZeros": {"type": "integer", "nullable": True},
+                            "projectedReward": {**_STROOPS, "nullable": True},
+                            "rewards": _STROOPS,
+                        },
+                    },
+                },
+            },
+        },
+        "StatsLiveMiners": {
+            "type": "object",
+            "properties": {
+                "miners": {"type": "array", "items": {"type": "object", "properties": _LIVE_MINER}}
+            },
+        },
+        "StatsLiveMiner": {
+            "type": "object",
+            "properties": {
+                **_LIVE_MINER,
+                "workerList": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "worker": {"type": "string"},
+                            "online": {"type": "boolean"},
+                            "transport": {"type": "string", "enum": ["websocket", "rest"]},
+                            "agent": {"type": "string", "nullable": True},
+                            "shareZeros": {"type": "integer"},
+                            "hashrate": {"type": "number"},
+                            "reportedHashrate": _NULL_NUM,
+                            "confident": {"type": "boolean"},
+                            "accepted": {"type": "integer"},
+                            "rejected": {"type": "integer"},
+                            "lastShareAt": _LAST_SHARE,
+                        },
+                    },
+                },
+            },
+        },
+    }
+)

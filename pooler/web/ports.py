@@ -21,7 +21,7 @@ same methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -163,6 +163,19 @@ class Stats(Protocol):
     def farmer(self, farmer_id: str, limit: int) -> dict[str, Any] | None: ...
 
 
+class LiveStats(Protocol):
+    """What only the running core knows, for the dashboard (pooler/app/live.py): who is online,
+    reported hashrates, the open block's best zeros and projection, farmers' addresses and names."""
+
+    def live(self, limit: int) -> dict[str, Any]: ...
+
+    def live_miners(self, ids: Sequence[str]) -> dict[str, Any]: ...
+
+    def live_miner(self, miner_id: str) -> dict[str, Any] | None:
+        """None: no such miner (neither known to the core nor in the history)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class WebPorts:
     """Everything :func:`pooler.web.app.create_app` hands out to the handlers."""
@@ -178,3 +191,4 @@ class WebPorts:
     health: HealthReport
     metrics: MetricsPage | None  # None: /metrics is not served
     stats: Stats | None = None  # None: the /stats routes are not served
+    live: LiveStats | None = None  # None: the /stats/live routes are not served

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from pooler.web.ports import Stats
+from pooler.web.ports import LiveStats, Stats
 from pooler.web.rest import JSON, error_body
 
 RANGES = ("1h", "24h", "7d", "30d")
 SORTS = ("hashrate", "accepted", "rejected", "minerId")
 ORDERS = ("desc", "asc")
 MAX_LIMIT = 100
+MAX_LIVE_LIMIT = 1000  # farmers in one /stats/live answer
+MAX_IDS = 100  # miners in one /stats/live/miners answer
 
 
 class BadParam(Exception):
@@ -108,3 +110,30 @@ class StatsRoutes:
         farmer_id = str(request.path_params["farmer_id"])
         found = self._stats.farmer(farmer_id, limit)
         return JSON(found) if found is not None else _not_found(f"farmer {farmer_id!r} in the history")
+
+
+class LiveRoutes:
+    """``/stats/live``: the running core's picture (who is online now, the open block)."""
+
+    def __init__(self, live: LiveStats) -> None:
+        self._live = live  # the core's read side (a cached view)
+
+    async def live(self, request: Request) -> JSON:
+        try:
+            limit = _int(request, "limit", 100, 1, MAX_LIVE_LIMIT)
+            assert limit is not None
+            return JSON(self._live.live(limit))
+        except BadParam as exc:
+            return _bad(exc)
+
+    async def miners(self, request: Request) -> JSON:
+        raw = request.query_params.get("ids", "")
+        ids = [i for i in raw.split(",") if i]
+        if not ids or len(ids) > MAX_IDS or len(set(ids)) != len(ids):
+            return _bad(BadParam("ids", raw, f"1 to {MAX_IDS} distinct miner ids, comma-separated"))
+        return JSON(self._live.live_miners(ids))
+
+    async def miner(self, request: Request) -> JSON:
+        miner_id = str(request.path_params["miner_id"])
+        found = self._live.live_miner(miner_id)
+        return JSON(found) if found is not None else _not_found(f"miner {miner_id!r}")

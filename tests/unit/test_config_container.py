@@ -37,11 +37,20 @@ def last(name: str) -> str:
     return values[-1]
 
 
+WEB_STAGE = "node:20-bookworm-slim AS web"  # the one non-Python stage: the dashboard's npm files
+
+
 def test_multi_stage_on_slim_python_311() -> None:
     froms = [args for word, args in instructions() if word == "FROM"]
-    assert len(froms) >= 2
-    assert all(f.startswith("python:3.11-slim") for f in froms)
+    python = [f for f in froms if f != WEB_STAGE]
+    assert froms.count(WEB_STAGE) == 1, f"expected exactly one front-end stage {WEB_STAGE!r}; got {froms}"
+    assert len(python) >= 2
+    assert all(f.startswith("python:3.11-slim") for f in python)
     assert any(word == "COPY" and args.startswith("--from=build ") for word, args in instructions())
+    # the runtime image holds nothing of node: only the build stage takes the web stage's files
+    web_copies = [args for word, args in instructions() if word == "COPY" and args.startswith("--from=web ")]
+    assert web_copies == ["--from=web /src/pooler/web/static/vendor ./pooler/web/static/vendor"]
+    assert froms.index(WEB_STAGE) < froms.index("python:3.11-slim-bookworm AS build")
 
 
 def test_runs_pooler_serve_from_the_declared_console_script() -> None:
@@ -94,6 +103,7 @@ def test_build_context_holds_what_pyproject_needs_and_no_secrets() -> None:
     packages = {name.rstrip("*") for name in project["tool"]["setuptools"]["packages"]["find"]["include"]}
     assert {"pyproject.toml", project["project"]["readme"], *packages} <= allowed
     assert "**/.env" in ignore
+    assert {"frontend/package.json", "frontend/package-lock.json", "frontend/build.sh"} <= allowed
     copied = " ".join(args for word, args in instructions() if word == "COPY" and "--from" not in args)
     for needed in ("pyproject.toml", "README.md", *packages):
         assert needed in copied
