@@ -422,3 +422,32 @@ async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_
         )
     finally:
         await pooler.stop(signal.SIGTERM, within=15)
+
+
+async def test_wrong_admin_tokens_back_the_address_off_too() -> None:
+    admin = "the-operators-own-admin-token"
+    async with running_system(
+        block_interval=6,
+        profile=ops_options,
+        admin_token=admin,
+        auth_failures_allowed=3,
+        auth_backoff_ms=60_000,
+        registrations_per_ip_per_hour=5,
+    ) as system:
+        url = f"{system.pooler.url}/miner/register"
+        async with session_from(other(0)) as guesser:
+            statuses = []
+            for i in range(6):
+                async with guesser.post(
+                    url, json={"name": "x"}, headers=bearer(f"guess-{i}-{admin}")
+                ) as resp:
+                    statuses.append(resp.status)
+            assert statuses == [403] * 3 + [429] * 3
+            async with guesser.post(url, json={"name": "x"}, headers=bearer(admin)) as resp:
+                assert resp.status == 429 and int(resp.headers["Retry-After"]) >= 1  # not even compared
+        async with aiohttp.ClientSession() as http:  # the operator, from its own address
+            for i in range(
+                30
+            ):  # more than the 5 an hour an address may register: the operator is not limited
+                async with http.post(url, json={"name": f"rig{i}"}, headers=bearer(admin)) as resp:
+                    assert resp.status == 201
