@@ -60,28 +60,36 @@ def mine_range(
     template: WorkTemplate,
     start: int,
     end: int,
-    share_zeros: int,
+    share_zeros: int | Callable[[], int],
     stop_check: Callable[[], bool],
     check_every: int = 1024,
 ) -> Iterator[Found]:
     """Hash nonces ``start .. end-1`` in order; yield each with ``zeros >= share_zeros``.
 
     ``stop_check`` is called every ``check_every`` nonces (it may cost a system call, so not per
-    hash); when it returns true the iterator ends early. Nothing here touches a clock or a socket.
+    hash); when it returns true the iterator ends early. ``share_zeros`` may be a callable (the
+    pool's current target): it is read again every ``check_every`` nonces, so a ``difficulty``
+    (vardiff) takes effect within ~1000 hashes, not at the end of a range or chunk. A share mined
+    at a stale, higher target would be missing from what the pool counts (it weighs each share
+    at the target it told the miner), and one at a stale, lower target rejected. Nothing here
+    touches a clock or a socket.
     """
     if not 0 <= start <= end:
         raise ValueError(f"nonce range [{start}, {end}) is not a range")
+    fixed = share_zeros
+    target: Callable[[], int] = fixed if callable(fixed) else (lambda: fixed)
     hash_of = template.hash
     nonce = start
     while nonce < end:
         if stop_check():
             return
+        least = target()
         stop = min(nonce + check_every, end)
         for n in range(nonce, stop):
             digest = hash_of(n)
-            if digest[0] == 0 or share_zeros <= 1:  # cheap pre-filter: >= 2 zeros needs a 0x00 first byte
+            if digest[0] == 0 or least <= 1:  # cheap pre-filter: >= 2 zeros needs a 0x00 first byte
                 zeros = count_zeros(digest)
-                if zeros >= share_zeros:
+                if zeros >= least:
                     yield Found(n, digest, zeros)
         nonce = stop
 
@@ -270,6 +278,7 @@ class MinerBase(abc.ABC):
         self.rejected = 0
         self.rejected_by: dict[str, int] = {}  # reason -> count, over the run
         self.dropped = 0  # finds not sent because the outgoing queue was full
+        self.first_job_at: float | None = None  # when mining began: the run's rate is hashes / time since
 
     def stop(self) -> None:
         self._stop.set()
@@ -296,6 +305,8 @@ class MinerBase(abc.ABC):
                 await self._stop.wait()
 
     def _on_job(self, job: Job) -> None:
+        if self.first_job_at is None:
+            self.first_job_at = self._clock()
         if self._tally is None or job.block != self._tally.block:
             if self._tally is not None:
                 self._finish_block()
@@ -352,6 +363,8 @@ class MinerBase(abc.ABC):
                 "rejected": self.rejected,
                 "rejectedBy": dict(sorted(self.rejected_by.items())),
                 "dropped": self.dropped,
+                "firstJobAt": self.first_job_at,  # unix seconds; with endedAt, the time mined
+                "endedAt": self._clock(),
             }
             self._out("summary " + json.dumps({**totals, **report}, separators=(",", ":")))
 
@@ -443,9 +456,25 @@ def parse_miner_output(stdout: str) -> tuple[int, bytes] | None:
 # ---------------------------------------------------------------- hashing processes
 
 _CHUNK = 1 << 16  # nonces between progress reports (~0.1 s at ~500 kH/s per process)
+_CHECK_EVERY = 1024  # nonces between polls of the pipe (and reads of the share target)
 
 # main -> worker: ("mine", task, job, block, entropy, farmer32, start, end) | ("idle", task) | None (exit)
 # worker -> main: ("share", job, nonce, hash, zeros) | ("progress", hashes) | ("done", task)
+
+
+class _Polls:
+    """The stop check of one chunk: polls the pipe, and remembers how often (a cut chunk's hashes
+    still count: mine_range polls before each ``_CHECK_EVERY`` nonces)."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection) -> None:
+        self._conn = conn
+        self.count = 0  # polls so far in this chunk
+        self.pre_empted = False  # the last poll saw an order: the chunk was cut there
+
+    def __call__(self) -> bool:
+        self.count += 1
+        self.pre_empted = self._conn.poll()
+        return self.pre_empted
 
 
 def _hash_worker(conn: multiprocessing.connection.Connection, share_zeros: Synchronized[int]) -> None:
@@ -463,15 +492,25 @@ def _hash_worker(conn: multiprocessing.connection.Connection, share_zeros: Synch
             continue
         _, task, job, block, entropy, farmer, start, end = msg
         template = WorkTemplate(block, entropy, farmer)
+
+        def target() -> int:  # re-read every _CHECK_EVERY hashes: a `difficulty` applies at once
+            return int(share_zeros.value)
+
         pos = start
         while pos < end:
             chunk_end = min(pos + _CHUNK, end)
-            for found in mine_range(template, pos, chunk_end, share_zeros.value, conn.poll):
+            polls = _Polls(conn)
+            for found in mine_range(template, pos, chunk_end, target, polls, _CHECK_EVERY):
                 conn.send(("share", job, found.nonce, found.hash, found.zeros))
-            if conn.poll():  # pre-empted: the next recv() takes the new order
+            if polls.pre_empted:  # what was hashed counts; the next recv() takes the new order
+                done = (polls.count - 1) * _CHECK_EVERY
+                if done:
+                    conn.send(("progress", done))
                 break
             conn.send(("progress", chunk_end - pos))
             pos = chunk_end
+            if conn.poll():  # an order arrived at the chunk's end
+                break
         else:
             conn.send(("done", task))
 
@@ -511,7 +550,7 @@ class HashPool:
         self._on_idle = on_idle
         # spawn, not fork: forking a process that runs an event loop (and its threads) is unsafe
         ctx = multiprocessing.get_context("spawn")
-        # the share target, read by the processes at every chunk: a `difficulty` takes effect in ~0.1 s
+        # the share target, read by the processes every 1024 hashes: a `difficulty` applies at once
         self.share_zeros: Synchronized[int] = ctx.Value("i", 1, lock=False)
         self._conns: list[multiprocessing.connection.Connection] = []  # parent ends of the pipes
         self._procs: list[multiprocessing.process.BaseProcess] = []

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Unpack
 
@@ -123,6 +123,11 @@ class CpuEngine(Engine):
 
     def hashes(self) -> int:
         return self._pool.hashes
+
+    def report(self) -> Mapping[str, object]:
+        """The hashes really computed (the ``summary`` line: ``pooler demo`` compares the pool's
+        figure with hashes / (endedAt - firstJobAt))."""
+        return {"engine": "cpu", "processes": self._pool.size, "hashes": self._pool.hashes}
 
     async def aclose(self) -> None:
         self._pool.close()

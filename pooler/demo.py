@@ -78,7 +78,12 @@ async def _demo(args: argparse.Namespace) -> int:
         stake_percentage=0.2,
         share_zeros_initial=3,
         share_zeros_min=1,
-        vardiff_target_seconds=2.0,
+        # ~10 shares a second per worker (vardiff keeps it within 2.5-40): a demo of a minute
+        # or two then gives each worker hundreds of shares, enough evidence for the +-20% the
+        # hashrate table shows (30 shares are +-18% at 1 sigma: docs/protocol.md)
+        vardiff_target_seconds=0.1,
+        messages_per_second=500.0,  # those shares, well inside the per-connection limit
+        messages_burst=1000,
         store="memory",
         summary_interval_ms=1000,
     )
@@ -103,8 +108,10 @@ async def _demo(args: argparse.Namespace) -> int:
             sub = pooler.hub.subscribe()
             MINER_LOGS.mkdir(exist_ok=True)
             miners = await _start_miners(pooler.url, args.miners, interval)
+            view = None
             try:
                 result = await _watch(pooler, sub, args, stop)
+                view = pooler.core.view(time.time())  # the Pooler's figures, as the miners stop
             finally:
                 sub.close()
                 _report_failed_miners(miners)
@@ -118,8 +125,38 @@ async def _demo(args: argparse.Namespace) -> int:
                     except TimeoutError:
                         proc.kill()
                         await proc.wait()
+                computed = {_worker_name(i, len(miners)): _computed(i) for i in range(len(miners))}
                 shutil.rmtree(MINER_LOGS, ignore_errors=True)
+            if view is not None:
+                _hashrates(view, computed)
+            print(
+                "\nresult:",
+                "at least one full plant -> work -> harvest cycle succeeded"
+                if result == 0
+                else "no full cycle completed",
+            )
     return result
+
+
+def _worker_name(i: int, count: int) -> str:
+    return "rest-0" if i == count - 1 and count > 1 else f"cpu-{i}"
+
+
+def _computed(i: int) -> float | None:
+    """Hashes/s miner ``i`` really computed: from its ``summary`` line (hashes, firstJobAt, endedAt)."""
+    try:
+        text = (MINER_LOGS / f"miner-{i}.log").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in reversed(text.splitlines()):
+        if line.startswith("summary {"):
+            try:
+                s = orjson.loads(line.removeprefix("summary "))
+                seconds = float(s["endedAt"]) - float(s["firstJobAt"])
+                return float(s["hashes"]) / seconds if seconds > 0 else None
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                return None
+    return None
 
 
 async def _start_miners(url: str, count: int, interval: float) -> list[asyncio.subprocess.Process]:
@@ -127,10 +164,11 @@ async def _start_miners(url: str, count: int, interval: float) -> list[asyncio.s
     procs = []
     ws_url = url.replace("http://", "ws://") + "/ws/miner"
     for i in range(count):
-        if i == count - 1 and count > 1:
-            script, args = "rest_miner.py", ["--url", url, "--register", "--worker", "rest-0"]
+        worker = _worker_name(i, count)
+        if worker.startswith("rest"):
+            script, args = "rest_miner.py", ["--url", url, "--register", "--worker", worker]
         else:
-            script, args = "ws_miner.py", ["--url", ws_url, "--register", url, "--worker", f"cpu-{i}"]
+            script, args = "ws_miner.py", ["--url", ws_url, "--register", url, "--worker", worker]
             args += ["--report-interval", str(max(2.0, interval / 4))]  # its own rate, for the table
         # a tiny local file, opened once per miner at start; the child process writes to it
         log = open(MINER_LOGS / f"miner-{i}.log", "wb")  # noqa: ASYNC230, SIM115
@@ -142,8 +180,8 @@ async def _start_miners(url: str, count: int, interval: float) -> list[asyncio.s
                     *args,
                     "--processes",
                     "1",
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=log,
+                    stdout=log,  # its block lines and, at its end, its `summary` (hashes computed)
+                    stderr=asyncio.subprocess.STDOUT,
                 )
             )
         finally:
@@ -212,38 +250,47 @@ async def _watch(pooler: Any, sub: Any, args: argparse.Namespace, stop: asyncio.
         if args.blocks and len(harvested_ok) >= args.blocks:
             break
     _table(blocks)
-    _hashrates(pooler.core.view(time.time()))
-    ok = bool(harvested_ok)
-    print(
-        "\nresult:",
-        "at least one full plant -> work -> harvest cycle succeeded" if ok else "no full cycle completed",
-    )
-    return 0 if ok else 1
+    return 0 if harvested_ok else 1
 
 
 def format_rate(hashes_per_second: float) -> str:
+    """Three significant digits or more (the table's % difference is read from these)."""
     for unit in ("H/s", "kH/s", "MH/s"):
         if hashes_per_second < 1000:
-            return f"{hashes_per_second:.1f} {unit}"
+            return f"{hashes_per_second:.{1 if hashes_per_second >= 100 else 2}f} {unit}"
         hashes_per_second /= 1000
-    return f"{hashes_per_second:.1f} GH/s"
+    return f"{hashes_per_second:.2f} GH/s"
 
 
-def _hashrates(view: Any) -> None:
-    """Per worker: the Pooler's effective hashrate beside what the miner says it computed."""
-    print("\n worker       | Pooler (effective)  | miner (reported)  | off by  | confident")
-    print("--------------+---------------------+-------------------+---------+----------")
+def _off(pooler: float, computed: float | None) -> str:
+    return f"{(pooler - computed) / computed:+.0%}" if computed else "-"
+
+
+def _hashrates(view: Any, computed: dict[str, float | None]) -> None:
+    """Per worker and for the pool: the Pooler's effective hashrate beside the hashes the miner
+    really computed over the time it mined (its ``summary``), and the shares behind the figure."""
+    print("\n worker       | Pooler (effective) | miner computed | off by | shares | miner reported")
+    print("--------------+--------------------+----------------+--------+--------+---------------")
     for w in sorted(view.worker_list, key=lambda w: w.worker):
-        told = w.reported_hashrate
-        off = f"{(w.hashrate - told) / told:+.0%}" if told else "-"
-        shown = format_rate(told) if told is not None else "- (REST)"
+        real = computed.get(w.worker)
+        told = format_rate(w.reported_hashrate) if w.reported_hashrate is not None else "- (REST)"
+        shown, off = (format_rate(real) if real else "-"), _off(w.hashrate, real)
         print(
-            f" {w.worker:<12.12} | {format_rate(w.hashrate):>19} | {shown:>17} | {off:>7} |"
-            f" {'yes' if w.confident else 'not yet'}"
+            f" {w.worker:<12.12} | {format_rate(w.hashrate):>18} | {shown:>14} | {off:>6} |"
+            f" {w.accepted:>6} | {told:>14}"
         )
-    told_all = [w.reported_hashrate for w in view.worker_list if w.reported_hashrate is not None]
-    pool, told = format_rate(view.hashrate), format_rate(sum(told_all))
-    print(f" pool         | {pool:>19} | {told:>17} | (reported: WebSocket miners only)")
+    known = [c for c in computed.values() if c]
+    total = sum(known) if len(known) == len(computed) else None
+    shares = sum(w.accepted for w in view.worker_list)
+    shown = format_rate(total) if total else "-"
+    print(
+        f" {'pool':<12} | {format_rate(view.hashrate):>18} | {shown:>14} | {_off(view.hashrate, total):>6} |"
+        f" {shares:>6} |"
+    )
+    print(
+        " (computed: the miner's hashes / the time since its first job;"
+        " Pooler: its shares and ranges, 10-min window)"
+    )
 
 
 def _line(args: argparse.Namespace, text: str) -> None:

@@ -68,7 +68,9 @@ class LiveDesk:
                 break
             if b.accepted or b.stale or b.rejected:
                 return b.start
-        return None
+        # minute buckets past the history's memory (MEMORY, with SQLite) are in the store only:
+        # the series remembers its newest bucket's start (a minute bucket: made by a share answer)
+        return series.last if since <= series.last and not series.minutes else None
 
     def _miner_last_share(self, miner_id: str) -> int | None:
         times = [self._last_share(miner_id, w) for w in self._history.workers_of.get(miner_id, ())]

@@ -52,7 +52,7 @@ from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.runtime.webhook import AlertWebhook, RetryPolicy
-from pooler.stats.history import History
+from pooler.stats.history import KEEP, MEMORY, History
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -151,7 +151,17 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         observe=observer.backend_call,
     )
     # fed by the runner with every batch; its records commit with the batch's own
-    history = History(shape.core.share_source, durable=shape.store is not None)
+    # (in a group the block summaries are written by the leader's cycle runner: cycle_feed below)
+    # With SQLite only the recent buckets stay in memory (MEMORY: the "now" figures), older parts
+    # of a range are read from it (StatsDesk); in a group (Redis) all of the retention stays in
+    # memory: Redis keeps a bucket as one hash of every series, with no per-series range read
+    reader = shape.store if isinstance(shape.store, SqliteStore) else None
+    history = History(
+        shape.core.share_source,
+        durable=shape.store is not None,
+        writes_blocks=group is None,
+        memory=MEMORY if reader is not None else KEEP,
+    )
     runner = Runner(
         shape.core,
         shape.runner_backend or backend,
@@ -178,6 +188,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     if group is not None:  # the leader's cycle runner raises the cycle's alerts and watches pails
         group.leadership.alert = alerts.raise_alert
         group.leadership.watch_pails = monitor.watch
+        group.leadership.history = history.cycle_feed()
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval
     )
@@ -205,7 +216,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         events=DashboardFeed(shape.hub, shape.core.summary, clock),
         health=readiness,
         metrics=MetricsScrape(metrics, observer) if options.metrics_enabled else None,
-        stats=StatsDesk(history, clock),
+        stats=StatsDesk(history, clock, reader),
         live=LiveDesk(shape.core.view, history, clock),
     )
     app = create_app(ports, web_settings(options))

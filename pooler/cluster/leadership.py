@@ -39,6 +39,7 @@ from pooler.errors import StoreError
 from pooler.miners import MinerRecord
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.runtime.tasks import TaskSet
+from pooler.stats.history import BlockFeed
 from pooler.store.redis import RedisStore
 
 log = logging.getLogger("pooler.cluster")
@@ -126,6 +127,9 @@ class Leadership:
         # term's cycle runner sends the core's RaiseAlert and WatchPails. None: dropped.
         self.alert: Callable[[Alert], None] | None = None
         self.watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None
+        # the block side of the instance's history (History.cycle_feed): the term's cycle runner
+        # folds its records there and writes the block summaries (one writer: the leader). None: none
+        self.history: BlockFeed | None = None
 
     @property
     def leading(self) -> bool:
@@ -153,6 +157,9 @@ class Leadership:
         except StoreError:
             self.lease.drop("could not load the round state")
             raise
+        if self.history is not None:  # go on from the summaries the previous leader wrote
+            stored = await self._store.load_block_history(b.index for b in snapshot.blocks)
+            self.history.restore(stored)
         epoch = self.lease.epoch
         core = self._make_core(epoch)
         effects = core.restore(snapshot, self._clock())
@@ -164,6 +171,7 @@ class Leadership:
             clock=self._clock,
             alert=self.alert,
             watch_pails=self.watch_pails,
+            history=self.history,
         )
         await runner.__aenter__()
         self._fanout.cycle = runner

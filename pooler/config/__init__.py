@@ -342,12 +342,13 @@ class Settings(LimitSettings):
     )
 
     alert_stake_lead_ms: int = setting(
-        0,
+        30_000,
         "ALERT_STAKE_LEAD_MS",
         _int(0, 3_600_000, MS),
         ALERTS,
-        "This long before workAt, a planted farmer with no share at or above the previous block's"
-        " on-chain min zeros raises stake-at-risk (e.g. 30000); 0 = off.",
+        "This long before workAt (never before halfway from the block's opening to workAt), a"
+        " planted farmer with no share at or above the previous block's on-chain min zeros raises"
+        " stake-at-risk; 0 = off.",
     )
     alert_worker_silent_minutes: int = setting(
         0,

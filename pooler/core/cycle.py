@@ -114,7 +114,7 @@ class Cycle:
         effects.append(SetTimer(f"work:{n}", blk.work_at))
         effects.append(SetTimer(f"end:{n}", blk.ends_at))
         effects.append(SetTimer(f"late-plant:{n}", blk.ends_at + st.config.late_plant_grace))
-        self.watch.arm(blk, effects)
+        self.watch.arm(blk, effects, now)
 
     def _close(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         """A newer block exists: N's jobs are stale, its counts flushed, its harvest due."""

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from pooler.core import rewards
 from pooler.core.block import BlockState
-from pooler.core.effects import Effect, WatchPails
+from pooler.core.effects import Effect, Persist, WatchPails
 from pooler.core.events import BlockUpdated
+from pooler.core.records import BlockOnChain
 from pooler.core.state import RoundState
 from pooler.core.views import ProjectionView
 from pooler.errors import PoolerError
@@ -53,7 +54,8 @@ class Forecast:
         blk.pails = dict(ev.pails)
         blk.chain_ledger = ev.ledger
         self.project(blk)
-        return []
+        # for the block's history (the monitor posts only changes: a few per block and farmer)
+        return [Persist(BlockOnChain(ev.index, ev.block))]
 
     def work_landed(self, blk: BlockState, fid: str, zeros: int) -> None:
         """Our /work for ``fid`` at ``zeros`` was confirmed: move the cached state as the contract did."""

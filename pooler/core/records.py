@@ -16,6 +16,7 @@ from typing import Literal
 
 from pooler.core.backend_calls import HarvestReply, PlantReply, Submission, WorkReply
 from pooler.core.events import IssuedJob
+from pooler.core.rewards import BlockState as ChainBlock
 from pooler.core.values import slot_init
 
 FarmerStatus = Literal["active", "planted", "worked", "harvested", "failed"]
@@ -178,11 +179,22 @@ class FarmerOfBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockOnChain:
+    """``Block(index)`` as the block monitor read it (a ``BlockUpdated`` that changed it): the
+    contract's bounds of the score (period index-1's min/max zeros, gap and stake, fixed while
+    the block is open) and its running stake and score totals. Folded into
+    :class:`BlockHistory` by :mod:`pooler.stats`; the stores keep it there, not on its own."""
+
+    index: int
+    chain: ChainBlock
+
+
+@dataclass(frozen=True, slots=True)
 class BlockHistory:
     """What the pool did in one block (absolute: the newest stands). Built by :mod:`pooler.stats`.
 
-    On-chain min/max zeros, gap and stake are not in the core's records yet (``BlockSeen`` has
-    index, entropy and timestamp only), so they are not recorded here."""
+    ``chain`` is the block's on-chain ``Block(index)`` as last read (:class:`BlockOnChain`;
+    None: never read, e.g. a block that closed before the monitor's first read of it)."""
 
     block: int
     timestamp: int = 0
@@ -193,12 +205,14 @@ class BlockHistory:
     work_error: str = ""
     harvest_total: int | None = None  # stroops, the harvest reply's total
     farmers: tuple[FarmerOfBlock, ...] = ()
+    chain: ChainBlock | None = None  # Block(index) on chain, as last read
 
 
 Record = (
     HistoryBucket
     | BlockHistory
     | BlockSeen
+    | BlockOnChain
     | BestFound
     | ShareCounts
     | PlantCalled

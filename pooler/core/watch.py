@@ -42,11 +42,14 @@ class Watch:
         # (miner id, worker) -> what was last heard of it: only workers that sent something
         self._heard: dict[tuple[str, str], _Heard] = {}
 
-    def arm(self, blk: BlockState, effects: list[Effect]) -> None:
-        """The block's stake check timer, when the alert is on."""
+    def arm(self, blk: BlockState, effects: list[Effect], now: float) -> None:
+        """The block's stake check timer, when the alert is on: ``stake_alert_lead`` before
+        workAt, but never before halfway from the block's opening (``now``) to workAt, so a lead
+        longer than a short block (the devnet's) cannot judge farmers before they could mine."""
         lead = self._st.config.stake_alert_lead
         if lead > 0:
-            effects.append(SetTimer(f"stake:{blk.index}", blk.work_at - lead))
+            at = max(blk.work_at - lead, now + (blk.work_at - now) / 2)
+            effects.append(SetTimer(f"stake:{blk.index}", at))
 
     def stakes(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         """``stake:N``: every planted farmer that may earn nothing as things stand."""

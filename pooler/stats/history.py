@@ -12,7 +12,7 @@ minute, by walking per-series deques from their old end (work proportional to wh
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +20,7 @@ from pooler.core.effects import Effect, Persist, Send
 from pooler.core.records import (
     BestFound,
     BlockHistory,
+    BlockOnChain,
     BlockSeen,
     FarmerOfBlock,
     FarmerStatusChanged,
@@ -37,6 +38,15 @@ MINUTE_KEEP = 24 * HOUR  # minute buckets kept this long
 HOUR_KEEP = 30 * 24 * HOUR  # hour buckets kept this long
 BLOCKS_KEEP = 30 * 24 * 12  # block summaries kept: 30 days of 5-minute blocks
 KEEP = {MINUTE: MINUTE_KEEP, HOUR: HOUR_KEEP}
+# What a History with a store that answers ranges (HistoryReader) keeps in memory: what the
+# "now" figures need (the 10-minute hashrate, the 24-h totals: the 25 hour buckets since the
+# hour 24 h ago began); older buckets of a requested range are read from the store. Bounds the
+# aggregates to ~40 buckets a series whatever the retention (docs/stats.md has the figures).
+MEMORY = {MINUTE: 15 * MINUTE, HOUR: 26 * HOUR}
+
+# A bucket's rejections before the first: one shared empty dict (never written: _answer and
+# load give a bucket its own dict first), so a bucket without rejections costs no dict
+NO_REJECTS: dict[str, int] = {}
 
 # (job, conn) -> (miner id, worker name, share zeros checked), or None: Coordinator.share_source
 Source = Callable[[str | None, int], tuple[str, str, int] | None]
@@ -51,7 +61,7 @@ class Bucket:
         self.start = start
         self.accepted = 0  # accepted shares
         self.stale = 0  # rejected as stale (a block change race)
-        self.rejected: dict[str, int] = {}  # reason -> rejected shares (stale not included)
+        self.rejected: dict[str, int] = NO_REJECTS  # reason -> rejected shares (stale not included)
         self.work = 0  # sum of 16**share_zeros over accepted shares
 
     def rejected_total(self) -> int:
@@ -61,20 +71,29 @@ class Bucket:
 class Series:
     """The buckets of one (scope, key): a minute and an hour deque, oldest first."""
 
-    __slots__ = ("hours", "minutes")
+    __slots__ = ("changes", "hours", "last", "minutes")
 
     def __init__(self) -> None:
         self.minutes: deque[Bucket] = deque()  # 1-minute buckets, newest last, at most 24 h
         self.hours: deque[Bucket] = deque()  # 1-hour buckets, newest last, at most 30 d
+        # the newest bucket's start ever seen: a series whose buckets left memory (MEMORY) is
+        # kept (its miner listed) while the store still holds some of them
+        self.last = 0
+        # bumped by every bucket() (a share answer, a load): readers that cache a figure of the
+        # series (the miner list's sort keys) recompute it only when this moved
+        self.changes = 0
 
     def of(self, width: int) -> deque[Bucket]:
         return self.minutes if width == MINUTE else self.hours
 
     def bucket(self, width: int, start: int) -> Bucket:
         """The bucket starting at ``start`` (created at the new end; answers come in time order)."""
+        self.changes += 1
         dq = self.of(width)
         if dq and dq[-1].start == start:
             return dq[-1]
+        if start > self.last:
+            self.last = start
         if dq and dq[-1].start > start:  # a late answer (clock step): find or insert it in place
             for b in reversed(dq):
                 if b.start == start:
@@ -88,23 +107,40 @@ class Series:
         dq.append(b)
         return b
 
-    def prune(self, now: float) -> None:
+    def prune(self, now: float, keep: Mapping[int, int] = KEEP) -> None:
         for width, dq in ((MINUTE, self.minutes), (HOUR, self.hours)):
-            cutoff = now - KEEP[width]
+            cutoff = now - keep[width]
             while dq and dq[0].start + width <= cutoff:
                 dq.popleft()
 
     def empty(self) -> bool:
         return not self.minutes and not self.hours
 
+    def gone(self, now: float) -> bool:
+        """Nothing left of it anywhere: no bucket in memory, none within retention in the store."""
+        return self.empty() and self.last + HOUR <= now - HOUR_KEEP
+
 
 class History:
     """See the module docstring. ``source`` names the worker behind a share answer; ``durable``
     False (no store): nothing is marked for :meth:`take`, the aggregates are kept in memory only."""
 
-    def __init__(self, source: Source, *, durable: bool = True) -> None:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        durable: bool = True,
+        writes_blocks: bool = True,
+        memory: Mapping[int, int] = KEEP,
+    ) -> None:
         self._source = source  # names the worker and difficulty behind a share answer
         self.durable = durable  # False: no store behind it, nothing is marked for take()
+        # how long buckets stay in memory, per width: KEEP (all of the retention), or MEMORY when
+        # the store answers older ranges (pooler.stats.views reads them there)
+        self.memory = dict(memory)
+        # False (a group member): block summaries are folded in memory for display but written
+        # by the leader's cycle runner only, through cycle_feed() (one writer per block)
+        self.writes_blocks = writes_blocks
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
@@ -123,7 +159,7 @@ class History:
     def observe(self, effects: Iterable[Effect], now: float) -> None:
         """Fold a batch's share answers and records into the aggregates (marks what changed)."""
         touched: dict[tuple[str, str, int, int], Bucket] = self._dirty if self.durable else {}
-        blocks = self._dirty_blocks if self.durable else set()
+        blocks = self._dirty_blocks if self.durable and self.writes_blocks else set()
         for effect in effects:
             if type(effect) is Send:
                 msg = effect.msg
@@ -184,7 +220,10 @@ class History:
                 elif code is Code.STALE:
                     b.stale += 1
                 else:
-                    b.rejected[code.reason] = b.rejected.get(code.reason, 0) + 1
+                    rejected = b.rejected
+                    if rejected is NO_REJECTS:
+                        rejected = b.rejected = {}
+                    rejected[code.reason] = rejected.get(code.reason, 0) + 1
                 touched[sk[0], sk[1], width, b.start] = b
 
     def _record(self, record: object, now: float, blocks: set[int]) -> None:
@@ -196,10 +235,14 @@ class History:
                 )
                 while len(self.blocks) > BLOCKS_KEEP:
                     self._drop_block(next(iter(self.blocks)))
+            case BlockOnChain(index, chain):
+                self.blocks[index] = replace(self._block(index), chain=chain)
             case BestFound(block, farmer_id, best):
                 bh = self._block(block)
                 gap = None if not bh.timestamp else max(0.0, best.found_at - bh.timestamp)
-                self._farmer(block, farmer_id, best_zeros=best.zeros, gap_s=gap)
+                known = next((f.best_zeros for f in bh.farmers if f.farmer_id == farmer_id), -1)
+                if best.zeros > known:  # bests only grow (in a group two feeds tell of them)
+                    self._farmer(block, farmer_id, best_zeros=best.zeros, gap_s=gap)
             case PlantCalled(block, reply, _):
                 if reply is not None:
                     self.blocks[block] = replace(
@@ -268,6 +311,10 @@ class History:
         if isinstance(reward, int):
             per[block] = reward
 
+    def cycle_feed(self) -> BlockFeed:
+        """The block side of this history for a group leader's cycle runner (see :class:`BlockFeed`)."""
+        return BlockFeed(self)
+
     # ------------------------------------------------------------ pruning and loading
 
     def prune(self, now: float) -> None:
@@ -275,8 +322,8 @@ class History:
         self._pruned_at = now
         dead = []
         for sk, series in self.series.items():
-            series.prune(now)
-            if series.empty() and sk[0] != "pool":
+            series.prune(now, self.memory)
+            if sk[0] != "pool" and series.gone(now):
                 dead.append(sk)
         for sk in dead:
             del self.series[sk]
@@ -300,8 +347,12 @@ class History:
             series = self.series.get((r.scope, r.key))
             if series is None:
                 series = self.series[r.scope, r.key] = Series()
+            if r.start + r.width <= now - self.memory[r.width]:  # in the store only (MEMORY)
+                series.last = max(series.last, r.start)
+                continue
             b = series.bucket(r.width, r.start)
-            b.accepted, b.stale, b.rejected, b.work = r.accepted, r.stale, dict(r.rejected), r.work
+            b.accepted, b.stale, b.work = r.accepted, r.stale, r.work
+            b.rejected = dict(r.rejected) if r.rejected else NO_REJECTS
         self.blocks = dict(sorted(self.blocks.items()))
         while len(self.blocks) > BLOCKS_KEEP:
             self._drop_block(next(iter(self.blocks)))
@@ -328,3 +379,39 @@ class History:
                 break
             picked.append(b)
         yield from reversed(picked)
+
+
+class BlockFeed:
+    """A group leader's cycle runner's history port: its records (plant, work, harvest, the
+    group's bests, the chain's Block(N)) fold into the same :class:`History` the stats API reads,
+    and the block summaries they change are taken into the cycle's own (fenced) commits. The
+    miner-serving runner of a group member takes only its share buckets
+    (``History(writes_blocks=False)``), so each block has one writer: whoever leads."""
+
+    def __init__(self, history: History) -> None:
+        self._history = history
+        self._dirty: set[int] = set()  # blocks whose summary this feed changed since its last take()
+
+    def observe(self, effects: Iterable[Effect], now: float) -> None:
+        blocks = self._dirty if self._history.durable else set()
+        for effect in effects:
+            if type(effect) is Persist:
+                self._history._record(effect.record, now, blocks)
+
+    def take(self) -> list[Persist]:
+        blocks = self._history.blocks
+        out = [Persist(blocks[i]) for i in sorted(self._dirty) if i in blocks]
+        self._dirty = set()
+        return out
+
+    def restore(self, stored: Iterable[BlockHistory]) -> None:
+        """A new term begins: the summaries the previous leader wrote replace what this instance
+        folded while following (its own miners' view), so nothing it wrote is lost."""
+        h = self._history
+        for b in stored:
+            h.blocks[b.block] = b
+            for f in b.farmers:
+                per = h.rewards.setdefault(f.farmer_id, {})
+                if f.reward is not None:
+                    per[b.block] = f.reward
+        h.blocks = dict(sorted(h.blocks.items()))

@@ -8,10 +8,13 @@ bucket (history). Big integers (work, stroops) are decimal strings.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
-from pooler.core.records import BlockHistory
-from pooler.stats.history import HOUR, MINUTE, History
+from pooler.core.records import BlockHistory, HistoryBucket
+from pooler.stats.chain import chain_data
+from pooler.stats.history import HOUR, MINUTE, History, Series
 
 WINDOW = 600  # seconds behind the "now" hashrates: 10 minutes, as pools show
 RANGES: dict[str, tuple[int, int]] = {  # range -> (seconds, bucket width)
@@ -51,23 +54,56 @@ def _now(history: History, scope: str, key: str, now: float) -> JSON:
     }
 
 
-def series(history: History, scope: str, key: str, now: float, range_: str) -> list[JSON]:
+def stored_part(
+    history: History, scope: str, key: str, now: float, range_: str
+) -> tuple[int, int, int] | None:
+    """``(width, since, until)``: the part of a range older than what the history keeps in memory
+    (``History.memory``), to read from the store; None when memory holds the whole range."""
     seconds, width = RANGES[range_]
-    return [
-        {
-            "start": b.start,
-            "width": width,
-            "accepted": b.accepted,
-            "stale": b.stale,
-            "rejected": dict(b.rejected),
-            "work": str(b.work),
-            "hashrate": b.work / width,
-        }
-        for b in history.buckets(scope, key, width, now - seconds)
+    if history.memory[width] >= seconds:
+        return None
+    since = int(now - seconds)
+    held = next(history.buckets(scope, key, width, since), None)  # the oldest in memory, in range
+    return width, since, held.start if held is not None else int(now) + width
+
+
+def series(
+    history: History,
+    scope: str,
+    key: str,
+    now: float,
+    range_: str,
+    older: Sequence[HistoryBucket] = (),
+) -> list[JSON]:
+    """The range's buckets, oldest first: ``older`` (from the store: :func:`stored_part`), then
+    what memory holds."""
+    seconds, width = RANGES[range_]
+    rows = [
+        _bucket_row(width, r.start, r.accepted, r.stale, dict(r.rejected), r.work)
+        for r in older
+        if r.width == width
     ]
+    rows += [
+        _bucket_row(width, b.start, b.accepted, b.stale, dict(b.rejected), b.work)
+        for b in history.buckets(scope, key, width, now - seconds)
+        if not rows or b.start > rows[-1]["start"]
+    ]
+    return rows
 
 
-def pool(history: History, now: float, range_: str) -> JSON:
+def _bucket_row(width: int, start: int, accepted: int, stale: int, rejected: JSON, work: int) -> JSON:
+    return {
+        "start": start,
+        "width": width,
+        "accepted": accepted,
+        "stale": stale,
+        "rejected": rejected,
+        "work": str(work),
+        "hashrate": work / width,
+    }
+
+
+def pool(history: History, now: float, range_: str, older: Sequence[HistoryBucket] = ()) -> JSON:
     newest = next(reversed(history.blocks), None) if history.blocks else None
     return {
         **_now(history, "pool", "", now),
@@ -75,7 +111,7 @@ def pool(history: History, now: float, range_: str) -> JSON:
         "workers": sum(len(w) for w in history.workers_of.values()),
         "block": newest,
         "range": range_,
-        "history": series(history, "pool", "", now, range_),
+        "history": series(history, "pool", "", now, range_, older),
     }
 
 
@@ -89,6 +125,9 @@ def block_data(b: BlockHistory) -> JSON:
         "workOk": b.work_ok,
         "workError": b.work_error,
         "harvested": None if b.harvest_total is None else str(b.harvest_total),
+        # Block(N) on chain: the score's bounds (period N-1's min/max zeros, gap in ledgers and
+        # stake in stroops) and the stake / score totals; None until the monitor read it
+        "chain": None if b.chain is None else chain_data(b.chain),
         "farmers": [
             {
                 "farmerId": f.farmer_id,
@@ -128,32 +167,79 @@ def _miner_row(history: History, miner_id: str, now: float) -> JSON:
     return {"minerId": miner_id, "workers": len(history.workers_of.get(miner_id, ())), **row}
 
 
-CACHE_S = 5.0  # the sorted miner list is rebuilt at most this often (its cost grows with miners)
+CACHE_S = 5.0  # the sorted order of the miners is rebuilt at most this often
 
 
 def miners(history: History, now: float, sort: str, order: str, limit: int, offset: int) -> JSON:
+    """A page of the miners in ``sort`` order. The order (ids only) is kept for :data:`CACHE_S`
+    seconds; rebuilding it computes one sort key per miner (a few buckets summed), not a row.
+    The page's rows are built fresh from the aggregates: at most ``limit`` of them."""
     cached = history.view_cache.get(("miners", sort, order))
     if cached is not None and 0 <= now - cached[0] < CACHE_S:
-        rows: list[JSON] = cached[1]
+        ids: list[str] = cached[1]
     else:
-        rows = _sorted_miners(history, now, sort, order)
-        history.view_cache["miners", sort, order] = (now, rows)
-    return {"total": len(rows), "offset": offset, "miners": rows[offset : offset + limit]}
+        ids = sorted_miners(history, now, sort, order)
+        history.view_cache["miners", sort, order] = (now, ids)
+    page = [_miner_row(history, m, now) for m in ids[offset : offset + limit] if m in history.workers_of]
+    return {"total": len(ids), "offset": offset, "miners": page}
 
 
-def _sorted_miners(history: History, now: float, sort: str, order: str) -> list[JSON]:
-    rows = [_miner_row(history, m, now) for m in history.workers_of]
+def sorted_miners(history: History, now: float, sort: str, order: str) -> list[str]:
+    """Miner ids in ``sort`` order (``order`` desc or asc; ties keep the history's order).
+
+    Incremental: each miner's sort key is kept with its series' ``changes`` and the window it
+    was summed over (``epoch``: the window's first bucket, which moves once a minute for the
+    hashrate, once an hour for the 24-h figures); only miners whose series changed since are
+    summed again, all of them when the window moved."""
+    ids = list(history.workers_of)
     if sort == "minerId":
-        rows.sort(key=lambda r: r["minerId"], reverse=order == "desc")
-    elif sort == "rejected":
-        rows.sort(key=lambda r: sum(r["rejected24h"].values()), reverse=order == "desc")
-    else:
-        key = "hashrate" if sort == "hashrate" else "accepted24h"
-        rows.sort(key=lambda r: r[key], reverse=order == "desc")
-    return rows
+        ids.sort(reverse=order == "desc")
+        return ids
+    field, width, span = _SORT_FIELDS[sort]
+    since = now - span
+    epoch = math.ceil(since / width)  # the first bucket start inside the window, in widths
+    cached = history.view_cache.get(("keys", sort))
+    known: dict[str, tuple[int, int]] = cached[1] if cached is not None and cached[0] == epoch else {}
+    fresh: dict[str, tuple[int, int]] = {}
+    series = history.series
+    for m in ids:
+        s = series.get(("miner", m))
+        changes = -1 if s is None else s.changes
+        got = known.get(m)
+        if got is None or got[0] != changes:
+            got = (changes, 0 if s is None else _sum(s, field, width, since))
+        fresh[m] = got
+    history.view_cache["keys", sort] = (epoch, fresh)
+    ids.sort(key=lambda m: fresh[m][1], reverse=order == "desc")
+    return ids
 
 
-def miner(history: History, miner_id: str, now: float, range_: str) -> JSON | None:
+# sort -> (what is summed, over buckets of this width, for this many seconds back): the figures
+# the rows show (hashrate = the window's work / WINDOW: the same order as the work)
+_SORT_FIELDS = {
+    "hashrate": ("work", MINUTE, WINDOW),
+    "accepted": ("accepted", HOUR, 24 * HOUR + HOUR),
+    "rejected": ("rejected", HOUR, 24 * HOUR + HOUR),
+}
+
+
+def _sum(s: Series, field: str, width: int, since: float) -> int:
+    total = 0
+    for b in reversed(s.minutes if width == MINUTE else s.hours):
+        if b.start < since:
+            break
+        if field == "work":
+            total += b.work
+        elif field == "accepted":
+            total += b.accepted
+        elif b.rejected:
+            total += sum(b.rejected.values())
+    return total
+
+
+def miner(
+    history: History, miner_id: str, now: float, range_: str, older: Sequence[HistoryBucket] = ()
+) -> JSON | None:
     names = history.workers_of.get(miner_id)
     if names is None:
         return None
@@ -164,7 +250,7 @@ def miner(history: History, miner_id: str, now: float, range_: str) -> JSON | No
         **_miner_row(history, miner_id, now),
         "workerList": workers,
         "range": range_,
-        "history": series(history, "miner", miner_id, now, range_),
+        "history": series(history, "miner", miner_id, now, range_, older),
     }
 
 

@@ -15,6 +15,7 @@ from pooler.backend import submission_body
 from pooler.core.records import (
     BestFound,
     BlockHistory,
+    BlockOnChain,
     BlockSeen,
     FarmerOfBlock,
     FarmerStatusChanged,
@@ -29,6 +30,7 @@ from pooler.core.records import (
     WorkCalled,
     WorkerSeen,
 )
+from pooler.stats.chain import chain_data, chain_from
 
 Data = dict[str, Any]
 
@@ -42,6 +44,8 @@ def record_kind(record: Record) -> str:
     match record:
         case BlockSeen():
             return "block"
+        case BlockOnChain():
+            return "block_chain"
         case BestFound():
             return "best"
         case ShareCounts():
@@ -73,6 +77,8 @@ def record_data(record: Record) -> Data:
     match record:
         case BlockSeen(index, entropy, timestamp):
             return {"index": index, "entropy": entropy.hex(), "timestamp": timestamp}
+        case BlockOnChain(index, chain):
+            return {"index": index, **chain_data(chain)}
         case BestFound():
             return best_data(record)
         case ShareCounts(block, miner_id, worker, accepted, rejected):
@@ -177,6 +183,7 @@ def bucket_from(d: Mapping[str, Any]) -> HistoryBucket:
 
 def block_history_data(b: BlockHistory) -> Data:
     return {
+        "chain": None if b.chain is None else chain_data(b.chain),
         "block": b.block,
         "timestamp": b.timestamp,
         "planted": b.planted,
@@ -214,6 +221,7 @@ def block_history_from(d: Mapping[str, Any]) -> BlockHistory:
         work_ok=d.get("workOk"),
         work_error=str(d.get("workError") or ""),
         harvest_total=opt_int(d.get("harvestTotal")),
+        chain=None if not d.get("chain") else chain_from(int(d["block"]), d["chain"]),
         farmers=tuple(
             FarmerOfBlock(
                 farmer_id=str(f["farmerId"]),

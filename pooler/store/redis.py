@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -274,6 +274,18 @@ class RedisStore:
         )
         out.extend(blocks[-BLOCKS_KEEP:])
         return out
+
+    async def load_block_history(self, blocks: Iterable[int]) -> list[BlockHistory]:
+        """The stored summaries of ``blocks`` (those a new leader's round state restores: the
+        previous leader wrote them, the new one goes on from there). One HMGET."""
+        wanted = [str(b) for b in blocks]
+        if not wanted:
+            return []
+        try:
+            raw = await self._redis.hmget(self._keys.base + "blockhist", wanted)
+        except RedisError as exc:
+            raise _failure("cannot load the block history from Redis", exc) from exc
+        return [block_history_from(orjson.loads(v)) for v in raw if v is not None]
 
     async def close(self) -> None:
         """The client belongs to the cluster node, which closes it."""

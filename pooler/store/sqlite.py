@@ -35,6 +35,7 @@ from pooler.core.effects import Persist
 from pooler.core.records import (
     BestFound,
     BlockHistory,
+    BlockOnChain,
     BlockSeen,
     FarmerStatusChanged,
     HarvestCalled,
@@ -421,6 +422,35 @@ class SqliteStore:
         )
         return out
 
+    async def history_range(
+        self, scope: str, key: str, width: int, since: int, until: int
+    ) -> list[HistoryBucket]:
+        """One series' buckets starting in ``[since, until)``, oldest first: the part of a stats
+        range older than what the History keeps in memory (pooler.stats.history.MEMORY). A range
+        scan of the primary key (at most 1,440 rows: a day of minutes)."""
+
+        def read() -> list[HistoryBucket]:
+            rows = self._require().execute(
+                "SELECT start, accepted, stale, rejected, work FROM history"
+                " WHERE scope = ? AND key = ? AND width = ? AND start >= ? AND start < ? ORDER BY start",
+                (scope, key, width, since, until),
+            )
+            return [
+                HistoryBucket(
+                    scope,
+                    key,
+                    width,
+                    start,
+                    acc,
+                    stale,
+                    tuple(sorted(orjson.loads(rej).items())) if rej else (),
+                    int(work),
+                )
+                for start, acc, stale, rej, work in rows
+            ]
+
+        return await self._run(read)
+
     async def integrity_check(self) -> str:
         return await self._run(lambda: str(self._require().execute("PRAGMA integrity_check").fetchone()[0]))
 
@@ -517,6 +547,8 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
             )
         case RestJobIssued() | NonceCredited():
             pass  # a group's shared state: one instance has nobody to share it with
+        case BlockOnChain():
+            pass  # kept in its block's BlockHistory (pooler.stats folds it there)
 
 
 def _w_call(db: sqlite3.Connection, record: PlantCalled | WorkCalled | HarvestCalled, now: float) -> None:

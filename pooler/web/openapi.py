@@ -439,6 +439,23 @@ SPEC["components"]["schemas"].update(
                 "workError": {"type": "string"},
                 "harvested": {**_STROOPS, "nullable": True},
                 "farmers": {"type": "array", "items": _FARMER_OF_BLOCK},
+                "chain": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "Block(N) on chain as last read (null: not read): the score's"
+                    " bounds (period N-1's min/max zeros, gap in ledgers, stake in stroops) and its"
+                    " stake and score totals",
+                    "properties": {
+                        "minZeros": {"type": "integer"},
+                        "maxZeros": {"type": "integer"},
+                        "minGap": {"type": "integer"},
+                        "maxGap": {"type": "integer"},
+                        "minStake": _STROOPS,
+                        "maxStake": _STROOPS,
+                        "stakedTotal": _STROOPS,
+                        "normalizedTotal": {"type": "string", "description": "decimal string"},
+                    },
+                },
             },
         },
         "StatsBlocks": {

@@ -62,9 +62,10 @@ class StatsRoutes:
 
     async def pool(self, request: Request) -> JSON:
         try:
-            return JSON(self._stats.pool(_choice(request, "range", RANGES, "24h")))
+            range_ = _choice(request, "range", RANGES, "24h")
         except BadParam as exc:
             return _bad(exc)
+        return JSON(await self._stats.pool(range_))
 
     async def blocks(self, request: Request) -> JSON:
         try:
@@ -96,7 +97,7 @@ class StatsRoutes:
         except BadParam as exc:
             return _bad(exc)
         miner_id = str(request.path_params["miner_id"])
-        found = self._stats.miner(miner_id, range_)
+        found = await self._stats.miner(miner_id, range_)
         return JSON(found) if found is not None else _not_found(f"miner {miner_id!r} in the history")
 
     async def farmers(self, request: Request) -> JSON:

@@ -9,12 +9,18 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from pooler.app.stats import StatsDesk
 from pooler.core.effects import Effect, Persist, Send
-from pooler.core.records import BlockHistory, HistoryBucket
-from pooler.stats.history import HOUR, MINUTE, History
+from pooler.core.records import BlockHistory, BlockOnChain, HistoryBucket
+from pooler.core.rewards import BlockState as ChainBlock
+from pooler.stats import views
+from pooler.stats.history import HOUR, MEMORY, MINUTE, History
 from pooler.store.sqlite import MIGRATIONS, PRUNE_PER_COMMIT, SqliteStore
 from protocol.messages import Accepted, Rejected
 from tests.unit.core_support import CONFIG, T0, Rig, body, one_call
+
+# Block(1) on chain: bounds of the score and totals, stroops beyond 2**53 (kept exactly)
+CHAIN = ChainBlock(1, 2, 40, 10**7, 3 * 10**17, 4, 9, 10, 2**60 + 1)
 
 
 def _cycle() -> tuple[Rig, History, list[list[Persist]], list[Effect]]:
@@ -36,6 +42,7 @@ def _cycle() -> tuple[Rig, History, list[list[Persist]], list[Effect]]:
         step(e)
     plant = one_call(step(rig.block(1)), "plant")
     step(rig.answer(plant, response={"successfulPlants": 2, "failedPlants": 0, "totalStaked": "10"}))
+    step([Persist(BlockOnChain(1, CHAIN))])  # the monitor read Block(1) (the core's BlockUpdated)
     for _ in range(8):
         step(rig.good_share(1, 1, at=rig.now + 1))
         step(rig.good_share(2, 1))
@@ -115,6 +122,7 @@ async def test_history_is_written_with_the_batches_and_reloads_as_it_was(tmp_pat
     b1 = blocks[1]
     assert b1 == live.blocks[1]
     assert (b1.planted, b1.staked, b1.harvest_total, b1.work_ok) == (2, 10, 5000, True)
+    assert b1.chain == CHAIN  # the on-chain figures survive the restart
     farmers = {f.farmer_id: f for f in b1.farmers}
     assert {f: farmers[f].reward for f in farmers} == {"farmer-1": 3000, "farmer-2": 2000}
     assert all(f.worked and f.best_zeros >= 1 and f.gap_s is not None for f in farmers.values())
@@ -203,3 +211,40 @@ async def test_a_killed_writer_loses_no_committed_bucket(tmp_path: Path) -> None
     assert (
         isinstance(bucket, HistoryBucket) and bucket.accepted >= acked and bucket.work == 16 * bucket.accepted
     )
+
+
+async def test_a_range_older_than_memory_is_read_from_the_store_and_answers_the_same(tmp_path: Path) -> None:
+    """#15: with MEMORY only the recent buckets stay in memory; /stats ranges reaching further read
+    the older part from SQLite, and answer exactly what a History holding everything answers."""
+    now = float(T0 - T0 % HOUR + 30 * HOUR + 17 * MINUTE)
+    rows = [
+        Persist(HistoryBucket(scope, key, width, int(now) - int(now) % width - i * width, i + 1, i % 2,
+                              (("low-zeros", i),) if i % 3 else (), (i + 1) * 16**5))
+        for scope, key in (("pool", ""), ("miner", "m1"), ("worker", "m1/rig"))
+        for width, count in ((MINUTE, 1440), (HOUR, 30 * 24))
+        for i in range(count)
+    ]  # fmt: skip
+    store = SqliteStore(tmp_path / "p.db", clock=lambda: now)
+    await store.open()
+    await store.commit(rows)
+    await store.close()
+    store = SqliteStore(tmp_path / "p.db", clock=lambda: now)
+    restored = (await store.open()).history
+    everything, recent = History(lambda job, conn: None), History(lambda job, conn: None, memory=MEMORY)
+    everything.load(restored, now)
+    recent.load(restored, now)
+    kept = sum(len(s.minutes) + len(s.hours) for s in recent.series.values())
+    assert kept <= 3 * (16 + 28) < sum(len(s.minutes) + len(s.hours) for s in everything.series.values()) / 10
+    desk = StatsDesk(recent, lambda: now, store)
+    try:
+        for range_ in ("1h", "24h", "7d", "30d"):
+            assert await desk.pool(range_) == views.pool(everything, now, range_), range_
+            assert await desk.miner("m1", range_) == views.miner(everything, "m1", now, range_), range_
+        # new shares land in memory and show at once, beside the stored part
+        recent.observe([Send(1, Accepted("j", 1, 3, False))], now + 1)
+        everything.observe([Send(1, Accepted("j", 1, 3, False))], now + 1)
+        assert await desk.pool("24h") == views.pool(everything, now, "24h")
+        assert views.stored_part(recent, "pool", "", now, "30d") is not None
+        assert views.stored_part(everything, "pool", "", now, "30d") is None  # KEEP: all in memory
+    finally:
+        await store.close()

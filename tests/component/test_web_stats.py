@@ -161,6 +161,22 @@ async def test_a_harvested_block_shows_each_farmers_reward() -> None:
         await task
         _, block = await _get(http, f"{system.url}/stats/blocks/{first}")
         _, farmer = await _get(http, f"{system.url}/stats/farmers/{a.farmer_id}")
+        _, page = await _get(http, f"{system.url}/stats/blocks?limit=100")
+    # the block's on-chain figures (#15): Block(first) as the chain holds it now, after its works
+    on_chain = system.net.contract.get_block(first)
+    assert on_chain is not None
+    assert block["chain"] == {
+        "minZeros": on_chain.min_zeros,
+        "maxZeros": on_chain.max_zeros,
+        "minGap": on_chain.min_gap,
+        "maxGap": on_chain.max_gap,
+        "minStake": str(on_chain.min_stake),
+        "maxStake": str(on_chain.max_stake),
+        "stakedTotal": str(on_chain.staked_total),
+        "normalizedTotal": str(on_chain.normalized_total),
+    }
+    assert int(block["chain"]["normalizedTotal"]) > 0  # our work is in it
+    assert next(b for b in page["blocks"] if b["block"] == first)["chain"] == block["chain"]
     mine = next(f for f in block["farmers"] if f["farmerId"] == a.farmer_id)
     assert mine["planted"] and mine["worked"] and block["planted"] >= 1 and int(block["staked"]) >= 0
     assert block["workOk"] is True and block["workAt"] is not None

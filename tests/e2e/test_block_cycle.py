@@ -157,12 +157,17 @@ async def run_cycle(system: System) -> None:
                     async with http.get(f"{system.url}/miner/stats", headers=bearer(reg.token)) as resp:
                         assert resp.status == 200
                         stats[name] = await resp.json()
+            # the Backend's books read with the stats: the system runs on, and block last+1's
+            # harvest would credit both later; its Pails still existing proves it has not happened
+            earned = {f: net.backend.farmers[f].total_earnings for f in farmers}
+            unharvested = {f: net.contract.get_pail(a, last + 1) is not None for f, a in farmers.items()}
             stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks[1:]), FAILSAFE)
     outputs = [p.output for p in procs]  # type: ignore[attr-defined]
 
     try:
-        check_cycle(system, seen, targets, fid, farmers, logs, stats, start_balance)
+        assert all(unharvested.values()), f"block {last + 1} was harvested before the stats were read"
+        check_cycle(system, seen, targets, fid, farmers, logs, stats, earned, start_balance)
     except AssertionError:
         for out in outputs:
             print(out[-3000:])
@@ -177,6 +182,7 @@ def check_cycle(
     farmers: dict[str, str],
     logs: dict[str, MinerLog],
     stats: dict[str, dict[str, Any]],
+    earned: dict[str, int],
     start_balance: dict[str, int],
 ) -> None:
     contract = system.net.contract
@@ -244,7 +250,7 @@ def check_cycle(
     # --- rewards recorded: the Pooler's stats, the Backend's books and the balances agree
     for name, f in fid.items():
         assert int(stats[name]["rewards"]) == rewards[f], (name, stats[name], rewards[f])
-        assert system.net.backend.farmers[f].total_earnings == rewards[f]
+        assert earned[f] == rewards[f], (name, earned[f], rewards[f])
         assert contract.balance(farmers[f]) > start_balance[f], f"{name}'s balance did not grow"
         assert stats[name]["accepted"] > 0, stats[name]
 

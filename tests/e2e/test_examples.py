@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shlex
 import signal
 import sys
@@ -123,14 +124,33 @@ async def test_dashboard_tail_without_a_pooler_says_so_and_exits_1() -> None:
     assert f"event stream {url}:" in proc.output  # type: ignore[attr-defined]
 
 
-async def test_pooler_demo_runs_one_full_block_cycle_and_exits_0() -> None:
+RATE = {"H/s": 1.0, "kH/s": 1e3, "MH/s": 1e6, "GH/s": 1e9}
+
+
+def demo_hashrates(text: str) -> dict[str, tuple[float, float, int]]:
+    """The demo's hashrate table: worker (and "pool") -> (Pooler's rate, miner's computed rate, shares)."""
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) >= 5 and cells[0] and cells[0] != "worker" and cells[1].endswith("H/s"):
+            pooler, computed = (
+                float(c.split()[0]) * RATE[c.split()[1]] if c.endswith("H/s") else 0.0  # "-": none
+                for c in cells[1:3]
+            )
+            rows[cells[0]] = (pooler, computed, int(cells[4]))
+    return rows
+
+
+async def test_pooler_demo_shows_hashrates_within_20_percent_of_what_its_miners_computed() -> None:
+    """`pooler demo` (#15): a full block cycle, and per worker and for the pool the Pooler's effective
+    hashrate within +-20% of the hashes its miners really computed, from at least 150 shares each."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pooler.cli", "demo", "--blocks", "1", "--port", "0", "--block-interval", "5",
-        "--miners", "2", "--quiet",
+        sys.executable, "-m", "pooler.cli", "demo", "--blocks", "2", "--port", "0", "--block-interval", "20",
+        "--miners", "3", "--quiet",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), 120)
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -138,4 +158,10 @@ async def test_pooler_demo_runs_one_full_block_cycle_and_exits_0() -> None:
     text = out.decode(errors="replace")
     assert proc.returncode == 0, text[-3000:]
     assert "at least one full plant -> work -> harvest cycle succeeded" in text
-    assert "harvested" in text and "dashboard: http://127.0.0.1:" in text
+    assert "harvested" in text and re.search(r"dashboard +http://127\.0\.0\.1:", text), text[:500]
+    print(text[text.index(" worker ") :])
+    rows = demo_hashrates(text)
+    assert set(rows) == {"cpu-0", "cpu-1", "rest-0", "pool"}, text[-3000:]
+    for name, (pooler, computed, shares) in rows.items():
+        assert computed > 0 and abs(pooler - computed) <= 0.2 * computed, (name, pooler, computed)
+        assert shares >= (150 if name != "pool" else 450), (name, shares)

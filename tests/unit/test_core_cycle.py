@@ -85,6 +85,7 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
         "work:1": WORK_AT,
         "end:1": ENDS,
         "late-plant:1": ENDS + 3,
+        "stake:1": T0 + (WORK_AT - T0) / 2,  # the default 30 s lead, halfway on a 20 s block
     }
     effects = rig.answer(plant, response={"successfulPlants": 2, "failedPlants": 0, "totalStaked": "200"})
     assert publishes(effects, "plant") == [

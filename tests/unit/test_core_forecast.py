@@ -5,8 +5,9 @@ next block, shown in the view and the summary."""
 from __future__ import annotations
 
 from pooler.core import rewards
-from pooler.core.effects import WatchPails
+from pooler.core.effects import Persist, WatchPails
 from pooler.core.events import BlockUpdated
+from pooler.core.records import BlockOnChain
 from tests.unit.core_support import T0, Rig, address, one_call
 
 WORK_AT = T0 + 15
@@ -67,11 +68,12 @@ def test_projection_follows_reads_and_our_work_then_freezes() -> None:
     # the chain's own read (gap 5, not our estimate of 3) replaces the estimate
     block, q0 = rewards.apply_work(_block(), pails["farmer-0"], 5, 3)
     block, q1 = rewards.apply_work(block, pails["farmer-1"], 5, 2)
-    rig.do(BlockUpdated(1, block, {"farmer-0": q0, "farmer-1": q1}, ledger=9), at=WORK_AT + 2)
+    read = rig.do(BlockUpdated(1, block, {"farmer-0": q0, "farmer-1": q1}, ledger=9), at=WORK_AT + 2)
+    assert [e for e in read if isinstance(e, Persist)] == [Persist(BlockOnChain(1, block))]  # history
     final = rewards.project_pool(block, {"farmer-0": q0, "farmer-1": q1})
-    # NewBlock(2) freezes block 1's figure: later reads do not move it
+    # NewBlock(2) freezes block 1's figure: later reads do not move it (nor its history)
     rig.block(2)
-    rig.do(BlockUpdated(1, _block(), pails, ledger=12))
+    assert rig.do(BlockUpdated(1, _block(), pails, ledger=12)) == []
     [b1] = [b for b in rig.core.view(rig.now).blocks if b.block == 1]
     assert b1.projection is not None and b1.projection.final
     assert b1.projection.reward == final.reward and b1.projection.ledger == 9

@@ -55,6 +55,7 @@ def test_restart_mid_block_resumes_without_planting_again() -> None:
         "work:1": WORK_AT,
         "end:1": T0 + 20,
         "late-plant:1": T0 + 23,
+        "stake:1": T0 + 10,  # the default 30 s lead: halfway from the restart to workAt
     }
     assert publishes(effects, "block")[0]["block"] == 1
     # the miner comes back: its new range does not overlap what was handed out before

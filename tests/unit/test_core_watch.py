@@ -57,6 +57,18 @@ def test_stake_at_risk_says_the_local_search_took_over() -> None:
     assert all(isinstance(a, StakeAtRisk) and a.fallback_search and a.best_zeros is None for a in got)
 
 
+def test_a_stake_lead_longer_than_the_block_checks_halfway_to_work_at() -> None:
+    """The default lead (30 s) on a 20 s devnet block: the check waits until halfway to workAt."""
+    rig = _rig(dataclasses.replace(CFG, stake_alert_lead=30.0))
+    assert timers(rig.block(1, at=T0 + 1))["stake:1"] == T0 + 1 + (WORK_AT - T0 - 1) / 2
+
+
+def test_the_default_stake_lead_is_30_s() -> None:
+    from pooler.config import Settings
+
+    assert Settings().alert_stake_lead_ms == 30_000
+
+
 def test_stake_alert_off_arms_no_timer() -> None:
     rig = Rig(dataclasses.replace(CONFIG, stake_alert_lead=0.0))
     rig.join("a", 0)

@@ -13,6 +13,7 @@ from examples.minerkit import (
     Engine,
     Found,
     MinerBase,
+    _hash_worker,
     format_rate,
     mine_range,
     split_range,
@@ -76,6 +77,67 @@ def test_mine_range_rejects_a_backwards_range() -> None:
 
 def test_empty_range_yields_nothing() -> None:
     assert list(mine_range(TEMPLATE, 7, 7, 0, lambda: False)) == []
+
+
+def test_mine_range_reads_a_callable_target_at_every_check() -> None:
+    """A vardiff change applies within ``check_every`` hashes, not at the end of the range."""
+    start, end, step = 0, 4_000, 1_000
+    reads: list[int] = []
+
+    def target() -> int:  # 0 zeros for the first 1000 nonces, then 2 (a raise), then 1 (a lowering)
+        reads.append(1)
+        return (0, 2, 1, 1)[len(reads) - 1]
+
+    found = list(mine_range(TEMPLATE, start, end, target, lambda: False, check_every=step))
+    wanted = [(0, 1000, 0), (1000, 2000, 2), (2000, 4000, 1)]
+    expected = [n for lo, hi, z in wanted for n in range(lo, hi) if slow_zeros(n) >= z]
+    assert [f.nonce for f in found] == expected
+    assert len(reads) == 4
+
+
+class ScriptedPipe:
+    """The worker's end of the pipe: hands out ``orders``, records what the worker sends; an
+    order "arrives" (poll is true) after ``quiet_polls`` polls."""
+
+    def __init__(self, orders: list[object], quiet_polls: int = 10**9) -> None:
+        self.orders = orders
+        self.quiet_polls = quiet_polls
+        self.sent: list[tuple[object, ...]] = []
+
+    def recv(self) -> object:
+        return self.orders.pop(0)
+
+    def poll(self) -> bool:
+        self.quiet_polls -= 1
+        return self.quiet_polls < 0
+
+    def send(self, msg: tuple[object, ...]) -> None:
+        self.sent.append(msg)
+
+
+class SteppedTarget:
+    """A stand-in for the shared ``Value``: the target changes after ``after`` reads."""
+
+    def __init__(self, before: int, after: int, reads: int) -> None:
+        self.before, self.after_value, self.switch = before, after, reads
+        self.reads = 0
+
+    @property
+    def value(self) -> int:
+        self.reads += 1
+        return self.before if self.reads <= self.switch else self.after_value
+
+
+def test_a_hashing_process_applies_a_new_share_target_inside_its_chunk() -> None:
+    """The process re-reads the shared target every 1024 hashes (the HashPool's `difficulty`)."""
+    farmer = address_bytes(FARMER)
+    pipe = ScriptedPipe([("mine", 1, "j", BLOCK, ENTROPY, farmer, 0, 4096), None])
+    target = SteppedTarget(before=3, after=1, reads=2)  # lowered to 1 after 2048 hashes
+    _hash_worker(pipe, target)  # type: ignore[arg-type]
+    shares = [m[2] for m in pipe.sent if m[0] == "share"]
+    expected = [n for n in range(4096) if slow_zeros(n) >= (3 if n < 2048 else 1)]
+    assert shares == expected
+    assert pipe.sent[-2:] == [("progress", 4096), ("done", 1)]
 
 
 @pytest.mark.parametrize(("start", "end", "parts"), [(0, 10, 3), (5, 6, 4), (0, 2**64 - 1, 7), (100, 100, 2)])
@@ -195,3 +257,11 @@ def test_miner_base_tallies_each_block_and_stops_after_max_blocks() -> None:
     assert out[-1] == "block 6: accepted 0, rejected 0, best zeros -"  # no hashes counted: no rate
     assert miner._stop.is_set() and miner.blocks_done == 2
     assert (engine.jobs, miner.taken, miner.began) == (["a", "b", "c"], ["a", "b", "c"], [5, 6])
+
+
+def test_a_pre_empted_chunk_still_counts_the_hashes_it_did() -> None:
+    """The miner's own hash count (its reported rate, the demo's "computed") loses no cut chunk."""
+    farmer = address_bytes(FARMER)
+    pipe = ScriptedPipe([("mine", 1, "j", BLOCK, ENTROPY, farmer, 0, 1 << 20), None], quiet_polls=3)
+    _hash_worker(pipe, SteppedTarget(before=9, after=9, reads=0))  # type: ignore[arg-type]
+    assert pipe.sent == [("progress", 3 * 1024)]  # three polls passed, the fourth saw the order

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pooler.core.effects import Effect, Persist, Send
-from pooler.core.records import HistoryBucket, ShareCounts
+from pooler.core.records import BlockOnChain, BlockSeen, HistoryBucket, ShareCounts
+from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats import views
 from pooler.stats.history import HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
 from protocol.errors import Code
@@ -68,3 +69,89 @@ def test_a_late_answer_lands_in_its_own_bucket() -> None:
     h.observe(_ok(1), T + 120)
     h.observe(_ok(1), T + 5)  # the clock stepped back
     assert [(b.start, b.accepted) for b in h.buckets("pool", "", MINUTE, 0)] == [(T, 1), (T + 120, 1)]
+
+
+def test_a_blocks_on_chain_figures_land_in_its_summary_and_its_api_answer() -> None:
+    h = _history()
+    chain = ChainBlock(7, 1, 40, 10**7, 2**60, 4, 9, 55, 2**64 + 3)
+    h.observe([Persist(BlockSeen(7, bytes(32), T)), Persist(BlockOnChain(7, chain))], T + 1)
+    assert h.blocks[7].chain == chain and h.blocks[7].timestamp == T
+    assert [p.record for p in h.take()] == [h.blocks[7]]
+    got = views.block(h, 7)
+    assert got is not None and got["chain"] == {
+        "minZeros": 4, "maxZeros": 9, "minGap": 1, "maxGap": 40, "minStake": "10000000",
+        "maxStake": str(2**60), "stakedTotal": "55", "normalizedTotal": str(2**64 + 3),
+    }  # fmt: skip
+    assert views.blocks(h, 5, None)["blocks"][0]["chain"] == got["chain"]
+    h.observe([Persist(BlockSeen(8, bytes(32), T + 60))], T + 61)
+    assert views.block(h, 8)["chain"] is None  # type: ignore[index]  # not read yet
+
+
+def test_the_miner_list_is_in_the_order_of_its_rows_and_pages_are_fresh() -> None:
+    """/stats/miners: the order (kept 5 s) is by the same figures the rows show; the rows of a
+    page are built at the request, from the aggregates of that moment."""
+    miners = [f"m{i:02d}" for i in range(40)]
+    h = History(lambda job, conn: (miners[conn % 40], "rig", 1 + conn % 3))
+    for step in range(200):  # shares over 100 minutes, miners at different rates and difficulties
+        conn = (step * 7) % 40 + 40 * (step % 3)
+        effects: list[Effect] = [Send(conn, Accepted("j", step, 3, False))]
+        if step % 5 == 0:
+            effects.append(
+                Send(conn + 1, Rejected("j", step, Code.LOW_ZEROS if step % 2 else Code.DUPLICATE))
+            )
+        h.observe(effects, T + 30.0 * step)
+    now = T + 30.0 * 200
+    for sort, figure in (
+        ("hashrate", lambda r: r["hashrate"]),
+        ("accepted", lambda r: r["accepted24h"]),
+        ("rejected", lambda r: sum(r["rejected24h"].values())),
+        ("minerId", lambda r: r["minerId"]),
+    ):
+        for order in ("desc", "asc"):
+            h.view_cache.clear()
+            rows = [views._miner_row(h, m, now) for m in h.workers_of]
+            rows.sort(key=figure, reverse=order == "desc")
+            pages = [views.miners(h, now, sort, order, 15, offset) for offset in (0, 15, 30)]
+            assert [r for p in pages for r in p["miners"]] == rows, (sort, order)
+            assert all(p["total"] == 40 for p in pages)
+    # within the 5 s the order is kept, but a page's figures are those of now
+    h.view_cache.clear()
+    first = views.miners(h, now, "accepted", "desc", 1, 0)["miners"][0]
+    h.observe([Send(0, Accepted("j", 1, 3, False))], now + 1)
+    again = views.miners(h, now + 2, "accepted", "desc", 40, 0)["miners"]
+    assert again[0]["minerId"] == first["minerId"]
+    assert (
+        next(r for r in again if r["minerId"] == "m00")["accepted24h"]
+        == views._miner_row(h, "m00", now + 2)["accepted24h"]
+    )
+
+
+def test_the_miner_lists_sort_keys_follow_new_shares_and_the_moving_window() -> None:
+    """The keys kept between rebuilds: a miner's is summed again when its series changed, all of
+    them when the window moved on; the order always equals a sort of fresh rows."""
+    h = History(lambda job, conn: (f"m{conn}", "rig", 2))
+    for conn in range(6):
+        for k in range(conn + 1):  # m5 the fastest at first
+            h.observe([Send(conn, Accepted("j", k, 2, False))], T + 10.0 * k)
+    now = T + 100.0
+
+    def check(at: float) -> None:
+        for sort, figure in (("hashrate", "hashrate"), ("accepted", "accepted24h")):
+            got = views.miners(h, at, sort, "desc", 10, 0)["miners"]
+            rows = sorted(
+                (views._miner_row(h, m, at) for m in h.workers_of), key=lambda r: r[figure], reverse=True
+            )
+            assert [r["minerId"] for r in got] == [r["minerId"] for r in rows], (sort, at)
+
+    check(now)
+    for k in range(9):  # m0 overtakes everyone, seen at the next rebuild (5 s later)
+        h.observe([Send(0, Accepted("j", 100 + k, 2, False))], now + 1)
+    now += 6
+    check(now)
+    assert views.miners(h, now, "hashrate", "desc", 1, 0)["miners"][0]["minerId"] == "m0"
+    # 11 minutes on: m0's burst left the hashrate window (all keys summed again), m3's new share counts
+    now += 660
+    h.observe([Send(3, Accepted("j", 500, 2, False))], now)
+    check(now)
+    assert views.miners(h, now, "hashrate", "desc", 1, 0)["miners"][0]["minerId"] == "m3"
+    assert views.miners(h, now, "accepted", "desc", 1, 0)["miners"][0]["minerId"] == "m0"
