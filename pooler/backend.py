@@ -9,9 +9,14 @@ attempts in all; any other 4xx is our request's fault and raises ``BackendReject
 (``BackendFenced`` for a 409 whose ``error`` is ``"fenced"``: a group's deposed leader).
 Every call serves a phase of a block and carries that phase's ``deadline`` (unix seconds): each
 attempt's timeout is ``min(timeout, time left)``, and a retry that could not start before the
-deadline is not made (``BackendDeadline``, a ``BackendUnavailable``). A 2xx whose body is not
-the documented shape raises ``BackendError`` (not retried: the Backend did act, repeating could
-act twice).
+deadline is not made (``BackendDeadline``, a ``BackendUnavailable``).
+
+Unknown outcomes (``BackendUnknownOutcome``, never retried here): a 2xx whose body is not the
+documented shape (not JSON, not an object, a field missing or mistyped, another block's answer),
+and a POST that timed out or whose connection was cut once it could have been sent (the request
+may have acted: repeating it blindly could act twice, giving up could forfeit a stake). The block
+cycle reconciles those with the chain (``pooler/core/reconcile.py``). A POST that never reached
+the Backend (connection refused, connect timeout) is retried like any network error.
 """
 
 from __future__ import annotations
@@ -43,13 +48,20 @@ from pooler.core.backend_calls import (
     WorkReply,
     WorkRequest,
 )
-from pooler.errors import BackendDeadline, BackendError, BackendFenced, BackendRejected, BackendUnavailable
+from pooler.errors import (
+    BackendDeadline,
+    BackendError,
+    BackendFenced,
+    BackendRejected,
+    BackendUnavailable,
+    BackendUnknownOutcome,
+)
 
 log = logging.getLogger("pooler.backend")
 
 Observe = Callable[[str, float, str], None]
 """Metrics hook: ``(op, seconds, outcome)`` once per call; outcome is ok, rejected, unavailable,
-bad_response or cancelled."""
+unknown (sent, answer unreadable), bad_response or cancelled."""
 
 _DECIMAL = re.compile(r"[0-9]+")
 
@@ -451,6 +463,9 @@ class BackendClient:
         except BackendUnavailable:
             outcome = "unavailable"
             raise
+        except BackendUnknownOutcome:
+            outcome = "unknown"
+            raise
         except BackendError:
             outcome = "bad_response"
             raise
@@ -524,9 +539,20 @@ class BackendClient:
                 status = resp.status
                 raw = await resp.read()
                 retry_after_header = resp.headers.get("Retry-After")
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # never connected: the request did not reach the Backend, a retry is safe
+            raise _Retryable(f"network error: {type(exc).__name__}: {exc}", None) from exc
         except TimeoutError as exc:  # aiohttp's timeouts are TimeoutError (some also ClientError)
+            if method == "POST":  # it may have been sent and acted: only the chain can tell
+                raise BackendUnknownOutcome(
+                    f"{op}: no answer within {attempt_timeout:.2f} s after the request was sent"
+                ) from exc
             raise _Retryable(f"timed out after {attempt_timeout:.2f} s", None) from exc
         except aiohttp.ClientError as exc:
+            if method == "POST":
+                raise BackendUnknownOutcome(
+                    f"{op}: connection lost after the request was sent: {type(exc).__name__}: {exc}"
+                ) from exc
             raise _Retryable(f"network error: {type(exc).__name__}: {exc}", None) from exc
 
         if status == 429 or (status >= 500 and status not in answer_statuses):
@@ -538,13 +564,18 @@ class BackendClient:
             raise BackendRejected(f"{op}: HTTP {status}{_error_text(raw)}", status=status)
         if not (200 <= status < 300 or status in answer_statuses):
             raise BackendError(f"{op}: unexpected HTTP {status}", status=status)
+        # a POST answered 2xx acted; what it did is unknown when the answer cannot be read
+        unknown = BackendUnknownOutcome if method == "POST" and 200 <= status < 300 else BackendError
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise BackendError(f"{op}: HTTP {status} body is not JSON: {raw[:80]!r}", status=status) from None
+            raise unknown(f"{op}: HTTP {status} body is not JSON: {raw[:80]!r}", status=status) from None
         if not isinstance(body, dict):
-            raise BackendError(f"{op}: HTTP {status} body is not a JSON object", status=status)
-        validate_response(op, body, payload if op in ("plant", "work", "harvest") else None)
+            raise unknown(f"{op}: HTTP {status} body is not a JSON object", status=status)
+        try:
+            validate_response(op, body, payload if op in ("plant", "work", "harvest") else None)
+        except BackendError as exc:
+            raise unknown(str(exc), status=status) from None
         return body
 
 

@@ -12,6 +12,8 @@
         +-- BackendError            the Backend call failed
         |   +-- BackendUnavailable  network error, 5xx, 429, timeout: retryable until the deadline
         |   |   +-- BackendDeadline the phase's deadline ran out before another attempt could start
+        |   +-- BackendUnknownOutcome  sent, but the answer cannot be read (a 2xx lacking a field or
+        |   |                       not JSON, a timeout or a cut connection after sending): reconcile
         |   +-- BackendRejected     a 4xx: our request was wrong; retrying cannot help
         |       +-- FencedOff       refused here: this instance does not hold the leader lease
         |       +-- BackendFenced   refused there: the Backend has served a newer leader (409 "fenced")
@@ -79,6 +81,14 @@ class BackendDeadline(BackendUnavailable):
     for lack of time, not for lack of attempts. The block cycle reads this as a missed phase."""
 
 
+class BackendUnknownOutcome(BackendError):
+    """The request was sent and may have acted, but its answer cannot be read: a 2xx whose body
+    lacks a field or is not JSON, a POST that timed out or whose connection was cut after it was
+    sent. Neither a success nor a failure: the block cycle reconciles it with the chain (the
+    farmers' pails) before retrying or declaring anything failed. A request that never reached
+    the Backend (connection refused) is a :class:`BackendUnavailable`."""
+
+
 class BackendRejected(BackendError):
     """A 4xx other than 429: the request itself was refused; retrying cannot help."""
 
@@ -120,6 +130,7 @@ __all__ = [
     "BackendFenced",
     "BackendRejected",
     "BackendUnavailable",
+    "BackendUnknownOutcome",
     "ChainDataError",
     "ChainError",
     "ConfigError",

@@ -56,14 +56,15 @@ SHARE_REASONS: Final = ("ok", *(code.reason for code in Code))
 protocol's rejection reason (stale, duplicate, low-zeros, invalid-hash, out-of-range ...)."""
 
 BLOCK_OPS: Final = ("plant", "work", "harvest")
-OP_OUTCOMES: Final = ("ok", "partial", "failed", "missed")
+OP_OUTCOMES: Final = ("ok", "partial", "failed", "missed", "unknown")
 """``outcome`` of ``pooler_block_ops_total``: every farmer succeeded; some failed; the call
 failed; the deadline passed before the call could succeed."""
 
 BACKEND_OPS: Final = ("register", "plant", "work", "harvest", "health")
-BACKEND_ERROR_KINDS: Final = ("unavailable", "rejected", "bad-response")
+BACKEND_ERROR_KINDS: Final = ("unavailable", "rejected", "bad-response", "unknown-outcome")
 """network error, timeout, 5xx or 429 until the retries or the deadline ran out; another 4xx
-(not retryable); a 2xx whose body is not the documented shape."""
+(not retryable); a 2xx whose body is not the documented shape (other than plant/work/harvest and
+register, whose unreadable 2xx are unknown outcomes); sent, answer unreadable (reconciled)."""
 
 RPC_METHODS: Final = ("getLedgerEntries", "getLatestLedger", "getHealth", "getNetwork")
 RPC_ERROR_KINDS: Final = ("timeout", "unavailable", "rpc-error", "bad-data")

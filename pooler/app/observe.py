@@ -74,7 +74,12 @@ _CLUSTER_EVENTS = {
     "leader-term": "terms",
 }
 
-_BACKEND_KINDS = {"unavailable": "unavailable", "rejected": "rejected", "bad_response": "bad-response"}
+_BACKEND_KINDS = {
+    "unavailable": "unavailable",
+    "rejected": "rejected",
+    "bad_response": "bad-response",
+    "unknown": "unknown-outcome",
+}
 _MINER_EVENTS = {
     "joined": "miner joined",
     "left": "miner left",
@@ -84,8 +89,10 @@ _MINER_EVENTS = {
 
 
 def op_outcome(op: str, result: BackendResult, missed: bool) -> str:
-    """``ok``/``partial``/``failed``/``missed`` of one plant/work/harvest call (metrics labels)."""
+    """``ok``/``partial``/``failed``/``missed``/``unknown`` of one plant/work/harvest call (metrics)."""
     reply = result.reply
+    if result.unknown:
+        return "unknown"  # sent, answer unreadable: the core reconciles it with the chain
     if reply is None:
         return "missed" if missed else "failed"
     failed = reply.invalid if isinstance(reply, WorkReply) else reply.failed

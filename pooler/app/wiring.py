@@ -176,6 +176,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         alert=alerts.raise_alert if group is None else _workers_only(alerts.raise_alert),
         watch_pails=lambda block, farmers: monitor.watch(block, farmers),
         history=history,
+        read_pails=lambda block, farmers: monitor.read_pails(block, farmers),
     )
     monitor = ObservedMonitor(
         options.rpc_url,
@@ -188,6 +189,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     if group is not None:  # the leader's cycle runner raises the cycle's alerts and watches pails
         group.leadership.alert = alerts.raise_alert
         group.leadership.watch_pails = monitor.watch
+        group.leadership.read_pails = monitor.read_pails
         group.leadership.history = history.cycle_feed()
     probe = BackendProbe(
         backend.health, observer.backend_polled, timeout=backend.timeout, interval=options.health_interval

@@ -118,6 +118,12 @@ class BlockMonitor:
         if self._reader is not None:
             self._reader.watch(index, farmers)
 
+    async def read_pails(self, index: int, farmers: tuple[tuple[str, str], ...]) -> dict[str, rewards.Pail]:
+        """These farmers' ``Pail(address, index)`` now, by farmer id (the core's ``ReadPails``);
+        raises ``ChainError`` when the RPC cannot tell."""
+        found = await self._ensure_reader().read_pails(index, farmers)
+        return {fid: rewards.Pail.of(p) for fid, p in found.items()}
+
     # ------------------------------------------------------------ lifecycle
 
     def _ensure_reader(self) -> FarmReader:

@@ -371,6 +371,21 @@ class FarmReader:
         except ValueError as exc:  # JSON decode error or pydantic validation of the result
             raise ChainDataError(f"getLedgerEntries: answer is not a valid result: {exc}") from exc
 
+    async def read_pails(self, index: int, farmers: Iterable[tuple[str, str]]) -> dict[str, PailRecord]:
+        """``Pail(address, index)`` of each ``(label, address)``, read now (once, not watched):
+        by label, a farmer without a pail absent. What settles a Backend call whose answer was lost."""
+        keyed = [(label, pail_key(self.contract_id, addr, index)) for label, addr in farmers]
+        found: dict[bytes, xdr.LedgerEntryData] = {}
+        for start in range(0, len(keyed), MAX_KEYS_PER_REQUEST):
+            resp = await self._get([k for _, k in keyed[start : start + MAX_KEYS_PER_REQUEST]])
+            found.update(entries_by_key(resp.entries))
+        pails: dict[str, PailRecord] = {}
+        for label, key in keyed:
+            data = found.get(key.to_xdr_bytes())
+            if data is not None:
+                pails[label] = decode_pail_entry(data, label, index)
+        return pails
+
     async def read(self) -> ChainSnapshot:
         last = self._last_index
         keys = [self._instance_key]

@@ -37,7 +37,7 @@ from pooler.core.effects import Persist
 from pooler.core.events import Event, FarmPaused, NewBlock
 from pooler.errors import StoreError
 from pooler.miners import MinerRecord
-from pooler.runtime.runner import BackendPort, Runner
+from pooler.runtime.runner import BackendPort, ReadPailsPort, Runner
 from pooler.runtime.tasks import TaskSet
 from pooler.stats.history import BlockFeed
 from pooler.store.redis import RedisStore
@@ -127,6 +127,8 @@ class Leadership:
         # term's cycle runner sends the core's RaiseAlert and WatchPails. None: dropped.
         self.alert: Callable[[Alert], None] | None = None
         self.watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None
+        # and where its ReadPails go (the monitor's one-off read): unknown outcomes are settled there
+        self.read_pails: ReadPailsPort | None = None
         # the block side of the instance's history (History.cycle_feed): the term's cycle runner
         # folds its records there and writes the block summaries (one writer: the leader). None: none
         self.history: BlockFeed | None = None
@@ -171,6 +173,7 @@ class Leadership:
             clock=self._clock,
             alert=self.alert,
             watch_pails=self.watch_pails,
+            read_pails=self.read_pails,
             history=self.history,
         )
         await runner.__aenter__()

@@ -38,6 +38,12 @@ stale (a timer that fires late or twice is ignored).
 
 The phase a dashboard sees (``idle/planting/mining/submitting/worked/closed/paused``) is a
 projection of this one plus the plant and the calls in flight: :meth:`BlockState.dashboard_phase`.
+
+A call whose answer could not be read (:mod:`pooler.core.reconcile`) adds no phase and no
+trigger: it stays in flight (``plant_call``, a farmer's ``in_flight``, ``harvest_call``) until
+the chain's pails settle it, and then ends through the phase's own answer path, with the
+triggers above. A ``/harvest`` waits while a ``/work`` of its block is being settled, and
+``harvested`` is a farmer's final status (:meth:`BlockState.set_status`).
 """
 
 from __future__ import annotations
@@ -260,14 +266,30 @@ class BlockState:
         *,
         zeros: int | None = None,
     ) -> None:
-        """``fid``'s status in this block, recorded and shown (Persist and Publish)."""
+        """``fid``'s status in this block, recorded and shown (Persist and Publish). ``harvested``
+        is final: a late answer (a reconciled ``/work``, say) never moves a farmer out of it."""
         fr = self.round(fid)
+        if fr.status == "harvested" and status != "harvested":
+            return
         fr.status = status
         fr.reason = reason
         reward = fr.reward if status == "harvested" else None
         record = FarmerStatusChanged(fid, self.index, status, reason, zeros, reward)
         effects.append(Persist(record))
         effects.append(Publish(record))
+
+
+@dataclass(slots=True)
+class Reconciling:
+    """A Backend call whose answer could not be read, until the chain says what it did."""
+
+    call_id: int
+    rec: CallRecord
+    error: str  # why the answer could not be read, for people
+    until: float  # past this (unix seconds) nothing is retried: what the chain shows is final
+    farmers: tuple[tuple[str, str], ...]  # (farmer id, address) whose pails tell the outcome
+    reads: int = 0  # failed reads so far (the chain RPC may be down too)
+    read_error: str = ""  # why the last read failed, for people
 
 
 @dataclass(slots=True)

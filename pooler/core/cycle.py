@@ -16,6 +16,8 @@ module drives it:
   flight fail.
 - ``late-plant:N`` and the plant answers: :mod:`pooler.core.plant`; harvests and
   ``harvest-retry:N``: :mod:`pooler.core.harvest`.
+- an answer that cannot be read (``BackendResult.unknown``), of any of the three, and
+  ``reconcile:<call id>``: :mod:`pooler.core.reconcile` (the chain's pails decide).
 - FarmPaused: no plant or work calls and no new jobs while paused; unpausing resumes where
   the block is (opening it if it arrived while paused and there is still time).
 """
@@ -30,6 +32,7 @@ from pooler.core.events import BackendResult, ChainHealth, FarmPaused, NewBlock,
 from pooler.core.harvest import Harvest
 from pooler.core.jobs import Jobs
 from pooler.core.plant import Plant
+from pooler.core.reconcile import Reconcile
 from pooler.core.records import BlockSeen
 from pooler.core.roster import Roster
 from pooler.core.state import RoundState
@@ -65,11 +68,14 @@ class Cycle:
         self.work = work
         self.harvest = harvest
         self.watch = watch  # the stake-at-risk check (its timer is the block's)
+        # unknown outcomes of all three phases, settled from the chain's pails
+        self.reconcile = Reconcile(state, plant, work, harvest)
 
     # ------------------------------------------------------------ chain events
 
     def on_new_block(self, ev: NewBlock, now: float) -> list[Effect]:
         st = self._st
+        st.chain_seen = True
         cur = st.block
         if cur is not None and ev.index <= cur.index:
             return []  # seen already (a monitor restart re-announces it) or older: nothing new
@@ -87,6 +93,8 @@ class Cycle:
         effects.append(Publish(block_event(blk)))
         late, st.late = st.late, None
         adopt = late is not None and late.index == ev.index and (late.result is None or late.result.ok)
+        if late is not None and late.index < ev.index and late.result is not None:
+            self.plant.unseen(late.rec, late.result, effects)  # it opened a block we never saw
         if not st.paused:
             self.open(blk, effects, now, plant=not adopt)
         if adopt and late is not None:
@@ -156,6 +164,7 @@ class Cycle:
 
     def on_chain_health(self, ev: ChainHealth, now: float) -> list[Effect]:
         self._st.chain_ok = ev.ok
+        self._st.chain_seen = self._st.chain_seen or ev.ok
         self._st.chain_detail = ev.detail
         return [Publish(ChainEvent(ev.ok, ev.detail))]
 
@@ -166,7 +175,9 @@ class Cycle:
         rec = self._st.calls.pop(ev.call_id, None)
         if rec is None:
             return effects  # unknown or answered twice: nothing to apply
-        if rec.op == "plant":
+        if ev.unknown:
+            self.reconcile.begin(rec, ev, effects, now)
+        elif rec.op == "plant":
             self.plant.on_result(rec, ev, effects, now)
         elif rec.op == "work":
             self.work.on_result(rec, ev, effects, now)
@@ -183,6 +194,9 @@ class Cycle:
         kind, _, arg = ev.key.partition(":")
         if not arg.isdigit():
             return effects  # not ours (or from an older version): ignore safely
+        if kind == "reconcile":  # its argument is a call id
+            self.reconcile.on_timer(int(arg), effects)
+            return effects
         blk = st.blocks.get(int(arg))
         if blk is None:
             return effects
@@ -230,5 +244,8 @@ class Cycle:
             return
         keep_from = cur.index - st.config.history_blocks
         pending = (BlockPhase.HARVEST_DUE, BlockPhase.HARVESTING)
-        for index in [i for i, b in st.blocks.items() if i < keep_from and b.phase not in pending]:
+        settling = {r.rec.block for r in st.reconciling.values()}
+        for index in [
+            i for i, b in st.blocks.items() if i < keep_from and b.phase not in pending and i not in settling
+        ]:
             del st.blocks[index]

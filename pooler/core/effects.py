@@ -123,6 +123,17 @@ class WatchPails:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadPails:
+    """Read ``Pail(address, block)`` of these ``(farmer id, address)`` pairs from the chain once,
+    now, and post ``PailsRead(call_id, block, ...)``: how the core learns what a Backend call whose
+    answer could not be read did (:mod:`pooler.core.reconcile`)."""
+
+    call_id: int
+    block: int
+    farmers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class RaiseAlert:
     """Tell the operator (:mod:`pooler.core.alerts`): the dashboard, ``/metrics``, the webhook."""
 
@@ -140,5 +151,6 @@ Effect = (
     | Persist
     | LimitHit
     | WatchPails
+    | ReadPails
     | RaiseAlert
 )

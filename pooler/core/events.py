@@ -190,6 +190,8 @@ class BackendResult:
     ``reply`` is the answer, parsed at the edge (:func:`pooler.backend.parse_reply`); None when
     the call failed, and then ``error`` says why and ``retryable`` tells whether the runtime
     gave up only for want of the Backend (it may succeed again before the deadline).
+    ``unknown``: the request was sent but its answer cannot be read (``BackendUnknownOutcome``):
+    neither a success nor a failure, the core reconciles it with the chain (``ReadPails``).
     """
 
     call_id: int
@@ -199,10 +201,23 @@ class BackendResult:
     error: str = ""
     status: int | None = None
     retryable: bool = False
+    unknown: bool = False
 
     @property
     def ok(self) -> bool:
         return self.reply is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PailsRead:
+    """Result of a ``ReadPails`` effect: ``Pail(farmer, block)`` of the farmers asked for, read
+    from the chain (a farmer without a pail is absent), or None and ``error`` when the read
+    failed. ``call_id`` names the reconciliation that asked (the unknown call's id)."""
+
+    call_id: int
+    block: int
+    pails: Mapping[str, rewards.Pail] | None
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +276,7 @@ Event = (
     | RestWorkRequested
     | RestShareSubmitted
     | BackendResult
+    | PailsRead
     | TimerFired
     | LocalSearchDone
     | GroupBest

@@ -9,7 +9,7 @@ Rewards are per farmer only when the harvest response has ``results``; otherwise
 from __future__ import annotations
 
 from pooler.core.alerts import HarvestFailed
-from pooler.core.backend_calls import HarvestReply, HarvestRequest, outcomes
+from pooler.core.backend_calls import FarmerOutcome, HarvestReply, HarvestRequest, outcomes
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Trigger
 from pooler.core.dashboard_events import FarmerReward, HarvestEvent
 from pooler.core.effects import CallBackend, Effect, Persist, Publish, RaiseAlert, SetTimer
@@ -28,10 +28,12 @@ class Harvest:
     def call(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         if blk.phase is not BlockPhase.HARVEST_DUE:
             return
+        st = self._st
+        if any(r.rec.block == blk.index and r.rec.op == "work" for r in st.reconciling.values()):
+            return  # a /work of the block is being reconciled: harvested when it is settled
         if now >= blk.harvest_until:
             self._expired(blk, "not harvested before the block's entries expired", effects)
             return
-        st = self._st
         call_id = st.next_call()
         farmers = tuple(fid for fid, fr in blk.rounds.items() if fr.status == "worked")
         st.calls[call_id] = CallRecord("harvest", blk.index, farmers)
@@ -71,7 +73,6 @@ class Harvest:
             self._expired(blk, f"harvest failed until the block's entries expired: {ev.error}", effects)
 
     def _harvested(self, blk: BlockState, reply: HarvestReply, effects: list[Effect]) -> None:
-        st = self._st
         blk.advance(Trigger.HARVEST_OK)
         effects.append(Persist(HarvestCalled(blk.index, reply)))
         rewards: list[FarmerReward] = []
@@ -83,13 +84,8 @@ class Harvest:
             failed: list[str] = []
             reasons: list[str] = []
             for fid, item in items.items():
-                fr = blk.round(fid)
                 if item.ok:
-                    if item.reward is not None:
-                        fr.reward = item.reward
-                        st.rewards[fid] = st.rewards.get(fid, 0) + item.reward
-                        rewards.append(FarmerReward(fid, item.reward))
-                    blk.set_status(fid, "harvested", "", effects)
+                    self._credit(blk, fid, item.reward, effects, rewards)
                 else:
                     blk.set_status(fid, "failed", f"harvest failed: {item.error}", effects)
                     failed.append(fid)
@@ -100,6 +96,34 @@ class Harvest:
         total = reply.total_rewards
         if total is None and rewards:
             total = sum(r.reward for r in rewards)
+        if blk.rewards_total is not None:  # part of it was credited from the chain before
+            total = blk.rewards_total + (total or 0)
         blk.rewards_total = total
         event = HarvestEvent(blk.index, True, reply.successful, reply.failed, total or 0, tuple(rewards))
         effects.append(Publish(event))
+
+    def _credit(
+        self, blk: BlockState, fid: str, reward: int | None, effects: list[Effect], shown: list[FarmerReward]
+    ) -> None:
+        """``fid`` was harvested, paid ``reward`` stroops (None: not attributed)."""
+        fr = blk.round(fid)
+        if fr.status == "harvested":
+            return  # counted once
+        if reward is not None:
+            fr.reward = reward
+            self._st.rewards[fid] = self._st.rewards.get(fid, 0) + reward
+            shown.append(FarmerReward(fid, reward))
+        blk.set_status(fid, "harvested", "", effects)  # the record carries the reward (a restart keeps it)
+
+    def credit(self, blk: BlockState, rewards: dict[str, int | None], effects: list[Effect]) -> None:
+        """Farmers the chain shows harvested by a call whose answer was lost (the rest is retried):
+        statuses, rewards and the dashboard's ``harvest`` event, as a readable answer would."""
+        shown: list[FarmerReward] = []
+        for fid, reward in rewards.items():
+            self._credit(blk, fid, reward, effects, shown)
+        total = sum(r.reward for r in shown)
+        blk.rewards_total = (blk.rewards_total or 0) + total
+        results = tuple(FarmerOutcome(fid, True, reward=reward) for fid, reward in rewards.items())
+        body = {"reconciled": True, "totalRewards": str(total)}
+        effects.append(Persist(HarvestCalled(blk.index, HarvestReply(len(rewards), 0, total, results, body))))
+        effects.append(Publish(HarvestEvent(blk.index, True, len(rewards), 0, total, tuple(shown))))

@@ -10,8 +10,8 @@ was opened by our late plant, which the next NewBlock adopts.
 
 from __future__ import annotations
 
-from pooler.core.backend_calls import PlantReply
-from pooler.core.block import BlockPhase, BlockState, CallRecord, LatePlant, Trigger
+from pooler.core.backend_calls import FarmerOutcome, PlantReply
+from pooler.core.block import BlockPhase, BlockState, CallRecord, FarmerRound, LatePlant, Trigger
 from pooler.core.cycle import Cycle, block_event
 from pooler.core.effects import Effect, Publish, SetTimer
 from pooler.core.events import BackendResult
@@ -48,7 +48,7 @@ def snapshot(st: RoundState) -> CoreSnapshot:
             TallyRecord(t.block, t.miner_id, t.worker, t.accepted, t.rejected) for t in st.tallies.values()
         ),
         statuses=tuple(
-            StatusRecord(b.index, fid, fr.status, fr.reason, fr.worked if fr.worked >= 0 else None)
+            StatusRecord(b.index, fid, fr.status, fr.reason, _zeros(fr))
             for b in blocks
             for fid, fr in b.rounds.items()
             if fr.status != "active"
@@ -100,7 +100,10 @@ def restore(st: RoundState, cycle: Cycle, snap: CoreSnapshot, now: float, effect
             blk.plant = "done"
         if blk is not cur:
             blk.advance(Trigger.NEWER_BLOCK)
-            if "worked" in statuses:
+            # "planted" with the zeros sent: a /work whose outcome was being reconciled when the
+            # process stopped; it may have landed, so the block is harvested (what the chain has)
+            sent = any(fr.status == "planted" and fr.submitted >= 0 for fr in blk.rounds.values())
+            if "worked" in statuses or sent:
                 blk.advance(Trigger.HARVEST_NEEDED)
             elif statuses and all(s in ("harvested", "failed") for s in statuses) and blk.work_tried:
                 blk.advance(Trigger.HARVEST_OK)
@@ -110,9 +113,8 @@ def restore(st: RoundState, cycle: Cycle, snap: CoreSnapshot, now: float, effect
     if ahead:
         call_id = st.next_call()
         rec = CallRecord("plant", cur.index + 1, tuple(ahead), late=True)
-        done = BackendResult(
-            call_id, "plant", cur.index + 1, PlantReply()
-        )  # it planted them, as statuses say
+        listed = tuple(FarmerOutcome(fid, True) for fid in ahead)  # it planted these, as statuses say
+        done = BackendResult(call_id, "plant", cur.index + 1, PlantReply(len(ahead), 0, 0, listed))
         st.late = LatePlant(cur.index + 1, call_id, rec, done)
     effects.append(Publish(block_event(cur)))
     if now < cur.ends_at - cfg.safety_margin:
@@ -141,10 +143,21 @@ def _statuses(st: RoundState, cur: BlockState, snap: CoreSnapshot) -> list[str]:
         fr = blk.round(s.farmer_id)
         fr.status = s.status
         fr.reason = s.reason
-        if s.zeros is not None:
+        if s.zeros is not None and s.status == "planted":  # work sent, outcome unknown
+            blk.work_tried = True
+            if blk is not cur:  # the open block sends it again (the same nonce: idempotent)
+                fr.submitted = s.zeros
+        elif s.zeros is not None:
             fr.worked = fr.submitted = s.zeros
             blk.work_tried = True
         elif s.status in ("worked", "harvested"):
             fr.worked = fr.submitted = 0
             blk.work_tried = True
     return ahead
+
+
+def _zeros(fr: FarmerRound) -> int | None:
+    """The zeros a status record keeps: confirmed work, or (still ``planted``) the work sent."""
+    if fr.worked >= 0:
+        return fr.worked
+    return fr.submitted if fr.status == "planted" and fr.submitted >= 0 else None

@@ -7,17 +7,24 @@ for that block (no work is sent for them).
 
 Late plant: at ``late-plant:N`` (``T+I+grace``) nobody opened N+1, so we ``/plant`` N+1
 ourselves (that opens it on chain); when NewBlock(N+1) arrives it adopts that plant instead
-of planting again.
+of planting again. Never while the chain RPC is down: a plant the Pooler cannot follow opens a
+block it cannot see, mine or work, and forfeits the stakes (the timer waits for the chain). A
+late plant that landed in a block the Pooler then never saw open (a newer block came first) is
+recorded: its farmers failed with the reason, alerted (:meth:`Plant.unseen`).
+
+An answer that cannot be read (``unknown``) is reconciled with the chain first
+(:mod:`pooler.core.reconcile`), which then applies what the pails show through :meth:`Plant.on_result`.
 """
 
 from __future__ import annotations
 
+from pooler.core.alerts import WorkFailed
 from pooler.core.backend_calls import PlantReply, PlantRequest, outcomes
 from pooler.core.block import BlockState, CallRecord, LatePlant
 from pooler.core.dashboard_events import PlantEvent
-from pooler.core.effects import CallBackend, Effect, Persist, Publish, SetTimer
+from pooler.core.effects import CallBackend, Effect, Persist, Publish, RaiseAlert, SetTimer
 from pooler.core.events import BackendResult
-from pooler.core.records import PlantCalled
+from pooler.core.records import FarmerStatusChanged, PlantCalled
 from pooler.core.state import RoundState
 from pooler.core.work import Work
 from pooler.errors import PoolerError
@@ -68,7 +75,8 @@ class Plant:
         reply = _reply(ev)
         if reply is not None:
             blk.plant = "done"
-            effects.append(Persist(PlantCalled(blk.index, reply)))
+            if publish:  # an adopted late plant's answer was recorded when it came
+                effects.append(Persist(PlantCalled(blk.index, reply)))
             items = outcomes(reply)
             if items is None:  # every farmer known at the call or since (a restore may precede joins)
                 for fid in dict.fromkeys([*rec.farmers, *st.farmers]):
@@ -101,6 +109,10 @@ class Plant:
             self.apply(blk, rec, ev, effects, now)
             return
         late = st.late
+        cur = st.block
+        if late is None and rec.late and blk is None and cur is not None and cur.index > rec.block:
+            self.unseen(rec, ev, effects)  # a newer block came before this answer
+            return
         if late is not None and late.call_id == ev.call_id:  # the block it opens is not seen yet
             late.result = ev
             effects.append(Publish(plant_event(rec.block, ev)))
@@ -116,7 +128,7 @@ class Plant:
     def late(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         """Nobody opened the next block: plant it ourselves (the chain then opens it)."""
         st = self._st
-        if st.paused:
+        if st.paused or not (st.chain_ok and st.chain_seen):  # never into a block it could not see
             effects.append(SetTimer(f"late-plant:{blk.index}", now + st.config.late_plant_retry))
             return
         late = st.late
@@ -124,3 +136,26 @@ class Plant:
             return  # in flight: its result re-arms this timer
         call_id = self.call(blk.index + 1, effects, now + st.config.block_interval / 2, late=True)
         st.late = LatePlant(blk.index + 1, call_id, st.calls[call_id])
+
+    def unseen(self, rec: CallRecord, ev: BackendResult, effects: list[Effect]) -> None:
+        """Our late plant of ``rec.block`` landed, but a newer block opened before the Pooler saw
+        that one: its farmers staked into a block nobody mined or worked. Recorded and alerted."""
+        reply = _reply(ev)
+        if reply is None:
+            return  # it did not plant (or reconciling it found no pail): nothing was staked
+        items = outcomes(reply)
+        if items is None:
+            planted = list(rec.farmers)
+        else:
+            planted = [fid for fid, item in items.items() if item.ok or item.already_planted]
+        if not planted:
+            return
+        why = (
+            f"planted into block {rec.block} by the Pooler's late plant, but block {rec.block} was never"
+            " seen open (a newer block came first): no work was sent, the stake is forfeited"
+        )
+        for fid in planted:
+            record = FarmerStatusChanged(fid, rec.block, "failed", why)
+            effects.append(Persist(record))
+            effects.append(Publish(record))
+        effects.append(RaiseAlert(WorkFailed(rec.block, tuple(planted), why)))

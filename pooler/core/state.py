@@ -7,7 +7,7 @@ part named in its comment, so a change to, say, how jobs are kept has one room t
 
 from __future__ import annotations
 
-from pooler.core.block import BlockState, CallRecord, LatePlant, ms
+from pooler.core.block import BlockState, CallRecord, LatePlant, Reconciling, ms
 from pooler.core.config import CoreConfig
 from pooler.core.dashboard_events import Phase, PhaseEvent
 from pooler.core.effects import Effect, Publish
@@ -44,10 +44,16 @@ class RoundState:
         self.blocks: dict[int, BlockState] = {}
         self.late: LatePlant | None = None  # cycle: our plant opening the next block, until it is seen
         self.calls: dict[int, CallRecord] = {}  # cycle: Backend calls awaiting their result
+        # reconcile: calls whose answer could not be read, by call id, until the chain tells
+        # what they did (the call stays "in flight" for the block meanwhile)
+        self.reconciling: dict[int, Reconciling] = {}
         self.call_seq = 0  # cycle: CallBackend ids, matched by BackendResult
         self.rewards: dict[str, int] = {}  # cycle: farmer id -> stroops harvested (for stats)
         self.paused = False  # cycle: FarmPaused: no plant/work calls, no new jobs
         self.chain_ok = True  # cycle: last ChainHealth, for /health and the view
+        # cycle: the chain was read by this process (a NewBlock, a ChainHealth ok): a restored
+        # block alone is not seen, so no late plant goes out before the chain could be read
+        self.chain_seen = False
         self.chain_detail = ""
         self.phase: Phase = "idle"  # the last phase published: published again on change only
 

@@ -40,7 +40,7 @@ import itertools
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol
 
@@ -58,13 +58,21 @@ from pooler.core.effects import (
     Persist,
     Publish,
     RaiseAlert,
+    ReadPails,
     Send,
     SetTimer,
     WatchPails,
 )
-from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, TimerFired
+from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, PailsRead, TimerFired
 from pooler.core.records import RestJobIssued
-from pooler.errors import BackendDeadline, BackendError, BackendUnavailable, StoreUnavailable
+from pooler.core.rewards import Pail
+from pooler.errors import (
+    BackendDeadline,
+    BackendError,
+    BackendUnavailable,
+    BackendUnknownOutcome,
+    StoreUnavailable,
+)
 from pooler.runtime import search
 from pooler.runtime.hub import EventHub
 from pooler.runtime.inbox import Inbox
@@ -127,6 +135,10 @@ async def _stop_search_worker(executor: ProcessPoolExecutor) -> None:
 _REAP_S = 5.0  # seconds a terminated search worker gets to exit before it is killed
 
 
+ReadPailsPort = Callable[[int, tuple[tuple[str, str], ...]], Awaitable[Mapping[str, Pail]]]
+"""Reads ``Pail(address, block)`` of ``(farmer id, address)`` pairs now (``BlockMonitor.read_pails``)."""
+
+
 class RunnerObserver(Protocol):
     """What the runner reports as it works (metrics, logs)."""
 
@@ -182,6 +194,7 @@ class Runner:
         alert: Callable[[Alert], None] | None = None,
         watch_pails: Callable[[int, tuple[tuple[str, str], ...]], None] | None = None,
         history: HistoryPort | None = None,
+        read_pails: ReadPailsPort | None = None,
     ) -> None:
         self.core = core  # the round state; only _run_loop touches it
         self.hub = hub
@@ -215,6 +228,8 @@ class Runner:
         self._alert = alert
         # Where WatchPails goes (BlockMonitor.watch); None: no monitor to tell (tests, followers)
         self._watch_pails = watch_pails
+        # Where ReadPails goes (BlockMonitor.read_pails); None: no chain to ask, the read fails
+        self._read_pails = read_pails
         # share/block history fed every batch; its records ride on the batch's commit (None: none)
         self.history = history
 
@@ -463,6 +478,8 @@ class Runner:
             case WatchPails(block, farmers):
                 if self._watch_pails is not None:
                     self._watch_pails(block, farmers)
+            case ReadPails():
+                self._spawn(self._do_read_pails(effect), "read-pails")
 
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
@@ -493,6 +510,7 @@ class Runner:
                 error=str(exc),
                 status=exc.status,
                 retryable=isinstance(exc, BackendUnavailable),
+                unknown=isinstance(exc, BackendUnknownOutcome),
             )
         except Exception as exc:  # a bug in the client must still produce a result: the core waits for one
             log.exception("backend %s for block %d failed unexpectedly", call.op, call.block)
@@ -500,6 +518,16 @@ class Runner:
         if self.observer is not None:
             self.observer.backend_done(call, result, missed)
         self.post(result)
+
+    async def _do_read_pails(self, ask: ReadPails) -> None:
+        try:
+            if self._read_pails is None:
+                raise BackendError("no chain reader to settle an unknown outcome with")
+            pails = await self._read_pails(ask.block, ask.farmers)
+            done = PailsRead(ask.call_id, ask.block, pails)
+        except Exception as exc:  # ChainError, or a bug: the core still needs an answer
+            done = PailsRead(ask.call_id, ask.block, None, f"{type(exc).__name__}: {exc}")
+        self.post(done)
 
     async def _local_search(self, job: LocalSearch) -> None:
         if self._executor is None:

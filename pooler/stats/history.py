@@ -244,9 +244,10 @@ class History:
                 if best.zeros > known:  # bests only grow (in a group two feeds tell of them)
                     self._farmer(block, farmer_id, best_zeros=best.zeros, gap_s=gap)
             case PlantCalled(block, reply, _):
-                if reply is not None:
+                if reply is not None:  # each call counts what it planted: a block's are summed
+                    bh = self._block(block)
                     self.blocks[block] = replace(
-                        self._block(block), planted=reply.successful, staked=reply.total_staked
+                        bh, planted=bh.planted + reply.successful, staked=bh.staked + reply.total_staked
                     )
                     for r in reply.results or ():
                         if r.ok or r.already_planted:
@@ -267,8 +268,14 @@ class History:
                         error="" if ok else (v.error if v else error),
                     )
             case HarvestCalled(block, reply, _):
-                if reply is not None:
-                    self.blocks[block] = replace(self._block(block), harvest_total=reply.total_rewards)
+                if reply is not None:  # summed too: a reconciled part, then the retry of the rest
+                    bh = self._block(block)
+                    total = reply.total_rewards
+                    if bh.harvest_total is not None and total is not None:
+                        total += bh.harvest_total
+                    self.blocks[block] = replace(
+                        bh, harvest_total=total if total is not None else bh.harvest_total
+                    )
                     for r in reply.results or ():
                         if r.reward is not None:
                             self._farmer(block, r.farmer_id, reward=r.reward)

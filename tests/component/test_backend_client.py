@@ -7,6 +7,8 @@ it, so outage windows and deadlines play out in no real time and with no timing 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,7 +20,13 @@ from pooler.backend import BackendClient
 from pooler.devnet import Devnet
 from pooler.devnet.miner import find_nonce
 from pooler.devnet.serve import LoopbackServer
-from pooler.errors import BackendDeadline, BackendError, BackendRejected, BackendUnavailable
+from pooler.errors import (
+    BackendDeadline,
+    BackendError,
+    BackendRejected,
+    BackendUnavailable,
+    BackendUnknownOutcome,
+)
 from protocol.work import count_zeros
 
 T0 = 1_700_000_000.0
@@ -156,6 +164,16 @@ async def test_a_503_outage_that_ends_before_the_deadline_is_retried(
     assert all(d >= 1.0 for d in ft.sleeps)  # the devnet's Retry-After: 1 is honoured
 
 
+@contextlib.asynccontextmanager
+async def dead_port() -> AsyncIterator[int]:
+    """A loopback port nothing listens on (bound, then closed)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    yield port
+
+
 async def test_a_429_window_is_retried(net: Devnet, client: BackendClient, ft: FakeTime) -> None:
     await register_farmers(client, 1)
     net.backend_faults.error_rate = 1.0
@@ -165,11 +183,29 @@ async def test_a_429_window_is_retried(net: Devnet, client: BackendClient, ft: F
     assert len(ft.sleeps) == 2
 
 
-async def test_dropped_connections_are_retried(net: Devnet, client: BackendClient, ft: FakeTime) -> None:
+async def test_a_post_cut_after_sending_is_an_unknown_outcome_not_retried(
+    net: Devnet, client: BackendClient, ft: FakeTime, observed: Observed
+) -> None:
+    """The devnet drops the connection once it read the request: it may have acted, so the client
+    neither retries (it could act twice) nor calls it a failure; the core reconciles it."""
     await register_farmers(client, 1)
     net.backend_faults.outage_for(2.0, ft(), mode="refuse")
-    assert (await client.plant(START, POOLER, 10, deadline=ft() + 30))["successfulPlants"] == 1
-    assert len(ft.sleeps) >= 1
+    with pytest.raises(BackendUnknownOutcome, match="connection lost after the request was sent"):
+        await client.plant(START, POOLER, 10, deadline=ft() + 30)
+    assert ft.sleeps == [] and observed[-1][2] == "unknown"
+
+
+async def test_connection_refused_is_retried(net: Devnet, ft: FakeTime) -> None:
+    """Nothing listens: the request never reached a Backend, so it is retried until the deadline."""
+    async with (
+        dead_port() as port,
+        BackendClient(f"http://127.0.0.1:{port}", 1.0, 3, sleep=ft.sleep, clock=ft, rng=lambda: 0.0) as c,
+    ):
+        with pytest.raises(
+            BackendUnavailable, match=r"gave up after 3 attempt\(s\); last error: network error"
+        ):
+            await c.plant(START, POOLER, 10, deadline=ft() + 30)
+    assert len(ft.sleeps) == 2
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -210,8 +246,12 @@ async def test_a_deadline_already_past_makes_no_request(
 async def test_each_attempt_is_bounded_by_the_timeout(net: Devnet, ft: FakeTime) -> None:
     net.backend_faults.latency = 0.5  # real seconds: the devnet sleeps before answering
     async with BackendClient(net.backend_url, 0.05, 2, sleep=ft.sleep, clock=ft) as c:
-        with pytest.raises(BackendUnavailable, match=r"timed out after 0\.05 s"):
+        # a POST sent and unanswered may have acted: an unknown outcome, not retried here
+        with pytest.raises(BackendUnknownOutcome, match=r"no answer within 0\.05 s"):
             await c.plant(START, POOLER, 1, deadline=ft() + 30)
+        # a GET is retried on a timeout
+        with pytest.raises(BackendUnavailable, match=r"timed out after 0\.05 s"):
+            await c.call("health", "GET", "/health", None, ft() + 30)
 
 
 # ---------------------------------------------------------------- no retry on 4xx

@@ -23,7 +23,7 @@ from stellar_sdk.soroban_server_async import SorobanServerAsync
 
 from pooler.backend import BackendClient
 from pooler.devnet import ledger
-from pooler.errors import BackendError, BackendUnavailable
+from pooler.errors import BackendError, BackendUnavailable, BackendUnknownOutcome
 from tests.support.faultproxy import (
     Drop,
     FaultProxy,
@@ -102,9 +102,10 @@ async def test_delay_before_forwarding_and_after_the_upstream_answered(
     proxied: ProxiedDevnet, backend: BackendClient
 ) -> None:
     # delay: the request reaches the Backend late; the client (0.5 s) has given up by then, and
-    # the proxy still delivers it, as a slow network would
+    # the proxy still delivers it, as a slow network would: a POST sent and unanswered is an
+    # unknown outcome (it may have acted), not a retryable failure
     late = proxied.backend.add(Rule(Forward(), path="/farmers/register", delay=1.0, times=1))
-    with pytest.raises(BackendUnavailable, match="timed out"):
+    with pytest.raises(BackendUnknownOutcome, match="no answer within"):
         await backend.register_farmer(POOLER, 0.5)
     assert proxied.net.backend.farmers == {}  # not yet: the request is still held
     (ex,) = await late.wait_spent()
@@ -114,7 +115,7 @@ async def test_delay_before_forwarding_and_after_the_upstream_answered(
 
     # answer_delay: the Backend acts at once, the answer comes late
     slow = proxied.backend.add(Rule(Forward(), path="/farmers/register", answer_delay=1.0, times=1))
-    with pytest.raises(BackendUnavailable, match="timed out"):
+    with pytest.raises(BackendUnknownOutcome, match="no answer within"):
         await backend.register_farmer(POOLER, 0.5)
     assert len(proxied.net.backend.farmers) == 2  # acted before the client gave up
     (ex,) = await slow.wait_spent()
@@ -129,18 +130,20 @@ async def test_drop_before_after_and_in_the_middle_of_the_answer(
     proxied: ProxiedDevnet, sdk: SorobanServerAsync, backend: BackendClient
 ) -> None:
     farmers = proxied.net.backend.farmers
+    # a connection cut once the request was sent: from the client's side it may have acted,
+    # before or after the upstream saw it, so both are unknown outcomes
     proxied.backend.add(Rule(Drop(), path="/farmers/register", times=1))
-    with pytest.raises(BackendUnavailable, match="network error"):
+    with pytest.raises(BackendUnknownOutcome, match="connection lost after the request was sent"):
         await backend.register_farmer(POOLER, 0.5)
     assert farmers == {}  # the Backend never saw it
 
     proxied.backend.add(Rule(Drop(after_upstream=True), path="/farmers/register", times=1))
-    with pytest.raises(BackendUnavailable, match="network error"):
+    with pytest.raises(BackendUnknownOutcome, match="connection lost after the request was sent"):
         await backend.register_farmer(POOLER, 0.5)
     assert len(farmers) == 1  # the request happened, the answer was lost
 
     proxied.backend.add(Rule(Drop(after_upstream=True, partial=10), path="/farmers/register", times=1))
-    with pytest.raises(BackendUnavailable, match="payload is not completed"):
+    with pytest.raises(BackendUnknownOutcome, match="payload is not completed"):
         await backend.register_farmer(POOLER, 0.5)
     assert len(farmers) == 2
 
@@ -156,22 +159,32 @@ async def test_drop_before_after_and_in_the_middle_of_the_answer(
 
 
 @pytest.mark.parametrize(
-    ("answer", "error"),
+    ("answer", "kind", "error"),
     [
-        (Respond(200, b"{not json"), "body is not JSON: b'{not json'"),
-        (Respond(200, b""), "body is not JSON: b''"),
-        (Respond.truncated({"farmerId": "f", "custodialWallet": "G", "poolerId": "p"}), "body is not JSON"),
-        (Respond.json({"farmerId": "f", "custodialWallet": "G", "poolerId": POOLER}), "lacks field 'status'"),
-        (Respond.json({}, status=201), "lacks field 'farmerId'"),
-        (Respond(503, b"injected", "text/plain"), "HTTP 503: injected"),
+        (Respond(200, b"{not json"), BackendUnknownOutcome, "body is not JSON: b'{not json'"),
+        (Respond(200, b""), BackendUnknownOutcome, "body is not JSON: b''"),
+        (
+            Respond.truncated({"farmerId": "f", "custodialWallet": "G", "poolerId": "p"}),
+            BackendUnknownOutcome,
+            "body is not JSON",
+        ),
+        (
+            Respond.json({"farmerId": "f", "custodialWallet": "G", "poolerId": POOLER}),
+            BackendUnknownOutcome,
+            "lacks field 'status'",
+        ),
+        (Respond.json({}, status=201), BackendUnknownOutcome, "lacks field 'farmerId'"),
+        (Respond(503, b"injected", "text/plain"), BackendUnavailable, "HTTP 503: injected"),
     ],
     ids=["malformed", "empty", "truncated", "lacks-a-field", "empty-object", "503"],
 )
 async def test_canned_answers_never_reach_the_upstream(
-    proxied: ProxiedDevnet, backend: BackendClient, answer: Respond, error: str
+    proxied: ProxiedDevnet, backend: BackendClient, answer: Respond, kind: type[BackendError], error: str
 ) -> None:
+    # a 2xx that cannot be read is an unknown outcome (here the upstream never acted, which only
+    # the chain or the upstream itself can tell); a 503 is a failure worth retrying
     rule = proxied.backend.add(Rule(answer, path="/farmers/register", times=1))
-    with pytest.raises(BackendError, match=re.escape(error)):
+    with pytest.raises(kind, match=re.escape(error)):
         await backend.register_farmer(POOLER, 0.5)
     (ex,) = rule.exchanges
     assert ex.outcome == "responded" and not ex.forwarded and ex.status == answer.status
@@ -198,16 +211,16 @@ async def test_rewrite_forwards_then_mangles_the_answer(
     proxied: ProxiedDevnet, sdk: SorobanServerAsync, backend: BackendClient
 ) -> None:
     farmers = proxied.net.backend.farmers
-    cases = [
-        (Rewrite(edit=without("status")), "lacks field 'status'"),
-        (Rewrite(edit=lambda _: {}), "lacks field 'farmerId'"),
-        (Rewrite(raw=lambda _: b""), "body is not JSON: b''"),
-        (Rewrite(raw=cut(0.5)), "body is not JSON"),
-        (Rewrite(status=500), "HTTP 500"),
+    cases: list[tuple[Rewrite, type[BackendError], str]] = [
+        (Rewrite(edit=without("status")), BackendUnknownOutcome, "lacks field 'status'"),
+        (Rewrite(edit=lambda _: {}), BackendUnknownOutcome, "lacks field 'farmerId'"),
+        (Rewrite(raw=lambda _: b""), BackendUnknownOutcome, "body is not JSON: b''"),
+        (Rewrite(raw=cut(0.5)), BackendUnknownOutcome, "body is not JSON"),
+        (Rewrite(status=500), BackendUnavailable, "HTTP 500"),
     ]
-    for n, (rewrite, error) in enumerate(cases, start=1):
+    for n, (rewrite, kind, error) in enumerate(cases, start=1):
         proxied.backend.add(Rule(rewrite, path="/farmers/register", times=1))
-        with pytest.raises(BackendError, match=error):
+        with pytest.raises(kind, match=error):
             await backend.register_farmer(POOLER, 0.5)
         assert len(farmers) == n  # every one of them registered a farmer upstream
     assert all(e.outcome == "rewritten" and e.upstream_status == 201 for e in proxied.backend.exchanges)
@@ -300,7 +313,7 @@ async def test_rules_times_order_clear_and_condition_waits(
         Rule(Respond(200, b""), path="/farmers/register", when=body_has(stakePercentage=0.5))
     )
     await backend.register_farmer(POOLER, 0.25)
-    with pytest.raises(BackendError, match="not JSON"):
+    with pytest.raises(BackendUnknownOutcome, match="not JSON"):
         await backend.register_farmer(POOLER, 0.5)
     assert only_half.hits == 1 and len(proxied.net.backend.farmers) == 3
 

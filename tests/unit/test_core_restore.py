@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pooler.core.coordinator import Coordinator
+from pooler.core.events import NewBlock
 from pooler.core.snapshot import BestRecord, BlockRecord, CoreSnapshot, StatusRecord, TallyRecord
 from pooler.errors import PoolerError
 from protocol.messages import Job
@@ -109,6 +110,10 @@ def test_restore_after_the_block_deadline_waits_for_the_next_block() -> None:
     snap = CoreSnapshot(blocks=(BlockRecord(3, entropy(3), T0),))
     rig, effects = _restarted(snap, T0 + 60)
     assert calls(effects) == [] and timers(effects)["late-plant:3"] == T0 + 60
+    # not before this process has read the chain (it may be down): no blind plant (#18)
+    effects = rig.timer("late-plant:3")
+    assert calls(effects) == [] and "late-plant:3" in timers(effects)
+    rig.do(NewBlock(3, entropy(3), T0, ledger=12))  # the monitor's first read: block 3 still
     assert one_call(rig.timer("late-plant:3"), "plant").block == 4
 
 

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from pooler.core.backend_calls import HarvestReply, PlantReply
 from pooler.core.effects import Effect, Persist, Send
-from pooler.core.records import BlockOnChain, BlockSeen, HistoryBucket, ShareCounts
+from pooler.core.records import (
+    BlockOnChain,
+    BlockSeen,
+    HarvestCalled,
+    HistoryBucket,
+    PlantCalled,
+    ShareCounts,
+)
 from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats import views
 from pooler.stats.history import HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
@@ -69,6 +77,22 @@ def test_a_late_answer_lands_in_its_own_bucket() -> None:
     h.observe(_ok(1), T + 120)
     h.observe(_ok(1), T + 5)  # the clock stepped back
     assert [(b.start, b.accepted) for b in h.buckets("pool", "", MINUTE, 0)] == [(T, 1), (T + 120, 1)]
+
+
+def test_a_blocks_plant_and_harvest_totals_sum_their_calls() -> None:
+    """A reconciled part of a plant or harvest (pooler/core/reconcile.py), then the call that did
+    the rest: the block's totals are the sum, never the last call's alone (#18)."""
+    history = _history()
+    records: list[Effect] = [
+        Persist(PlantCalled(7, PlantReply(1, 0, 100))),
+        Persist(PlantCalled(7, PlantReply(2, 0, 250))),
+        Persist(HarvestCalled(7, None, "no answer")),
+        Persist(HarvestCalled(7, HarvestReply(1, 0, 40))),
+        Persist(HarvestCalled(7, HarvestReply(2, 0, 60))),
+    ]
+    history.observe(records, 1_700_000_000.0)
+    block = history.blocks[7]
+    assert (block.planted, block.staked, block.harvest_total) == (3, 350, 100)
 
 
 def test_a_blocks_on_chain_figures_land_in_its_summary_and_its_api_answer() -> None:
