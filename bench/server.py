@@ -129,6 +129,9 @@ async def _pooler(args: argparse.Namespace) -> None:
             messages_per_second=1e9,  # load generators send far above a miner's rate
             messages_burst=1_000_000_000,
             max_connections_per_ip=100_000,
+            max_pending_connections=100_000,  # load generators connect thousands at once from one address
+            registrations_per_ip_per_hour=0,
+            registrations_per_hour=0,
             outbox_size=4096,
             store="redis" if args.redis else ("sqlite" if db else "memory"),
             pooler_db=db or "",  # read only with STORE=sqlite

@@ -151,7 +151,15 @@ class PoolerOptions:
     messages_per_second: float
     message_burst: float
     max_connections: int
-    max_connections_per_ip: int
+    max_connections_per_ip: int  # miner sockets per address, and unauthenticated connections per address
+    http_read_timeout: float  # seconds a connection gets to send a whole request (headers and body)
+    max_pending_connections: int  # connections open that have not authenticated
+    fd_reserve: int  # file descriptors kept for the Pooler's own work (store, search, Backend, RPC)
+    event_stream_backlog: int  # events waiting for one dashboard subscriber before it is dropped
+    registrations_per_ip_per_hour: int  # 0: no limit
+    registrations_per_hour: int  # 0: no limit
+    auth_failures_allowed: int  # wrong tokens from one address before it is backed off
+    auth_backoff: float  # seconds, the first back-off (doubles)
     outbox_size: int
     slow_client_grace: float  # seconds a peer that fell behind gets to take its close frame
     default_stake_percentage: float
@@ -273,6 +281,14 @@ def pooler_options(
         message_burst=float(settings.messages_burst),
         max_connections=settings.max_concurrent_miners,
         max_connections_per_ip=settings.max_connections_per_ip,
+        http_read_timeout=settings.http_read_timeout_ms / 1000,
+        max_pending_connections=settings.max_pending_connections,
+        fd_reserve=settings.fd_reserve,
+        event_stream_backlog=settings.event_stream_backlog,
+        registrations_per_ip_per_hour=settings.registrations_per_ip_per_hour,
+        registrations_per_hour=settings.registrations_per_hour,
+        auth_failures_allowed=settings.auth_failures_allowed,
+        auth_backoff=settings.auth_backoff_ms / 1000,
         outbox_size=settings.outbox_size,
         slow_client_grace=tuning.slow_client_grace,
         default_stake_percentage=settings.stake_percentage,

@@ -24,12 +24,14 @@ from typing import Any
 
 import uvicorn
 
+from pooler.app.descriptors import connection_budget, raise_open_files_limit
 from pooler.app.options import PoolerOptions
 from pooler.app.wiring import build, joined
 from pooler.core.effects import Effect
 from pooler.miners import MinerRecord
 from pooler.runtime.event_codec import summary_data
 from pooler.runtime.tasks import TaskSet, cancel_and_wait
+from pooler.web.httpproto import gated_http
 from pooler.web.lane import AVAILABLE as LANE_AVAILABLE
 from pooler.web.lane import LaneProtocol
 from pooler.web.wsproto import AbortableWebSocketProtocol
@@ -58,6 +60,7 @@ class Pooler:
         self.monitor = parts.monitor
         self.cluster = parts.group  # a group member's cluster node (pooler/cluster), else None
         self.connections = parts.connections  # open miner sockets, against the limits
+        self.gate = parts.gate  # every connection, against the pending and descriptor limits
         self.app = parts.app
         self._server: uvicorn.Server | None = None
         # the block monitor, the observer, the Backend probe: stopped together after the server
@@ -95,10 +98,15 @@ class Pooler:
         self._services.spawn(self.monitor.run(), "block-monitor")
         self._services.spawn(self.observer.run(), "observer")
         self._services.spawn(self.parts.probe.run(), "backend-health")
+        # the open-files limit up to its hard limit; connections get what FD_RESERVE leaves
+        limit = raise_open_files_limit()
+        self.gate.max_open = connection_budget(limit, self.options.fd_reserve)
         config = uvicorn.Config(
             self.app,
             host=self.options.host,
             port=self.options.port,
+            # httptools with the connection gate and the request read timeout (pooler/web/httpproto.py)
+            http=gated_http(self.gate, self.options.http_read_timeout),
             # websockets-sansio that can drop a peer that stopped reading, plus the miner socket's direct
             # lane (pooler/web/lane.py) where this uvicorn has what the lane builds on
             ws=LaneProtocol if LANE_AVAILABLE else AbortableWebSocketProtocol,

@@ -57,6 +57,7 @@ from pooler.stats.history import KEEP, MEMORY, History
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
+from pooler.web.gate import ConnectionGate
 from pooler.web.ports import EventSink, WebPorts, WebSettings
 
 # blocks the SQLite file keeps beyond the harvest retention (288 + 12 = 300 in production: the
@@ -86,6 +87,7 @@ class Wiring:
     group: ClusterNode | None  # a group member's cluster node; None for a single Pooler
     sockets: LiveSockets
     connections: ConnectionLimits
+    gate: ConnectionGate  # every connection, pending (not authenticated) or settled
     readiness: Readiness
     miners: MinerAccounts
     app: Starlette
@@ -126,6 +128,13 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     limits = LimitCounter(metrics)
     sockets = LiveSockets()
     connections = ConnectionLimits(options.max_connections, options.max_connections_per_ip)
+    # every TCP connection; max_open becomes the descriptor budget when the server starts (service.py)
+    gate = ConnectionGate(
+        options.max_pending_connections,
+        options.max_connections_per_ip,
+        max_open=1 << 30,
+        on_refuse=limits.hit,
+    )
     webhook = _webhook(options, metrics, clock)
     alerts = Alerts(
         metrics, shape.hub.publish, sink=webhook, down_after=options.alerts.down_after, clock=clock
@@ -237,6 +246,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         group=group,
         sockets=sockets,
         connections=connections,
+        gate=gate,
         readiness=readiness,
         miners=miners,
         app=app,
@@ -338,6 +348,11 @@ def web_settings(options: PoolerOptions) -> WebSettings:
         cors_origins=options.cors_origins,
         pooler_name=options.pooler_name,
         admin_token=options.admin_token,
+        event_stream_backlog=options.event_stream_backlog,
+        registrations_per_ip_per_hour=options.registrations_per_ip_per_hour,
+        registrations_per_hour=options.registrations_per_hour,
+        auth_failures_allowed=options.auth_failures_allowed,
+        auth_backoff=options.auth_backoff,
     )
 
 

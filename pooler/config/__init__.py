@@ -1,7 +1,9 @@
 """The Pooler's settings: read once at start-up from the environment and an optional ``.env``.
 
-Every setting is a field of the frozen :class:`Settings`, and each field carries its own
-description (environment variable, parser, help text) in its dataclass metadata. That one
+Every setting is a field of the frozen :class:`Settings` (the "Connection limits" group is
+declared in its base class, :class:`pooler.config.limits.LimitSettings`), and each field carries
+its own description (:class:`~pooler.config.table.Var`: environment variable, parser, help
+text) in its dataclass metadata. That one
 table drives loading, validation, ``pooler config``, ``.env.example`` and the table in
 ``docs/operations.md``, so they cannot drift apart (tests compare them).
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, cast
 
 from pooler.config.envfile import parse_env, read_env_file
+from pooler.config.limits import LimitSettings
 from pooler.config.parsers import (
     Parser,
     _bool,
@@ -39,6 +42,20 @@ from pooler.config.parsers import (
     _pooler_id,
     _redis_url,
     _secret,
+)
+from pooler.config.table import (
+    ALERTS,
+    BACKEND,
+    CHAIN,
+    CYCLE,
+    GROUPS,
+    ID,
+    MS,
+    OPS,
+    SHARES,
+    STORE,
+    Var,
+    setting,
 )
 from pooler.errors import ConfigError
 
@@ -64,7 +81,6 @@ CONTRACT_BLOCK_INTERVAL_SECONDS: Final = 300
 # Variables that must be set for ``pooler serve`` against a real network.
 REQUIRED_FOR_SERVE: Final = ("BACKEND_API_URL", "STELLAR_RPC_URL")
 
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSPHRASE|PRIVATE|KEY")
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
 
 
@@ -72,46 +88,7 @@ _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
 
 
 @dataclass(frozen=True, slots=True)
-class Var:
-    """How one setting is read: its environment variable, parser and documentation."""
-
-    env: str
-    parse: Parser
-    help: str
-    group: str
-    secret: bool = False
-    example: str = ""  # shown in .env.example for settings without a useful default
-
-
-def _setting(
-    default: object,
-    env: str,
-    parse: Parser,
-    group: str,
-    help: str,
-    *,
-    secret: bool = False,
-    example: str = "",
-) -> Any:
-    """A dataclass field whose metadata says how to read and document it."""
-    secret = secret or bool(_SECRET_NAME.search(env))
-    return field(default=default, metadata={"var": Var(env, parse, help, group, secret, example)})
-
-
-_ID = "Identity and server"
-_BACKEND = "Backend (Phase-1 API)"
-_CHAIN = "Chain"
-_CYCLE = "Block cycle"
-_SHARES = "Miners, shares and difficulty"
-_LIMITS = "Connection limits"
-_STORE = "Storage"
-_OPS = "Logs, metrics and access"
-_ALERTS = "Alerts"
-_MS = "milliseconds"
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(LimitSettings):
     """The effective configuration. Build it with :meth:`from_env`; fields are validated.
 
     Direct construction (tests, ``dataclasses.replace``) skips the per-value parsers but
@@ -119,350 +96,274 @@ class Settings:
     """
 
     # -- identity and server
-    pooler_id: str = _setting(
-        "kale-pooler", "POOLER_ID", _pooler_id, _ID, "This Pooler's id as the Backend knows it (poolerId)."
+    pooler_id: str = setting(
+        "kale-pooler", "POOLER_ID", _pooler_id, ID, "This Pooler's id as the Backend knows it (poolerId)."
     )
-    pooler_name: str = _setting(
+    pooler_name: str = setting(
         "KALE Pooler",
         "POOLER_NAME",
         _display_text,
-        _ID,
+        ID,
         "Display name: the title and heading of the dashboard page, and `name` in GET /health.",
     )
-    host: str = _setting(
-        "127.0.0.1", "HOST", _host, _ID, "Address to listen on (the Docker image sets 0.0.0.0)."
+    host: str = setting(
+        "127.0.0.1", "HOST", _host, ID, "Address to listen on (the Docker image sets 0.0.0.0)."
     )
-    port: int = _setting(3001, "PORT", _int(0, 65535), _ID, "HTTP/WebSocket port (0 = any free port).")
-    cors_origins: tuple[str, ...] = _setting(
+    port: int = setting(3001, "PORT", _int(0, 65535), ID, "HTTP/WebSocket port (0 = any free port).")
+    cors_origins: tuple[str, ...] = setting(
         (),
         "CORS_ORIGINS",
         _origins,
-        _ID,
+        ID,
         "Extra origins allowed to call the API from a browser; empty = only the dashboard's own origin.",
         example="https://pool.example.com",
     )
     # -- backend
-    backend_api_url: str | None = _setting(
+    backend_api_url: str | None = setting(
         None,
         "BACKEND_API_URL",
         _http_url(strip_slash=True),
-        _BACKEND,
+        BACKEND,
         "Base URL of the Phase-1 Backend. Required by `pooler serve` unless STELLAR_NETWORK=devnet.",
         example="http://127.0.0.1:3000",
     )
-    backend_timeout_ms: int = _setting(
+    backend_timeout_ms: int = setting(
         30_000,
         "BACKEND_TIMEOUT",
-        _int(100, 600_000, _MS),
-        _BACKEND,
+        _int(100, 600_000, MS),
+        BACKEND,
         "Timeout of one Backend request in ms (each call is also bounded by its phase's deadline).",
     )
-    retry_attempts: int = _setting(
+    retry_attempts: int = setting(
         3,
         "RETRY_ATTEMPTS",
         _int(0, 20),
-        _BACKEND,
+        BACKEND,
         "Retries after a failed Backend call (network error, 5xx, 429), with backoff and jitter.",
     )
     # -- chain
-    stellar_network: Network = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+    stellar_network: Network = setting(  # noqa: RUF009 -- returns a dataclasses.field
         "testnet",
         "STELLAR_NETWORK",
         _enum("testnet", "mainnet", "devnet"),
-        _CHAIN,
+        CHAIN,
         "testnet, mainnet, or devnet (the local chain `pooler demo` runs).",
     )
-    stellar_rpc_url: str | None = _setting(
+    stellar_rpc_url: str | None = setting(
         None,
         "STELLAR_RPC_URL",
         _http_url(strip_slash=False),
-        _CHAIN,
+        CHAIN,
         "Soroban RPC server (not Horizon). Required by `pooler serve` unless STELLAR_NETWORK=devnet.",
         example="https://soroban-testnet.stellar.org",
     )
-    kale_contract_id: str = _setting(
+    kale_contract_id: str = setting(
         "",
         "KALE_CONTRACT_ID",
         _contract_id,
-        _CHAIN,
+        CHAIN,
         "The KALE farm contract (C...). Default: the known contract of STELLAR_NETWORK.",
     )
-    block_poll_interval_ms: int = _setting(
+    block_poll_interval_ms: int = setting(
         1000,
         "BLOCK_POLL_INTERVAL_MS",
-        _int(50, 60_000, _MS),
-        _CHAIN,
+        _int(50, 60_000, MS),
+        CHAIN,
         "How often the block monitor reads the contract's state.",
     )
     # -- block cycle
-    block_interval_seconds: int = _setting(
+    block_interval_seconds: int = setting(
         CONTRACT_BLOCK_INTERVAL_SECONDS,
         "BLOCK_INTERVAL_SECONDS",
         _int(1, 3600, "seconds"),
-        _CYCLE,
+        CYCLE,
         "Length of a block. Fixed at 300 by the contract on testnet/mainnet; the devnet may shorten it.",
     )
-    optimal_work_delay_ms: int = _setting(
+    optimal_work_delay_ms: int = setting(
         280_000,
         "OPTIMAL_WORK_DELAY_MS",
-        _int(0, 3_600_000, _MS),
-        _CYCLE,
+        _int(0, 3_600_000, MS),
+        CYCLE,
         "When to submit work, counted from the BLOCK timestamp (capped by the safety margin below).",
     )
-    work_safety_margin_ms: int = _setting(
+    work_safety_margin_ms: int = setting(
         15_000,
         "WORK_SAFETY_MARGIN_MS",
-        _int(0, 3_600_000, _MS),
-        _CYCLE,
+        _int(0, 3_600_000, MS),
+        CYCLE,
         "Work is submitted no later than block timestamp + interval - this margin; retries stop there.",
     )
-    late_plant_grace_ms: int = _setting(
+    late_plant_grace_ms: int = setting(
         15_000,
         "LATE_PLANT_GRACE_MS",
-        _int(0, 3_600_000, _MS),
-        _CYCLE,
+        _int(0, 3_600_000, MS),
+        CYCLE,
         "If nobody opened the next block by interval + this grace, the Pooler's own /plant opens it.",
     )
-    max_farmers_capacity: int = _setting(
+    max_farmers_capacity: int = setting(
         1000,
         "MAX_FARMERS_CAPACITY",
         _int(1, 1_000_000),
-        _CYCLE,
+        CYCLE,
         "maxFarmersCapacity sent with each /plant: how many farmers the Backend may plant per block.",
     )
-    farmer_idle_minutes: int = _setting(
+    farmer_idle_minutes: int = setting(
         10,
         "FARMER_IDLE_MINUTES",
         _int(1, 1440, "minutes"),
-        _CYCLE,
+        CYCLE,
         "A farmer none of whose miners is connected, or joined, connected or had a share accepted"
         " this recently, is not planted (the farmerIds of /plant); a miner that leaves stops its"
         " farmer's plants at once.",
     )
-    stake_percentage: float = _setting(
+    stake_percentage: float = setting(
         0.1,
         "STAKE_PERCENTAGE",
         _float(0.0, 1.0, "fraction"),
-        _CYCLE,
+        CYCLE,
         "Stake fraction (0..1) for miners that register without one.",
     )
     # -- miners and shares
-    max_concurrent_miners: int = _setting(
+    max_concurrent_miners: int = setting(
         10_000,
         "MAX_CONCURRENT_MINERS",
         _int(1, 1_000_000),
-        _SHARES,
+        SHARES,
         "Most miner connections (WebSocket) open at once; more are refused.",
     )
-    share_zeros_initial: int = _setting(
+    share_zeros_initial: int = setting(
         6,
         "SHARE_ZEROS_INITIAL",
         _int(0, 64, "zeros"),
-        _SHARES,
+        SHARES,
         "Share difficulty (leading zero nibbles) a new worker starts at.",
     )
-    share_zeros_min: int = _setting(4, "SHARE_ZEROS_MIN", _int(0, 64, "zeros"), _SHARES, "Vardiff floor.")
-    share_zeros_max: int = _setting(20, "SHARE_ZEROS_MAX", _int(0, 64, "zeros"), _SHARES, "Vardiff ceiling.")
-    vardiff_target_seconds: float = _setting(
+    share_zeros_min: int = setting(4, "SHARE_ZEROS_MIN", _int(0, 64, "zeros"), SHARES, "Vardiff floor.")
+    share_zeros_max: int = setting(20, "SHARE_ZEROS_MAX", _int(0, 64, "zeros"), SHARES, "Vardiff ceiling.")
+    vardiff_target_seconds: float = setting(
         10.0,
         "VARDIFF_TARGET_SECONDS",
         _float(0.1, 3600.0, "seconds"),
-        _SHARES,
+        SHARES,
         "Vardiff aims at one share per worker this often (10 s = 6 a minute).",
     )
-    work_timeout_minutes: int = _setting(
+    work_timeout_minutes: int = setting(
         5,
         "WORK_TIMEOUT_MINUTES",
         _int(1, 1440, "minutes"),
-        _SHARES,
+        SHARES,
         "REST miners: a worker silent this long (no /miner/work, no /miner/submit) is forgotten;"
         " shares on its jobs are then stale (410).",
     )
-    # -- connection limits
-    max_frame_bytes: int = _setting(
-        4096,
-        "MAX_FRAME_BYTES",
-        _int(256, 1_048_576, "bytes"),
-        _LIMITS,
-        "Largest WebSocket frame or REST body accepted.",
-    )
-    messages_per_second: float = _setting(
-        20.0,
-        "MESSAGES_PER_SECOND",
-        _float(0.1, 100_000.0, "messages per second"),
-        _LIMITS,
-        "Sustained message rate per connection (token bucket refill rate).",
-    )
-    messages_burst: int = _setting(
-        40,
-        "MESSAGES_BURST",
-        _int(1, 1_000_000, "messages"),
-        _LIMITS,
-        "Token bucket size: messages a connection may send at once before the rate applies.",
-    )
-    max_connections_per_ip: int = _setting(
-        100,
-        "MAX_CONNECTIONS_PER_IP",
-        _int(1, 1_000_000),
-        _LIMITS,
-        "Most simultaneous connections from one IP address.",
-    )
-    hello_timeout_ms: int = _setting(
-        10_000,
-        "HELLO_TIMEOUT_MS",
-        _int(100, 600_000, _MS),
-        _LIMITS,
-        "A socket must say hello within this time (else error 25 and close).",
-    )
-    ws_ping_interval_ms: int = _setting(
-        20_000, "WS_PING_INTERVAL_MS", _int(100, 600_000, _MS), _LIMITS, "WebSocket ping interval."
-    )
-    idle_timeout_ms: int = _setting(
-        60_000,
-        "IDLE_TIMEOUT_MS",
-        _int(200, 3_600_000, _MS),
-        _LIMITS,
-        "A socket with no message and no pong for this long is closed (must exceed WS_PING_INTERVAL_MS).",
-    )
-    invalid_share_window: int = _setting(
-        50,
-        "INVALID_SHARE_WINDOW",
-        _int(1, 1_000_000, "shares"),
-        _LIMITS,
-        "Shares per window of the invalid-share guard (a miner's shares are judged window by window).",
-    )
-    invalid_share_ratio: float = _setting(
-        0.9,
-        "INVALID_SHARE_RATIO",
-        _float(0.0, 0.999, "fraction"),
-        _LIMITS,
-        "A window with more invalid shares than this is a strike: warn, then close, then refuse.",
-    )
-    invalid_share_cooldown_ms: int = _setting(
-        300_000,
-        "INVALID_SHARE_COOLDOWN_MS",
-        _int(0, 86_400_000, _MS),
-        _LIMITS,
-        "How long a miner is refused after its third bad window in a row.",
-    )
-    outbox_size: int = _setting(
-        64,
-        "OUTBOX_SIZE",
-        _int(1, 100_000, "messages"),
-        _LIMITS,
-        "Bound of each connection's outgoing queue; a client that lets it fill is closed.",
-    )
     # -- storage
-    store: StoreKind = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+    store: StoreKind = setting(  # noqa: RUF009 -- returns a dataclasses.field
         "sqlite",
         "STORE",
         _enum("sqlite", "redis", "memory"),
-        _STORE,
+        STORE,
         "sqlite (one instance), redis (several instances sharing state) or memory (tests only).",
     )
-    pooler_db: str = _setting(
-        "./pooler.db", "POOLER_DB", _path, _STORE, "SQLite database file (STORE=sqlite)."
-    )
-    redis_url: str | None = _setting(
+    pooler_db: str = setting("./pooler.db", "POOLER_DB", _path, STORE, "SQLite database file (STORE=sqlite).")
+    redis_url: str | None = setting(
         None,
         "REDIS_URL",
         _redis_url,
-        _STORE,
+        STORE,
         "Redis server (required when STORE=redis); a password in it is never printed.",
         example="redis://127.0.0.1:6379/0",
     )
-    pooler_instance_id: str | None = _setting(
+    pooler_instance_id: str | None = setting(
         None,
         "POOLER_INSTANCE_ID",
         _instance_id,
-        _STORE,
+        STORE,
         "STORE=redis: this instance's name in the group (lease owner, logs, metrics); unset: host + pid.",
         example="pooler-a",
     )
-    leader_lease_ms: int = _setting(
+    leader_lease_ms: int = setting(
         5000,
         "LEADER_LEASE_MS",
         _int(200, 600_000, "milliseconds"),
-        _STORE,
+        STORE,
         "STORE=redis: the leader lease; a dead leader is replaced within about this long. Keep it well below"
         " the time from workAt to the block's end.",
     )
     # -- logs, metrics and access
-    log_level: LogLevel = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+    log_level: LogLevel = setting(  # noqa: RUF009 -- returns a dataclasses.field
         "INFO",
         "LOG_LEVEL",
         _enum("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", upper=True),
-        _OPS,
+        OPS,
         "Least severe log level written.",
     )
-    log_format: LogFormat = _setting(  # noqa: RUF009 -- returns a dataclasses.field
+    log_format: LogFormat = setting(  # noqa: RUF009 -- returns a dataclasses.field
         "text",
         "LOG_FORMAT",
         _enum("text", "json"),
-        _OPS,
+        OPS,
         "text (one readable line) or json (one object a line).",
     )
-    metrics_enabled: bool = _setting(
-        True, "METRICS_ENABLED", _bool, _OPS, "Serve Prometheus metrics at /metrics."
+    metrics_enabled: bool = setting(
+        True, "METRICS_ENABLED", _bool, OPS, "Serve Prometheus metrics at /metrics."
     )
-    health_interval_ms: int = _setting(
+    health_interval_ms: int = setting(
         5000,
         "HEALTH_INTERVAL_MS",
-        _int(100, 600_000, _MS),
-        _OPS,
+        _int(100, 600_000, MS),
+        OPS,
         "How often the Backend's /health is polled for /health/ready (requests never wait on it).",
     )
-    summary_interval_ms: int = _setting(
+    summary_interval_ms: int = setting(
         5000,
         "SUMMARY_INTERVAL_MS",
-        _int(100, 3_600_000, _MS),
-        _OPS,
+        _int(100, 3_600_000, MS),
+        OPS,
         "How often the dashboard stream gets a summary event.",
     )
-    admin_token: str | None = _setting(
+    admin_token: str | None = setting(
         None,
         "ADMIN_TOKEN",
         _secret(16),
-        _OPS,
+        OPS,
         "Set: only the operator registers miners (POST /miner/register needs 'Authorization: Bearer"
         " <ADMIN_TOKEN>'); unset: anyone may register. Never logged.",
         example="change-me-to-a-long-random-string",
     )
     # -- alerts
-    alert_webhook_url: str | None = _setting(
+    alert_webhook_url: str | None = setting(
         None,
         "ALERT_WEBHOOK_URL",
         _http_url(strip_slash=False),
-        _ALERTS,
+        ALERTS,
         "Set: every alert is POSTed here as one JSON object (docs/operations.md, Alerts), with retries;"
         " unset: alerts go to the dashboard stream, /metrics and the log only. Webhook URLs often carry"
         " a token, so it is never printed.",
         secret=True,
         example="https://hooks.example.com/kale-pooler",
     )
-    alert_down_after_ms: int = _setting(
+    alert_down_after_ms: int = setting(
         60_000,
         "ALERT_DOWN_AFTER_MS",
-        _int(0, 3_600_000, _MS),
-        _ALERTS,
+        _int(0, 3_600_000, MS),
+        ALERTS,
         "The Backend or the chain RPC failing for this long raises backend-down / chain-rpc-down (and"
         " its recovery resolved); 0 = at the first failure.",
     )
 
-    alert_stake_lead_ms: int = _setting(
+    alert_stake_lead_ms: int = setting(
         30_000,
         "ALERT_STAKE_LEAD_MS",
-        _int(0, 3_600_000, _MS),
-        _ALERTS,
+        _int(0, 3_600_000, MS),
+        ALERTS,
         "This long before workAt (never before halfway from the block's opening to workAt), a"
         " planted farmer with no share at or above the previous block's on-chain min zeros raises"
         " stake-at-risk; 0 = off.",
     )
-    alert_worker_silent_minutes: int = _setting(
+    alert_worker_silent_minutes: int = setting(
         0,
         "ALERT_WORKER_SILENT_MINUTES",
         _int(0, 1440, "minutes"),
-        _ALERTS,
+        ALERTS,
         "A worker that was active and sent nothing for this many minutes raises worker-silent (resolved"
         " when it sends again); 0 = off.",
     )
@@ -595,8 +496,10 @@ def _check_together(self: Settings) -> None:
 
 
 def variables() -> list[tuple[str, Var]]:
-    """``(field name, Var)`` for every setting, in declaration order."""
-    return [(f.name, f.metadata["var"]) for f in dataclasses.fields(Settings) if "var" in f.metadata]
+    """``(field name, Var)`` for every setting, group by group (:data:`GROUPS`), in declaration order
+    within a group (the connection limits are declared in pooler/config/limits.py)."""
+    found = [(f.name, f.metadata["var"]) for f in dataclasses.fields(Settings) if "var" in f.metadata]
+    return sorted(found, key=lambda item: GROUPS.index(item[1].group))
 
 
 def format_value(value: object) -> str:

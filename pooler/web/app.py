@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from pooler.web import dashboard, rest
 from pooler.web.health import HealthRoutes
+from pooler.web.limits import AuthBackoff
 from pooler.web.miner_ws import MinerSocket
 from pooler.web.openapi import SPEC
 from pooler.web.ports import MetricsPage, WebPorts, WebSettings
@@ -40,6 +41,8 @@ class _Metrics:
 
 def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
     """Routes, and CORS only for the configured origins (none: same-origin only, the dashboard's)."""
+    # wrong tokens per client address, over REST and /ws/miner alike
+    backoff = AuthBackoff(settings.auth_failures_allowed, settings.auth_backoff)
     socket = MinerSocket(
         settings,
         admission=ports.admission,
@@ -47,6 +50,7 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
         sockets=ports.sockets,
         inbox=ports.inbox,
         limits=ports.limits,
+        backoff=backoff,
     )
     miner = RestRoutes(
         settings,
@@ -54,8 +58,9 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
         requests=ports.requests,
         jobs=ports.jobs,
         limits=ports.limits,
+        backoff=backoff,
     )
-    streams = dashboard.EventStreams(ports.events)
+    streams = dashboard.EventStreams(ports.events, settings.event_stream_backlog, ports.limits)
     health = HealthRoutes(ports.health)
     routes: list[BaseRoute] = [
         WebSocketRoute("/ws/miner", socket.endpoint),

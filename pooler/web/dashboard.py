@@ -12,24 +12,31 @@ from __future__ import annotations
 
 import asyncio
 import html
+import logging
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.staticfiles import PathLike, StaticFiles
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pooler.runtime.hub import Subscription
-from pooler.web.ports import EventFeed
+from pooler.web.gate import CONNECTION, Ticket
+from pooler.web.ports import EventFeed, LimitHits
+from pooler.web.wsproto import ABORT, SEND_BUFFER
+
+log = logging.getLogger("pooler.web.events")
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = STATIC / "vendor"
 VENDOR_FILES = ("uPlot.iife.min.js", "uPlot.min.css")  # what index.html loads from vendor/
 _SSE_KEEPALIVE = 15.0  # seconds: keeps proxies from closing an idle stream
+# bytes the kernel, and as many the transport, may queue for one subscriber before its writes wait
+_STREAM_BUFFER = 16 * 1024
 # Where index.html names the pool: its <title> and its <h1 id="pooler-name">.
 _NAMED = (re.compile(r"(<title>)[^<]*(</title>)"), re.compile(r'(<h1 id="pooler-name">)[^<]*(</h1>)'))
 
@@ -73,20 +80,34 @@ class PageFiles(StaticFiles):
 
 
 class EventStreams:
-    """``/ws/events`` and ``/events`` over one :class:`~pooler.web.ports.EventFeed` port."""
+    """``/ws/events`` and ``/events`` over one :class:`~pooler.web.ports.EventFeed` port.
 
-    def __init__(self, feed: EventFeed) -> None:
+    Each subscriber's backlog is bounded: frames the stream could not write yet wait in its
+    subscription; a subscriber that lets more than ``backlog`` pile up (it is not reading: its
+    TCP window and the server's send buffers, 16 KiB each, are full) has its connection dropped
+    (the ``pooler.abort`` extension), for SSE as for the WebSocket."""
+
+    def __init__(self, feed: EventFeed, backlog: int, limits: LimitHits) -> None:
         self._feed = feed
+        self._backlog = backlog
+        self._limits = limits  # a dropped subscriber counts as the event-stream-backlog limit
 
     async def socket(self, ws: WebSocket) -> None:
         """The stream over a WebSocket: a reader (ignores what the peer sends, notices it leave)
         and a sender, in one task group; whichever ends first ends the other."""
         await ws.accept()
+        extensions = ws.scope.get("extensions") or {}
+        _served(extensions)
         sub = self._feed.subscribe()
+
+        async def send(frames: list[str]) -> None:
+            for frame in frames:
+                await ws.send_text(frame)
+
         try:
             async with asyncio.TaskGroup() as tg:
                 reader = tg.create_task(_drain_incoming(ws), name="events-reader")
-                sender = tg.create_task(self._send(ws, sub), name="events-sender")
+                sender = tg.create_task(self._pump(sub, send, extensions.get(ABORT)), name="events-sender")
                 reader.add_done_callback(lambda _: sender.cancel())
                 sender.add_done_callback(lambda _: reader.cancel())
         except* (WebSocketDisconnect, RuntimeError):
@@ -94,36 +115,116 @@ class EventStreams:
         finally:
             sub.close()
 
-    async def _send(self, ws: WebSocket, sub: Subscription) -> None:
-        await ws.send_text(self._feed.snapshot_frame())
+    async def _pump(
+        self, sub: Subscription, send: Callable[[list[str]], Awaitable[None]], abort: object
+    ) -> None:
+        """The snapshot, then every batch, until the peer goes or its backlog is over the bound."""
+        if not await self._deliver(sub, send, [self._feed.snapshot_frame()]):
+            self._drop(abort)
+            return
         while True:
-            for frame in await sub.next_batch():
-                await ws.send_text(frame)
+            if not await self._deliver(sub, send, await sub.next_batch()):
+                self._drop(abort)
+                return
+
+    async def _deliver(
+        self, sub: Subscription, send: Callable[[list[str]], Awaitable[None]], frames: list[str]
+    ) -> bool:
+        """Write ``frames``; False, without waiting for the write, once more than the backlog's
+        bound waits behind it."""
+        writing = asyncio.ensure_future(send(frames))
+        try:
+            while not writing.done():
+                woken = asyncio.ensure_future(sub.wake.wait())
+                try:
+                    await asyncio.wait((writing, woken), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    woken.cancel()
+                if not writing.done():
+                    if len(sub.frames) + sub.dropped > self._backlog:
+                        return False
+                    sub.wake.clear()  # seen; next_batch takes what waits once the write is done
+            writing.result()
+        finally:
+            if not writing.done():
+                writing.cancel()
+            if sub.frames:
+                sub.wake.set()
+        return True
+
+    def _drop(self, abort: object) -> None:
+        self._limits.hit("event-stream-backlog")
+        log.info("event stream: a subscriber over its backlog of %d events; dropping it", self._backlog)
+        if callable(abort):
+            abort()
 
     async def sse(self, request: Request) -> Response:
-        feed = self._feed
-        sub = feed.subscribe()
+        _served(request.scope.get("extensions") or {})
+        return _EventSource(self)
 
-        async def stream() -> AsyncIterator[str]:
-            try:
-                yield f"data: {feed.snapshot_frame()}\n\n"
-                while True:
-                    try:
-                        async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: pooler/runtime/tasks.py
-                            batch = await sub.next_batch()
-                    except TimeoutError:
-                        yield ": keepalive\n\n"
-                        continue
-                    for frame in batch:
-                        yield f"data: {frame}\n\n"
-            finally:
-                sub.close()
 
-        return StreamingResponse(
-            stream(),
+class _EventSource(Response):
+    """``/events``: Server-Sent Events written straight to ASGI, so each write is bounded by the
+    stream's backlog (a ``StreamingResponse`` would wait for a peer that does not read forever)."""
+
+    def __init__(self, streams: EventStreams) -> None:
+        super().__init__(
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+        self._streams = streams
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]  # a stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        streams = self._streams
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        sub = streams._feed.subscribe()
+
+        async def write(frames: list[str]) -> None:
+            body = "".join(f"data: {frame}\n\n" for frame in frames) if frames else ": keepalive\n\n"
+            await send({"type": "http.response.body", "body": body.encode(), "more_body": True})
+
+        async def pump() -> None:
+            if not await streams._deliver(sub, write, [streams._feed.snapshot_frame()]):
+                streams._drop((scope.get("extensions") or {}).get(ABORT))
+                return
+            while True:
+                try:
+                    async with asyncio.timeout(_SSE_KEEPALIVE):  # not wait_for: pooler/runtime/tasks.py
+                        batch = await sub.next_batch()
+                except TimeoutError:
+                    batch = []  # a keepalive comment
+                if not await streams._deliver(sub, write, batch):
+                    streams._drop((scope.get("extensions") or {}).get(ABORT))
+                    return
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                sender = tg.create_task(pump(), name="sse-sender")
+                watcher = tg.create_task(gone(), name="sse-disconnect")
+                sender.add_done_callback(lambda _: watcher.cancel())
+                watcher.add_done_callback(lambda _: sender.cancel())
+        except* OSError:
+            pass  # the peer went
+        finally:
+            sub.close()
+
+
+def _served(extensions: Mapping[str, object]) -> None:
+    """A dashboard stream is being answered: its connection is no longer one still reading its
+    request (pooler/web/gate.py), though it stays unauthenticated; what the kernel and the
+    transport queue for it is bounded, so a subscriber that does not read holds little and is
+    noticed (its writes wait) after a few dozen KiB."""
+    ticket = extensions.get(CONNECTION)
+    if isinstance(ticket, Ticket):
+        ticket.served()
+    send_buffer = extensions.get(SEND_BUFFER)
+    if callable(send_buffer):
+        send_buffer(_STREAM_BUFFER)
 
 
 async def _drain_incoming(ws: WebSocket) -> None:

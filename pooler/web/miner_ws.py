@@ -10,11 +10,17 @@ the ASGI receive loop do the same work. What it may do beyond the socket comes t
 its ports (pooler/web/ports.py): the connection limits, token checks, the invalid-share
 cool-down, its outbox, the coordinator's inbox and the limit counters.
 
+A socket counts against the miners' limits (``Admission``: MAX_CONCURRENT_MINERS,
+MAX_CONNECTIONS_PER_IP) only once its ``hello`` carried a valid token; before that it is one of
+the gate's pending connections (pooler/web/gate.py), closed after ``hello_timeout``. Wrong
+tokens back the client's address off (``AuthBackoff``, shared with REST): then error 28 and 1013.
+
 Close codes: 1000 after ``bye``; 1008 on a bad token, no ``hello`` in time, a miner in
 its invalid-share cool-down or cut off by it (the coordinator's share-quality guard says so
 with ``Close`` effects), or a misbehaving peer; 1009 on a frame over the size limit;
 1011 when a ping went unanswered (uvicorn's keepalive); 1013 when the client reads too
-slowly to keep its outbox under the limit, or the connection limits are reached. A peer
+slowly to keep its outbox under the limit, the connection limits are reached, or its address
+is backed off after wrong tokens. A peer
 that does not even take the close frame within ``slow_client_grace`` seconds has its TCP
 connection dropped.
 """
@@ -39,8 +45,9 @@ from pooler.core.events import (
     WorkerDisconnected,
 )
 from pooler.runtime.outbox import Outbox
+from pooler.web.gate import CONNECTION, Ticket
 from pooler.web.lane import LANE, Lane
-from pooler.web.limits import TokenBucket
+from pooler.web.limits import AuthBackoff, TokenBucket
 from pooler.web.ports import Admission, EventSink, LimitHits, Miners, MinerSockets, WebSettings
 from pooler.web.wsproto import ABORT
 from protocol.codec import decode_client, encode
@@ -115,8 +122,10 @@ class MinerSocket:
         sockets: MinerSockets,
         inbox: EventSink,
         limits: LimitHits,
+        backoff: AuthBackoff,
     ) -> None:
         self._settings = settings
+        self._backoff = backoff  # wrong tokens per address, shared with REST
         self._admission = admission  # connection limits
         self._miners = miners  # token checks
         self._sockets = sockets  # each socket's outbox, and its miner
@@ -124,16 +133,21 @@ class MinerSocket:
         self._limits = limits  # refusals, counted
 
     async def endpoint(self, ws: WebSocket) -> None:
+        """Accept, wait for ``hello`` (a socket without one counts against the gate's pending
+        connections only, pooler/web/gate.py), check its token (wrong ones back the address off),
+        then count the socket against the miners' limits and serve it."""
         opts = self._settings
         host = ws.client.host if ws.client else "?"
+        await ws.accept()
+        miner_id, hello = await self._hello(ws, host)
+        if hello is None:
+            return
+        ticket = (ws.scope.get("extensions") or {}).get(CONNECTION)
+        if isinstance(ticket, Ticket):
+            ticket.settle()  # authenticated: no longer one of the pending connections
         refused_by = self._admission.admit(host)
         if refused_by is not None:
-            # Accepted only to say why: a bare HTTP 403 would leave the miner guessing.
             self._limits.hit(refused_by)
-            try:
-                await ws.accept()
-            except Exception:
-                return  # the peer left during the handshake: there is nobody to tell
             what = "in total" if refused_by == "connections-total" else "from your address"
             await _refuse(
                 ws,
@@ -144,61 +158,50 @@ class MinerSocket:
             )
             return
         try:
-            await self._hello(ws)
+            await self._serve(ws, miner_id, hello)
         finally:
             self._admission.release(host)
 
-    async def _hello(self, ws: WebSocket) -> None:
+    async def _hello(self, ws: WebSocket, host: str) -> tuple[str, Hello | None]:
+        """The miner and its ``hello``; ``("", None)`` when the socket was refused (and closed)."""
         opts = self._settings
-        await ws.accept()
+        grace = opts.slow_client_grace
         try:
             async with asyncio.timeout(opts.hello_timeout):
                 first = await _receive_text(ws)
         except TimeoutError:
             self._limits.hit("hello-timeout")
-            await _refuse(
-                ws,
-                Code.NO_HELLO,
-                f"send 'hello' within {opts.hello_timeout:g} s of connecting",
-                CLOSE_POLICY,
-                opts.slow_client_grace,
-            )
-            return
+            why = f"send 'hello' within {opts.hello_timeout:g} s of connecting"
+            await _refuse(ws, Code.NO_HELLO, why, CLOSE_POLICY, grace)
+            return "", None
         if first is None:
-            return
+            return "", None
         try:
             hello = decode_client(first, opts.max_frame)
         except ProtocolError as exc:
             if exc.code == Code.TOO_LARGE:
                 self._limits.hit("frame-size")
-            await _refuse(
-                ws,
-                exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO,
-                exc.message,
-                CLOSE_POLICY,
-                opts.slow_client_grace,
-            )
-            return
+            code = exc.code if exc.code == Code.TOO_LARGE else Code.NO_HELLO
+            await _refuse(ws, code, exc.message, CLOSE_POLICY, grace)
+            return "", None
         if not isinstance(hello, Hello):
-            await _refuse(
-                ws,
-                Code.NO_HELLO,
-                "the first message must be 'hello' with your token",
-                CLOSE_POLICY,
-                opts.slow_client_grace,
-            )
-            return
+            why = "the first message must be 'hello' with your token"
+            await _refuse(ws, Code.NO_HELLO, why, CLOSE_POLICY, grace)
+            return "", None
+        now = asyncio.get_running_loop().time()
+        backed_off = self._backoff.check(host, now)
+        if backed_off is not None:
+            self._limits.hit(backed_off.limit)
+            why = f"too many wrong tokens from your address; try again in {backed_off.retry_seconds} s"
+            await _refuse(ws, Code.RATE_LIMITED, why, CLOSE_TRY_LATER, grace)
+            return "", None
         miner = await self._miners.authenticate(hello.token)
         if miner is None:
-            await _refuse(
-                ws,
-                Code.UNAUTHORIZED,
-                "unknown or revoked token; register with POST /miner/register",
-                CLOSE_POLICY,
-                opts.slow_client_grace,
-            )
-            return
-        await self._serve(ws, miner.miner_id, hello)
+            self._backoff.failed(host, now)
+            why = "unknown or revoked token; register with POST /miner/register"
+            await _refuse(ws, Code.UNAUTHORIZED, why, CLOSE_POLICY, grace)
+            return "", None
+        return miner.miner_id, hello
 
     async def _serve(self, ws: WebSocket, miner_id: str, hello: Hello) -> None:
         """Read frames until the peer goes or the outbox is closed; see the module docstring.

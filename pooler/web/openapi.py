@@ -44,6 +44,12 @@ SPEC: dict[str, Any] = {
                         _ERR, "ADMIN_TOKEN is set and no bearer token was sent (unauthorized, code 24)"
                     ),
                     "403": _json(_ERR, "ADMIN_TOKEN is set and the bearer token is another one (forbidden)"),
+                    "429": _json(
+                        _ERR,
+                        "too many registrations from this address or in total this hour, or this address"
+                        " sent too many wrong ADMIN_TOKENs (rate-limited, code 28; Retry-After header,"
+                        " and retryAfter in seconds for a registration limit)",
+                    ),
                     "503": _json(_ERR, "the Backend could not register a farmer"),
                 },
             }
@@ -64,7 +70,10 @@ SPEC: dict[str, Any] = {
                     "200": _json(_ref("Job"), "a job"),
                     "400": _json(_ERR, "bad worker name"),
                     "401": _json(_ERR, "missing or bad token"),
-                    "429": _json(_ERR, "over this miner's request rate"),
+                    "429": _json(
+                        _ERR,
+                        "over this miner's request rate, or this address is backed off after wrong tokens",
+                    ),
                     "503": _json(_ERR, "no block is open, or (a group) the job cannot be recorded now"),
                 },
             }
@@ -81,7 +90,11 @@ SPEC: dict[str, Any] = {
                     "409": _json(_ref("Rejected"), "duplicate"),
                     "410": _json(_ref("Rejected"), "stale job"),
                     "413": _json(_ref("Rejected"), "body too large (code 29)"),
-                    "429": _json(_ref("Rejected"), "over this miner's request rate (code 28)"),
+                    "429": _json(
+                        _ref("Rejected"),
+                        "over this miner's request rate, or this address is backed off after wrong tokens"
+                        " (code 28; Retry-After)",
+                    ),
                     "503": _json(
                         _ref("Rejected"), "the pool cannot record or check shares right now (code 30); retry"
                     ),
@@ -95,7 +108,10 @@ SPEC: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("Stats"), "stats"),
                     "401": _json(_ERR, "missing or bad token"),
-                    "429": _json(_ERR, "over this miner's request rate"),
+                    "429": _json(
+                        _ERR,
+                        "over this miner's request rate, or this address is backed off after wrong tokens",
+                    ),
                 },
             }
         },

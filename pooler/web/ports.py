@@ -45,6 +45,11 @@ class WebSettings:
     cors_origins: tuple[str, ...]  # browser origins besides the dashboard's own ("*" = any)
     pooler_name: str  # the pool's display name: the page's title and heading
     admin_token: str | None  # ADMIN_TOKEN: when set, only its holder may register miners
+    event_stream_backlog: int  # events waiting for one dashboard subscriber; more: it is dropped
+    registrations_per_ip_per_hour: int  # POST /miner/register per client address (0: no limit)
+    registrations_per_hour: int  # ... from all addresses together (0: no limit)
+    auth_failures_allowed: int  # wrong tokens from one address before it is backed off
+    auth_backoff: float  # seconds, the first back-off (doubles with each further wrong token)
 
 
 class Miners(Protocol):

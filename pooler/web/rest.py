@@ -10,7 +10,13 @@ Each miner's REST requests share one token bucket (``messages_per_second`` and
 ``message_burst`` of the options, as a WebSocket connection has): over it, 429. The routes
 reach the rest of the Pooler only through their ports (pooler/web/ports.py).
 
-With ``ADMIN_TOKEN`` set, ``POST /miner/register`` is the operator's alone (:func:`admin_refusal`).
+With ``ADMIN_TOKEN`` set, ``POST /miner/register`` is the operator's alone (:func:`admin_refusal`);
+without it, registrations are limited per client address and in total (``RegistrationLimits``:
+429 with ``Retry-After`` and ``retryAfter``). Wrong tokens (a miner's bearer token, or a wrong
+ADMIN_TOKEN) back the client's address off (``AuthBackoff``, shared with ``/ws/miner``): its token
+checks are then answered 429 with ``Retry-After`` without looking at the token. A keep-alive
+connection's first good miner token settles it in the connection gate (pooler/web/gate.py): it no
+longer counts as a connection that has not authenticated.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -33,7 +40,8 @@ from pooler.core.events import (
 )
 from pooler.errors import BackendError, BackendRejected, StoreError
 from pooler.miners import MinerRecord
-from pooler.web.limits import TokenBucket
+from pooler.web.gate import CONNECTION, Ticket
+from pooler.web.limits import AuthBackoff, Refusal, RegistrationLimits, TokenBucket
 from pooler.web.ports import LimitHits, Miners, Requests, RestJobs, WebSettings
 from protocol.codec import MAX_WORKER_LEN, decode_client, server_to_dict
 from protocol.errors import Code, ProtocolError
@@ -68,6 +76,37 @@ def error_body(error: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def protocol_error(code: Code, message: str) -> JSON:
     return JSON(error_body(code.reason, message, code=int(code)), status_code=STATUS_OF.get(code, 400))
+
+
+@dataclass(frozen=True, slots=True)
+class Denied:
+    """Why a request's token was not accepted; ``retry_after`` (seconds) when a back-off refused it."""
+
+    code: Code
+    message: str
+    retry_after: int | None = None
+
+
+def _backed_off(refusal: Refusal) -> Denied:
+    why = f"too many wrong tokens from your address; try again in {refusal.retry_seconds} s"
+    return Denied(Code.RATE_LIMITED, why, refusal.retry_seconds)
+
+
+def _with_retry(answer: JSON, retry_after: int | None) -> JSON:
+    if retry_after is not None:
+        answer.headers["Retry-After"] = str(retry_after)
+    return answer
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def _settle(request: Request) -> None:
+    """The request's connection authenticated (keep-alive: it stays settled for its next requests)."""
+    ticket = (request.scope.get("extensions") or {}).get(CONNECTION)
+    if isinstance(ticket, Ticket):
+        ticket.settle()
 
 
 def rejected(code: Code, message: str, job: object = None, nonce: int | None = None) -> JSON:
@@ -124,6 +163,16 @@ def admin_refusal(authorization: str, admin_token: str | None) -> JSON | None:
     return None
 
 
+def _registration_refused(refusal: Refusal) -> JSON:
+    where = "from your address" if refusal.limit == "registrations-per-ip" else "in total"
+    seconds = refusal.retry_seconds
+    why = f"too many registrations {where} this hour; try again in {seconds} s"
+    body = error_body(
+        Code.RATE_LIMITED.reason, why, code=int(Code.RATE_LIMITED), retryAfter=seconds, limit=refusal.limit
+    )
+    return _with_retry(JSON(body, status_code=429), seconds)
+
+
 class RestRoutes:
     """The ``/miner/*`` routes (register, work, submit, stats, leave) with the ports they use."""
 
@@ -135,34 +184,47 @@ class RestRoutes:
         requests: Requests,
         jobs: RestJobs,
         limits: LimitHits,
+        backoff: AuthBackoff,
     ) -> None:
         self._settings = settings
+        self._backoff = backoff  # wrong tokens per address, shared with /ws/miner
+        # registrations per address and in total (unused when ADMIN_TOKEN is set)
+        self._registrations = RegistrationLimits(
+            settings.registrations_per_ip_per_hour, settings.registrations_per_hour, time.monotonic()
+        )
         self._miners = miners  # token checks, registration, leaving
         self._requests = requests  # events to the coordinator, and its answers
         self._jobs = jobs  # a group's jobs issued on other instances
         self._limits = limits  # refusals, counted
         self._buckets: dict[str, TokenBucket] = {}  # miner id -> its REST requests' bucket (dropped on leave)
 
-    async def _authenticate(self, request: Request) -> MinerRecord | Error:
-        """The miner of the bearer token; an Error when missing, unknown or over its rate limit.
-        (A miner in its invalid-share cool-down is refused by the coordinator, which knows it.)"""
+    async def _authenticate(self, request: Request) -> MinerRecord | Denied:
+        """The miner of the bearer token; Denied when missing, unknown, backed off or over its rate
+        limit. (A miner in its invalid-share cool-down is refused by the coordinator, which knows it.)"""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return Error(
+            return Denied(
                 Code.UNAUTHORIZED, "send 'Authorization: Bearer <token>' (the token from /miner/register)"
             )
+        host = _client(request)
+        now = time.monotonic()
+        backed_off = self._backoff.check(host, now)
+        if backed_off is not None:
+            self._limits.hit(backed_off.limit)
+            return _backed_off(backed_off)
         miner = await self._miners.authenticate(token.strip())
         if miner is None:
-            return Error(Code.UNAUTHORIZED, "unknown or revoked token")
+            self._backoff.failed(host, now)
+            return Denied(Code.UNAUTHORIZED, "unknown or revoked token")
+        _settle(request)
         buckets = self._buckets
-        now = time.monotonic()
         bucket = buckets.get(miner.miner_id)
         opts = self._settings
         if bucket is None:
             bucket = buckets[miner.miner_id] = TokenBucket(opts.messages_per_second, opts.message_burst, now)
         if not bucket.take(now):
-            return Error(
+            return Denied(
                 Code.RATE_LIMITED,
                 f"over {opts.messages_per_second:g} requests/s for this miner; slow down",
             )
@@ -170,7 +232,9 @@ class RestRoutes:
 
     async def _miner(self, request: Request) -> MinerRecord | JSON:
         miner = await self._authenticate(request)
-        return protocol_error(miner.code, miner.message) if isinstance(miner, Error) else miner
+        if isinstance(miner, Denied):
+            return _with_retry(protocol_error(miner.code, miner.message), miner.retry_after)
+        return miner
 
     async def _json_body(self, request: Request, limit: int) -> dict[str, Any] | JSON:
         body = await _read_limited(request, limit)
@@ -191,8 +255,18 @@ class RestRoutes:
 
     async def register(self, request: Request) -> JSON:
         opts = self._settings
+        host = _client(request)
+        now = time.monotonic()
+        if opts.admin_token is not None:
+            backed_off = self._backoff.check(host, now)
+            if backed_off is not None:  # before the token is even compared
+                self._limits.hit(backed_off.limit)
+                denied = _backed_off(backed_off)
+                return _with_retry(protocol_error(denied.code, denied.message), denied.retry_after)
         refused = admin_refusal(request.headers.get("authorization", ""), opts.admin_token)
         if refused is not None:  # checked before the body is read
+            if refused.status_code == 403:  # a wrong ADMIN_TOKEN (401: none was sent)
+                self._backoff.failed(host, now)
             return refused
         body = await self._json_body(request, opts.max_frame)
         if isinstance(body, JSON):
@@ -210,6 +284,11 @@ class RestRoutes:
         if problems:
             body = error_body("malformed", "; ".join(problems), code=int(Code.MALFORMED))
             return JSON(body, status_code=400)
+        if opts.admin_token is None:  # the operator's own registrations are not limited
+            limited = self._registrations.admit(host, time.monotonic())
+            if limited is not None:
+                self._limits.hit(limited.limit)
+                return _registration_refused(limited)
         try:
             record, token = await self._miners.register(name, float(stake), metadata)
         except BackendRejected as exc:
@@ -246,8 +325,8 @@ class RestRoutes:
 
     async def submit(self, request: Request) -> JSON:
         miner = await self._authenticate(request)
-        if isinstance(miner, Error):
-            return rejected(miner.code, miner.message)
+        if isinstance(miner, Denied):
+            return _with_retry(rejected(miner.code, miner.message), miner.retry_after)
         limit = self._settings.max_frame
         raw = await _read_limited(request, limit)  # a huge body is refused, never buffered
         if isinstance(raw, JSON):

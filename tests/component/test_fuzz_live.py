@@ -223,13 +223,14 @@ async def test_fuzzed_websocket_frames_never_break_the_server(caplog: pytest.Log
     caplog.set_level(logging.ERROR)
     corpus = ws_corpus()
     async with (
-        # rate and share-quality limits off: the frames must reach the decoder and the core
+        # rate, share-quality and wrong-token limits off: the frames must reach the decoder and the core
         running_system(
             block_interval=6,
             profile=ops_options,
             messages_per_second=1e6,
             messages_burst=10**6,
             invalid_share_window=10**9,
+            auth_failures_allowed=10**6,
         ) as system,
         aiohttp.ClientSession() as http,
     ):
@@ -333,7 +334,8 @@ async def test_fuzzed_rest_requests_never_get_a_500(caplog: pytest.LogCaptureFix
     caplog.set_level(logging.ERROR)
     corpus = rest_corpus()
     async with (
-        running_system(block_interval=6, profile=ops_options) as system,
+        # the wrong-token back-off off: the fuzzed tokens must reach the routes (back-off: lock-out tests)
+        running_system(block_interval=6, profile=ops_options, auth_failures_allowed=10**6) as system,
         aiohttp.ClientSession() as http,
     ):
         pooler = system.pooler

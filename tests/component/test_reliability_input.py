@@ -254,27 +254,28 @@ async def test_connection_limits_answer_with_rate_limited_and_1013() -> None:
     async with running_system(block_interval=6, profile=ops_options, max_connections_per_ip=2) as system:
         pooler = system.pooler
         url = ws_url(pooler)
-        async with connect(url) as one, connect(url) as two:
-            async with connect(url) as three:
-                answer = decode_server(await asyncio.wait_for(three.recv(), FAILSAFE_S))
-                assert isinstance(answer, Error) and answer.code == Code.RATE_LIMITED
-                assert "from your address" in answer.message
-                with pytest.raises(ConnectionClosed) as closed:
-                    await asyncio.wait_for(three.recv(), FAILSAFE_S)
-                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
-            del one, two
+        token = (await register_miner(pooler.url, "rig")).token
+        async with Miner(url, token), Miner(url, token), connect(url) as three:
+            await three.send(orjson.dumps({"type": "hello", "token": token, "protocol": 1}).decode())
+            answer = decode_server(await asyncio.wait_for(three.recv(), FAILSAFE_S))
+            assert isinstance(answer, Error) and answer.code == Code.RATE_LIMITED
+            assert "from your address" in answer.message
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(three.recv(), FAILSAFE_S)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
         assert pooler.metrics.limit_hits.labels(limit="connections-per-ip")._value.get() == 1
     async with running_system(block_interval=6, profile=ops_options, max_concurrent_miners=1) as system:
         pooler = system.pooler
         url = ws_url(pooler)
-        async with connect(url), connect(url) as second:
+        token = (await register_miner(pooler.url, "rig")).token
+        async with Miner(url, token), connect(url) as second:
+            await second.send(orjson.dumps({"type": "hello", "token": token, "protocol": 1}).decode())
             answer = decode_server(await asyncio.wait_for(second.recv(), FAILSAFE_S))
             assert isinstance(answer, Error) and "in total" in answer.message
         # released: a new socket is admitted again
         await wait_until(lambda: pooler.connections.open == 0, "the slot to be released", within=5)
-        async with connect(url) as third:
-            await third.send(orjson.dumps({"type": "hello", "token": "nope", "protocol": 1}).decode())
-            assert decode_server(await asyncio.wait_for(third.recv(), FAILSAFE_S)).code == Code.UNAUTHORIZED  # type: ignore[union-attr]
+        async with Miner(url, token) as third:
+            assert third.welcome is not None
 
 
 async def test_no_hello_in_time_is_answered_and_closed() -> None:

@@ -91,6 +91,8 @@ async def pooler_serve(tmp: Path) -> AsyncIterator[str]:
         "STORE": "memory",
         "LOG_LEVEL": "WARNING",
         "MAX_CONNECTIONS_PER_IP": str(2 * MINERS * WORKERS),
+        "MAX_PENDING_CONNECTIONS": str(2 * MINERS * WORKERS),  # the whole wave says hello at once
+        "REGISTRATIONS_PER_IP_PER_HOUR": "0",
         "WORK_SAFETY_MARGIN_MS": "5000",
     }
     pooler = await start_pooler(tmp, settings, within=30)

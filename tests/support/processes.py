@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -56,8 +57,22 @@ def _free_name(cwd: Path, name: str) -> str:
 class Child:
     """A ``pooler`` subcommand run as a child process, with its output in ``<name>.out|.err``."""
 
-    def __init__(self, cwd: Path, name: str, args: list[str], settings: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        cwd: Path,
+        name: str,
+        args: list[str],
+        settings: Mapping[str, str],
+        *,
+        open_files: int | None = None,
+    ) -> None:
+        """``open_files``: the child's RLIMIT_NOFILE, soft and hard (a systemd unit's, say)."""
         self.name = _free_name(cwd, name)
+
+        def limit() -> None:
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.out = cwd / f"{self.name}.out"
         self.err = cwd / f"{self.name}.err"
         with self.out.open("wb") as out, self.err.open("wb") as err:
@@ -69,6 +84,7 @@ class Child:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,  # its own process group: a kill reaches its children too
+                preexec_fn=limit if open_files is not None else None,
             )
 
     @property
@@ -133,8 +149,10 @@ class Child:
 class PoolerProcess(Child):
     """``pooler serve``, listening at :attr:`url`."""
 
-    def __init__(self, cwd: Path, name: str, settings: Mapping[str, str]) -> None:
-        super().__init__(cwd, name, ["serve", "--env-file", os.devnull], settings)
+    def __init__(
+        self, cwd: Path, name: str, settings: Mapping[str, str], *, open_files: int | None = None
+    ) -> None:
+        super().__init__(cwd, name, ["serve", "--env-file", os.devnull], settings, open_files=open_files)
         self.url = ""  # known once it printed its "listening on" line (start_pooler sets it)
 
     @property
@@ -143,11 +161,17 @@ class PoolerProcess(Child):
 
 
 async def start_pooler(
-    cwd: Path, settings: Mapping[str, str], *, name: str = "pooler", within: float = 60.0
+    cwd: Path,
+    settings: Mapping[str, str],
+    *,
+    name: str = "pooler",
+    within: float = 60.0,
+    open_files: int | None = None,
 ) -> PoolerProcess:
     """``pooler serve`` in ``cwd`` with ``settings`` as its environment (nothing else of the
-    test's ``POOLER_``/``STELLAR_``/... variables, and no env file); returns once it listens."""
-    proc = PoolerProcess(cwd, name, settings)
+    test's ``POOLER_``/``STELLAR_``/... variables, and no env file); returns once it listens.
+    ``open_files``: its open-files limit, soft and hard."""
+    proc = PoolerProcess(cwd, name, settings, open_files=open_files)
     try:
         found = await proc.wait_line(r"listening on (http://\S+)", within)
     except BaseException:

@@ -1,0 +1,144 @@
+"""uvicorn's httptools HTTP protocol with the connection gate and a request read timeout.
+
+Two additions, everything else is uvicorn's own protocol:
+
+- **the gate** (:mod:`pooler.web.gate`): each accepted connection takes a :class:`Ticket` at
+  ``connection_made`` and gives it back at ``connection_lost``; a connection the gate refuses is
+  answered ``503`` and closed before anything is read. The ticket is in every request's scope
+  under :data:`~pooler.web.gate.CONNECTION` (REST settles it at a good miner token), and goes
+  over to the WebSocket protocol on an upgrade (it is the same connection);
+- **a read timeout**: a connection must send a whole request, headers and body, within
+  ``read_timeout`` seconds of connecting (or of the first byte of its next request on a
+  keep-alive connection); else it gets ``408`` and is closed. uvicorn has no header timeout and
+  starts its keep-alive timer only after a first response, so a client sending headers a byte a
+  second (slowloris) kept its connection for good.
+
+It also offers ``abort`` (drop the TCP connection now) under :data:`~pooler.web.wsproto.ABORT`,
+for a stream whose reader stopped reading (``/events``), and a bound on what the kernel and the
+transport queue for it under :data:`~pooler.web.wsproto.SEND_BUFFER`. :func:`gated_http` makes the class
+uvicorn's ``http=`` takes, bound to one gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from pooler.web.gate import CONNECTION, ConnectionGate, Ticket
+from pooler.web.wsproto import ABORT, SEND_BUFFER, limit_send_buffer
+
+
+def _response(status: str, text: str) -> bytes:
+    body = text.encode()
+    head = (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n"
+    )
+    if status.startswith("503"):
+        head += "retry-after: 5\r\n"
+    return (head + "\r\n").encode() + body
+
+
+_REFUSED = {
+    "pending-per-ip": _response(
+        "503 Service Unavailable",
+        "too many connections from your address that have not authenticated yet; retry later\n",
+    ),
+    "pending-total": _response(
+        "503 Service Unavailable", "too many connections that have not authenticated yet; retry later\n"
+    ),
+    "descriptors": _response(
+        "503 Service Unavailable", "the server is at its connection limit; retry later\n"
+    ),
+}
+
+
+class GatedHttpProtocol(HttpToolsProtocol):
+    """``http=`` protocol class for uvicorn.Config (see the module docstring); made by :func:`gated_http`."""
+
+    gate: ClassVar[ConnectionGate]
+    read_timeout: ClassVar[float]  # seconds to send one whole request
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ticket: Ticket | None = None  # this connection's place in the gate (None: refused, or upgraded)
+        self._read_timer: asyncio.TimerHandle | None = None  # armed while a request is being read
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        host = self.client[0] if self.client else "?"
+        entered = self.gate.enter(host, transport.abort)
+        if isinstance(entered, str):
+            transport.write(_REFUSED[entered])
+            transport.close()
+            return
+        self.ticket = entered
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self.ticket is not None:
+            self.ticket.close()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        transport = self.transport
+        extensions: dict[str, Any] = {
+            CONNECTION: self.ticket,
+            ABORT: transport.abort,
+            SEND_BUFFER: lambda size: limit_send_buffer(transport, size),
+        }
+        self.scope["extensions"] = extensions
+        if self.ticket is not None:
+            self.ticket.read_again()
+        if self._read_timer is None:
+            self._arm()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()
+        if self.ticket is not None:
+            self.ticket.served()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # from here the hello timeout of /ws/miner applies
+        super().handle_websocket_upgrade()
+        ticket, self.ticket = self.ticket, None
+        adopt = getattr(self.transport.get_protocol(), "adopt", None)
+        if ticket is not None:
+            if callable(adopt):
+                adopt(ticket)
+            else:  # a WebSocket protocol without the gate: the connection stops counting here
+                ticket.close()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(self.read_timeout, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        transport = self.transport
+        if transport.is_closing():
+            return
+        self.gate.on_refuse("read-timeout")
+        if self.cycle is None or not self.cycle.response_started:
+            transport.write(
+                _response(
+                    "408 Request Timeout",
+                    f"the request was not received within {self.read_timeout:g} s; send it whole, faster\n",
+                )
+            )
+        transport.close()
+
+
+def gated_http(gate: ConnectionGate, read_timeout: float) -> type[GatedHttpProtocol]:
+    """The protocol class for one server: its connections go through ``gate``."""
+    return type("PoolerHttpProtocol", (GatedHttpProtocol,), {"gate": gate, "read_timeout": read_timeout})
