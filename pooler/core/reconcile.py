@@ -11,18 +11,24 @@ Pooler can read itself, so one path serves all three phases:
    ``/work`` each planted farmer's status with the zeros sent, so a restart harvests the block
    even if it stops in the middle); ``reconcile:<call id>`` is armed ``backend_retry_delay``
    later, so the chain has the transaction when we look.
-2. the timer asks for ``ReadPails(block, farmers)``; the runtime posts ``PailsRead``. A failed
-   read (the RPC may be down too) is read again while the phase's deadline allows.
+2. the timer asks for ``ReadPails(block, farmers)`` (every farmer of the call: the addresses kept
+   on the call, else the roster's); the runtime posts ``PailsRead`` with the ledger the read
+   reflects. A failed read (the RPC may be down too) is read again while the phase's deadline
+   allows; so is a read that shows something not done but is not past the newest ledger known
+   at the failure (it may predate the call's transaction).
 3. :meth:`Reconcile.on_pails` decides from ``Pail(farmer, N)``:
 
-   - plant: a pail = planted (its stake); missing pails are planted again (idempotent: the
-     contract answers "planted already" for the others) while the plant's deadline allows; a
-     late plant that planted nobody is a failed one, tried again by ``late-plant:N``;
+   - plant: a pail = planted (its stake, counted once in the block's records: ``BlockState.staked``);
+     missing pails are planted again (idempotent: the contract answers "planted already" for the
+     others) while the plant's deadline allows; a late plant that planted nobody is a failed one,
+     tried again by ``late-plant:N``;
    - work: a pail with ``zeros`` >= what was sent = worked; the others are sent again
-     (idempotent: the same nonce) while ``now + backend_retry_delay < deadline``;
-   - harvest: a worked farmer whose pail is gone = harvested, paid its projected reward (the
-     frozen projection is the contract's arithmetic, to the stroop); the rest is harvested
-     again on ``harvest-retry:N``.
+     (idempotent: the same nonce; a #7 refusal of it means landed) while
+     ``now + backend_retry_delay < deadline``;
+   - harvest: a farmer read whose pail is gone = harvested, paid its projected reward when the
+     projection is final (the contract's arithmetic, to the stroop), else unknown (alerted); a
+     pail without work = failed; the rest is harvested again on ``harvest-retry:N``. A readable
+     answer that leaves out farmers of the call has them read the same way (:meth:`harvest_answered`).
 
    What the chain shows becomes an ordinary answer (a ``PlantReply``/``WorkReply``/
    ``HarvestReply`` whose body says ``reconciled``), applied by the phase's own code, so the
