@@ -47,10 +47,10 @@ from dataclasses import replace
 from pooler.core.alerts import HarvestFailed, RewardUnknown, WorkFailed
 from pooler.core.backend_calls import FarmerOutcome, HarvestReply, PlantReply, Submission, WorkReply
 from pooler.core.block import BlockPhase, BlockState, CallRecord, Reconciling
-from pooler.core.effects import Effect, Persist, RaiseAlert, ReadPails, SetTimer
+from pooler.core.effects import Effect, Persist, Publish, RaiseAlert, ReadPails, SetTimer
 from pooler.core.events import BackendResult, PailsRead
 from pooler.core.harvest import Harvest
-from pooler.core.plant import Plant
+from pooler.core.plant import Plant, plant_event
 from pooler.core.records import HarvestCalled, PlantCalled, WorkCalled
 from pooler.core.rewards import Pail
 from pooler.core.state import RoundState
@@ -98,23 +98,30 @@ class Reconcile:
             fids = rec.farmers
             until = self._harvest_until(blk, now)
             effects.append(Persist(HarvestCalled(rec.block, None, why)))
-        self._track(ev.call_id, replace(rec, farmers=fids), ev.error, until, effects, now)
+        self._track(ev.call_id, rec, fids, ev.error, until, effects, now)
 
     def _harvest_until(self, blk: BlockState | None, now: float) -> float:
         # a block's worth of reads at most: then the harvest's own retry (harvest-retry:N)
         return min(blk.harvest_until, now + self._st.config.block_interval) if blk is not None else now
 
     def _track(
-        self, call_id: int, rec: CallRecord, error: str, until: float, effects: list[Effect], now: float
+        self,
+        call_id: int,
+        rec: CallRecord,
+        fids: tuple[str, ...],
+        error: str,
+        until: float,
+        effects: list[Effect],
+        now: float,
     ) -> None:
-        """Settle ``rec.farmers`` of call ``call_id`` from their pails (each farmer of the call is
-        read: its address as known at the call, else as known now)."""
+        """Settle call ``call_id`` from the pails of ``fids`` (each is read: its address as known at
+        the call, else as known now)."""
         st = self._st
         known = dict(rec.addresses)
-        for fid in rec.farmers:
+        for fid in fids:
             if fid not in known and (f := st.farmers.get(fid)) is not None:
                 known[fid] = f.address
-        farmers = tuple((fid, known[fid]) for fid in rec.farmers if fid in known)
+        farmers = tuple((fid, known[fid]) for fid in fids if fid in known)
         st.reconciling[call_id] = Reconciling(call_id, rec, error, until, farmers, st.ledger)
         # not at once: the transaction may reach the ledger a moment after the Backend answered
         effects.append(SetTimer(f"reconcile:{call_id}", now + st.config.backend_retry_delay))
@@ -132,7 +139,7 @@ class Reconcile:
                 self._harvest.apply(blk, reply, effects)
                 why = f"the /harvest answer left out {len(omitted)} farmer(s) of the call"
                 part = replace(rec, farmers=omitted)
-                self._track(ev.call_id, part, why, self._harvest_until(blk, now), effects, now)
+                self._track(ev.call_id, part, omitted, why, self._harvest_until(blk, now), effects, now)
                 return
         self._harvest.on_result(rec, ev, effects, now)
 
@@ -207,17 +214,13 @@ class Reconcile:
             and now + self._st.config.backend_retry_delay < r.until
             and self._plant_again(r, effects, now)
         ):
-            if (
-                new and blk is not None
-            ):  # what the lost call did, recorded (the retry's answer counts only its own)
-                part = PlantReply(
-                    len(new),
-                    0,
-                    sum(p.stake for p in new.values()),
-                    tuple(FarmerOutcome(f, True) for f in new),
-                    RECONCILED,
-                )
+            if new and blk is not None:  # what the lost call did (the retry's answer counts its own)
+                staked = sum(p.stake for p in new.values())
+                part = PlantReply(len(new), 0, staked, tuple(FarmerOutcome(f, True) for f in new), RECONCILED)
                 effects.append(Persist(PlantCalled(rec.block, part)))
+                effects.append(
+                    Publish(plant_event(rec.block, BackendResult(r.call_id, "plant", rec.block, part)))
+                )
                 counted.update(new)
             return
         why = f"no Pail on chain after an unreadable /plant answer ({r.error})"

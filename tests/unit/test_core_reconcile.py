@@ -387,17 +387,20 @@ def test_two_unreadable_plant_answers_in_a_row_count_each_stake_once() -> None:
     ask = read(rig.timer(f"reconcile:{plant.call_id}", at=T0 + 1.5))
     effects = pails(rig, ask, {"farmer-0": rewards.Pail(STAKE)}, at=T0 + 1.6)  # farmer-1 missing
     records = plant_records(effects)
+    shown = publishes(effects, "plant")  # the dashboard's log tells each part once, as history sums
     again = one_call(effects, "plant")
     unknown(rig, again, "plant: HTTP 200 body is not JSON: b''", at=T0 + 2)
     ask = read(rig.timer(f"reconcile:{again.call_id}", at=T0 + 3))
     found = {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}
     effects = pails(rig, ask, found, at=T0 + 3.1)
     records += plant_records(effects)
+    shown += publishes(effects, "plant")
     assert statuses(effects) == {"farmer-0": "planted", "farmer-1": "planted"}
     answered = [r.reply for r in records if r.reply is not None]
     assert sum(r.successful for r in answered) == 2  # what the block history sums
     assert sum(r.total_staked for r in answered) == 2 * STAKE
     assert {o.farmer_id for o in answered[-1].results or () if o.ok} == {"farmer-0", "farmer-1"}
+    assert [(e["successfulPlants"], e["totalStaked"]) for e in shown] == [(1, str(STAKE)), (1, str(STAKE))]
 
 
 def _worked_and_projected(rig: Rig) -> None:
