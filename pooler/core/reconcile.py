@@ -331,7 +331,8 @@ class Reconcile:
         read = [fid for fid, _ in r.farmers]  # a farmer whose address is unknown was not read
         done = [fid for fid in read if fid not in pails]  # its pail gone: harvested
         unworked = [fid for fid in read if fid in pails and pails[fid].zeros is None]
-        left = [fid for fid in rec.farmers if fid not in done and fid not in unworked]
+        unread = [fid for fid in rec.farmers if fid not in read]  # no address known (restored, miners gone)
+        left = [fid for fid in read if fid not in done and fid not in unworked]
         if (left or unworked) and not fresh and self._read_again(r, effects, now):
             return  # a read that may predate the harvest: look again
         if unworked and fresh:  # no work on chain (a /work whose outcome was lost did not land)
@@ -341,6 +342,7 @@ class Reconcile:
             effects.append(RaiseAlert(HarvestFailed(blk.index, tuple(unworked), why)))
         elif unworked:
             left = [*left, *unworked]
+        left += unread
         rewards = self._rewards(blk, done, r.error, effects)
         if not left:
             results = tuple(FarmerOutcome(fid, True, reward=rewards[fid]) for fid in done)
@@ -351,7 +353,9 @@ class Reconcile:
             return
         if done:
             self._harvest.credit(blk, rewards, effects)
-        error = f"{len(left)} farmer(s) still to harvest after {r.error}"
+        error = f"{len(left)} farmer(s) still to harvest, the chain shows ({r.error})"
+        if unread:
+            error += f" ({len(unread)} not read: no address known)"
         self._harvest.on_result(
             rec, BackendResult(r.call_id, "harvest", rec.block, None, error, retryable=True), effects, now
         )
@@ -363,10 +367,11 @@ class Reconcile:
         """The rewards of farmers the chain shows harvested: the block's projection when it is final
         (the contract's arithmetic to the stroop), else unknown (None), alerted."""
         p = blk.projection
-        if p is not None and blk.projection_final:
-            paid = {f.farmer: f.reward for f in p.farmers}
-            return {fid: paid.get(fid) for fid in done}
-        if done:
-            why = f"no final reward projection of the block ({error})"
-            effects.append(RaiseAlert(RewardUnknown(blk.index, tuple(done), why)))
-        return dict.fromkeys(done)
+        final = p is not None and blk.projection_final
+        paid = {f.farmer: f.reward for f in p.farmers} if p is not None and final else {}
+        rewards = {fid: paid.get(fid) for fid in done}
+        unknown = tuple(fid for fid, reward in rewards.items() if reward is None)
+        if unknown:
+            why = "not in the block's final reward projection" if final else "no final reward projection"
+            effects.append(RaiseAlert(RewardUnknown(blk.index, unknown, f"{why} of the block ({error})")))
+        return rewards
