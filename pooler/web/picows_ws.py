@@ -65,6 +65,31 @@ class PeerGoneError(ConnectionError):
 class PicowsWire(WSListener):
     """One ``/ws/miner`` socket on picows: picows' listener, and the handler's WebSocket."""
 
+    __slots__ = (
+        "_close_timer",
+        "_fragments",
+        "_fragments_text",
+        "_lane_paused",
+        "_loop",
+        "_path",
+        "_queue",
+        "_queue_paused",
+        "_ticket",
+        "_waiter",
+        "_writable",
+        "application_state",
+        "client",
+        "disconnected",
+        "last_ping",
+        "peer_closed",
+        "ping_sent",
+        "receiver",
+        "scope",
+        "task",
+        "transport",
+        "write_paused",
+    )
+
     def __init__(self, path: MinerPath, ticket: Ticket | None, client: tuple[str, int] | None) -> None:
         self._path = path
         self._ticket = ticket  # the connection's place in the gate, given back when it ends
