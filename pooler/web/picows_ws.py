@@ -388,6 +388,13 @@ class MinerPath:
             buf[:n] = view[:n]
             view = view[n:]
             proto.buffer_updated(n)
+        if wire.transport is None:
+            # picows refused the upgrade (it answered 4xx): no socket, so the connection's gate
+            # place goes back now (on_ws_disconnected never runs for it) and the connection ends.
+            if ticket is not None:
+                ticket.close()
+            if not transport.is_closing():
+                transport.close()
 
     def opened(self, wire: PicowsWire) -> None:
         self._wires.add(wire)

@@ -134,6 +134,20 @@ async def test_a_stopping_pooler_closes_every_miner_socket_with_1012(miner_socke
         assert sock.close_code == 1012
 
 
+async def test_a_refused_upgrade_gets_an_http_error_and_gives_its_gate_place_back(pooler: Pooler) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", pooler.port)
+    writer.write(
+        b"GET /ws/miner HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 12\r\n\r\n"  # not 13
+    )
+    answer = await asyncio.wait_for(reader.read(4096), 10)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer
+    writer.close()
+    await writer.wait_closed()
+    await wait_until(lambda: pooler.gate.open == 0 and pooler.gate.pending == 0, "the gate place back")
+
+
 def test_lane_frames_are_the_librarys_bytes() -> None:
     texts = ["", "a", "x" * 125, "y" * 126, "z" * 65535, "w" * 65536, '{"type":"accepted","nonce":"1"}']
     expected = b"".join(Frame(Opcode.TEXT, t.encode()).serialize(mask=False) for t in texts)
