@@ -93,11 +93,11 @@ class PicowsWire(WSListener):
     def __init__(self, path: MinerPath, ticket: Ticket | None, client: tuple[str, int] | None) -> None:
         self._path = path
         self._ticket = ticket  # the connection's place in the gate, given back when it ends
-        self.client = Address(*client) if client is not None else None
+        self.client = Address(*client) if client is not None else None  # the peer (limits count per address)
         self.application_state = WebSocketState.CONNECTING  # the handler's view (Starlette's states)
         self.scope: MutableMapping[str, Any] = {"type": "websocket", "path": PATH.decode(), "extensions": {}}
         self.transport: WSTransport | None = None  # set when picows completed the handshake
-        self._loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()  # for futures and timers, without a lookup per frame
         self._queue: collections.deque[dict[str, Any]] = collections.deque()  # messages for receive()
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for a message
         self._fragments: bytearray | None = None  # a fragmented message being reassembled
