@@ -166,6 +166,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         durable=shape.store is not None,
         writes_blocks=group is None,
         memory=MEMORY if reader is not None else KEEP,
+        online=shape.core.online,  # the pool's miners / workers online per bucket (sampled)
     )
     runner = Runner(
         shape.core,

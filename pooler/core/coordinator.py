@@ -135,6 +135,11 @@ class Coordinator:
             return sess.miner.miner_id, sess.name, sess.vd.zeros
         return None
 
+    def online(self) -> tuple[int, int]:
+        """(miners, workers) online now: the history's samples (one pass over the sessions)."""
+        sessions = self._state.all_sessions()
+        return len({s.miner.miner_id for s in sessions}), len(sessions)
+
     @property
     def config(self) -> CoreConfig:
         return self._config

@@ -165,7 +165,9 @@ class HistoryBucket:
     ``scope``: "pool" (``key`` ""), "miner" (``key`` the miner id) or "worker" (``key``
     "<miner id>/<worker name>"); ``width``: 60 or 3600 seconds; ``start``: unix seconds, a
     multiple of ``width``. ``work``: sum of 16**share_zeros over accepted shares (expected hashes
-    behind them), so hashrate = work / width. ``rejected``: (reason, count) pairs, sorted."""
+    behind them), so hashrate = work / width. ``rejected``: (reason, count) pairs, sorted.
+    ``miners`` / ``workers``: the most miners / workers online sampled in the bucket (the pool
+    series only; 0 elsewhere and in rows stored before they were kept)."""
 
     scope: str
     key: str
@@ -175,6 +177,8 @@ class HistoryBucket:
     stale: int
     rejected: tuple[tuple[str, int], ...]
     work: int
+    miners: int = 0
+    workers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

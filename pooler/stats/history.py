@@ -50,12 +50,15 @@ NO_REJECTS: dict[str, int] = {}
 
 # (job, conn) -> (miner id, worker name, share zeros checked), or None: Coordinator.share_source
 Source = Callable[[str | None, int], tuple[str, str, int] | None]
+# () -> (miners, workers) online now: Coordinator.online
+Online = Callable[[], tuple[int, int]]
+SAMPLE_S = 10  # the online counts are sampled at most this often (a pass over the sessions)
 
 
 class Bucket:
     """One mutable bucket of one series (see :class:`~pooler.core.records.HistoryBucket`)."""
 
-    __slots__ = ("accepted", "rejected", "stale", "start", "work")
+    __slots__ = ("accepted", "miners", "rejected", "stale", "start", "work", "workers")
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -63,6 +66,9 @@ class Bucket:
         self.stale = 0  # rejected as stale (a block change race)
         self.rejected: dict[str, int] = NO_REJECTS  # reason -> rejected shares (stale not included)
         self.work = 0  # sum of 16**share_zeros over accepted shares
+        # the most miners / workers online sampled in the bucket (History.sample: the pool's only)
+        self.miners = 0
+        self.workers = 0
 
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
@@ -132,8 +138,11 @@ class History:
         durable: bool = True,
         writes_blocks: bool = True,
         memory: Mapping[int, int] = KEEP,
+        online: Online | None = None,
     ) -> None:
         self._source = source  # names the worker and difficulty behind a share answer
+        self._online = online  # counts who is online, sampled by observe() (None: not kept)
+        self._sampled_at = -float(SAMPLE_S)  # when observe() last sampled the online counts
         self.durable = durable  # False: no store behind it, nothing is marked for take()
         # how long buckets stay in memory, per width: KEEP (all of the retention), or MEMORY when
         # the store answers older ranges (pooler.stats.views reads them there)
@@ -169,6 +178,9 @@ class History:
                     self._answer(msg.job, effect.conn, msg.code, now, touched)
             elif type(effect) is Persist:
                 self._record(effect.record, now, blocks)
+        if self._online is not None and not 0 <= now - self._sampled_at < SAMPLE_S:
+            self._sampled_at = now
+            self.sample(*self._online(), now, touched)
         if now - self._pruned_at >= MINUTE:
             self.prune(now)
 
@@ -225,6 +237,25 @@ class History:
                         rejected = b.rejected = {}
                     rejected[code.reason] = rejected.get(code.reason, 0) + 1
                 touched[sk[0], sk[1], width, b.start] = b
+
+    def sample(
+        self,
+        miners: int,
+        workers: int,
+        now: float,
+        touched: dict[tuple[str, str, int, int], Bucket] | None = None,
+    ) -> None:
+        """Fold one sample of who is online into the pool's minute and hour buckets: each keeps
+        the most it saw (the hour's is then the most of its minutes: the minutes downsampled)."""
+        series = self.series["pool", ""]
+        t = int(now)
+        for width in (MINUTE, HOUR):
+            b = series.bucket(width, t - t % width)
+            if miners > b.miners or workers > b.workers:
+                b.miners = max(b.miners, miners)
+                b.workers = max(b.workers, workers)
+                if touched is not None:
+                    touched["pool", "", width, b.start] = b
 
     def _record(self, record: object, now: float, blocks: set[int]) -> None:
         match record:
@@ -359,6 +390,7 @@ class History:
                 continue
             b = series.bucket(r.width, r.start)
             b.accepted, b.stale, b.work = r.accepted, r.stale, r.work
+            b.miners, b.workers = r.miners, r.workers
             b.rejected = dict(r.rejected) if r.rejected else NO_REJECTS
         self.blocks = dict(sorted(self.blocks.items()))
         while len(self.blocks) > BLOCKS_KEEP:
@@ -370,7 +402,16 @@ class History:
     @staticmethod
     def _bucket_record(scope: str, key: str, width: int, b: Bucket) -> HistoryBucket:
         return HistoryBucket(
-            scope, key, width, b.start, b.accepted, b.stale, tuple(sorted(b.rejected.items())), b.work
+            scope,
+            key,
+            width,
+            b.start,
+            b.accepted,
+            b.stale,
+            tuple(sorted(b.rejected.items())),
+            b.work,
+            b.miners,
+            b.workers,
         )
 
     def buckets(self, scope: str, key: str, width: int, since: float) -> Iterator[Bucket]:

@@ -74,20 +74,22 @@ def series(
     now: float,
     range_: str,
     older: Sequence[HistoryBucket] = (),
+    online: bool = False,
 ) -> list[JSON]:
     """The range's buckets, oldest first: ``older`` (from the store: :func:`stored_part`), then
-    what memory holds."""
+    what memory holds. ``online``: with the most miners / workers online in each (the pool's)."""
     seconds, width = RANGES[range_]
-    rows = [
-        _bucket_row(width, r.start, r.accepted, r.stale, dict(r.rejected), r.work)
-        for r in older
-        if r.width == width
-    ]
-    rows += [
-        _bucket_row(width, b.start, b.accepted, b.stale, dict(b.rejected), b.work)
-        for b in history.buckets(scope, key, width, now - seconds)
-        if not rows or b.start > rows[-1]["start"]
-    ]
+    rows = []
+    for r in older:
+        if r.width == width:
+            rows.append(_bucket_row(width, r.start, r.accepted, r.stale, dict(r.rejected), r.work))
+            if online:
+                rows[-1].update(minersOnline=r.miners, workersOnline=r.workers)
+    for b in history.buckets(scope, key, width, now - seconds):
+        if not rows or b.start > rows[-1]["start"]:
+            rows.append(_bucket_row(width, b.start, b.accepted, b.stale, dict(b.rejected), b.work))
+            if online:
+                rows[-1].update(minersOnline=b.miners, workersOnline=b.workers)
     return rows
 
 
@@ -111,7 +113,7 @@ def pool(history: History, now: float, range_: str, older: Sequence[HistoryBucke
         "workers": sum(len(w) for w in history.workers_of.values()),
         "block": newest,
         "range": range_,
-        "history": series(history, "pool", "", now, range_, older),
+        "history": series(history, "pool", "", now, range_, older, online=True),
     }
 
 

@@ -169,6 +169,8 @@ def bucket_data(b: HistoryBucket) -> Data:
         "stale": b.stale,
         "rejected": dict(b.rejected),
         "work": str(b.work),  # 16**z sums pass 2**53 quickly: decimal text
+        "miners": b.miners,  # online (max sampled): the pool series' only
+        "workers": b.workers,
     }
 
 
@@ -183,6 +185,27 @@ def bucket_from(d: Mapping[str, Any]) -> HistoryBucket:
         int(d["stale"]),
         tuple(sorted((str(k), int(v)) for k, v in rejected.items())),
         int(d["work"]),
+        int(d.get("miners", 0)),  # absent in buckets written before online counts were kept
+        int(d.get("workers", 0)),
+    )
+
+
+def bucket_sum(a: HistoryBucket, b: HistoryBucket) -> HistoryBucket:
+    """Two instances' parts of one bucket (Redis keeps one field per instance), summed."""
+    rejected = dict(a.rejected)
+    for reason, n in b.rejected:
+        rejected[reason] = rejected.get(reason, 0) + n
+    return HistoryBucket(
+        a.scope,
+        a.key,
+        a.width,
+        a.start,
+        a.accepted + b.accepted,
+        a.stale + b.stale,
+        tuple(sorted(rejected.items())),
+        a.work + b.work,
+        a.miners + b.miners,
+        a.workers + b.workers,
     )
 
 

@@ -81,6 +81,7 @@ from pooler.store.codec import (
     block_history_from,
     bucket_data,
     bucket_from,
+    bucket_sum,
     record_data,
     record_kind,
 )
@@ -286,21 +287,8 @@ class RedisStore:
                 b = bucket_from(orjson.loads(raw))
                 at = (b.scope, b.key, b.width, b.start)
                 old = sums.get(at)
-                if old is not None:
-                    rejected: dict[str, int] = dict(old.rejected)
-                    for reason, n in b.rejected:
-                        rejected[reason] = rejected.get(reason, 0) + n
-                    b = HistoryBucket(
-                        b.scope,
-                        b.key,
-                        b.width,
-                        b.start,
-                        old.accepted + b.accepted,
-                        old.stale + b.stale,
-                        tuple(sorted(rejected.items())),
-                        old.work + b.work,
-                    )
-                sums[at] = b
+                # each instance writes its own shares and online counts: the group's are the sums
+                sums[at] = b if old is None else bucket_sum(old, b)
         out: list[HistoryBucket | BlockHistory] = [sums[k] for k in sorted(sums, key=lambda k: k[3])]
         blocks = sorted(
             (block_history_from(orjson.loads(v)) for v in replies[-1].values()), key=lambda b: b.block

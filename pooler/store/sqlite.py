@@ -180,6 +180,12 @@ MIGRATIONS: list[str] = [
         stale INTEGER NOT NULL
     );
     """,
+    # 5: the pool's miners / workers online per history bucket (the most sampled in it); rows
+    # written before read as 0 (the DEFAULT)
+    """
+    ALTER TABLE history ADD COLUMN miners INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE history ADD COLUMN workers INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 # history rows deleted per commit at most: pruning is bounded work, spread over commits
@@ -454,13 +460,14 @@ class SqliteStore:
             if newest is None:
                 continue
             now = newest + width
-            for sc, key, wd, start, acc, stale, rej, work in db.execute(
-                "SELECT scope, key, width, start, accepted, stale, rejected, work FROM history"
+            for sc, key, wd, start, acc, stale, rej, work, mi, wo in db.execute(
+                "SELECT scope, key, width, start, accepted, stale, rejected, work, miners, workers"
+                " FROM history"
                 " WHERE width = ? AND start >= ? ORDER BY scope, key, start",
                 (width, int(now - keep) - width),
             ):
                 rejected = tuple(sorted(orjson.loads(rej).items())) if rej else ()
-                out.append(HistoryBucket(sc, key, wd, start, acc, stale, rejected, int(work)))
+                out.append(HistoryBucket(sc, key, wd, start, acc, stale, rejected, int(work), mi, wo))
         out.extend(
             block_history_from(orjson.loads(data))
             for (data,) in db.execute(
@@ -478,7 +485,7 @@ class SqliteStore:
 
         def read() -> list[HistoryBucket]:
             rows = self._require().execute(
-                "SELECT start, accepted, stale, rejected, work FROM history"
+                "SELECT start, accepted, stale, rejected, work, miners, workers FROM history"
                 " WHERE scope = ? AND key = ? AND width = ? AND start >= ? AND start < ? ORDER BY start",
                 (scope, key, width, since, until),
             )
@@ -492,8 +499,10 @@ class SqliteStore:
                     stale,
                     tuple(sorted(orjson.loads(rej).items())) if rej else (),
                     int(work),
+                    miners,
+                    workers,
                 )
-                for start, acc, stale, rej, work in rows
+                for start, acc, stale, rej, work, miners, workers in rows
             ]
 
         return await self._run(read)
@@ -581,9 +590,9 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
                 " agent = coalesce(excluded.agent, workers.agent), last_seen = excluded.last_seen",
                 (miner_id, worker, agent, now, now),
             )
-        case HistoryBucket(scope, key, width, start, accepted, stale, rejected, work):
+        case HistoryBucket(scope, key, width, start, accepted, stale, rejected, work, miners, workers):
             db.execute(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     scope,
                     key,
@@ -593,6 +602,8 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
                     stale,
                     _json(dict(rejected)) if rejected else None,
                     str(work),
+                    miners,
+                    workers,
                 ),
             )
         case BlockHistory():

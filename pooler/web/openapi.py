@@ -377,18 +377,16 @@ SPEC["paths"].update(
     }
 )
 
-_BUCKET = {
-    "type": "object",
-    "properties": {
-        "start": {"type": "integer", "description": "unix seconds"},
-        "width": {"type": "integer", "description": "seconds: 60 or 3600"},
-        "accepted": {"type": "integer"},
-        "stale": {"type": "integer"},
-        "rejected": _REJECTED,
-        "work": {"type": "string", "description": "sum of 16**shareZeros over accepted shares"},
-        "hashrate": {"type": "number", "description": "work / width"},
-    },
+_BUCKET_PROPS: dict[str, Any] = {
+    "start": {"type": "integer", "description": "unix seconds"},
+    "width": {"type": "integer", "description": "seconds: 60 or 3600"},
+    "accepted": {"type": "integer"},
+    "stale": {"type": "integer"},
+    "rejected": _REJECTED,
+    "work": {"type": "string", "description": "sum of 16**shareZeros over accepted shares"},
+    "hashrate": {"type": "number", "description": "work / width"},
 }
+_BUCKET = {"type": "object", "properties": _BUCKET_PROPS}
 _MINER_PROPS: dict[str, Any] = {"minerId": {"type": "string"}, "workers": {"type": "integer"}, **_NOW}
 _MINER_ROW = {"type": "object", "required": ["minerId"], "properties": _MINER_PROPS}
 _FARMER_OF_BLOCK = {
@@ -411,6 +409,20 @@ _FARMER_OF_BLOCK = {
 SPEC["components"]["schemas"].update(
     {
         "StatsBucket": _BUCKET,
+        "StatsPoolBucket": {
+            "type": "object",
+            "properties": {
+                **_BUCKET_PROPS,
+                "minersOnline": {
+                    "type": "integer",
+                    "description": "the most miners online sampled in the bucket (0: none sampled)",
+                },
+                "workersOnline": {
+                    "type": "integer",
+                    "description": "the most workers online sampled in the bucket (0: none sampled)",
+                },
+            },
+        },
         "StatsPool": {
             "type": "object",
             "properties": {
@@ -419,7 +431,7 @@ SPEC["components"]["schemas"].update(
                 "workers": {"type": "integer"},
                 "block": {"type": "integer", "nullable": True},
                 "range": {"type": "string"},
-                "history": {"type": "array", "items": _ref("StatsBucket")},
+                "history": {"type": "array", "items": _ref("StatsPoolBucket")},
             },
         },
         "StatsBlock": {

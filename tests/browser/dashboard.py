@@ -31,6 +31,14 @@ class Dashboard:
             "(name) => document.body.dataset.loaded === name", arg=page_name, timeout=WAIT_MS
         )
 
+    async def reload(self) -> None:
+        """A fresh load of the page (no state kept from before), waited as :meth:`goto`."""
+        page_name = _page_of(self.page.url.partition("#/")[2])
+        await self.page.reload()
+        await self.page.wait_for_function(
+            "(name) => document.body.dataset.loaded === name", arg=page_name, timeout=WAIT_MS
+        )
+
     async def text(self, selector: str) -> str:
         return (await self.page.text_content(selector)) or ""
 

@@ -105,6 +105,11 @@ async def _overview_matches_api(board: Dashboard, http: aiohttp.ClientSession, u
     await same_as_api(http, f"{url}/stats/live?limit=100", farmers, "per-farmer best zeros and projections")
 
 
+async def _online_in_history(http: aiohttp.ClientSession, url: str) -> Any:
+    pool = await get_json(http, f"{url}/stats/pool?range=1h")
+    return pool if any(b["workersOnline"] == 2 for b in pool["history"]) else None
+
+
 async def test_every_page_loads_and_shows_what_the_api_says() -> None:
     async with mining_pool() as (system, regs, logs), aiohttp.ClientSession() as http:
         await asyncio.gather(*(_shares(log) for log in logs))
@@ -128,6 +133,17 @@ async def test_every_page_loads_and_shows_what_the_api_says() -> None:
                     timeout=30_000,
                 )
             assert await board.page.locator("#chart-hashrate canvas").count() == 1
+            # the online chart is drawn from the history: a fresh load has its points at once
+            pool = await wait_until(
+                lambda: _online_in_history(http, system.url), "online counts in the history", step=0.2
+            )
+            assert max(b["workersOnline"] for b in pool["history"]) == 2
+            await board.reload()
+            history_points = await board.page.eval_on_selector(
+                "#chart-online", "e => Number(e.dataset.historyPoints)"
+            )
+            assert history_points >= 1
+            assert int(await board.page.eval_on_selector("#chart-online", "e => e.dataset.points")) >= 1
             assert await board.text("#chain") == "chain: ok" and await board.text("#backend") == "Backend: ok"
 
             # Miners: a row per miner, its figures the API's (the list and the live figures)

@@ -179,3 +179,29 @@ def test_the_miner_lists_sort_keys_follow_new_shares_and_the_moving_window() -> 
     check(now)
     assert views.miners(h, now, "hashrate", "desc", 1, 0)["miners"][0]["minerId"] == "m3"
     assert views.miners(h, now, "accepted", "desc", 1, 0)["miners"][0]["minerId"] == "m0"
+
+
+def test_online_counts_keep_the_most_sampled_per_minute_and_hour_and_are_taken() -> None:
+    online = [(1, 2)]
+    h = History(lambda job, conn: ("m1", f"w{conn}", 3), online=lambda: online[-1])
+    h.observe([], T)  # the first batch samples (1, 2)
+    online.append((3, 5))
+    h.observe([], T + 5)  # within SAMPLE_S of the last sample: not sampled
+    h.observe([], T + 12)  # sampled: (3, 5)
+    online.append((2, 4))
+    h.observe([], T + 30)  # fewer: the minute keeps its most
+    h.observe([], T + 70)  # the next minute: (2, 4)
+    minutes = list(h.buckets("pool", "", MINUTE, 0))
+    assert [(b.start, b.miners, b.workers) for b in minutes] == [(T, 3, 5), (T + 60, 2, 4)]
+    (hour,) = h.buckets("pool", "", HOUR, 0)
+    assert (hour.miners, hour.workers) == (3, 5)  # the most of its minutes
+    taken = {(r.width, r.start): r for r in (p.record for p in h.take()) if isinstance(r, HistoryBucket)}
+    assert (taken[MINUTE, T].miners, taken[MINUTE, T].workers) == (3, 5)
+    assert (taken[HOUR, T].miners, taken[HOUR, T].workers) == (3, 5)
+    rows = views.pool(h, T + 80, "1h")["history"]
+    assert [(r["minersOnline"], r["workersOnline"]) for r in rows] == [(3, 5), (2, 4)]
+    # a reload keeps them; a bucket stored before they were kept reads as 0
+    again = History(lambda job, conn: None)
+    again.load([*taken.values(), HistoryBucket("pool", "", MINUTE, T - 60, 1, 0, (), 16)], T + 80)
+    got = [(b.start, b.miners, b.workers) for b in again.buckets("pool", "", MINUTE, 0)]
+    assert got == [(T - 60, 0, 0), (T, 3, 5), (T + 60, 2, 4)]

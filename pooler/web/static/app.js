@@ -188,8 +188,17 @@
       data.push(h.map((b) => perMinute(b, (b.rejected || {})[r] || 0)));
     });
     chart("chart-shares", series, data);
-    chart("chart-online", [{ label: "miners", color: "#7bd88f" }, { label: "workers", color: "#61afef" }],
-      state.online.map((a) => a.slice()), 600);
+    // online: the history's per-bucket counts (the most sampled in each), then this page's own
+    // /stats/live samples newer than the newest bucket (live between two history reads)
+    const on = [xs.slice(), h.map((b) => b.minersOnline || 0), h.map((b) => b.workersOnline || 0)];
+    const newest = xs.length ? xs[xs.length - 1] : -Infinity;
+    const o = state.online;
+    for (let i = 0; i < o[0].length; i++) {
+      if (o[0][i] > newest) { on[0].push(o[0][i]); on[1].push(o[1][i]); on[2].push(o[2][i]); }
+    }
+    chart("chart-online", [{ label: "miners", color: "#7bd88f" }, { label: "workers", color: "#61afef" }], on, 600);
+    const onlineEl = $("chart-online");  // how many of its points came from the history (tests)
+    if (onlineEl) onlineEl.dataset.historyPoints = String(h.filter((b) => b.workersOnline > 0).length);
   }
 
   async function refreshOverview() {
