@@ -23,7 +23,19 @@ RANGES: dict[str, tuple[int, int]] = {  # range -> (seconds, bucket width)
     "7d": (7 * 24 * HOUR, HOUR),
     "30d": (30 * 24 * HOUR, HOUR),
 }
-MINER_SORTS = ("hashrate", "accepted", "rejected", "minerId")
+# the /stats/miners sort keys: what the history serves from its own aggregates (docs/stats.md);
+# reported hashrate, workers online, best zeros and rewards are the live core's or the farmer's
+MINER_SORTS = (
+    "hashrate",
+    "accepted",
+    "stale",
+    "rejected",
+    "stalePct",
+    "invalidPct",
+    "workers",
+    "lastShare",
+    "minerId",
+)
 
 JSON = dict[str, Any]
 
@@ -194,49 +206,74 @@ def sorted_miners(history: History, now: float, sort: str, order: str) -> list[s
     hashrate, once an hour for the 24-h figures); only miners whose series changed since are
     summed again, all of them when the window moved."""
     ids = list(history.workers_of)
+    desc = order == "desc"
     if sort == "minerId":
-        ids.sort(reverse=order == "desc")
+        ids.sort(reverse=desc)
         return ids
-    field, width, span = _SORT_FIELDS[sort]
+    series = history.series
+    if sort == "workers":  # O(1) a miner: no key kept
+        ids.sort(key=lambda m: len(history.workers_of[m]), reverse=desc)
+        return ids
+    if sort == "lastShare":  # the newest bucket's start of the miner's series (minute resolution)
+        last = {m: s.last if (s := series.get(("miner", m))) is not None else 0 for m in ids}
+        ids.sort(key=last.__getitem__, reverse=desc)
+        return ids
+    width, span = _SORT_WINDOWS[sort]
     since = now - span
     epoch = math.ceil(since / width)  # the first bucket start inside the window, in widths
     cached = history.view_cache.get(("keys", sort))
-    known: dict[str, tuple[int, int]] = cached[1] if cached is not None and cached[0] == epoch else {}
-    fresh: dict[str, tuple[int, int]] = {}
-    series = history.series
+    known: dict[str, tuple[int, float]] = cached[1] if cached is not None and cached[0] == epoch else {}
+    fresh: dict[str, tuple[int, float]] = {}
     for m in ids:
         s = series.get(("miner", m))
         changes = -1 if s is None else s.changes
         got = known.get(m)
         if got is None or got[0] != changes:
-            got = (changes, 0 if s is None else _sum(s, field, width, since))
+            got = (changes, 0 if s is None else _key(s, sort, width, since))
         fresh[m] = got
     history.view_cache["keys", sort] = (epoch, fresh)
-    ids.sort(key=lambda m: fresh[m][1], reverse=order == "desc")
+    ids.sort(key=lambda m: fresh[m][1], reverse=desc)
     return ids
 
 
-# sort -> (what is summed, over buckets of this width, for this many seconds back): the figures
-# the rows show (hashrate = the window's work / WINDOW: the same order as the work)
-_SORT_FIELDS = {
-    "hashrate": ("work", MINUTE, WINDOW),
-    "accepted": ("accepted", HOUR, 24 * HOUR + HOUR),
-    "rejected": ("rejected", HOUR, 24 * HOUR + HOUR),
+# sort -> (buckets of this width, this many seconds back): the window of the figures the rows
+# show (hashrate = the window's work / WINDOW: the same order as the work; the rest: the 24 h)
+_DAY = (HOUR, 24 * HOUR + HOUR)
+_SORT_WINDOWS = {
+    "hashrate": (MINUTE, WINDOW),
+    "accepted": _DAY,
+    "stale": _DAY,
+    "rejected": _DAY,
+    "stalePct": _DAY,
+    "invalidPct": _DAY,
 }
 
 
-def _sum(s: Series, field: str, width: int, since: float) -> int:
-    total = 0
+def _key(s: Series, sort: str, width: int, since: float) -> float:
+    """A miner's sort key: its window's buckets summed (the percentages of all its answers)."""
+    accepted = stale = rejected = work = 0
     for b in reversed(s.minutes if width == MINUTE else s.hours):
         if b.start < since:
             break
-        if field == "work":
-            total += b.work
-        elif field == "accepted":
-            total += b.accepted
-        elif b.rejected:
-            total += sum(b.rejected.values())
-    return total
+        accepted += b.accepted
+        stale += b.stale
+        work += b.work
+        if b.rejected:
+            rejected += sum(b.rejected.values())
+    total = accepted + stale + rejected
+    match sort:
+        case "hashrate":
+            return work
+        case "accepted":
+            return accepted
+        case "stale":
+            return stale
+        case "rejected":
+            return rejected
+        case "stalePct":
+            return stale / total if total else 0.0
+        case _:  # invalidPct
+            return rejected / total if total else 0.0
 
 
 def miner(

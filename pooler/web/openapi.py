@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pooler import __version__
+from pooler.stats.views import MINER_SORTS
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -354,7 +355,10 @@ SPEC["paths"].update(
                     "name": "sort",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "string", "enum": ["hashrate", "accepted", "rejected", "minerId"]},
+                    "schema": {"type": "string", "enum": list(MINER_SORTS)},
+                    "description": "hashrate (10 min), accepted / stale / rejected (24 h counts),"
+                    " stalePct / invalidPct (24 h, of all answers), workers (with history),"
+                    " lastShare (minute resolution), minerId",
                 },
                 {
                     "name": "order",

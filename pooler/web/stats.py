@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from pooler.stats.views import MINER_SORTS
 from pooler.web.ports import LiveStats, Stats
 from pooler.web.rest import JSON, error_body
 
 RANGES = ("1h", "24h", "7d", "30d")
-SORTS = ("hashrate", "accepted", "rejected", "minerId")
+SORTS = MINER_SORTS  # the keys the history serves (pooler.stats.views)
 ORDERS = ("desc", "asc")
 MAX_LIMIT = 100
 MAX_LIVE_LIMIT = 1000  # farmers in one /stats/live answer

@@ -158,6 +158,32 @@ async def test_every_page_loads_and_shows_what_the_api_says() -> None:
             listed = await same_as_api(http, f"{system.url}/stats/miners?limit=50", miner_row, "rig's row")
             assert await board.page.locator("#miner-rows tr").count() == listed["total"] == 2
             assert (await row.locator("td").first.inner_text()).startswith("rig (")
+            # a header click reorders the rows (the API's sort): miner ids up, then down
+            ids = sorted(r.miner_id for r in regs)
+            for order in ("asc", "desc"):
+                await board.page.click('th[data-sort="minerId"]')
+                await board.page.wait_for_function(
+                    "(ids) => [...document.querySelectorAll('#miner-rows tr')].map(r => r.dataset.miner)"
+                    ".join() === ids.join()",
+                    arg=ids if order == "asc" else ids[::-1],
+                    timeout=30_000,
+                )
+                assert await board.page.locator(f'th[data-sort="minerId"].sorted-{order}').count() == 1
+            await board.page.click('th[data-sort="workers"]')  # the newer keys too: workers, desc
+
+            async def in_api_order(listed: Any) -> tuple[Any, Any]:
+                shown = await board.page.eval_on_selector_all(
+                    "#miner-rows tr", "rows => rows.map(r => r.dataset.miner)"
+                )
+                return shown, [m["minerId"] for m in listed["miners"]]
+
+            await same_as_api(
+                http,
+                f"{system.url}/stats/miners?sort=workers&order=desc&limit=50",
+                in_api_order,
+                "workers order",
+            )
+            assert await board.page.locator('th[data-sort="workers"].sorted-desc').count() == 1
             # one miner's page: its workers and hashrate chart
             await row.click()
             await board.page.wait_for_function("document.body.dataset.loaded === 'miner'", timeout=30_000)

@@ -70,6 +70,29 @@ async def test_pool_miner_and_worker_figures_match_what_the_miners_were_told() -
         assert rows[b.miner_id]["accepted24h"] == _counted(system, b.miner_id)
         assert [r["accepted24h"] for r in miners["miners"]] == sorted(r["accepted24h"] for r in rows.values())
 
+        # every sort key the history serves orders the rows by the figure they show
+        def answers(r: Any) -> int:
+            return int(r["accepted24h"] + r["stale24h"] + sum(r["rejected24h"].values()))
+
+        figures = {
+            "hashrate": lambda r: r["hashrate"],
+            "stale": lambda r: r["stale24h"],
+            "rejected": lambda r: sum(r["rejected24h"].values()),
+            "stalePct": lambda r: r["stale24h"] / answers(r),
+            "invalidPct": lambda r: sum(r["rejected24h"].values()) / answers(r),
+            "workers": lambda r: r["workers"],
+        }
+        for sort, figure in figures.items():
+            for order in ("desc", "asc"):
+                status, got = await _get(http, f"{system.url}/stats/miners?sort={sort}&order={order}")
+                assert status == 200 and got["total"] == 2, (sort, order)
+                keys = [figure(r) for r in got["miners"]]
+                assert keys == sorted(keys, reverse=order == "desc"), (sort, order, keys)
+        status, by_workers = await _get(http, f"{system.url}/stats/miners?sort=workers&order=desc")
+        assert [r["minerId"] for r in by_workers["miners"]] == [b.miner_id, a.miner_id]  # 2 workers, 1
+        status, by_last = await _get(http, f"{system.url}/stats/miners?sort=lastShare&order=desc")
+        assert status == 200 and {r["minerId"] for r in by_last["miners"]} == {a.miner_id, b.miner_id}
+
         status, one = await _get(http, f"{system.url}/stats/miners/{b.miner_id}?range=24h")
         assert status == 200
         workers = {w["worker"]: w["accepted24h"] for w in one["workerList"]}

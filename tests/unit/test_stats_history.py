@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pooler.core.backend_calls import HarvestReply, PlantReply
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.records import (
@@ -111,11 +113,15 @@ def test_a_blocks_on_chain_figures_land_in_its_summary_and_its_api_answer() -> N
     assert views.block(h, 8)["chain"] is None  # type: ignore[index]  # not read yet
 
 
+def _answers(row: dict[str, Any]) -> int:
+    return int(row["accepted24h"] + row["stale24h"] + sum(row["rejected24h"].values()))
+
+
 def test_the_miner_list_is_in_the_order_of_its_rows_and_pages_are_fresh() -> None:
     """/stats/miners: the order (kept 5 s) is by the same figures the rows show; the rows of a
     page are built at the request, from the aggregates of that moment."""
     miners = [f"m{i:02d}" for i in range(40)]
-    h = History(lambda job, conn: (miners[conn % 40], "rig", 1 + conn % 3))
+    h = History(lambda job, conn: (miners[conn % 40], f"rig{conn // 40 % (1 + conn % 3)}", 1 + conn % 3))
     for step in range(200):  # shares over 100 minutes, miners at different rates and difficulties
         conn = (step * 7) % 40 + 40 * (step % 3)
         effects: list[Effect] = [Send(conn, Accepted("j", step, 3, False))]
@@ -123,12 +129,19 @@ def test_the_miner_list_is_in_the_order_of_its_rows_and_pages_are_fresh() -> Non
             effects.append(
                 Send(conn + 1, Rejected("j", step, Code.LOW_ZEROS if step % 2 else Code.DUPLICATE))
             )
+        if step % 7 == 0:
+            effects.append(Send(conn + 2, Rejected("j", step, Code.STALE)))
         h.observe(effects, T + 30.0 * step)
     now = T + 30.0 * 200
     for sort, figure in (
         ("hashrate", lambda r: r["hashrate"]),
         ("accepted", lambda r: r["accepted24h"]),
         ("rejected", lambda r: sum(r["rejected24h"].values())),
+        ("stale", lambda r: r["stale24h"]),
+        ("stalePct", lambda r: r["stale24h"] / _answers(r) if _answers(r) else 0.0),
+        ("invalidPct", lambda r: sum(r["rejected24h"].values()) / _answers(r) if _answers(r) else 0.0),
+        ("workers", lambda r: r["workers"]),
+        ("lastShare", lambda r: h.series["miner", r["minerId"]].last),
         ("minerId", lambda r: r["minerId"]),
     ):
         for order in ("desc", "asc"):
