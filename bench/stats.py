@@ -152,6 +152,13 @@ def main() -> None:
             series.changes += 1  # one miner's shares arrived since: its key is summed again
         return views.miners(h, NOW, "hashrate", "desc", 20, 0)
 
+    def uncached_by(sort: str) -> Callable[[], object]:  # another key's order, rebuilt
+        def run() -> object:
+            h.view_cache.clear()
+            return views.miners(h, NOW, sort, "desc", 20, 0)
+
+        return run
+
     cases: list[tuple[str, Callable[[], object]]] = [
         ("/stats/pool?range=1h", lambda: views.pool(h, NOW, "1h")),
         ("/stats/pool?range=30d", lambda: views.pool(h, NOW, "30d")),
@@ -161,6 +168,9 @@ def main() -> None:
             "/stats/miners?sort=hashrate, cached order",
             lambda: views.miners(h, NOW, "hashrate", "desc", 20, 0),
         ),
+        ("/stats/miners?sort=stalePct, all keys (1/h)", uncached_by("stalePct")),
+        ("/stats/miners?sort=lastShare (no keys kept)", uncached_by("lastShare")),
+        ("/stats/miners?sort=workers (no keys kept)", uncached_by("workers")),
         ("/stats/miners?limit=100, cached order", lambda: views.miners(h, NOW, "hashrate", "desc", 100, 0)),
         (f"/stats/miners/{a_miner}?range=24h", lambda: views.miner(h, a_miner, NOW, "24h")),
         ("/stats/blocks?limit=20", lambda: views.blocks(h, 20, None)),

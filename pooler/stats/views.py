@@ -250,30 +250,27 @@ _SORT_WINDOWS = {
 
 
 def _key(s: Series, sort: str, width: int, since: float) -> float:
-    """A miner's sort key: its window's buckets summed (the percentages of all its answers)."""
-    accepted = stale = rejected = work = 0
+    """A miner's sort key: its window's buckets summed (the percentages of all its answers).
+    One field summed for a count (the hashrate's key is the 1/min rebuild of every miner)."""
+    picked = []
     for b in reversed(s.minutes if width == MINUTE else s.hours):
         if b.start < since:
             break
-        accepted += b.accepted
-        stale += b.stale
-        work += b.work
-        if b.rejected:
-            rejected += sum(b.rejected.values())
-    total = accepted + stale + rejected
-    match sort:
-        case "hashrate":
-            return work
-        case "accepted":
-            return accepted
-        case "stale":
-            return stale
-        case "rejected":
-            return rejected
-        case "stalePct":
-            return stale / total if total else 0.0
-        case _:  # invalidPct
-            return rejected / total if total else 0.0
+        picked.append(b)
+    if sort == "hashrate":
+        return sum(b.work for b in picked)
+    if sort == "accepted":
+        return sum(b.accepted for b in picked)
+    stale = sum(b.stale for b in picked)
+    if sort == "stale":
+        return stale
+    rejected = sum(sum(b.rejected.values()) for b in picked if b.rejected)
+    if sort == "rejected":
+        return rejected
+    total = sum(b.accepted for b in picked) + stale + rejected
+    if not total:
+        return 0.0
+    return stale / total if sort == "stalePct" else rejected / total  # else: invalidPct
 
 
 def miner(
