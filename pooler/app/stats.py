@@ -3,7 +3,7 @@
 A history that keeps only recent buckets in memory (``History.memory``, e.g. MEMORY with SQLite)
 has the older part of a requested range read from the store (:class:`HistoryReader`): one
 indexed range query, on the store's own thread, per request that reaches past memory. The same
-for block summaries (``History.blocks_memory``, BLOCKS_MEMORY with SQLite): a page of
+for block summaries (``History.blocks_memory``: the store's block window with SQLite): a page of
 ``/stats/blocks`` goes on in the store below the oldest block in memory, a block not in memory is
 read there, and the farmers' rewards (which span every stored block) are the store's tables.
 """

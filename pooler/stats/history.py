@@ -8,7 +8,8 @@ pruned as time moves: minute buckets older than :data:`MINUTE_KEEP`, hour bucket
 :data:`HOUR_KEEP` are dropped from memory at most once a minute, by walking per-series deques
 from their old end (work proportional to what is dropped). Block summaries are kept for the
 newest ``blocks_memory`` blocks: :data:`BLOCKS_KEEP` (all of the retention: memory or Redis), or
-:data:`BLOCKS_MEMORY` when the store pages older ones (SQLite: pooler.app.stats.StatsDesk).
+the store's block window when it pages older ones (SQLite ``keep_blocks``: every block a
+harvest or a reconciliation may still write; pooler.app.stats.StatsDesk reads the older ones).
 """
 
 from __future__ import annotations
@@ -39,10 +40,6 @@ HOUR = 3600
 MINUTE_KEEP = 24 * HOUR  # minute buckets kept this long
 HOUR_KEEP = 30 * 24 * HOUR  # hour buckets kept this long
 BLOCKS_KEEP = 30 * 24 * 12  # block summaries kept: 30 days of 5-minute blocks
-# Block summaries a History keeps in memory when the store answers older ones (SQLite): the
-# block window the store reloads at start (SqliteStore.keep_blocks), about a day of blocks. The
-# live figures read only the newest; a harvest or a reconciliation comes within a few blocks.
-BLOCKS_MEMORY = 300
 KEEP = {MINUTE: MINUTE_KEEP, HOUR: HOUR_KEEP}
 # What a History with a store that answers ranges (HistoryReader) keeps in memory: what the
 # "now" figures need (the 10-minute hashrate, the 24-h totals: the 25 hour buckets since the
@@ -151,8 +148,8 @@ class History:
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
-        # the newest summaries kept in memory: BLOCKS_KEEP, or BLOCKS_MEMORY when the store pages
-        # older ones (a summary leaves memory only once written: see _trim)
+        # the newest summaries kept in memory: BLOCKS_KEEP, or the store's block window when it
+        # pages older ones (a summary leaves memory only once written: see _trim)
         self.blocks_memory = blocks_memory
         self._feeds: list[BlockFeed] = []  # the cycle feeds over this history (their unwritten blocks)
         # answers the stats views keep for a few seconds (the sorted miner list): key -> (at, rows)

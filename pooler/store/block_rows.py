@@ -1,12 +1,13 @@
 """SQLite's side of the block summaries the stats API pages through (pooler.stats.history).
 
-A History on SQLite keeps only the newest :data:`~pooler.stats.history.BLOCKS_MEMORY` block
-summaries in memory; older pages of ``/stats/blocks``, ``/stats/blocks/{block}`` and a farmer's
-rewards per block are read here. ``block_history`` holds each block's summary as JSON;
-``farmer_rewards`` (farmer, block) -> stroops and ``farmer_totals`` (per farmer: rewarded blocks
-and their sum) are kept beside it as each summary is written, so a farmer's page is one index
-range and the farmer list one row per farmer, however many blocks the store keeps
-(:data:`~pooler.stats.history.BLOCKS_KEEP`). All functions run on the store's own thread.
+A History on SQLite keeps in memory only the summaries of the store's block window
+(``SqliteStore.keep_blocks``, 300 by default); older pages of ``/stats/blocks``,
+``/stats/blocks/{block}`` and a farmer's rewards per block are read here. ``block_history``
+holds each block's summary as JSON; ``farmer_rewards`` (farmer, block) -> stroops and
+``farmer_totals`` (per farmer: rewarded blocks and their sum) are kept beside it as each summary
+is written, so a farmer's page is one index range and the farmer list one row per farmer, however
+many blocks the store keeps (:data:`~pooler.stats.history.BLOCKS_KEEP`). All functions run on
+the store's own thread.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ from pooler.core.snapshot import (
 )
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
-from pooler.stats.history import BLOCKS_MEMORY, KEEP
+from pooler.stats.history import KEEP
 from pooler.store import Restored, block_rows, coalesce
 from pooler.store.codec import block_history_data, ms, record_data, record_kind
 
@@ -459,8 +459,9 @@ class SqliteStore:
             ):
                 rejected = tuple(sorted(orjson.loads(rej).items())) if rej else ()
                 out.append(HistoryBucket(sc, key, wd, start, acc, stale, rejected, int(work)))
-        # only the recent summaries: older ones are paged from the store (StatsDesk, BLOCKS_MEMORY)
-        out.extend(block_rows.newest(db, BLOCKS_MEMORY))
+        # the block window's summaries only (what the History keeps): older ones are paged from
+        # the store (pooler.app.stats.StatsDesk)
+        out.extend(block_rows.newest(db, self.keep_blocks))
         return out
 
     async def history_range(

@@ -1,4 +1,4 @@
-"""#18 item 11: with SQLite only the newest block summaries stay in memory (BLOCKS_MEMORY); the
+"""#18 item 11: with SQLite only the newest block summaries stay in memory (its block window); the
 stats API's block pages, blocks and farmers' rewards answer from the store exactly what a History
 holding every block answers."""
 
