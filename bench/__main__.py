@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import time
@@ -123,6 +124,10 @@ async def _run(names: list[str], plan: Plan, profile_dir: Path | None) -> dict[s
                 results[name] = await shares.run(
                     list(plan.share_conns), plan.share_seconds, plan.share_procs, profile_dir=profile_dir
                 )
+                # the same load on MINER_SOCKET=picows, in the same run
+                results[name]["picows"] = await shares.run(
+                    list(plan.share_conns), plan.share_seconds, plan.share_procs, miner_socket="picows"
+                )
             case "rest":
                 results[name] = await rest.run(plan.rest_seconds, plan.rest_procs, plan.rest_concurrency)
             case "cluster":
@@ -159,11 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help=f"run only these: {', '.join(NAMES)} (cluster only on request)",
     )
+    parser.add_argument(
+        "--push-levels", metavar="N,N", help="push only at these socket counts (a loaded machine: smaller)"
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy the Pooler during push and max shares")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="where results go")
     args = parser.parse_args(argv)
     names = _names(args.only)
     plan = QUICK if args.quick else FULL
+    if args.push_levels:
+        levels = tuple(int(n) for n in args.push_levels.split(",") if n.strip())
+        plan = dataclasses.replace(plan, push_levels=levels)
     raise_nofile(1 << 20)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + ("-quick" if args.quick else "")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
 """New-block push: N live miner sockets, from NewBlock to the last miner holding its job.
 
-The Pooler (``bench.server pooler``) and the bare-websockets baseline (``bench.server baseline``)
-run side by side, each in its own process on uvloop, each with its own load-generator processes
+The Pooler on each miner socket path (``bench.server pooler``: MINER_SOCKET=asgi; ``pooler
+--miner-socket picows``) and the bare-websockets baseline (``bench.server baseline``) run side by
+side, each in its own process on uvloop, each with its own load-generator processes
 (``bench.clients``). For each N the sockets are opened (grown from the previous N), then rounds
-alternate: a block on the Pooler, then one on the baseline. A round's latencies are
+alternate: a block on each Pooler, then one on the baseline. A round's latencies are
 ``receipt time - t0`` for every socket, both on ``time.time()`` of this host; pooled over the
-rounds they give p50/p99/max. The ratio column is Pooler p99 / baseline p99 of the same run.
+rounds they give p50/p99/max. The ratio column is Pooler p99 / baseline p99 of the same run
+(``picows_p99_ratio`` for picows).
 
 The same run measures memory: the server's RSS before any socket and with N idle sockets open
 (after the pushes of the previous level, before this level's), divided by N.
@@ -20,7 +22,8 @@ from typing import Any
 
 from bench.common import Child, Profiler, close_all, cpu_seconds, placement, rss_kb, split, summarize_ms
 
-SERVERS = ("pooler", "baseline")
+SERVERS = ("pooler", "picows", "baseline")  # "pooler": MINER_SOCKET=asgi; "picows": MINER_SOCKET=picows
+_ARGS = {"pooler": ["pooler"], "picows": ["pooler", "--miner-socket", "picows"], "baseline": ["baseline"]}
 
 
 def gc_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +57,7 @@ async def run(
     try:
         for kind in SERVERS:
             servers[kind] = await Child.start(
-                "bench.server", kind, "--miners", "8", name=f"{kind} server", cpus=server_cpus
+                "bench.server", *_ARGS[kind], "--miners", "8", name=f"{kind} server", cpus=server_cpus
             )
         ready = {kind: await servers[kind].read(180) for kind in SERVERS}
         await asyncio.sleep(0.5)
@@ -129,6 +132,7 @@ async def run(
                 }
             row["p99_ratio"] = round(row["pooler"]["p99_ms"] / row["baseline"]["p99_ms"], 2)
             row["max_ratio"] = round(row["pooler"]["max_ms"] / row["baseline"]["max_ms"], 2)
+            row["picows_p99_ratio"] = round(row["picows"]["p99_ms"] / row["baseline"]["p99_ms"], 2)
             results.append(row)
             print(
                 f"  push N={n}: pooler p50/p99/max {row['pooler']['p50_ms']}/{row['pooler']['p99_ms']}/"
@@ -138,6 +142,12 @@ async def run(
                 f"CPU/push {row['pooler']['cpu_ms_per_push']} ms "
                 f"(baseline {row['baseline']['cpu_ms_per_push']}); "
                 f"{row['pooler']['kb_per_socket']} KB/socket (baseline {row['baseline']['kb_per_socket']})",
+                flush=True,
+            )
+            print(
+                f"  push N={n}: picows p50/p99/max {row['picows']['p50_ms']}/{row['picows']['p99_ms']}/"
+                f"{row['picows']['max_ms']} ms, p99 ratio {row['picows_p99_ratio']}x; CPU/push "
+                f"{row['picows']['cpu_ms_per_push']} ms; {row['picows']['kb_per_socket']} KB/socket",
                 flush=True,
             )
         stats = {kind: await servers[kind].ask({"cmd": "stats"}, 30) for kind in SERVERS}

@@ -46,6 +46,18 @@ def _push(p: dict[str, Any]) -> list[str]:
                 _met(ratio <= PUSH_RATIO_TARGET),
             )
         )
+        if "picows" in row:
+            ratio = row["picows_p99_ratio"]
+            out.append(
+                _row(
+                    f"... MINER_SOCKET=picows, N={row['n']:,}, p50 / p99 / max (ms)",
+                    _ms3(row["picows"]),
+                    _ms3(row["baseline"]),
+                    f"{ratio:.2f}x (p99)",
+                    f"p99 <= {PUSH_RATIO_TARGET}x",
+                    _met(ratio <= PUSH_RATIO_TARGET),
+                )
+            )
     for row in p["levels"]:
         mine, base = row["pooler"]["cpu_ms_per_push"], row["baseline"]["cpu_ms_per_push"]
         out.append(
@@ -58,26 +70,32 @@ def _push(p: dict[str, Any]) -> list[str]:
                 "",
             )
         )
+        if "picows" in row:
+            mine = row["picows"]["cpu_ms_per_push"]
+            out.append(_row(f"... MINER_SOCKET=picows, N={row['n']:,} (ms)", mine, base, "", "", ""))
     top = p["levels"][-1]
-    mine, base = top["pooler"]["kb_per_socket"], top["baseline"]["kb_per_socket"]
-    out.append(
-        _row(
-            f"RSS per idle miner socket at N={top['n']:,} (KB)",
-            mine,
-            base,
-            f"{mine / max(base, 0.01):.2f}x",
-            f"<= {KB_PER_SOCKET_TARGET:g} KB",
-            _met(mine <= KB_PER_SOCKET_TARGET),
+    for kind, label in (("pooler", ""), ("picows", ", MINER_SOCKET=picows")):
+        if kind not in top:
+            continue
+        mine, base = top[kind]["kb_per_socket"], top["baseline"]["kb_per_socket"]
+        out.append(
+            _row(
+                f"RSS per idle miner socket at N={top['n']:,}{label} (KB)",
+                mine,
+                base,
+                f"{mine / max(base, 0.01):.2f}x",
+                f"<= {KB_PER_SOCKET_TARGET:g} KB",
+                _met(mine <= KB_PER_SOCKET_TARGET),
+            )
         )
-    )
     return out
 
 
-def _shares(s: dict[str, Any]) -> list[str]:
+def _shares(s: dict[str, Any], label: str = "") -> list[str]:
     out = []
     for row in s["levels"]:
         m, half, high = row["max"], row["at_50"], row["at_90"]
-        c = f"{row['connections']:,} conns"
+        c = f"{row['connections']:,} conns{label}"
         detail = (
             f"{m['server_us_per_share']} us server CPU a share, {m['records_per_commit']} records a commit"
         )
@@ -193,6 +211,8 @@ def markdown(record: dict[str, Any]) -> str:
         lines += _push(r["push"])
     if "shares" in r:
         lines += _shares(r["shares"])
+        if "picows" in r["shares"]:
+            lines += _shares(r["shares"]["picows"], ", MINER_SOCKET=picows")
     if "rest" in r:
         for route, label in (("work", "GET /miner/work"), ("submit", "POST /miner/submit")):
             x = r["rest"][route]

@@ -137,6 +137,7 @@ async def _pooler(args: argparse.Namespace) -> None:
             pooler_db=db or "",  # read only with STORE=sqlite
             redis_url=args.redis or None,
             pooler_instance_id=args.instance if args.redis else None,
+            miner_socket=args.miner_socket,
         )
         tuning = dataclasses.replace(
             TUNING,
@@ -303,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key-prefix", default="kb", help="the group's Redis key prefix")
     parser.add_argument("--join", default="", help="chain JSON of the first instance (no devnet here)")
     parser.add_argument("--expect-miners", type=int, default=0, help="wait for this many miners")
+    parser.add_argument("--miner-socket", default="asgi", choices=["asgi", "picows"], help="MINER_SOCKET")
     parser.add_argument("--lead", action="store_true", help="wait until this instance holds the lease")
     args = parser.parse_args(argv)
     raise_nofile(1 << 20)

@@ -58,11 +58,22 @@ async def _run(
 
 
 async def run(
-    conns: list[int], seconds: float, procs: int, profile_dir: Path | None = None
+    conns: list[int],
+    seconds: float,
+    procs: int,
+    profile_dir: Path | None = None,
+    miner_socket: str = "asgi",
 ) -> dict[str, Any]:
     server_cpus, client_cpus = placement()
     server = await Child.start(
-        "bench.server", "pooler", "--miners", "8", name="pooler server", cpus=server_cpus
+        "bench.server",
+        "pooler",
+        "--miner-socket",
+        miner_socket,
+        "--miners",
+        "8",
+        name=f"pooler server ({miner_socket})",
+        cpus=server_cpus,
     )
     clients: list[Child] = []
     try:
@@ -108,7 +119,7 @@ async def run(
             peak = row["max"]
             results.append(row)
             print(
-                f"  shares C={n}: max {peak['rate']:,}/s "
+                f"  shares ({miner_socket}) C={n}: max {peak['rate']:,}/s "
                 f"({peak['server_us_per_share']} us server CPU a share, "
                 f"{peak['records_per_commit']} records a commit); ack p50/p99 at 50%: "
                 f"{row['at_50']['latency']['p50_ms']}/{row['at_50']['latency']['p99_ms']} ms, at 90%: "

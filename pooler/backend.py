@@ -284,6 +284,7 @@ def _outcomes(body: Mapping[str, Any], op: BackendOp) -> tuple[FarmerOutcome, ..
             ok,
             "" if ok else _item_error(item),
             already_planted=op == "plant" and not ok and _already_planted(item),
+            already_worked=op == "work" and not ok and _already_worked(item),
             reward=_as_int(item.get("reward")) if op == "harvest" else None,
         )
     return tuple(by_farmer.values())
@@ -296,6 +297,15 @@ def _already_planted(item: Mapping[str, Any]) -> bool:
     """
     code = item.get("errorCode")
     return code in (8, "8") or "PailExists" in str(item.get("error", ""))
+
+
+def _already_worked(item: Mapping[str, Any]) -> bool:
+    """A per-farmer work refusal #7 (ZeroCountTooLow): the pail already has this many zeros or more.
+
+    A nonce sent again after a lost answer meets it when the first send landed: it is worked.
+    """
+    code = item.get("errorCode")
+    return code in (7, "7") or "ZeroCountTooLow" in str(item.get("error", ""))
 
 
 def _item_error(item: Mapping[str, Any]) -> str:

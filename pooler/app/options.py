@@ -163,6 +163,7 @@ class PoolerOptions:
     outbox_size: int
     slow_client_grace: float  # seconds a peer that fell behind gets to take its close frame
     default_stake_percentage: float
+    miner_socket: str  # "asgi" or "picows": who frames /ws/miner (pooler/web/picows_ws.py)
     ws_ping_interval: float
     ws_ping_timeout: float  # no pong this long after a ping: closed (IDLE_TIMEOUT - interval)
     shutdown_timeout: float
@@ -292,6 +293,7 @@ def pooler_options(
         outbox_size=settings.outbox_size,
         slow_client_grace=tuning.slow_client_grace,
         default_stake_percentage=settings.stake_percentage,
+        miner_socket=settings.miner_socket,
         ws_ping_interval=settings.ws_ping_interval_ms / 1000,
         ws_ping_timeout=(settings.idle_timeout_ms - settings.ws_ping_interval_ms) / 1000,
         shutdown_timeout=tuning.shutdown_timeout,

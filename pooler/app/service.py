@@ -34,6 +34,7 @@ from pooler.runtime.tasks import TaskSet, cancel_and_wait
 from pooler.web.httpproto import gated_http
 from pooler.web.lane import AVAILABLE as LANE_AVAILABLE
 from pooler.web.lane import LaneProtocol
+from pooler.web.picows_ws import MinerPath
 from pooler.web.wsproto import AbortableWebSocketProtocol
 
 log = logging.getLogger("pooler")
@@ -66,6 +67,7 @@ class Pooler:
         # the block monitor, the observer, the Backend probe: stopped together after the server
         self._services = TaskSet("pooler")
         self._serve_task: asyncio.Task[None] | None = None  # uvicorn's: stopped first, gracefully
+        self.miner_path: MinerPath | None = None  # MINER_SOCKET=picows: its sockets, pinged and closed here
         self.port = options.port  # the bound port once started
 
     # ------------------------------------------------------------ lifecycle
@@ -101,12 +103,19 @@ class Pooler:
         # the open-files limit up to its hard limit; connections get what FD_RESERVE leaves
         limit = raise_open_files_limit()
         self.gate.max_open = connection_budget(limit, self.options.fd_reserve)
+        if self.options.miner_socket == "picows":  # /ws/miner framed by picows (pooler/web/picows_ws.py)
+            self.miner_path = MinerPath(
+                self.app.state.miner_socket.endpoint,
+                ping_interval=self.options.ws_ping_interval,
+                ping_timeout=self.options.ws_ping_timeout,
+                close_timeout=self.options.slow_client_grace,
+            )
         config = uvicorn.Config(
             self.app,
             host=self.options.host,
             port=self.options.port,
             # httptools with the connection gate and the request read timeout (pooler/web/httpproto.py)
-            http=gated_http(self.gate, self.options.http_read_timeout),
+            http=gated_http(self.gate, self.options.http_read_timeout, self.miner_path),
             # websockets-sansio that can drop a peer that stopped reading, plus the miner socket's direct
             # lane (pooler/web/lane.py) where this uvicorn has what the lane builds on
             ws=LaneProtocol if LANE_AVAILABLE else AbortableWebSocketProtocol,
@@ -148,6 +157,9 @@ class Pooler:
         await self.runner.drain(min(1.0, budget / 4))
         for box in list(self.runner.conns.values()):
             box.close(CLOSE_SERVICE_RESTART, "server restart")
+        if self.miner_path is not None:  # uvicorn does not know its sockets: close them here
+            await asyncio.sleep(0)  # let senders flush the close frames
+            await self.miner_path.aclose(budget / 2)
         serving = self._serve_task
         if serving is not None:
             if server is not None and not serving.done():

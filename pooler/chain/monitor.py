@@ -118,11 +118,13 @@ class BlockMonitor:
         if self._reader is not None:
             self._reader.watch(index, farmers)
 
-    async def read_pails(self, index: int, farmers: tuple[tuple[str, str], ...]) -> dict[str, rewards.Pail]:
-        """These farmers' ``Pail(address, index)`` now, by farmer id (the core's ``ReadPails``);
-        raises ``ChainError`` when the RPC cannot tell."""
-        found = await self._ensure_reader().read_pails(index, farmers)
-        return {fid: rewards.Pail.of(p) for fid, p in found.items()}
+    async def read_pails(
+        self, index: int, farmers: tuple[tuple[str, str], ...]
+    ) -> tuple[dict[str, rewards.Pail], int]:
+        """These farmers' ``Pail(address, index)`` now, by farmer id, and the ledger the read
+        reflects (the core's ``ReadPails``); raises ``ChainError`` when the RPC cannot tell."""
+        found, ledger = await self._ensure_reader().read_pails(index, farmers)
+        return {fid: rewards.Pail.of(p) for fid, p in found.items()}, ledger
 
     # ------------------------------------------------------------ lifecycle
 

@@ -371,20 +371,26 @@ class FarmReader:
         except ValueError as exc:  # JSON decode error or pydantic validation of the result
             raise ChainDataError(f"getLedgerEntries: answer is not a valid result: {exc}") from exc
 
-    async def read_pails(self, index: int, farmers: Iterable[tuple[str, str]]) -> dict[str, PailRecord]:
+    async def read_pails(
+        self, index: int, farmers: Iterable[tuple[str, str]]
+    ) -> tuple[dict[str, PailRecord], int]:
         """``Pail(address, index)`` of each ``(label, address)``, read now (once, not watched):
-        by label, a farmer without a pail absent. What settles a Backend call whose answer was lost."""
+        by label, a farmer without a pail absent; and the ledger the read reflects (the lowest
+        ``latestLedger`` of its requests; 0 when nothing was read). What settles a Backend call
+        whose answer was lost."""
         keyed = [(label, pail_key(self.contract_id, addr, index)) for label, addr in farmers]
         found: dict[bytes, xdr.LedgerEntryData] = {}
+        ledgers: list[int] = []
         for start in range(0, len(keyed), MAX_KEYS_PER_REQUEST):
             resp = await self._get([k for _, k in keyed[start : start + MAX_KEYS_PER_REQUEST]])
             found.update(entries_by_key(resp.entries))
+            ledgers.append(resp.latest_ledger)
         pails: dict[str, PailRecord] = {}
         for label, key in keyed:
             data = found.get(key.to_xdr_bytes())
             if data is not None:
                 pails[label] = decode_pail_entry(data, label, index)
-        return pails
+        return pails, min(ledgers, default=0)
 
     async def read(self) -> ChainSnapshot:
         last = self._last_index

@@ -9,8 +9,9 @@ connections, registrations and wrong tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from pooler.config.parsers import _float, _int
+from pooler.config.parsers import _enum, _float, _int
 from pooler.config.table import LIMITS, MS, setting
 
 
@@ -53,6 +54,14 @@ class LimitSettings:
         _int(100, 600_000, MS),
         LIMITS,
         "A socket must say hello within this time (else error 25 and close).",
+    )
+    miner_socket: Literal["asgi", "picows"] = setting(
+        "asgi",
+        "MINER_SOCKET",
+        _enum("asgi", "picows"),
+        LIMITS,
+        "How /ws/miner frames are parsed and written: asgi (uvicorn's websockets-sansio, Python) or picows"
+        " (C, same port; docs/benchmarks.md has both). Same behaviour, limits and close codes either way.",
     )
     ws_ping_interval_ms: int = setting(
         20_000, "WS_PING_INTERVAL_MS", _int(100, 600_000, MS), LIMITS, "WebSocket ping interval."

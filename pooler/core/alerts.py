@@ -35,6 +35,7 @@ AlertKind = Literal[
     "chain-rpc-down",
     "work-failed",
     "harvest-failed",
+    "reward-unknown",
     "resolved",
 ]
 ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
@@ -44,6 +45,7 @@ ALERT_KINDS: Final[tuple[AlertKind, ...]] = (
     "chain-rpc-down",
     "work-failed",
     "harvest-failed",
+    "reward-unknown",
     "resolved",
 )
 """Every ``kind`` (the ``kind`` label of ``pooler_alerts_total``)."""
@@ -217,6 +219,30 @@ class HarvestFailed:
         return {"block": self.block, "farmers": list(self.farmers), "reason": self.reason}
 
 
+@dataclass(frozen=True, slots=True)
+class RewardUnknown:
+    """Block ``block`` was harvested for ``farmers`` (the chain shows their pails gone) but the
+    answer that would say their rewards was lost, and no final projection tells them: their
+    rewards and the block's total are recorded as unknown, not as 0."""
+
+    kind: ClassVar[Literal["reward-unknown"]] = "reward-unknown"
+    severity: ClassVar[Severity] = "warning"
+
+    block: int
+    farmers: tuple[str, ...]
+    reason: str
+
+    @property
+    def key(self) -> str:
+        return f"reward-unknown:{self.block}"
+
+    def summary(self) -> str:
+        return f"block {self.block}: harvested for {_farmers(self.farmers)}, reward unknown: {self.reason}"
+
+    def data(self) -> dict[str, object]:
+        return {"block": self.block, "farmers": list(self.farmers), "reason": self.reason}
+
+
 Ongoing = BackendDown | ChainRpcDown | WorkerSilent
 """Alerts about a state that can end, so a :class:`Resolved` follows them."""
 
@@ -262,7 +288,16 @@ class Resolved:
         }
 
 
-Alert = StakeAtRisk | WorkerSilent | BackendDown | ChainRpcDown | WorkFailed | HarvestFailed | Resolved
+Alert = (
+    StakeAtRisk
+    | WorkerSilent
+    | BackendDown
+    | ChainRpcDown
+    | WorkFailed
+    | HarvestFailed
+    | RewardUnknown
+    | Resolved
+)
 """Every alert value."""
 
 

@@ -71,6 +71,7 @@ class FarmerOutcome:
     ok: bool
     error: str = ""  # the Backend's words when not ok ("refused by the Backend" if it gave none)
     already_planted: bool = False  # a plant refusal meaning the farmer is planted already (#8)
+    already_worked: bool = False  # a work refusal #7 (ZeroCountTooLow): the pail has this work or better
     reward: int | None = None  # harvest: stroops
 
 

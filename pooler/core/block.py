@@ -163,6 +163,10 @@ class CallRecord:
     submissions: tuple[Submission, ...] = ()  # work: what was sent, one per farmer, in order
     late: bool = False  # a plant we made to open the block ourselves
     named: bool = False  # plant: ``farmers`` went as farmerIds (only they can be planted)
+    # (farmer id, address) known at the call: a reconciliation reads every farmer of the call,
+    # also one the roster no longer holds (restored, its miners gone)
+    addresses: tuple[tuple[str, str], ...] = ()
+    resend: bool = False  # work: sent again after a reconciliation (#7 "zeros too low" = it landed)
 
 
 class BlockState:
@@ -186,6 +190,9 @@ class BlockState:
         self.rounds: dict[str, FarmerRound] = {}  # farmer id -> its cycle status in this block
         self.plant: PlantState = "none"  # /plant runs beside the phase: it may answer after workAt
         self.plant_call: int | None = None  # the /plant in flight (ours or the late one)
+        # farmers whose stake a PlantCalled record already counted (a reconciled part of a lost
+        # plant): a later reply of the block lists them ok but counts them no more (history sums)
+        self.staked: set[str] = set()
         self.searched = False  # the local-search pass ran (work:N does not run it twice)
         self.work_calls = 0  # /work calls in flight
         self.work_tried = False  # some /work went out: the block needs a harvest once closed
@@ -289,6 +296,7 @@ class Reconciling:
     error: str  # why the answer could not be read, for people
     until: float  # past this (unix seconds) nothing is retried: what the chain shows is final
     farmers: tuple[tuple[str, str], ...]  # (farmer id, address) whose pails tell the outcome
+    ledger: int = 0  # the newest ledger known at the failure: a read must be past it to say "not done"
     reads: int = 0  # failed reads so far (the chain RPC may be down too)
     read_error: str = ""  # why the last read failed, for people
 

@@ -76,6 +76,7 @@ class Cycle:
     def on_new_block(self, ev: NewBlock, now: float) -> list[Effect]:
         st = self._st
         st.chain_seen = True
+        st.ledger = max(st.ledger, ev.ledger)
         cur = st.block
         if cur is not None and ev.index <= cur.index:
             return []  # seen already (a monitor restart re-announces it) or older: nothing new
@@ -188,7 +189,7 @@ class Cycle:
         elif rec.op == "work":
             self.work.on_result(rec, ev, effects, now)
         else:
-            self.harvest.on_result(rec, ev, effects, now)
+            self.reconcile.harvest_answered(rec, ev, effects, now)
         return effects
 
     # ------------------------------------------------------------ block timers

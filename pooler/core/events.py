@@ -212,12 +212,15 @@ class BackendResult:
 class PailsRead:
     """Result of a ``ReadPails`` effect: ``Pail(farmer, block)`` of the farmers asked for, read
     from the chain (a farmer without a pail is absent), or None and ``error`` when the read
-    failed. ``call_id`` names the reconciliation that asked (the unknown call's id)."""
+    failed. ``call_id`` names the reconciliation that asked (the unknown call's id); ``ledger``
+    the latest ledger the read reflects (Soroban's ``latestLedger``; 0 when unknown): "not done"
+    is trusted only from a read past the ledger known at the failure."""
 
     call_id: int
     block: int
     pails: Mapping[str, rewards.Pail] | None
     error: str = ""
+    ledger: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ class Forecast:
             effects.append(WatchPails(blk.index, pairs))
 
     def on_block_updated(self, ev: BlockUpdated, now: float) -> list[Effect]:
+        self._st.ledger = max(self._st.ledger, ev.ledger)
         blk = self._st.blocks.get(ev.index)
         if blk is None or blk.projection_final:
             return []

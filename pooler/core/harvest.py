@@ -4,6 +4,11 @@ Rewards are per farmer only when the harvest response has ``results``; otherwise
 ``totalRewards`` is recorded as its total. A failed harvest retries on ``harvest-retry:N``
 (the delay doubles, capped) while the block's TEMPORARY entries live
 (``harvest_retention_blocks``), then its worked farmers fail.
+
+The farmers a harvest is for (:func:`to_harvest`): the ``worked`` ones, and the ``planted``
+ones whose ``/work`` went out with its outcome unknown (restored from the trace a
+reconciliation left): their work may have landed. A reward credited from the chain rather than
+from an answer is the block's projection only once it is final; else it is unknown (None).
 """
 
 from __future__ import annotations
@@ -17,6 +22,15 @@ from pooler.core.events import BackendResult
 from pooler.core.records import HarvestCalled
 from pooler.core.state import RoundState
 from pooler.errors import PoolerError
+
+
+def to_harvest(blk: BlockState) -> tuple[str, ...]:
+    """The farmers a harvest of ``blk`` claims for (see the module docstring)."""
+    return tuple(
+        fid
+        for fid, fr in blk.rounds.items()
+        if fr.status == "worked" or (fr.status == "planted" and fr.submitted >= 0)
+    )
 
 
 class Harvest:
@@ -35,8 +49,9 @@ class Harvest:
             self._expired(blk, "not harvested before the block's entries expired", effects)
             return
         call_id = st.next_call()
-        farmers = tuple(fid for fid, fr in blk.rounds.items() if fr.status == "worked")
-        st.calls[call_id] = CallRecord("harvest", blk.index, farmers)
+        farmers = to_harvest(blk)
+        known = tuple((fid, f.address) for fid in farmers if (f := st.farmers.get(fid)) is not None)
+        st.calls[call_id] = CallRecord("harvest", blk.index, farmers, addresses=known)
         blk.advance(Trigger.HARVEST_CALLED)
         blk.harvest_call = call_id
         blk.harvest_attempts += 1
@@ -45,7 +60,7 @@ class Harvest:
 
     def _expired(self, blk: BlockState, why: str, effects: list[Effect]) -> None:
         blk.advance(Trigger.HARVEST_EXPIRED)
-        lost = [fid for fid, fr in blk.rounds.items() if fr.status == "worked"]
+        lost = to_harvest(blk)
         for fid in lost:
             blk.set_status(fid, "failed", why, effects)
         effects.append(RaiseAlert(HarvestFailed(blk.index, tuple(lost), why)))
@@ -74,11 +89,15 @@ class Harvest:
 
     def _harvested(self, blk: BlockState, reply: HarvestReply, effects: list[Effect]) -> None:
         blk.advance(Trigger.HARVEST_OK)
+        self.apply(blk, reply, effects)
+
+    def apply(self, blk: BlockState, reply: HarvestReply, effects: list[Effect]) -> None:
+        """A readable answer (or what the chain showed): record, statuses, rewards, event."""
         effects.append(Persist(HarvestCalled(blk.index, reply)))
         rewards: list[FarmerReward] = []
         items = outcomes(reply)
-        if items is None:  # worked now: a /work answer may have come after the call
-            for fid in [fid for fid, fr in blk.rounds.items() if fr.status == "worked"]:
+        if items is None:  # as of now: a /work answer may have come after the call
+            for fid in to_harvest(blk):
                 blk.set_status(fid, "harvested", "", effects)
         else:
             failed: list[str] = []
@@ -121,9 +140,13 @@ class Harvest:
         shown: list[FarmerReward] = []
         for fid, reward in rewards.items():
             self._credit(blk, fid, reward, effects, shown)
-        total = sum(r.reward for r in shown)
-        blk.rewards_total = (blk.rewards_total or 0) + total
+        # a reward not known (no final projection) leaves the total unknown too, never "0"
+        total = None if None in rewards.values() else sum(r.reward for r in shown)
+        body: dict[str, object] = {"reconciled": True}
+        if total is not None:
+            blk.rewards_total = (blk.rewards_total or 0) + total
+            body["totalRewards"] = str(total)
         results = tuple(FarmerOutcome(fid, True, reward=reward) for fid, reward in rewards.items())
-        body = {"reconciled": True, "totalRewards": str(total)}
         effects.append(Persist(HarvestCalled(blk.index, HarvestReply(len(rewards), 0, total, results, body))))
-        effects.append(Publish(HarvestEvent(blk.index, True, len(rewards), 0, total, tuple(shown))))
+        event = HarvestEvent(blk.index, True, len(rewards), 0, total or 0, tuple(shown))
+        effects.append(Publish(event))

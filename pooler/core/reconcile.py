@@ -11,18 +11,24 @@ Pooler can read itself, so one path serves all three phases:
    ``/work`` each planted farmer's status with the zeros sent, so a restart harvests the block
    even if it stops in the middle); ``reconcile:<call id>`` is armed ``backend_retry_delay``
    later, so the chain has the transaction when we look.
-2. the timer asks for ``ReadPails(block, farmers)``; the runtime posts ``PailsRead``. A failed
-   read (the RPC may be down too) is read again while the phase's deadline allows.
+2. the timer asks for ``ReadPails(block, farmers)`` (every farmer of the call: the addresses kept
+   on the call, else the roster's); the runtime posts ``PailsRead`` with the ledger the read
+   reflects. A failed read (the RPC may be down too) is read again while the phase's deadline
+   allows; so is a read that shows something not done but is not past the newest ledger known
+   at the failure (it may predate the call's transaction).
 3. :meth:`Reconcile.on_pails` decides from ``Pail(farmer, N)``:
 
-   - plant: a pail = planted (its stake); missing pails are planted again (idempotent: the
-     contract answers "planted already" for the others) while the plant's deadline allows; a
-     late plant that planted nobody is a failed one, tried again by ``late-plant:N``;
+   - plant: a pail = planted (its stake, counted once in the block's records: ``BlockState.staked``);
+     missing pails are planted again (idempotent: the contract answers "planted already" for the
+     others) while the plant's deadline allows; a late plant that planted nobody is a failed one,
+     tried again by ``late-plant:N``;
    - work: a pail with ``zeros`` >= what was sent = worked; the others are sent again
-     (idempotent: the same nonce) while ``now + backend_retry_delay < deadline``;
-   - harvest: a worked farmer whose pail is gone = harvested, paid its projected reward (the
-     frozen projection is the contract's arithmetic, to the stroop); the rest is harvested
-     again on ``harvest-retry:N``.
+     (idempotent: the same nonce; a #7 refusal of it means landed) while
+     ``now + backend_retry_delay < deadline``;
+   - harvest: a farmer read whose pail is gone = harvested, paid its projected reward when the
+     projection is final (the contract's arithmetic, to the stroop), else unknown (alerted); a
+     pail without work = failed; the rest is harvested again on ``harvest-retry:N``. A readable
+     answer that leaves out farmers of the call has them read the same way (:meth:`harvest_answered`).
 
    What the chain shows becomes an ordinary answer (a ``PlantReply``/``WorkReply``/
    ``HarvestReply`` whose body says ``reconciled``), applied by the phase's own code, so the
@@ -36,14 +42,15 @@ and a farmer once ``harvested`` never changes status again (:meth:`BlockState.se
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
-from pooler.core.alerts import WorkFailed
+from pooler.core.alerts import HarvestFailed, RewardUnknown, WorkFailed
 from pooler.core.backend_calls import FarmerOutcome, HarvestReply, PlantReply, Submission, WorkReply
-from pooler.core.block import BlockPhase, CallRecord, Reconciling
-from pooler.core.effects import Effect, Persist, RaiseAlert, ReadPails, SetTimer
+from pooler.core.block import BlockPhase, BlockState, CallRecord, Reconciling
+from pooler.core.effects import Effect, Persist, Publish, RaiseAlert, ReadPails, SetTimer
 from pooler.core.events import BackendResult, PailsRead
 from pooler.core.harvest import Harvest
-from pooler.core.plant import Plant
+from pooler.core.plant import Plant, plant_event
 from pooler.core.records import HarvestCalled, PlantCalled, WorkCalled
 from pooler.core.rewards import Pail
 from pooler.core.state import RoundState
@@ -89,13 +96,52 @@ class Reconcile:
                         )
         else:
             fids = rec.farmers
-            # a block's worth of reads at most: then the harvest's own retry (harvest-retry:N)
-            until = min(blk.harvest_until, now + cfg.block_interval) if blk is not None else now
+            until = self._harvest_until(blk, now)
             effects.append(Persist(HarvestCalled(rec.block, None, why)))
-        farmers = tuple((fid, f.address) for fid in fids if (f := st.farmers.get(fid)) is not None)
-        st.reconciling[ev.call_id] = Reconciling(ev.call_id, rec, ev.error, until, farmers)
+        self._track(ev.call_id, rec, fids, ev.error, until, effects, now)
+
+    def _harvest_until(self, blk: BlockState | None, now: float) -> float:
+        # a block's worth of reads at most: then the harvest's own retry (harvest-retry:N)
+        return min(blk.harvest_until, now + self._st.config.block_interval) if blk is not None else now
+
+    def _track(
+        self,
+        call_id: int,
+        rec: CallRecord,
+        fids: tuple[str, ...],
+        error: str,
+        until: float,
+        effects: list[Effect],
+        now: float,
+    ) -> None:
+        """Settle call ``call_id`` from the pails of ``fids`` (each is read: its address as known at
+        the call, else as known now)."""
+        st = self._st
+        known = dict(rec.addresses)
+        for fid in fids:
+            if fid not in known and (f := st.farmers.get(fid)) is not None:
+                known[fid] = f.address
+        farmers = tuple((fid, known[fid]) for fid in fids if fid in known)
+        st.reconciling[call_id] = Reconciling(call_id, rec, error, until, farmers, st.ledger)
         # not at once: the transaction may reach the ledger a moment after the Backend answered
-        effects.append(SetTimer(f"reconcile:{ev.call_id}", now + cfg.backend_retry_delay))
+        effects.append(SetTimer(f"reconcile:{call_id}", now + st.config.backend_retry_delay))
+
+    def harvest_answered(self, rec: CallRecord, ev: BackendResult, effects: list[Effect], now: float) -> None:
+        """A readable ``/harvest`` answer. The Backend lists only the pails it found: a farmer of
+        the call it leaves out was harvested by an earlier call whose answer was lost, or not at
+        all; its pail tells (the listed ones are applied now, the call stays in flight for it)."""
+        blk = self._st.blocks.get(rec.block)
+        reply = ev.reply
+        if blk is not None and blk.harvest_call == ev.call_id and isinstance(reply, HarvestReply):
+            listed = {o.farmer_id for o in reply.results} if reply.results is not None else None
+            omitted = () if listed is None else tuple(f for f in rec.farmers if f not in listed)
+            if omitted:
+                self._harvest.apply(blk, reply, effects)
+                why = f"the /harvest answer left out {len(omitted)} farmer(s) of the call"
+                part = replace(rec, farmers=omitted)
+                self._track(ev.call_id, part, omitted, why, self._harvest_until(blk, now), effects, now)
+                return
+        self._harvest.on_result(rec, ev, effects, now)
 
     def on_timer(self, call_id: int, effects: list[Effect]) -> None:
         r = self._st.reconciling.get(call_id)
@@ -110,25 +156,39 @@ class Reconcile:
         r = st.reconciling.pop(ev.call_id, None)
         if r is None:
             return effects  # settled already (a read answered twice)
-        delay = st.config.backend_retry_delay
         if ev.pails is None:
             r.reads += 1
             r.read_error = ev.error
-            if now + delay < r.until:
-                st.reconciling[ev.call_id] = r
-                effects.append(SetTimer(f"reconcile:{ev.call_id}", now + delay))
+            if self._read_again(r, effects, now):
                 return effects
+        # "not done" is trusted only from a read past the newest ledger known at the failure (an
+        # RPC behind, or a transaction not yet applied, shows the pails as they were before it)
+        fresh = ev.pails is not None and ev.ledger > r.ledger
         op = r.rec.op
         if op == "plant":
-            self._planted(r, ev.pails, effects, now)
+            self._planted(r, ev.pails, fresh, effects, now)
         elif op == "work":
-            self._worked(r, ev.pails, effects, now)
+            self._worked(r, ev.pails, fresh, effects, now)
         else:
-            self._harvested(r, ev.pails, effects, now)
+            self._harvested(r, ev.pails, fresh, effects, now)
         return effects
 
+    def _read_again(self, r: Reconciling, effects: list[Effect], now: float) -> bool:
+        """Read the pails again in ``backend_retry_delay`` if time allows (False: it does not)."""
+        delay = self._st.config.backend_retry_delay
+        if now + delay < r.until:
+            self._st.reconciling[r.call_id] = r
+            effects.append(SetTimer(f"reconcile:{r.call_id}", now + delay))
+            return True
+        return False
+
     def _planted(
-        self, r: Reconciling, pails: Mapping[str, Pail] | None, effects: list[Effect], now: float
+        self,
+        r: Reconciling,
+        pails: Mapping[str, Pail] | None,
+        fresh: bool,
+        effects: list[Effect],
+        now: float,
     ) -> None:
         rec = r.rec
         result: BackendResult
@@ -144,17 +204,24 @@ class Reconcile:
         fids = [fid for fid, _ in r.farmers]
         found = {fid: pails[fid] for fid in fids if fid in pails}
         missing = [fid for fid in fids if fid not in found]
+        if missing and not fresh and self._read_again(r, effects, now):
+            return
+        blk = self._st.blocks.get(rec.block)
+        counted = blk.staked if blk is not None else set()  # stakes a record of the block counted
+        new = {fid: p for fid, p in found.items() if fid not in counted}
         if (
             missing
             and now + self._st.config.backend_retry_delay < r.until
             and self._plant_again(r, effects, now)
         ):
-            if found:  # what the lost call did, recorded (the retry's answer counts only its own)
-                staked = sum(p.stake for p in found.values())
-                part = PlantReply(
-                    len(found), 0, staked, tuple(FarmerOutcome(f, True) for f in found), RECONCILED
-                )
+            if new and blk is not None:  # what the lost call did (the retry's answer counts its own)
+                staked = sum(p.stake for p in new.values())
+                part = PlantReply(len(new), 0, staked, tuple(FarmerOutcome(f, True) for f in new), RECONCILED)
                 effects.append(Persist(PlantCalled(rec.block, part)))
+                effects.append(
+                    Publish(plant_event(rec.block, BackendResult(r.call_id, "plant", rec.block, part)))
+                )
+                counted.update(new)
             return
         why = f"no Pail on chain after an unreadable /plant answer ({r.error})"
         if not found:  # it planted nobody: a failed plant (a late one is tried again on its timer)
@@ -165,8 +232,11 @@ class Reconcile:
             *(FarmerOutcome(fid, True) for fid in found),
             *(FarmerOutcome(fid, False, why) for fid in missing),
         )
-        staked = sum(p.stake for p in found.values())
-        reply = PlantReply(len(found), len(missing), staked, tuple(results), RECONCILED)
+        # each stake counted once in the block's records: a part recorded before is listed, not summed
+        staked = sum(p.stake for p in new.values())
+        reply = PlantReply(len(new), len(missing), staked, tuple(results), RECONCILED)
+        if blk is not None:
+            counted.update(new)
         self._plant.on_result(rec, BackendResult(r.call_id, "plant", rec.block, reply), effects, now)
 
     def _plant_again(self, r: Reconciling, effects: list[Effect], now: float) -> bool:
@@ -181,7 +251,12 @@ class Reconcile:
         return False  # a late plant: its own timer plants again (at its pace, never with the chain down)
 
     def _worked(
-        self, r: Reconciling, pails: Mapping[str, Pail] | None, effects: list[Effect], now: float
+        self,
+        r: Reconciling,
+        pails: Mapping[str, Pail] | None,
+        fresh: bool,
+        effects: list[Effect],
+        now: float,
     ) -> None:
         st = self._st
         rec = r.rec
@@ -198,9 +273,11 @@ class Reconcile:
             if pail is not None and pail.zeros is not None and pail.zeros >= sub.zeros:
                 landed.append(sub)
             elif pails is not None and pail is not None and can_retry:
-                again.append(sub)
+                again.append(sub)  # sent again even after a stale read: a #7 refusal then means landed
             else:
                 lost.append(sub)
+        if lost and pails is not None and not fresh and self._read_again(r, effects, now):
+            return  # it would fail on a read that may not show it yet
         for sub in again:  # no longer in flight with the unknown call: sent again below
             fr = blk.round(sub.farmer_id)
             if fr.in_flight == r.call_id:
@@ -228,12 +305,17 @@ class Reconcile:
         else:
             blk.work_calls -= 1
         if again:
-            self._work.submit(blk, [s.farmer_id for s in again], effects, now)
+            self._work.submit(blk, [s.farmer_id for s in again], effects, now, resend=True)
         if blk.phase is BlockPhase.HARVEST_DUE:
             self._harvest.call(blk, effects, now)  # it waited for this reconciliation
 
     def _harvested(
-        self, r: Reconciling, pails: Mapping[str, Pail] | None, effects: list[Effect], now: float
+        self,
+        r: Reconciling,
+        pails: Mapping[str, Pail] | None,
+        fresh: bool,
+        effects: list[Effect],
+        now: float,
     ) -> None:
         st = self._st
         rec = r.rec
@@ -246,17 +328,50 @@ class Reconcile:
                 rec, BackendResult(r.call_id, "harvest", rec.block, None, error, retryable=True), effects, now
             )
             return
-        done = [fid for fid in rec.farmers if fid not in pails]  # worked at the call, pail gone
-        left = [fid for fid in rec.farmers if fid in pails]
-        projected = {f.farmer: f.reward for f in blk.projection.farmers} if blk.projection is not None else {}
+        read = [fid for fid, _ in r.farmers]  # a farmer whose address is unknown was not read
+        done = [fid for fid in read if fid not in pails]  # its pail gone: harvested
+        unworked = [fid for fid in read if fid in pails and pails[fid].zeros is None]
+        unread = [fid for fid in rec.farmers if fid not in read]  # no address known (restored, miners gone)
+        left = [fid for fid in read if fid not in done and fid not in unworked]
+        if (left or unworked) and not fresh and self._read_again(r, effects, now):
+            return  # a read that may predate the harvest: look again
+        if unworked and fresh:  # no work on chain (a /work whose outcome was lost did not land)
+            why = "no work recorded on chain for this block: nothing to harvest"
+            for fid in unworked:
+                blk.set_status(fid, "failed", f"harvest failed: {why}", effects)
+            effects.append(RaiseAlert(HarvestFailed(blk.index, tuple(unworked), why)))
+        elif unworked:
+            left = [*left, *unworked]
+        left += unread
+        rewards = self._rewards(blk, done, r.error, effects)
         if not left:
-            results = tuple(FarmerOutcome(fid, True, reward=projected.get(fid)) for fid in done)
-            total = sum(projected.get(fid) or 0 for fid in done)
-            reply = HarvestReply(len(done), 0, total, results, {**RECONCILED, "totalRewards": str(total)})
+            results = tuple(FarmerOutcome(fid, True, reward=rewards[fid]) for fid in done)
+            total = None if None in rewards.values() else sum(v or 0 for v in rewards.values())
+            body = {**RECONCILED} if total is None else {**RECONCILED, "totalRewards": str(total)}
+            reply = HarvestReply(len(done), 0, total, results, body)
             self._harvest.on_result(rec, BackendResult(r.call_id, "harvest", rec.block, reply), effects, now)
             return
-        self._harvest.credit(blk, {fid: projected.get(fid) for fid in done}, effects)
-        error = f"{len(left)} farmer(s) still to harvest after an unreadable /harvest answer: {r.error}"
+        if done:
+            self._harvest.credit(blk, rewards, effects)
+        error = f"{len(left)} farmer(s) still to harvest, the chain shows ({r.error})"
+        if unread:
+            error += f" ({len(unread)} not read: no address known)"
         self._harvest.on_result(
             rec, BackendResult(r.call_id, "harvest", rec.block, None, error, retryable=True), effects, now
         )
+
+    @staticmethod
+    def _rewards(
+        blk: BlockState, done: list[str], error: str, effects: list[Effect]
+    ) -> dict[str, int | None]:
+        """The rewards of farmers the chain shows harvested: the block's projection when it is final
+        (the contract's arithmetic to the stroop), else unknown (None), alerted."""
+        p = blk.projection
+        final = p is not None and blk.projection_final
+        paid = {f.farmer: f.reward for f in p.farmers} if p is not None and final else {}
+        rewards = {fid: paid.get(fid) for fid in done}
+        unknown = tuple(fid for fid, reward in rewards.items() if reward is None)
+        if unknown:
+            why = "not in the block's final reward projection" if final else "no final reward projection"
+            effects.append(RaiseAlert(RewardUnknown(blk.index, unknown, f"{why} of the block ({error})")))
+        return rewards

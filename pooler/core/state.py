@@ -53,6 +53,9 @@ class RoundState:
         # counters start from them when it joins (taken then: bounded by the registered miners)
         self.loaded_counts: dict[str, tuple[int, int, int]] = {}
         self.paused = False  # cycle: FarmPaused: no plant/work calls, no new jobs
+        # cycle (NewBlock) and forecast (BlockUpdated): the newest ledger a chain read showed; a
+        # reconciliation trusts "not done" only from a read past the one known at the failure
+        self.ledger = 0
         self.chain_ok = True  # cycle: last ChainHealth, for /health and the view
         # cycle: the chain was read by this process (a NewBlock, a ChainHealth ok): a restored
         # block alone is not seen, so no late plant goes out before the chain could be read

@@ -119,8 +119,17 @@ class Work:
         if now < limit:
             self.submit(blk, [fid], effects, now)
 
-    def submit(self, blk: BlockState, farmer_ids: Iterable[str], effects: list[Effect], now: float) -> None:
-        """One /work call with the best of each farmer that improves on what was sent."""
+    def submit(
+        self,
+        blk: BlockState,
+        farmer_ids: Iterable[str],
+        effects: list[Effect],
+        now: float,
+        *,
+        resend: bool = False,
+    ) -> None:
+        """One /work call with the best of each farmer that improves on what was sent; ``resend``:
+        the bests of a call whose answer was lost, sent again (a #7 refusal then means landed)."""
         st = self._st
         if st.paused or now >= blk.ends_at:
             return
@@ -138,7 +147,7 @@ class Work:
             return
         call_id = st.next_call()
         sent = tuple(s.farmer_id for s in subs)
-        st.calls[call_id] = CallRecord("work", blk.index, sent, tuple(subs))
+        st.calls[call_id] = CallRecord("work", blk.index, sent, tuple(subs), resend=resend)
         for sub in subs:
             fr = blk.rounds[sub.farmer_id]
             fr.in_flight = call_id
@@ -210,7 +219,8 @@ class Work:
             fr = blk.rounds[sub.farmer_id]
             if items is not None:
                 item = items.get(sub.farmer_id)
-                ok = item is not None and item.ok
+                # sent again after a lost answer, refused "zeros too low" (#7): the first send landed
+                ok = item is not None and (item.ok or (rec.resend and item.already_worked))
                 why = "the Backend did not report it" if item is None else item.error
             elif invalid and not reply.valid:
                 ok, why = False, "the Backend counted the nonce invalid"

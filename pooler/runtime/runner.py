@@ -135,8 +135,9 @@ async def _stop_search_worker(executor: ProcessPoolExecutor) -> None:
 _REAP_S = 5.0  # seconds a terminated search worker gets to exit before it is killed
 
 
-ReadPailsPort = Callable[[int, tuple[tuple[str, str], ...]], Awaitable[Mapping[str, Pail]]]
-"""Reads ``Pail(address, block)`` of ``(farmer id, address)`` pairs now (``BlockMonitor.read_pails``)."""
+ReadPailsPort = Callable[[int, tuple[tuple[str, str], ...]], Awaitable[tuple[Mapping[str, Pail], int]]]
+"""Reads ``Pail(address, block)`` of ``(farmer id, address)`` pairs now, and the ledger the read
+reflects (``BlockMonitor.read_pails``)."""
 
 
 class RunnerObserver(Protocol):
@@ -527,8 +528,8 @@ class Runner:
         try:
             if self._read_pails is None:
                 raise BackendError("no chain reader to settle an unknown outcome with")
-            pails = await self._read_pails(ask.block, ask.farmers)
-            done = PailsRead(ask.call_id, ask.block, pails)
+            pails, ledger = await self._read_pails(ask.block, ask.farmers)
+            done = PailsRead(ask.call_id, ask.block, pails, ledger=ledger)
         except Exception as exc:  # ChainError, or a bug: the core still needs an answer
             done = PailsRead(ask.call_id, ask.block, None, f"{type(exc).__name__}: {exc}")
         self.post(done)

@@ -111,4 +111,6 @@ def create_app(ports: WebPorts, settings: WebSettings) -> Starlette:
                 max_age=600,
             )
         )
-    return Starlette(routes=routes, middleware=middleware)
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.miner_socket = socket  # MINER_SOCKET=picows serves its sockets with the same handler
+    return app

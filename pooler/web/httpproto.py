@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pooler.web.gate import CONNECTION, ConnectionGate, Ticket
+from pooler.web.picows_ws import PATH as MINER_PATH
+from pooler.web.picows_ws import MinerPath
 from pooler.web.wsproto import ABORT, SEND_BUFFER, limit_send_buffer
 
 
@@ -60,6 +62,7 @@ class GatedHttpProtocol(HttpToolsProtocol):
 
     gate: ClassVar[ConnectionGate]
     read_timeout: ClassVar[float]  # seconds to send one whole request
+    miner_path: ClassVar[MinerPath | None]  # MINER_SOCKET=picows: /ws/miner upgrades go to picows
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -105,6 +108,9 @@ class GatedHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()  # from here the hello timeout of /ws/miner applies
+        if self.miner_path is not None and self.url.partition(b"?")[0] == MINER_PATH:
+            self._hand_to_picows(self.miner_path)
+            return
         super().handle_websocket_upgrade()
         ticket, self.ticket = self.ticket, None
         adopt = getattr(self.transport.get_protocol(), "adopt", None)
@@ -113,6 +119,21 @@ class GatedHttpProtocol(HttpToolsProtocol):
                 adopt(ticket)
             else:  # a WebSocket protocol without the gate: the connection stops counting here
                 ticket.close()
+
+    def _hand_to_picows(self, path: MinerPath) -> None:
+        """The connection becomes a picows socket (pooler/web/picows_ws.py), with its ticket."""
+        self.connections.discard(self)  # uvicorn stops tracking it, as on any upgrade
+        head = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in self.scope["headers"]:
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"\r\n")
+        ticket, self.ticket = self.ticket, None
+        transport = self.transport
+        path.take_over(transport, b"".join(head), ticket)
+        # this protocol is done: drop what would keep it (and its parser's cycle back to it) alive
+        self.parser = None  # type: ignore[assignment]
+        self.transport = None  # type: ignore[assignment]
+        self.flow = None  # type: ignore[assignment]
 
     def _arm(self) -> None:
         self._disarm()
@@ -139,6 +160,10 @@ class GatedHttpProtocol(HttpToolsProtocol):
         transport.close()
 
 
-def gated_http(gate: ConnectionGate, read_timeout: float) -> type[GatedHttpProtocol]:
-    """The protocol class for one server: its connections go through ``gate``."""
-    return type("PoolerHttpProtocol", (GatedHttpProtocol,), {"gate": gate, "read_timeout": read_timeout})
+def gated_http(
+    gate: ConnectionGate, read_timeout: float, miner_path: MinerPath | None = None
+) -> type[GatedHttpProtocol]:
+    """The protocol class for one server: its connections go through ``gate``; with ``miner_path``,
+    ``/ws/miner`` upgrades go to picows (``MINER_SOCKET=picows``)."""
+    attrs = {"gate": gate, "read_timeout": read_timeout, "miner_path": miner_path}
+    return type("PoolerHttpProtocol", (GatedHttpProtocol,), attrs)

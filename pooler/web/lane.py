@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import InvalidState
@@ -65,6 +65,18 @@ def text_frames(frames: Iterable[str]) -> bytes:
             out += bytes((_TEXT_FIN, 127)) + n.to_bytes(8, "big")
         out += data
     return bytes(out)
+
+
+class DirectLane(Protocol):
+    """What ``/ws/miner`` needs of a lane: :class:`Lane` here, ``PicowsLane`` (pooler/web/picows_ws.py)."""
+
+    def write(self, frames: Iterable[str]) -> bool: ...
+
+    def receive_with(self, receiver: Receiver | None) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
 
 class Lane:

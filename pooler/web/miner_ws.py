@@ -30,9 +30,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import MutableMapping
+from typing import Any, Protocol
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from starlette.datastructures import Address
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from pooler.core.events import (
     Event,
@@ -46,7 +49,7 @@ from pooler.core.events import (
 )
 from pooler.runtime.outbox import Outbox
 from pooler.web.gate import CONNECTION, Ticket
-from pooler.web.lane import LANE, Lane
+from pooler.web.lane import LANE, DirectLane
 from pooler.web.limits import AuthBackoff, TokenBucket
 from pooler.web.ports import Admission, EventSink, LimitHits, Miners, MinerSockets, WebSettings
 from pooler.web.wsproto import ABORT
@@ -63,6 +66,25 @@ CLOSE_TRY_LATER = 1013
 _MAX_STRIKES = 20  # protocol errors tolerated on one connection before it is closed
 
 
+class Wire(Protocol):
+    """What the handler uses of a socket: Starlette's ``WebSocket`` (``MINER_SOCKET=asgi``) or
+    :class:`~pooler.web.picows_ws.PicowsWire` (``MINER_SOCKET=picows``)."""
+
+    scope: MutableMapping[str, Any]
+    application_state: WebSocketState
+
+    @property
+    def client(self) -> Address | None: ...
+
+    async def accept(self) -> None: ...
+
+    async def receive(self) -> MutableMapping[str, Any]: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
 def _is_share(raw: str) -> bool:
     """Whether a frame that failed to decode was meant as a ``share`` (not JSON at all counts:
     a mangled share is the likely frame of a miner after ``hello``)."""
@@ -77,7 +99,7 @@ def _frame(msg: Error) -> str:
     return encode(msg).decode()
 
 
-async def _receive_text(ws: WebSocket) -> str | bytes | None:
+async def _receive_text(ws: Wire) -> str | bytes | None:
     message = await ws.receive()
     if message["type"] == "websocket.disconnect":
         return None
@@ -85,7 +107,7 @@ async def _receive_text(ws: WebSocket) -> str | bytes | None:
     return text if text is not None else message.get("bytes") or b""
 
 
-async def _refuse(ws: WebSocket, code: Code, message: str, close_code: int, grace: float) -> None:
+async def _refuse(ws: Wire, code: Code, message: str, close_code: int, grace: float) -> None:
     """Say why (an error frame), then close with ``close_code``; the connection always ends.
 
     Ordering: the error frame first, then the close frame, each attempted on its own, so a
@@ -132,7 +154,7 @@ class MinerSocket:
         self._inbox = inbox  # events to the coordinator
         self._limits = limits  # refusals, counted
 
-    async def endpoint(self, ws: WebSocket) -> None:
+    async def endpoint(self, ws: Wire) -> None:
         """Accept, wait for ``hello`` (a socket without one counts against the gate's pending
         connections only, pooler/web/gate.py), check its token (wrong ones back the address off),
         then count the socket against the miners' limits and serve it."""
@@ -162,7 +184,7 @@ class MinerSocket:
         finally:
             self._admission.release(host)
 
-    async def _hello(self, ws: WebSocket, host: str) -> tuple[str, Hello | None]:
+    async def _hello(self, ws: Wire, host: str) -> tuple[str, Hello | None]:
         """The miner and its ``hello``; ``("", None)`` when the socket was refused (and closed)."""
         opts = self._settings
         grace = opts.slow_client_grace
@@ -203,7 +225,7 @@ class MinerSocket:
             return "", None
         return miner.miner_id, hello
 
-    async def _serve(self, ws: WebSocket, miner_id: str, hello: Hello) -> None:
+    async def _serve(self, ws: Wire, miner_id: str, hello: Hello) -> None:
         """Read frames until the peer goes or the outbox is closed; see the module docstring.
 
         Ending: any close (bye, too large, a coordinator ``Close``, outbox overflow) closes the
@@ -217,7 +239,7 @@ class MinerSocket:
         conn, box = self._sockets.open(miner_id)
         extensions = ws.scope.get("extensions") or {}
         abort = extensions.get(ABORT)  # None on servers without our protocol class
-        lane: Lane | None = extensions.get(LANE)  # None likewise: then everything goes through ASGI
+        lane: DirectLane | None = extensions.get(LANE)  # None likewise: then everything goes through ASGI
 
         async def close(code: int, reason: str) -> None:
             if ws.application_state != WebSocketState.DISCONNECTED:
@@ -319,7 +341,7 @@ class _Reader:
         inbox: EventSink,
         settings: WebSettings,
         limits: LimitHits,
-        lane: Lane | None,
+        lane: DirectLane | None,
     ) -> None:
         self._conn = conn
         self._miner_id = miner_id

@@ -41,16 +41,19 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
     results = record["results"]
     assert set(results) == {"verify", "detect", "push", "shares", "rest"}
     [level] = results["push"]["levels"]
-    for side in ("pooler", "baseline"):
+    for side in ("pooler", "picows", "baseline"):  # both MINER_SOCKET paths and the bare library
         assert level[side]["missing"] == 0  # every socket got the new block's job
         assert level[side]["n"] == level["n"] * level["rounds"]
     [shares] = results["shares"]["levels"]
+    assert shares["max"]["accepted"] > 0 and shares["max"]["rejected"] == 0 and shares["max"]["errors"] == 0
+    [shares] = results["shares"]["picows"]["levels"]  # the same load on MINER_SOCKET=picows
     assert shares["max"]["accepted"] > 0 and shares["max"]["rejected"] == 0 and shares["max"]["errors"] == 0
     assert results["rest"]["work"]["ok"] > 0 and results["rest"]["submit"]["ok"] > 0
     assert results["rest"]["work"]["bad"] == 0 and results["rest"]["submit"]["bad"] == 0
     table = md_path.read_text()
     for row in (
         "new-block push",
+        "MINER_SOCKET=picows",
         "RSS per idle miner socket",
         "verified shares/s",
         "REST GET",

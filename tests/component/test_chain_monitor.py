@@ -214,6 +214,19 @@ async def test_reader_reads_what_the_model_holds_in_one_call(net: Net) -> None:
         assert jump.block == BlockRecord(**_fields(net.contract.get_block(8)))
 
 
+async def test_read_pails_tells_the_ledger_it_reflects(net: Net) -> None:
+    """A reconciliation trusts "not done" only from a read past the failure: the read says its ledger."""
+    net.contract.plant(FARMERS[0], 50_0000000)
+    net.clock.t += 10
+    monitor = make_monitor(net, Events())
+    async with monitor:
+        pails, at = await monitor.read_pails(5, (("f0", FARMERS[0]), ("f1", FARMERS[1])))
+        assert set(pails) == {"f0"} and pails["f0"].stake == 50_0000000  # f1 never planted: absent
+        assert at == net.contract.ledger_sequence()
+        net.clock.t += 10
+        assert (await monitor.read_pails(5, (("f0", FARMERS[0]),)))[1] == net.contract.ledger_sequence() > at
+
+
 def _fields(block: Any) -> dict[str, Any]:
     return {k: getattr(block, k) for k in BlockRecord.__slots__}
 

@@ -27,6 +27,8 @@ from protocol.messages import Accepted, Difficulty, Error, Job, Rejected, Server
 from tests.component.reliability_support import Miner, find_shares, ws_url
 from tests.support.system import ops_options, register_miner, running_system
 
+pytestmark = pytest.mark.usefixtures("miner_socket")  # each test on both /ws/miner paths
+
 FRAME_BATCHES = 40  # x 20..40 frames drawn by hypothesis: the pool sequences pick from
 WS_SEQUENCES = 240  # x 30..70 picks: more than 10,000 frames a run
 REST_REQUESTS = 400

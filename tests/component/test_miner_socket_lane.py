@@ -33,7 +33,7 @@ async def _next(ws: ClientConnection, *kinds: type[ServerMessage]) -> ServerMess
 
 
 @pytest.fixture
-async def pooler() -> AsyncIterator[Pooler]:
+async def pooler(miner_socket: str) -> AsyncIterator[Pooler]:  # on both /ws/miner paths
     async with running_system(share_zeros=0) as system:  # every nonce is a share: no hashing in the test
         yield system.pooler
 
@@ -82,6 +82,70 @@ async def test_errors_binary_frames_and_bye_behave_as_without_the_lane(pooler: P
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
         assert ws.close_code == 1000
+
+
+async def test_the_setting_selects_who_frames_the_miner_socket(pooler: Pooler, miner_socket: str) -> None:
+    ws, _ = await _hello(pooler, "which")
+    async with ws:
+        if miner_socket == "picows":
+            assert pooler.miner_path is not None and pooler.miner_path.sockets == 1
+        else:
+            assert pooler.miner_path is None
+    if pooler.miner_path is not None:
+        await wait_until(
+            lambda: pooler.miner_path is not None and pooler.miner_path.sockets == 0, "the close"
+        )
+
+
+async def test_fragmented_messages_are_reassembled_and_pings_answered(pooler: Pooler) -> None:
+    reg = await register_miner(pooler.url, "fragments")
+    ws = await connect(pooler.url.replace("http://", "ws://") + "/ws/miner")
+    async with ws:
+        hello = encode(Hello(reg.token, "w1")).decode()
+        await ws.send([hello[:5], hello[5:20], hello[20:]])  # one message in three frames
+        assert isinstance(await _next(ws, Welcome), Welcome)
+        job = await _next(ws, Job)
+        assert isinstance(job, Job)
+        share = encode(Share(job.job, job.nonce_start)).decode()
+        await ws.send([share[:1], share[1:]])
+        assert isinstance(await _next(ws, Accepted), Accepted)
+        pong = await ws.ping()
+        await asyncio.wait_for(pong, 10)
+
+
+async def test_invalid_utf8_in_a_text_frame_is_closed_1007(pooler: Pooler) -> None:
+    ws, _ = await _hello(pooler, "utf8")
+    async with ws:
+        await ws.send(b"\xff\xfe", text=True)  # a text frame whose bytes are not UTF-8
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 1007
+
+
+async def test_a_stopping_pooler_closes_every_miner_socket_with_1012(miner_socket: str) -> None:
+    async with running_system(share_zeros=0) as system:
+        ws, _ = await _hello(system.pooler, "served")
+        pending = await connect(system.pooler.url.replace("http://", "ws://") + "/ws/miner")  # no hello yet
+    for sock in (ws, pending):  # the Pooler has stopped
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(sock.recv(), 10)
+        assert sock.close_code == 1012
+
+
+async def test_a_refused_upgrade_gets_an_http_error_and_gives_its_gate_place_back(pooler: Pooler) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", pooler.port)
+    writer.write(
+        b"GET /ws/miner HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 12\r\n\r\n"  # not 13
+    )
+    answer = await asyncio.wait_for(reader.read(4096), 10)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer
+    writer.close()
+    await writer.wait_closed()
+    await wait_until(lambda: pooler.gate.open == 0 and pooler.gate.pending == 0, "the gate place back")
 
 
 def test_lane_frames_are_the_librarys_bytes() -> None:

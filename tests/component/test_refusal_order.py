@@ -31,6 +31,8 @@ from tests.component.reliability_support import ws_url
 from tests.support.system import ops_options, register_miner, running_system
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.usefixtures("miner_socket")  # each test on both /ws/miner paths
+
 FAILSAFE_S = 15.0  # a missing frame or end of stream fails the test instead of hanging it (not a timing)
 HELLO = orjson.dumps({"type": "hello", "token": "x", "protocol": 1})
 

@@ -26,6 +26,8 @@ from tests.component.reliability_support import Miner, find_low, find_shares, ws
 from tests.support.system import ops_options, register_miner, running_system
 from tests.support.wait import wait_until
 
+pytestmark = pytest.mark.usefixtures("miner_socket")  # each test on both /ws/miner paths
+
 HEX = "ab" * 32
 
 FAILSAFE_S = 15.0  # a lost frame fails the test instead of hanging the run (no timing is asserted)

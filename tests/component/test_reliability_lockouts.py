@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -97,6 +98,7 @@ class SlowClient:
                 await writer.wait_closed()
 
 
+@pytest.mark.usefixtures("miner_socket")  # on both /ws/miner paths
 async def test_slowloris_connections_are_bounded_timed_out_and_never_keep_a_miner_out() -> None:
     # 300 slow clients from 6 addresses (50 each, the per-address bound), against 200 pending
     # connections in all: before the fix every one of them stayed open for good.
@@ -151,6 +153,7 @@ async def test_slowloris_connections_are_bounded_timed_out_and_never_keep_a_mine
         await wait_until(lambda: pooler.gate.pending == 0, "no connection left pending")
 
 
+@pytest.mark.usefixtures("miner_socket")  # on both /ws/miner paths
 async def test_sockets_that_never_say_hello_do_not_count_against_the_miners_cap() -> None:
     # 60 sockets from 5 addresses that never say hello, against MAX_CONCURRENT_MINERS=20: before
     # the fix they took every slot and a registered miner got error 28 "too many connections in total".
@@ -294,6 +297,7 @@ async def test_registrations_are_limited_per_address_and_in_total() -> None:
             assert miner.welcome is not None
 
 
+@pytest.mark.usefixtures("miner_socket")  # on both /ws/miner paths
 async def test_wrong_tokens_back_the_address_off_over_rest_and_websocket() -> None:
     # before the fix: 10,000 wrong tokens over REST in 1.2 s, all answered
     async with running_system(
@@ -349,7 +353,9 @@ async def test_a_keep_alive_rest_connection_settles_at_its_first_good_token() ->
         await wait_until(lambda: pooler.gate.open == 0, "the connection to be closed")
 
 
-async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_work(tmp_path: Path) -> None:
+async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_work(
+    tmp_path: Path, miner_socket: str
+) -> None:
     # A `pooler serve` whose open-files limit is 600, soft and hard (a systemd unit's is 1,024 soft),
     # against 700 slow connections: before the fix the connections took every descriptor, new miners
     # and /health were refused and the local search died with EMFILE, losing the farmers' block.
@@ -365,6 +371,7 @@ async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_
         "MAX_PENDING_CONNECTIONS": "100000",  # only the descriptor budget binds
         "MAX_CONNECTIONS_PER_IP": "100000",
         "HTTP_READ_TIMEOUT_MS": "120000",
+        "MINER_SOCKET": miner_socket,  # the fixture: on both /ws/miner paths
     }
     pooler = await start_pooler(tmp_path, settings, within=30, open_files=600)
     port = int(pooler.url.rsplit(":", 1)[1])

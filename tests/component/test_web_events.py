@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import orjson
@@ -69,11 +69,23 @@ async def sse_tap(url: str) -> AsyncIterator[list[str]]:
                 await task
 
 
-async def mine_then_leave(system: System, http: aiohttp.ClientSession, reg: Registration) -> None:
+async def mine_then_leave(
+    system: System,
+    http: aiohttp.ClientSession,
+    reg: Registration,
+    until: Callable[[], Awaitable[object]] | None = None,
+) -> None:
+    """One accepted share, then (once ``until`` is done, with the miner still connected) leave.
+
+    The devnet's chain opens a block only when somebody plants, and a farmer whose miner left
+    is not planted (``farmerIds``): a test that needs blocks to turn waits before the leave.
+    """
     async with MinerSocket.open(system.ws_url) as ws:
         _, job = await ws.hello(reg.token, "dash")
         nonce, _, _ = find_nonce(job)
         await ws.request({"type": "share", "job": job["job"], "nonce": str(nonce)}, "accepted")
+        if until is not None:
+            await until()
         async with http.post(f"{system.url}/miner/leave", headers=bearer(reg.token)) as resp:
             assert resp.status == 200
         await ws.closed()
@@ -89,13 +101,16 @@ async def test_both_streams_start_with_a_snapshot_then_carry_blocks_and_summarie
         first_block = system.block()
         assert first_block is not None
         reg = await register_miner(system.url, "dash", http=http)
-        await mine_then_leave(system, http, reg)
-        await wait_until(
-            lambda: tap.has("block", lambda d: d["block"] > first_block),
-            "a new block on /ws/events",
-            within=FAILSAFE,
-        )
-        await wait_until(lambda: any('"kind":"block"' in f for f in sse), "a new block on /events")
+
+        async def new_blocks() -> None:
+            await wait_until(
+                lambda: tap.has("block", lambda d: d["block"] > first_block),
+                "a new block on /ws/events",
+                within=FAILSAFE,
+            )
+            await wait_until(lambda: any('"kind":"block"' in f for f in sse), "a new block on /events")
+
+        await mine_then_leave(system, http, reg, until=new_blocks)
         # a read-only stream: what a client sends there changes nothing
         await tap_send(system, reg.token)
 

@@ -35,6 +35,8 @@ from tests.support.system import (
 )
 from tests.support.wait import FAILSAFE, wait_until
 
+pytestmark = pytest.mark.usefixtures("miner_socket")  # each test on both /ws/miner paths
+
 
 async def test_hello_gets_welcome_then_a_clean_job_of_the_open_block() -> None:
     async with running_system() as system:

@@ -176,6 +176,11 @@ class System:
         return self.pooler.core.view(time.time()).block
 
 
+# The /ws/miner path (MINER_SOCKET) running_system serves unless a test says; the ``miner_socket``
+# fixture (tests/component/conftest.py) runs a test once per path.
+miner_socket = "asgi"
+
+
 @asynccontextmanager
 async def running_system(
     *,
@@ -206,6 +211,7 @@ async def running_system(
             net = await stack.enter_async_context(Devnet(block_interval=block_interval, ledger_seconds=1.0))
         if paused:
             net.contract.pause()
+        overrides.setdefault("miner_socket", miner_socket)
         pooler = Pooler(profile(net, block_interval, **overrides))
         if prepare is not None:
             prepare(pooler)

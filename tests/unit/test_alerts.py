@@ -16,6 +16,7 @@ from pooler.core.alerts import (
     ChainRpcDown,
     HarvestFailed,
     Resolved,
+    RewardUnknown,
     StakeAtRisk,
     WorkerSilent,
     WorkFailed,
@@ -33,6 +34,7 @@ EVERY_KIND: list[Alert] = [
     ChainRpcDown(T0, "connection refused"),
     WorkFailed(38, ("f1", "f2"), "work was not recorded before the deadline"),
     HarvestFailed(38, ("f1",), "harvest failed until the block's entries expired"),
+    RewardUnknown(38, ("f1",), "the harvest's answer was lost and the projection is not final"),
     Resolved(BackendDown(T0, "status 503"), T0 + 42.5, "status 'healthy'"),
 ]
 

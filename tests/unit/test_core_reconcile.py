@@ -7,9 +7,10 @@ is retried or failed: plant, work and harvest through one path (#18 items 1-4).
 from __future__ import annotations
 
 from pooler.core import rewards
-from pooler.core.alerts import WorkFailed
-from pooler.core.effects import CallBackend, Effect, RaiseAlert, ReadPails
+from pooler.core.alerts import RewardUnknown, WorkFailed
+from pooler.core.effects import CallBackend, Effect, Persist, RaiseAlert, ReadPails
 from pooler.core.events import BackendResult, BlockUpdated, ChainHealth, MinerLeft, PailsRead
+from pooler.core.records import PlantCalled
 from pooler.core.snapshot import CoreSnapshot
 from pooler.core.views import BlockView
 from tests.unit.core_support import (
@@ -29,6 +30,7 @@ WORK_AT = T0 + 15
 ENDS = T0 + 20
 DELAY = CONFIG.backend_retry_delay
 STAKE = 1_000_0000000
+FRESH = 1_000  # a read's latest ledger past any the rig's chain events showed (NewBlock: 4 per block)
 
 
 def _rig() -> Rig:
@@ -55,8 +57,14 @@ def read(effects: list[Effect]) -> ReadPails:
     return ask
 
 
-def pails(rig: Rig, ask: ReadPails, found: dict[str, rewards.Pail], at: float) -> list[Effect]:
-    return rig.do(PailsRead(ask.call_id, ask.block, found), at=at)
+def pails(
+    rig: Rig, ask: ReadPails, found: dict[str, rewards.Pail], at: float, ledger: int = FRESH
+) -> list[Effect]:
+    return rig.do(PailsRead(ask.call_id, ask.block, found, ledger=ledger), at=at)
+
+
+def alerts(effects: list[Effect]) -> list[str]:
+    return [e.alert.kind for e in effects if isinstance(e, RaiseAlert)]
 
 
 def statuses(effects: list[Effect]) -> dict[str, str]:
@@ -184,11 +192,11 @@ def test_a_plant_that_named_its_farmers_is_settled_over_those_only() -> None:
     assert statuses(effects) == {"farmer-0": "planted", "farmer-1": "planted"}
 
 
-def _projected(rig: Rig) -> None:
+def _projected(rig: Rig, at: float = ENDS - 1) -> None:
     """Block 1's state and pails as the monitor reads them: the projection harvest pays."""
     chain = rewards.BlockState(1, 0, 10, 0, 10 * STAKE, 0, 10, 2 * STAKE, 0)
     worked = {f: rewards.Pail(STAKE, 5, 3, 4) for f in ("farmer-0", "farmer-1")}
-    rig.do(BlockUpdated(1, chain, worked, ledger=8), at=ENDS - 1)
+    rig.do(BlockUpdated(1, chain, worked, ledger=8), at=at)
 
 
 def test_harvest_answered_empty_is_recorded_with_the_projected_rewards() -> None:
@@ -306,7 +314,51 @@ def test_a_restart_during_a_work_reconciliation_harvests_the_block() -> None:
     )
     fresh = Rig(now=ENDS + 1)
     effects = fresh.core.restore(later, ENDS + 1)
-    assert one_call(effects, "harvest").block == 1
+    harvest = one_call(effects, "harvest")
+    assert harvest.block == 1
+    # a results-less answer harvests the farmers whose work went out: none is left "planted"
+    effects = fresh.answer(harvest, response={"successfulHarvests": 2, "totalRewards": "9"}, at=ENDS + 2)
+    assert statuses(effects) == {"farmer-0": "harvested", "farmer-1": "harvested"}
+    assert block_view(fresh, 1).rewards_total == 9
+    assert fresh.core.pending_harvests() == ()
+
+
+def _restarted_after_unknown_work(rejoin: tuple[int, ...]) -> tuple[Rig, CallBackend]:
+    """Block 1's /work answer was lost, the process restarted in block 2, ``rejoin``'s miners are back."""
+    rig = _rig()
+    planted_block(rig)
+    unknown(rig, worked_call(rig), "work: no answer", at=WORK_AT + 0.1)
+    snap = rig.core.snapshot()
+    later = CoreSnapshot(
+        blocks=(*snap.blocks, type(snap.blocks[0])(2, snap.blocks[0].entropy, T0 + 20)),
+        statuses=snap.statuses,
+    )
+    fresh = Rig(now=ENDS + 1)
+    harvest = one_call(fresh.core.restore(later, ENDS + 1), "harvest")
+    for i in rejoin:
+        fresh.join("ab"[i], i)
+    return fresh, harvest
+
+
+def test_a_restored_unknown_work_is_reconciled_at_harvest_and_an_unknown_reward_stays_unknown() -> None:
+    """Fix 3 and 4: the harvest reads the farmers whose work went out; with no final projection
+    (none after a restart) their rewards and the block's total are unknown, not 0, and alerted."""
+    fresh, harvest = _restarted_after_unknown_work(rejoin=(0, 1))
+    unknown(fresh, harvest, "harvest: no answer", at=ENDS + 2)
+    ask = read(fresh.timer(f"reconcile:{harvest.call_id}", at=ENDS + 3))
+    assert {fid for fid, _ in ask.farmers} == {"farmer-0", "farmer-1"}
+    effects = pails(fresh, ask, {}, at=ENDS + 3.1)  # both pails gone: harvested
+    rows = persists(effects, "farmer_status")
+    assert {d["farmerId"]: (d["status"], d.get("reward")) for d in rows} == {
+        "farmer-0": ("harvested", None),
+        "farmer-1": ("harvested", None),
+    }
+    [record] = persists(effects, "harvest")
+    assert record["response"] == {"reconciled": True}  # no "totalRewards": "0"
+    assert block_view(fresh, 1).rewards_total is None
+    [alert] = [e.alert for e in effects if isinstance(e, RaiseAlert)]
+    assert isinstance(alert, RewardUnknown) and set(alert.farmers) == {"farmer-0", "farmer-1"}
+    assert fresh.core.pending_harvests() == ()
 
 
 def test_a_plant_the_chain_cannot_settle_fails_and_alerts_the_stakes_at_risk() -> None:
@@ -318,3 +370,138 @@ def test_a_plant_the_chain_cannot_settle_fails_and_alerts_the_stakes_at_risk() -
     assert statuses(effects) == {"farmer-0": "failed", "farmer-1": "failed"}
     [alert] = [e.alert for e in effects if isinstance(e, RaiseAlert)]
     assert isinstance(alert, WorkFailed) and alert.block == 1 and "at risk" in alert.reason
+
+
+# ---------------------------------------------------------------- the review's fixes
+
+
+def plant_records(effects: list[Effect]) -> list[PlantCalled]:
+    return [e.record for e in effects if isinstance(e, Persist) and isinstance(e.record, PlantCalled)]
+
+
+def test_two_unreadable_plant_answers_in_a_row_count_each_stake_once() -> None:
+    """Fix 1: the part the first reconciliation recorded is not counted again by the second."""
+    rig = _rig()
+    plant = one_call(rig.block(1), "plant")
+    unknown(rig, plant, "plant: no answer", at=T0 + 0.5)
+    ask = read(rig.timer(f"reconcile:{plant.call_id}", at=T0 + 1.5))
+    effects = pails(rig, ask, {"farmer-0": rewards.Pail(STAKE)}, at=T0 + 1.6)  # farmer-1 missing
+    records = plant_records(effects)
+    shown = publishes(effects, "plant")  # the dashboard's log tells each part once, as history sums
+    again = one_call(effects, "plant")
+    unknown(rig, again, "plant: HTTP 200 body is not JSON: b''", at=T0 + 2)
+    ask = read(rig.timer(f"reconcile:{again.call_id}", at=T0 + 3))
+    found = {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}
+    effects = pails(rig, ask, found, at=T0 + 3.1)
+    records += plant_records(effects)
+    shown += publishes(effects, "plant")
+    assert statuses(effects) == {"farmer-0": "planted", "farmer-1": "planted"}
+    answered = [r.reply for r in records if r.reply is not None]
+    assert sum(r.successful for r in answered) == 2  # what the block history sums
+    assert sum(r.total_staked for r in answered) == 2 * STAKE
+    assert {o.farmer_id for o in answered[-1].results or () if o.ok} == {"farmer-0", "farmer-1"}
+    assert [(e["successfulPlants"], e["totalStaked"]) for e in shown] == [(1, str(STAKE)), (1, str(STAKE))]
+
+
+def _worked_and_projected(rig: Rig) -> None:
+    planted_block(rig)
+    rig.answer(worked_call(rig), response={"validNonces": 2, "invalidNonces": 0}, at=WORK_AT + 0.5)
+    _projected(rig)
+
+
+def test_a_harvest_reconciliation_counts_only_the_farmers_it_read() -> None:
+    """Fix 2a: after a restart a farmer whose miners are gone has no address known: it is not read,
+    so not taken as harvested; it waits for the harvest's retry."""
+    rig = _rig()
+    _worked_and_projected(rig)
+    snap = rig.core.snapshot()
+    later = CoreSnapshot(
+        blocks=(*snap.blocks, type(snap.blocks[0])(2, snap.blocks[0].entropy, T0 + 20)),
+        statuses=snap.statuses,
+    )
+    fresh = Rig(now=ENDS + 1)
+    harvest = one_call(fresh.core.restore(later, ENDS + 1), "harvest")
+    fresh.join("a", 0)  # farmer-1's miner never comes back
+    unknown(fresh, harvest, "harvest: no answer", at=ENDS + 2)
+    ask = read(fresh.timer(f"reconcile:{harvest.call_id}", at=ENDS + 3))
+    assert dict(ask.farmers) == {"farmer-0": address(0)}
+    effects = pails(fresh, ask, {}, at=ENDS + 3.1)
+    assert statuses(effects) == {"farmer-0": "harvested"}
+    assert "harvest-retry:1" in timers(effects)
+
+
+def test_not_harvested_is_trusted_only_from_a_read_past_the_failure() -> None:
+    """Fix 2b: a read at a ledger the Pooler knew at the failure may predate the harvest: read again."""
+    rig = _rig()
+    _worked_and_projected(rig)  # the chain events showed ledger 8
+    harvest = one_call(rig.block(2), "harvest")
+    unknown(rig, harvest, "harvest: no answer", at=ENDS + 1)
+    ask = read(rig.timer(f"reconcile:{harvest.call_id}", at=ENDS + 2))
+    still = {f: rewards.Pail(STAKE, 5, 3, 4) for f in ("farmer-0", "farmer-1")}
+    effects = pails(rig, ask, still, at=ENDS + 2.1, ledger=8)  # an RPC behind: as before the harvest
+    assert not statuses(effects) and not calls(effects)
+    assert timers(effects) == {f"reconcile:{harvest.call_id}": ENDS + 2.1 + DELAY}  # looked at again
+    ask = read(rig.timer(f"reconcile:{harvest.call_id}", at=ENDS + 3.1))
+    effects = pails(rig, ask, {}, at=ENDS + 3.2, ledger=12)
+    assert statuses(effects) == {"farmer-0": "harvested", "farmer-1": "harvested"}
+
+
+def test_farmers_a_readable_harvest_answer_leaves_out_are_settled_from_their_pails() -> None:
+    """Fix 2b: the Backend lists only the pails it found; one left out is read, not dropped."""
+    rig = _rig()
+    _worked_and_projected(rig)
+    harvest = one_call(rig.block(2), "harvest")
+    expected = dict(block_view(rig, 1).projection.rewards)  # type: ignore[union-attr]
+    listed = {"results": [{"farmerId": "farmer-1", "ok": True, "reward": str(expected["farmer-1"])}]}
+    effects = rig.answer(harvest, response={"successfulHarvests": 1, **listed}, at=ENDS + 1)
+    assert statuses(effects) == {"farmer-1": "harvested"}
+    ask = read(rig.timer(f"reconcile:{harvest.call_id}", at=ENDS + 2))
+    assert dict(ask.farmers) == {"farmer-0": address(0)}
+    effects = pails(rig, ask, {}, at=ENDS + 2.1)
+    rows = persists(effects, "farmer_status")
+    assert [(d["farmerId"], d["status"], d["reward"]) for d in rows] == [
+        ("farmer-0", "harvested", str(expected["farmer-0"]))
+    ]
+    assert rig.core.pending_harvests() == ()
+    assert block_view(rig, 1).rewards_total == sum(expected.values())
+
+
+def test_a_resent_work_refused_zeros_too_low_has_landed() -> None:
+    """Fix 2b: #7 (ZeroCountTooLow) on a nonce sent again means the first send landed: worked."""
+    rig = _rig()
+    planted_block(rig)
+    work = worked_call(rig)
+    unknown(rig, work, "work: connection lost after the request was sent", at=WORK_AT + 0.1)
+    ask = read(rig.timer(f"reconcile:{work.call_id}", at=WORK_AT + 1.1))
+    planted_only = {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}
+    again = one_call(pails(rig, ask, planted_only, at=WORK_AT + 1.2, ledger=4), "work")  # a stale read
+    refused = {"farmerId": "farmer-0", "ok": False, "error": "ZeroCountTooLow", "errorCode": 7}
+    response = {
+        "validNonces": 1,
+        "invalidNonces": 1,
+        "results": [refused, {"farmerId": "farmer-1", "ok": True}],
+    }
+    effects = rig.answer(again, response=response, at=WORK_AT + 1.5)
+    assert statuses(effects) == {"farmer-0": "worked", "farmer-1": "worked"}
+    assert not alerts(effects)
+
+
+def test_a_reward_from_a_projection_that_is_not_final_is_unknown() -> None:
+    """Fix 4: Block(1) first read after block 2 opened (an RPC outage): its projection is not final."""
+    rig = _rig()
+    planted_block(rig)
+    rig.answer(worked_call(rig), response={"validNonces": 2, "invalidNonces": 0}, at=WORK_AT + 0.5)
+    harvest = one_call(rig.block(2), "harvest")
+    _projected(rig, at=ENDS + 0.5)  # read late
+    projection = block_view(rig, 1).projection
+    assert projection is not None and not projection.final
+    unknown(rig, harvest, "harvest: no answer", at=ENDS + 1)
+    ask = read(rig.timer(f"reconcile:{harvest.call_id}", at=ENDS + 2))
+    effects = pails(rig, ask, {}, at=ENDS + 2.1)
+    rows = persists(effects, "farmer_status")
+    assert {d["farmerId"]: (d["status"], d.get("reward")) for d in rows} == {
+        "farmer-0": ("harvested", None),
+        "farmer-1": ("harvested", None),
+    }
+    assert persists(effects, "harvest")[0]["response"] == {"reconciled": True}
+    assert alerts(effects) == ["reward-unknown"]
