@@ -88,6 +88,9 @@ async def _child(args: argparse.Namespace) -> None:
             messages_burst=1_000_000,
             max_connections_per_ip=100_000,
             max_concurrent_miners=100_000,
+            # every miner registers from 127.0.0.1 (and anew each block with --churn): no limit
+            registrations_per_ip_per_hour=0,
+            registrations_per_hour=0,
             store="sqlite",
             pooler_db=str(db),
         )

@@ -2,7 +2,10 @@
 
 A history that keeps only recent buckets in memory (``History.memory``, e.g. MEMORY with SQLite)
 has the older part of a requested range read from the store (:class:`HistoryReader`): one
-indexed range query, on the store's own thread, per request that reaches past memory.
+indexed range query, on the store's own thread, per request that reaches past memory. The same
+for block summaries (``History.blocks_memory``: the store's block window with SQLite): a page of
+``/stats/blocks`` goes on in the store below the oldest block in memory, a block not in memory is
+read there, and the farmers' rewards (which span every stored block) are the store's tables.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from pooler.core.records import HistoryBucket
+from pooler.core.records import BlockHistory, HistoryBucket
 from pooler.stats import views
 from pooler.stats.history import History
 
@@ -21,6 +24,16 @@ class HistoryReader(Protocol):
     async def history_range(
         self, scope: str, key: str, width: int, since: int, until: int
     ) -> list[HistoryBucket]: ...
+
+    async def block_page(self, limit: int, before: int | None) -> list[BlockHistory]: ...
+
+    async def block_summary(self, block: int) -> BlockHistory | None: ...
+
+    async def farmer_totals(self) -> list[tuple[str, int, int]]: ...
+
+    async def farmer_rewards(
+        self, farmer_id: str, limit: int
+    ) -> tuple[int, list[tuple[int, int]]] | None: ...
 
 
 class StatsDesk:
@@ -43,11 +56,23 @@ class StatsDesk:
         older = await self._older("pool", "", now, range_)
         return views.pool(self._history, now, range_, older)
 
-    def blocks(self, limit: int, before: int | None) -> dict[str, Any]:
-        return views.blocks(self._history, limit, before)
+    async def blocks(self, limit: int, before: int | None) -> dict[str, Any]:
+        page = views.blocks(self._history, limit, before)
+        items: list[dict[str, Any]] = page["blocks"]
+        if self._reader is None or len(items) >= limit:
+            return page
+        # memory holds the newest blocks: the page goes on in the store below the oldest of them
+        bounds = [x for x in (before, next(iter(self._history.blocks), None)) if x is not None]
+        below = min(bounds) if bounds else None
+        items += [views.block_data(b) for b in await self._reader.block_page(limit - len(items), below)]
+        return {"blocks": items, "nextBefore": items[-1]["block"] if len(items) == limit else None}
 
-    def block(self, index: int) -> dict[str, Any] | None:
-        return views.block(self._history, index)
+    async def block(self, index: int) -> dict[str, Any] | None:
+        found = views.block(self._history, index)
+        if found is not None or self._reader is None:
+            return found
+        stored = await self._reader.block_summary(index)
+        return None if stored is None else views.block_data(stored)
 
     def miners(self, sort: str, order: str, limit: int, offset: int) -> dict[str, Any]:
         return views.miners(self._history, self._clock(), sort, order, limit, offset)
@@ -59,8 +84,21 @@ class StatsDesk:
         older = await self._older("miner", miner_id, now, range_)
         return views.miner(self._history, miner_id, now, range_, older)
 
-    def farmers(self) -> dict[str, Any]:
-        return views.farmers(self._history)
+    async def farmers(self) -> dict[str, Any]:
+        if self._reader is None:
+            return views.farmers(self._history)
+        rows = await self._reader.farmer_totals()
+        return {"farmers": [{"farmerId": f, "blocks": n, "rewards": str(r)} for f, n, r in rows]}
 
-    def farmer(self, farmer_id: str, limit: int) -> dict[str, Any] | None:
-        return views.farmer(self._history, farmer_id, limit)
+    async def farmer(self, farmer_id: str, limit: int) -> dict[str, Any] | None:
+        if self._reader is None:
+            return views.farmer(self._history, farmer_id, limit)
+        found = await self._reader.farmer_rewards(farmer_id, limit)
+        if found is None:
+            return None
+        total, per_block = found
+        return {
+            "farmerId": farmer_id,
+            "rewards": str(total),
+            "blocks": [{"block": b, "reward": str(r)} for b, r in per_block],
+        }

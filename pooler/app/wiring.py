@@ -53,7 +53,7 @@ from pooler.runtime.hub import EventHub, Subscription
 from pooler.runtime.inbox import Inbox
 from pooler.runtime.runner import BackendPort, Runner
 from pooler.runtime.webhook import AlertWebhook, RetryPolicy
-from pooler.stats.history import KEEP, MEMORY, History
+from pooler.stats.history import BLOCKS_KEEP, KEEP, MEMORY, History
 from pooler.store import Store
 from pooler.store.sqlite import SqliteStore
 from pooler.web.app import create_app
@@ -159,13 +159,17 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
     # (in a group the block summaries are written by the leader's cycle runner: cycle_feed below)
     # With SQLite only the recent buckets stay in memory (MEMORY: the "now" figures), older parts
     # of a range are read from it (StatsDesk); in a group (Redis) all of the retention stays in
-    # memory: Redis keeps a bucket as one hash of every series, with no per-series range read
+    # memory: Redis keeps a bucket as one hash of every series, with no per-series range read.
+    # Block summaries likewise: with SQLite those of its block window (keep_blocks: every block a
+    # harvest may still write), older pages read from it;
+    # otherwise BLOCKS_KEEP (30 days of blocks, ~300 B per farmer and block: docs/stats.md)
     reader = shape.store if isinstance(shape.store, SqliteStore) else None
     history = History(
         shape.core.share_source,
         durable=shape.store is not None,
         writes_blocks=group is None,
         memory=MEMORY if reader is not None else KEEP,
+        blocks_memory=reader.keep_blocks if reader is not None else BLOCKS_KEEP,
         online=shape.core.online,  # the pool's miners / workers online per bucket (sampled)
     )
     runner = Runner(

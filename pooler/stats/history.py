@@ -5,8 +5,11 @@ each batch's effects and the batch's time, and commits the returned records with
 Every bucket is kept twice, in a 1-minute and a 1-hour resolution, both updated as shares are
 answered (so the hour series is the minute series downsampled, without a pass over it), and
 pruned as time moves: minute buckets older than :data:`MINUTE_KEEP`, hour buckets older than
-:data:`HOUR_KEEP` and blocks beyond :data:`BLOCKS_KEEP` are dropped from memory at most once a
-minute, by walking per-series deques from their old end (work proportional to what is dropped).
+:data:`HOUR_KEEP` are dropped from memory at most once a minute, by walking per-series deques
+from their old end (work proportional to what is dropped). Block summaries are kept for the
+newest ``blocks_memory`` blocks: :data:`BLOCKS_KEEP` (all of the retention: memory or Redis), or
+the store's block window when it pages older ones (SQLite ``keep_blocks``: every block a
+harvest or a reconciliation may still write; pooler.app.stats.StatsDesk reads the older ones).
 """
 
 from __future__ import annotations
@@ -138,6 +141,7 @@ class History:
         durable: bool = True,
         writes_blocks: bool = True,
         memory: Mapping[int, int] = KEEP,
+        blocks_memory: int = BLOCKS_KEEP,
         online: Online | None = None,
     ) -> None:
         self._source = source  # names the worker and difficulty behind a share answer
@@ -153,10 +157,15 @@ class History:
         # (scope, key) -> its buckets; scope "pool" (key ""), "miner", "worker" ("miner/worker")
         self.series: dict[tuple[str, str], Series] = {("pool", ""): Series()}
         self.blocks: dict[int, BlockHistory] = {}  # block -> its summary, insertion (block) order
+        # the newest summaries kept in memory: BLOCKS_KEEP, or the store's block window when it
+        # pages older ones (a summary leaves memory only once written: see _trim)
+        self.blocks_memory = blocks_memory
+        self._feeds: list[BlockFeed] = []  # the cycle feeds over this history (their unwritten blocks)
         # answers the stats views keep for a few seconds (the sorted miner list): key -> (at, rows)
         self.view_cache: dict[tuple[str, ...], tuple[float, Any]] = {}
         self.workers_of: dict[str, set[str]] = {}  # miner id -> its worker names with history
-        # farmer id -> block -> stroops harvested for it (the farmer's rewards, without a block scan)
+        # farmer id -> block -> stroops harvested for it (the farmer's rewards, without a block scan),
+        # for the blocks in memory; a farmer stays listed (an empty dict) once it was in a block
         self.rewards: dict[str, dict[int, int]] = {}
         self._pruned_at = 0.0  # when the last prune pass ran (at most one a minute)
         # buckets changed since the last take(), by (scope, key, width, start): written next commit
@@ -197,6 +206,7 @@ class History:
         out.extend(Persist(self.blocks[i]) for i in sorted(self._dirty_blocks) if i in self.blocks)
         self._dirty = {}
         self._dirty_blocks = set()
+        self._trim()
         return out
 
     def _answer(
@@ -264,8 +274,7 @@ class History:
                 self.blocks[index] = (
                     BlockHistory(index, timestamp) if old is None else replace(old, timestamp=timestamp)
                 )
-                while len(self.blocks) > BLOCKS_KEEP:
-                    self._drop_block(next(iter(self.blocks)))
+                self._trim()
             case BlockOnChain(index, chain):
                 self.blocks[index] = replace(self._block(index), chain=chain)
             case BestFound(block, farmer_id, best):
@@ -323,6 +332,16 @@ class History:
         if isinstance(which, int) and which in self.blocks:
             blocks.add(which)
 
+    def _trim(self) -> None:
+        """Drop the oldest summaries past ``blocks_memory``, but none not yet taken for a commit
+        (this history's or a cycle feed's): those go at a later trim, once written."""
+        blocks = self.blocks
+        while len(blocks) > self.blocks_memory:
+            oldest = next(iter(blocks))
+            if oldest in self._dirty_blocks or any(oldest in feed._dirty for feed in self._feeds):
+                return
+            self._drop_block(oldest)
+
     def _drop_block(self, block: int) -> None:
         bh = self.blocks.pop(block)
         for f in bh.farmers:
@@ -351,7 +370,9 @@ class History:
 
     def cycle_feed(self) -> BlockFeed:
         """The block side of this history for a group leader's cycle runner (see :class:`BlockFeed`)."""
-        return BlockFeed(self)
+        feed = BlockFeed(self)
+        self._feeds.append(feed)
+        return feed
 
     # ------------------------------------------------------------ pruning and loading
 
@@ -393,8 +414,7 @@ class History:
             b.miners, b.workers = r.miners, r.workers
             b.rejected = dict(r.rejected) if r.rejected else NO_REJECTS
         self.blocks = dict(sorted(self.blocks.items()))
-        while len(self.blocks) > BLOCKS_KEEP:
-            self._drop_block(next(iter(self.blocks)))
+        self._trim()
         self.prune(now)
 
     # ------------------------------------------------------------ reading
@@ -450,6 +470,7 @@ class BlockFeed:
         blocks = self._history.blocks
         out = [Persist(blocks[i]) for i in sorted(self._dirty) if i in blocks]
         self._dirty = set()
+        self._history._trim()
         return out
 
     def restore(self, stored: Iterable[BlockHistory]) -> None:
@@ -463,3 +484,4 @@ class BlockFeed:
                 if f.reward is not None:
                     per[b.block] = f.reward
         h.blocks = dict(sorted(h.blocks.items()))
+        h._trim()

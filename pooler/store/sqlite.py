@@ -61,9 +61,9 @@ from pooler.core.snapshot import (
 )
 from pooler.errors import StoreError, StoreUnavailable
 from pooler.miners import MinerRecord
-from pooler.stats.history import BLOCKS_KEEP, KEEP
-from pooler.store import Restored, coalesce
-from pooler.store.codec import block_history_data, block_history_from, ms, record_data, record_kind
+from pooler.stats.history import KEEP
+from pooler.store import Restored, block_rows, coalesce
+from pooler.store.codec import block_history_data, ms, record_data, record_kind
 
 T = TypeVar("T")
 
@@ -180,7 +180,9 @@ MIGRATIONS: list[str] = [
         stale INTEGER NOT NULL
     );
     """,
-    # 5: the pool's miners / workers online per history bucket (the most sampled in it); rows
+    # 5: each farmer's rewards per block and totals, beside block_history (pooler/store/block_rows.py)
+    block_rows.MIGRATION,
+    # 6: the pool's miners / workers online per history bucket (the most sampled in it); rows
     # written before read as 0 (the DEFAULT)
     """
     ALTER TABLE history ADD COLUMN miners INTEGER NOT NULL DEFAULT 0;
@@ -301,11 +303,7 @@ class SqliteStore:
             )
             left -= max(cur.rowcount, 0)
         if left > 0:
-            db.execute(
-                "DELETE FROM block_history WHERE block IN (SELECT block FROM block_history WHERE block <"
-                " (SELECT max(block) FROM block_history) - ? LIMIT ?)",
-                (BLOCKS_KEEP, left),
-            )
+            block_rows.prune(db, left)
 
     def _prune_old_blocks(self, db: sqlite3.Connection, newest: int) -> bool:
         """Delete rows of blocks before ``newest - keep_blocks`` (at most PRUNE_PER_COMMIT a table);
@@ -468,12 +466,9 @@ class SqliteStore:
             ):
                 rejected = tuple(sorted(orjson.loads(rej).items())) if rej else ()
                 out.append(HistoryBucket(sc, key, wd, start, acc, stale, rejected, int(work), mi, wo))
-        out.extend(
-            block_history_from(orjson.loads(data))
-            for (data,) in db.execute(
-                "SELECT data FROM block_history ORDER BY block DESC LIMIT ?", (BLOCKS_KEEP,)
-            )
-        )
+        # the block window's summaries only (what the History keeps): older ones are paged from
+        # the store (pooler.app.stats.StatsDesk)
+        out.extend(block_rows.newest(db, self.keep_blocks))
         return out
 
     async def history_range(
@@ -506,6 +501,21 @@ class SqliteStore:
             ]
 
         return await self._run(read)
+
+    async def block_page(self, limit: int, before: int | None) -> list[BlockHistory]:
+        """Up to ``limit`` block summaries below ``before``, newest first (older /stats/blocks pages)."""
+        return await self._run(lambda: block_rows.page(self._require(), limit, before))
+
+    async def block_summary(self, block: int) -> BlockHistory | None:
+        return await self._run(lambda: block_rows.one(self._require(), block))
+
+    async def farmer_totals(self) -> list[tuple[str, int, int]]:
+        """(farmer id, rewarded blocks, stroops) per farmer over the stored blocks, by id."""
+        return await self._run(lambda: block_rows.totals(self._require()))
+
+    async def farmer_rewards(self, farmer_id: str, limit: int) -> tuple[int, list[tuple[int, int]]] | None:
+        """A farmer's stroops over the stored blocks and its newest ``limit`` (block, reward)."""
+        return await self._run(lambda: block_rows.farmer(self._require(), farmer_id, limit))
 
     async def integrity_check(self) -> str:
         return await self._run(lambda: str(self._require().execute("PRAGMA integrity_check").fetchone()[0]))
@@ -611,6 +621,7 @@ def _write(db: sqlite3.Connection, record: Record, now: float) -> None:
                 "INSERT OR REPLACE INTO block_history VALUES (?, ?)",
                 (record.block, _json(block_history_data(record))),
             )
+            block_rows.write_rewards(db, record)
         case RestJobIssued() | NonceCredited():
             pass  # a group's shared state: one instance has nobody to share it with
         case BlockOnChain():

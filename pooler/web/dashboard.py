@@ -50,17 +50,19 @@ def render_page(page: str, name: str) -> str:
     return page
 
 
-def missing_vendor_files() -> list[str]:
-    """The generated front-end files that are not there (checked per page load: a stat each)."""
-    return [name for name in VENDOR_FILES if not (VENDOR / name).is_file()]
+def missing_vendor_files(vendor: Path = VENDOR) -> list[str]:
+    """The generated front-end files not in ``vendor`` (checked per page load: a stat each)."""
+    return [name for name in VENDOR_FILES if not (vendor / name).is_file()]
 
 
 class PageFiles(StaticFiles):
     """The page's files from ``static/``; ``index.html`` (at ``/`` and ``/index.html``) rendered
-    once with the pool's display name."""
+    once with the pool's display name. ``vendor``: where the generated front-end files are
+    looked for (static/vendor, what the build writes; a test names an empty folder)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, vendor: Path = VENDOR) -> None:
         super().__init__(directory=STATIC, html=True)
+        self._vendor = vendor  # checked at each page load: the page answers 503 while files are missing
         self._index = os.path.realpath(STATIC / "index.html")
         self._page = render_page((STATIC / "index.html").read_text(encoding="utf-8"), name)
 
@@ -68,10 +70,10 @@ class PageFiles(StaticFiles):
         self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
     ) -> Response:
         if os.path.realpath(full_path) == self._index:
-            missing = missing_vendor_files()
+            missing = missing_vendor_files(self._vendor)
             if missing:
                 return PlainTextResponse(
-                    f"the dashboard's front-end files are missing ({', '.join(missing)} in {VENDOR}):"
+                    f"the dashboard's front-end files are missing ({', '.join(missing)} in {self._vendor}):"
                     " run ./dev.sh web (it needs npm) or install a built package\n",
                     status_code=503,
                 )

@@ -71,7 +71,7 @@ class StatsRoutes:
     async def blocks(self, request: Request) -> JSON:
         try:
             before = _int(request, "before", None, 0, 2**32)
-            return JSON(self._stats.blocks(_limit(request), before))
+            return JSON(await self._stats.blocks(_limit(request), before))
         except BadParam as exc:
             return _bad(exc)
 
@@ -79,7 +79,7 @@ class StatsRoutes:
         raw = str(request.path_params["block"])
         if not raw.isdigit() or int(raw) >= 2**32:
             return _bad(BadParam("block", raw, "a block index (an integer from 0 to 2**32 - 1)"))
-        found = self._stats.block(int(raw))
+        found = await self._stats.block(int(raw))
         return JSON(found) if found is not None else _not_found(f"block {raw} in the history")
 
     async def miners(self, request: Request) -> JSON:
@@ -102,7 +102,7 @@ class StatsRoutes:
         return JSON(found) if found is not None else _not_found(f"miner {miner_id!r} in the history")
 
     async def farmers(self, request: Request) -> JSON:
-        return JSON(self._stats.farmers())
+        return JSON(await self._stats.farmers())
 
     async def farmer(self, request: Request) -> JSON:
         try:
@@ -110,7 +110,7 @@ class StatsRoutes:
         except BadParam as exc:
             return _bad(exc)
         farmer_id = str(request.path_params["farmer_id"])
-        found = self._stats.farmer(farmer_id, limit)
+        found = await self._stats.farmer(farmer_id, limit)
         return JSON(found) if found is not None else _not_found(f"farmer {farmer_id!r} in the history")
 
 

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from pooler.web import dashboard as page_files
 from tests.browser.chromium import headless_chromium
 from tests.browser.dashboard import Dashboard, dashboard, get_json, same_as_api
+from tests.support.asgi import serve
 from tests.support.miners import MinerLog, ws_miner
 from tests.support.system import Registration, System, register_miner, running_system
 from tests.support.wait import wait_until
@@ -243,17 +245,22 @@ async def test_the_page_falls_back_to_server_sent_events_and_narrows_to_one_colu
             board.assert_clean()
 
 
-async def test_the_page_says_when_its_front_end_files_are_missing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(page_files, "VENDOR", tmp_path / "vendor")
-    async with running_system() as system, aiohttp.ClientSession() as http:
-        async with http.get(system.url + "/") as resp:
+async def test_the_page_says_when_its_front_end_files_are_missing(tmp_path: Path) -> None:
+    page = Starlette(routes=[Mount("/", page_files.PageFiles("Pool", vendor=tmp_path / "vendor"))])
+    async with serve(page) as base, aiohttp.ClientSession() as http:
+        async with http.get(base + "/") as resp:
             body = await resp.text()
             assert resp.status == 503
         assert "uPlot.iife.min.js" in body and "./dev.sh web" in body and body.count("\n") == 1
-    monkeypatch.undo()
+        assert str(tmp_path / "vendor") in body
     assert page_files.missing_vendor_files() == []  # the real ones are there (./dev.sh test builds them)
+    # and the Pooler's own page (static/vendor) is served with them
+    async with (
+        running_system() as system,
+        aiohttp.ClientSession() as http,
+        http.get(system.url + "/") as resp,
+    ):
+        assert resp.status == 200 and "<title>" in await resp.text()
 
 
 async def test_a_backend_outage_shows_in_the_badge_and_the_alert_banner_until_resolved() -> None:

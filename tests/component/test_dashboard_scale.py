@@ -9,16 +9,11 @@ not asserted: timing on a shared 2-core machine is not a test (docs/dashboard.md
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,7 +29,7 @@ from pooler.web.dashboard import PageFiles
 from pooler.web.stats import LiveRoutes, StatsRoutes
 from tests.browser.chromium import headless_chromium
 from tests.browser.dashboard import dashboard
-from tests.support.wait import wait_until
+from tests.support.asgi import serve
 
 MINERS, PER_MINER = 1000, 10  # 10,000 workers
 EVENTS = 2000
@@ -190,23 +185,6 @@ def _app() -> Starlette:
         Mount("/", PageFiles("Big Pool")),
     ]
     return Starlette(routes=routes)
-
-
-@asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await wait_until(lambda: server.started or task.done(), "the page's server to start")
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 async def test_a_pool_of_1000_miners_and_10000_workers(record_property: pytest.RecordProperty) -> None:

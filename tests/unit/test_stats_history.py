@@ -7,8 +7,10 @@ from typing import Any
 from pooler.core.backend_calls import HarvestReply, PlantReply
 from pooler.core.effects import Effect, Persist, Send
 from pooler.core.records import (
+    BlockHistory,
     BlockOnChain,
     BlockSeen,
+    FarmerStatusChanged,
     HarvestCalled,
     HistoryBucket,
     PlantCalled,
@@ -16,7 +18,7 @@ from pooler.core.records import (
 )
 from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats import views
-from pooler.stats.history import HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
+from pooler.stats.history import BLOCKS_KEEP, HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
 
@@ -218,3 +220,30 @@ def test_online_counts_keep_the_most_sampled_per_minute_and_hour_and_are_taken()
     again.load([*taken.values(), HistoryBucket("pool", "", MINUTE, T - 60, 1, 0, (), 16)], T + 80)
     got = [(b.start, b.miners, b.workers) for b in again.buckets("pool", "", MINUTE, 0)]
     assert got == [(T - 60, 0, 0), (T, 3, 5), (T + 60, 2, 4)]
+
+
+def test_block_summaries_in_memory_are_capped_and_leave_only_once_taken() -> None:
+    """#18 item 11: blocks_memory bounds the summaries (and rewards) kept; one not yet taken for
+    a commit stays until it is (the store must have it before memory lets it go)."""
+    h = History(lambda job, conn: None, blocks_memory=3)
+    for n in range(1, 7):
+        h.observe(
+            [
+                Persist(BlockSeen(n, bytes(32), 1000 + n)),
+                Persist(FarmerStatusChanged("GA", n, "harvested", reward=n)),
+            ],
+            1000.0 + n,
+        )
+    assert list(h.blocks) == list(range(1, 7))  # none written yet: all kept
+    written = [p.record.block for p in h.take() if isinstance(p.record, BlockHistory)]
+    assert written == list(range(1, 7))
+    assert list(h.blocks) == [4, 5, 6] and h.rewards == {"GA": {4: 4, 5: 5, 6: 6}}
+    h.observe([Persist(BlockSeen(7, bytes(32), 1007))], 1007.0)
+    h.take()
+    assert list(h.blocks) == [5, 6, 7]
+    # without a store (nothing to take) the cap applies as blocks open; the default is BLOCKS_KEEP
+    memory = History(lambda job, conn: None, durable=False, blocks_memory=2)
+    for n in range(1, 5):
+        memory.observe([Persist(BlockSeen(n, bytes(32), 1000 + n))], 1000.0 + n)
+    assert list(memory.blocks) == [3, 4]
+    assert History(lambda job, conn: None).blocks_memory == BLOCKS_KEEP
