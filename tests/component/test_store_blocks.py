@@ -93,7 +93,11 @@ async def test_paged_blocks_and_rewards_answer_the_same_with_five_blocks_in_memo
 
     # a store from before the farmers' tables (schema 4): the migration fills them from block_history
     db = sqlite3.connect(path)
-    db.executescript("DROP TABLE farmer_rewards; DROP TABLE farmer_totals; PRAGMA user_version = 4;")
+    db.executescript(
+        "DROP TABLE farmer_rewards; DROP TABLE farmer_totals; PRAGMA user_version = 4;"
+        # and without schema 6's online columns, as a schema 4 file is
+        " ALTER TABLE history DROP COLUMN miners; ALTER TABLE history DROP COLUMN workers;"
+    )
     db.close()
     store = SqliteStore(path, clock=lambda: NOW)
     try:

@@ -173,6 +173,24 @@ async def test_a_version_2_file_is_migrated_and_keeps_its_rows(tmp_path: Path) -
     await again.close()
 
 
+async def test_history_rows_from_before_the_online_counts_read_zero(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # a schema 5 file, its history row without the online columns
+        for i, migration in enumerate(MIGRATIONS[:5]):
+            db.executescript(migration)
+            db.execute(f"PRAGMA user_version = {i + 1}")
+        db.execute("INSERT INTO history VALUES ('pool', '', 60, ?, 3, 1, NULL, '48')", (T0 - T0 % 60,))
+    store = SqliteStore(path, clock=lambda: T0)
+    (old,) = (await store.open()).history
+    assert old == HistoryBucket("pool", "", 60, T0 - T0 % 60, 3, 1, (), 48, 0, 0)
+    new = HistoryBucket("pool", "", 60, T0 - T0 % 60 + 60, 1, 0, (), 16, 2, 3)
+    await store.commit([Persist(new)])
+    await store.close()
+    again = SqliteStore(path, clock=lambda: T0 + 60)
+    assert (await again.open()).history == [old, new]
+    await again.close()
+
+
 _WRITER = """
 import asyncio, sys
 from pooler.core.effects import Persist
