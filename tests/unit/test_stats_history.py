@@ -19,6 +19,7 @@ from pooler.core.records import (
 from pooler.core.rewards import BlockState as ChainBlock
 from pooler.stats import views
 from pooler.stats.history import BLOCKS_KEEP, HOUR, HOUR_KEEP, MINUTE, MINUTE_KEEP, History
+from pooler.store.codec import bucket_data, bucket_from, bucket_sum
 from protocol.errors import Code
 from protocol.messages import Accepted, Rejected
 
@@ -247,3 +248,12 @@ def test_block_summaries_in_memory_are_capped_and_leave_only_once_taken() -> Non
         memory.observe([Persist(BlockSeen(n, bytes(32), 1000 + n))], 1000.0 + n)
     assert list(memory.blocks) == [3, 4]
     assert History(lambda job, conn: None).blocks_memory == BLOCKS_KEEP
+
+
+def test_a_redis_bucket_without_online_counts_reads_zero_and_instances_sum() -> None:
+    old = {"scope": "pool", "key": "", "width": 60, "start": T, "accepted": 2, "stale": 0, "work": "32"}
+    assert bucket_from(old) == HistoryBucket("pool", "", MINUTE, T, 2, 0, (), 32, 0, 0)
+    a = HistoryBucket("pool", "", MINUTE, T, 1, 0, (("low-zeros", 1),), 16, 2, 3)
+    b = HistoryBucket("pool", "", MINUTE, T, 2, 1, (("low-zeros", 2),), 32, 1, 4)
+    assert bucket_from(bucket_data(a)) == a
+    assert bucket_sum(a, b) == HistoryBucket("pool", "", MINUTE, T, 3, 1, (("low-zeros", 3),), 48, 3, 7)
