@@ -190,9 +190,6 @@ class BlockState:
         self.rounds: dict[str, FarmerRound] = {}  # farmer id -> its cycle status in this block
         self.plant: PlantState = "none"  # /plant runs beside the phase: it may answer after workAt
         self.plant_call: int | None = None  # the /plant in flight (ours or the late one)
-        # farmers whose stake a PlantCalled record already counted (a reconciled part of a lost
-        # plant): a later reply of the block lists them ok but counts them no more (history sums)
-        self.staked: set[str] = set()
         self.searched = False  # the local-search pass ran (work:N does not run it twice)
         self.work_calls = 0  # /work calls in flight
         self.work_tried = False  # some /work went out: the block needs a harvest once closed

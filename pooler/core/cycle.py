@@ -256,3 +256,5 @@ class Cycle:
             i for i, b in st.blocks.items() if i < keep_from and b.phase not in pending and i not in settling
         ]:
             del st.blocks[index]
+        for index in [i for i in st.staked if i < keep_from and i not in st.blocks]:
+            del st.staked[index]

@@ -21,6 +21,8 @@ An answer that cannot be read (``unknown``) is reconciled with the chain first
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pooler.core.alerts import WorkFailed
 from pooler.core.backend_calls import PlantReply, PlantRequest, outcomes
 from pooler.core.block import BlockState, CallRecord, LatePlant
@@ -98,6 +100,7 @@ class Plant:
             blk.plant = "done"
             if publish:  # an adopted late plant's answer was recorded when it came
                 effects.append(Persist(PlantCalled(blk.index, reply)))
+                self.count_staked(rec, reply)
             items = outcomes(reply)
             if items is None and rec.named:  # the farmers the call named
                 for fid in rec.farmers:
@@ -143,11 +146,21 @@ class Plant:
             reply = _reply(ev)
             if reply is not None:
                 effects.append(Persist(PlantCalled(rec.block, reply)))
+                self.count_staked(rec, reply)
             cur = st.block
             if cur is not None and cur.index == rec.block - 1:
                 # Failed: try again. Succeeded: a watchdog, because the plant may have been applied
                 # in a ledger still inside block N (then N+1 is not open) and only NewBlock proves it.
                 effects.append(SetTimer(f"late-plant:{cur.index}", now + st.config.late_plant_retry))
+
+    def count_staked(self, rec: CallRecord, reply: PlantReply) -> None:
+        """The farmers whose stake this recorded answer counted (``RoundState.staked``)."""
+        items = outcomes(reply)
+        if items is None:
+            counted: Iterable[str] = rec.farmers
+        else:
+            counted = (fid for fid, item in items.items() if item.ok and not item.already_planted)
+        self._st.staked.setdefault(rec.block, set()).update(counted)
 
     def late(self, blk: BlockState, effects: list[Effect], now: float) -> None:
         """Nobody opened the next block: plant it ourselves (the chain then opens it)."""

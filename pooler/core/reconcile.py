@@ -18,7 +18,7 @@ Pooler can read itself, so one path serves all three phases:
    at the failure (it may predate the call's transaction).
 3. :meth:`Reconcile.on_pails` decides from ``Pail(farmer, N)``:
 
-   - plant: a pail = planted (its stake, counted once in the block's records: ``BlockState.staked``);
+   - plant: a pail = planted (its stake, counted once in the block's records: ``RoundState.staked``);
      missing pails are planted again (idempotent: the contract answers "planted already" for the
      others) while the plant's deadline allows; a late plant that planted nobody is a failed one,
      tried again by ``late-plant:N``;
@@ -206,15 +206,14 @@ class Reconcile:
         missing = [fid for fid in fids if fid not in found]
         if missing and not fresh and self._read_again(r, effects, now):
             return
-        blk = self._st.blocks.get(rec.block)
-        counted = blk.staked if blk is not None else set()  # stakes a record of the block counted
+        counted = self._st.staked.setdefault(rec.block, set())  # stakes a record of the block counted
         new = {fid: p for fid, p in found.items() if fid not in counted}
         if (
             missing
             and now + self._st.config.backend_retry_delay < r.until
             and self._plant_again(r, effects, now)
         ):
-            if new and blk is not None:  # what the lost call did (the retry's answer counts its own)
+            if new:  # what the lost call did (the retry's answer counts its own)
                 staked = sum(p.stake for p in new.values())
                 part = PlantReply(len(new), 0, staked, tuple(FarmerOutcome(f, True) for f in new), RECONCILED)
                 effects.append(Persist(PlantCalled(rec.block, part)))
@@ -235,8 +234,7 @@ class Reconcile:
         # each stake counted once in the block's records: a part recorded before is listed, not summed
         staked = sum(p.stake for p in new.values())
         reply = PlantReply(len(new), len(missing), staked, tuple(results), RECONCILED)
-        if blk is not None:
-            counted.update(new)
+        counted.update(new)
         self._plant.on_result(rec, BackendResult(r.call_id, "plant", rec.block, reply), effects, now)
 
     def _plant_again(self, r: Reconciling, effects: list[Effect], now: float) -> bool:

@@ -47,6 +47,11 @@ class RoundState:
         # reconcile: calls whose answer could not be read, by call id, until the chain tells
         # what they did (the call stays "in flight" for the block meanwhile)
         self.reconciling: dict[int, Reconciling] = {}
+        # cycle: block index -> farmers whose stake a PlantCalled record of that block counted (a
+        # readable answer's or a reconciled part's): a later reconciled reply lists them ok but
+        # counts them no more, since the history sums the records. Keyed by index, not on the
+        # BlockState, because a late plant answers before its block is seen (pruned with blocks)
+        self.staked: dict[int, set[str]] = {}
         self.call_seq = 0  # cycle: CallBackend ids, matched by BackendResult
         self.rewards: dict[str, int] = {}  # cycle: farmer id -> stroops harvested (for stats)
         # persistence -> roster: miner id -> (accepted, rejected, stale) a store loaded; a miner's

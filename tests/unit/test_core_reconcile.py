@@ -505,3 +505,44 @@ def test_a_reward_from_a_projection_that_is_not_final_is_unknown() -> None:
     }
     assert persists(effects, "harvest")[0]["response"] == {"reconciled": True}
     assert alerts(effects) == ["reward-unknown"]
+
+
+def _staked(records: list[PlantCalled], block: int) -> int:
+    return sum(r.reply.total_staked for r in records if r.reply is not None and r.block == block)
+
+
+def test_a_late_plant_reconciled_twice_counts_each_stake_once() -> None:
+    """The late plant's watchdog plants again; both answers lost: each stake is counted once."""
+    rig = _rig()
+    planted_block(rig)
+    records: list[PlantCalled] = []
+    late = one_call(rig.timer("late-plant:1", at=ENDS + 3), "plant")
+    unknown(rig, late, "plant: no answer", at=ENDS + 3.5)
+    ask = read(rig.timer(f"reconcile:{late.call_id}", at=ENDS + 4.5))
+    found = {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}
+    records += plant_records(pails(rig, ask, found, ENDS + 4.6))
+    at = ENDS + 4.6 + CONFIG.late_plant_retry
+    again = one_call(rig.timer("late-plant:1", at=at), "plant")  # the watchdog: block 2 not seen yet
+    unknown(rig, again, "plant: no answer", at=at + 0.5)
+    ask = read(rig.timer(f"reconcile:{again.call_id}", at=at + 1.5))
+    records += plant_records(pails(rig, ask, found, at + 1.6))
+    assert _staked(records, 2) == 2 * STAKE
+
+
+def test_a_readable_late_plant_then_a_lost_watchdog_plant_counts_each_stake_once() -> None:
+    rig = _rig()
+    planted_block(rig)
+    late = one_call(rig.timer("late-plant:1", at=ENDS + 3), "plant")
+    effects = rig.answer(
+        late,
+        response={"successfulPlants": 2, "failedPlants": 0, "totalStaked": str(2 * STAKE)},
+        at=ENDS + 3.5,
+    )
+    records = plant_records(effects)
+    at = ENDS + 3.5 + CONFIG.late_plant_retry
+    again = one_call(rig.timer("late-plant:1", at=at), "plant")
+    unknown(rig, again, "plant: no answer", at=at + 0.5)
+    ask = read(rig.timer(f"reconcile:{again.call_id}", at=at + 1.5))
+    found = {"farmer-0": rewards.Pail(STAKE), "farmer-1": rewards.Pail(STAKE)}
+    records += plant_records(pails(rig, ask, found, at + 1.6))
+    assert _staked(records, 2) == 2 * STAKE
