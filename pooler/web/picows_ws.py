@@ -216,6 +216,19 @@ class PicowsWire(WSListener):
         self.peer_closed = True  # nothing more is read from a peer that broke the protocol
         self._deliver({"type": "websocket.disconnect", "code": code.value})
 
+    def ping_timed_out(self) -> None:
+        """No pong in time: close 1011, tell the handler now, and drop the connection if the peer
+        does not answer the close within ``close_timeout`` (a peer that stopped reading keeps
+        neither its descriptor nor its gate place)."""
+        self.application_state = WebSocketState.DISCONNECTED
+        self._fail(WSCloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+
+    def abort(self) -> None:
+        """Shutdown's last word: the connection ends now, flushed or not."""
+        transport = self.transport
+        if transport is not None and not self.disconnected:
+            transport.underlying_transport.abort()
+
     def _drop(self) -> None:
         self._close_timer = None
         transport = self.transport
@@ -358,6 +371,15 @@ class MinerPath:
 
     def take_over(self, transport: asyncio.Transport, request: bytes, ticket: Ticket | None) -> None:
         """Hand ``transport`` (an HTTP connection whose ``request`` asks for the upgrade) to picows."""
+        try:
+            self._take_over(transport, request, ticket)
+        except BaseException:  # the connection's gate place is given back, whatever failed
+            if ticket is not None:
+                ticket.close()
+            transport.abort()
+            raise
+
+    def _take_over(self, transport: asyncio.Transport, request: bytes, ticket: Ticket | None) -> None:
         client = transport.get_extra_info("peername")
         peer = (str(client[0]), int(client[1])) if isinstance(client, tuple) else None
         wire = PicowsWire(self, ticket, peer)
@@ -431,9 +453,7 @@ class MinerPath:
             if wire.ping_sent is not None:
                 if now - wire.ping_sent >= self.ping_timeout:
                     wire.ping_sent = None
-                    wire.application_state = WebSocketState.DISCONNECTED
-                    transport.send_close(WSCloseCode.INTERNAL_ERROR, b"keepalive ping timeout")
-                    transport.disconnect()
+                    wire.ping_timed_out()
             elif now - wire.last_ping >= self.ping_interval:
                 wire.ping_sent = wire.last_ping = now
                 transport.send_ping()
@@ -454,6 +474,8 @@ class MinerPath:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        for wire in wires:  # a peer that never took our close frame: its connection ends here
+            wire.abort()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
