@@ -36,6 +36,12 @@ class HistoryReader(Protocol):
     ) -> tuple[int, list[tuple[int, int]]] | None: ...
 
 
+# How long an answer of /stats/farmers read from the store is served again: the store's one
+# thread also commits the shares, so a public route polled hard must not queue a table read in
+# front of every commit (the totals move once a block).
+FARMERS_FRESH_S = 5.0
+
+
 class StatsDesk:
     def __init__(
         self, history: History, clock: Callable[[], float], reader: HistoryReader | None = None
@@ -43,6 +49,8 @@ class StatsDesk:
         self._history = history  # the aggregates the runner keeps up to date (read here only)
         self._clock = clock  # the "now" of every answer
         self._reader = reader  # where buckets older than the history's memory are read (None: none)
+        # the last /stats/farmers answer read from the store and when (FARMERS_FRESH_S)
+        self._farmers: tuple[float, dict[str, Any]] | None = None
 
     async def _older(self, scope: str, key: str, now: float, range_: str) -> list[HistoryBucket]:
         part = views.stored_part(self._history, scope, key, now, range_)
@@ -87,8 +95,13 @@ class StatsDesk:
     async def farmers(self) -> dict[str, Any]:
         if self._reader is None:
             return views.farmers(self._history)
+        cached = self._farmers
+        if cached is not None and self._clock() - cached[0] < FARMERS_FRESH_S:
+            return cached[1]
         rows = await self._reader.farmer_totals()
-        return {"farmers": [{"farmerId": f, "blocks": n, "rewards": str(r)} for f, n, r in rows]}
+        answer = {"farmers": [{"farmerId": f, "blocks": n, "rewards": str(r)} for f, n, r in rows]}
+        self._farmers = (self._clock(), answer)
+        return answer
 
     async def farmer(self, farmer_id: str, limit: int) -> dict[str, Any] | None:
         if self._reader is None:

@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from pooler.app.stats import StatsDesk
+from pooler.app.stats import FARMERS_FRESH_S, StatsDesk
 from pooler.core.effects import Effect, Persist
 from pooler.core.records import BlockHistory, BlockSeen, FarmerOfBlock, FarmerStatusChanged
 from pooler.stats import views
@@ -125,5 +125,34 @@ async def test_summaries_past_retention_leave_the_farmers_totals_with_them(tmp_p
         assert await store.farmer_totals() == [("GA", 1, 7), ("GB", 0, 0)]
         assert await store.farmer_rewards("GA", 10) == (7, [(2 + BLOCKS_KEEP, 7)])
         assert await store.block_page(10, None) == [newest]
+    finally:
+        await store.close()
+
+
+async def test_the_farmers_totals_read_from_the_store_are_served_again_for_a_few_seconds(
+    tmp_path: Path,
+) -> None:
+    """The store's one thread also commits the shares: a polled /stats/farmers reads it at most
+    once per FARMERS_FRESH_S, and the next read after that sees what was written meanwhile."""
+    store = SqliteStore(tmp_path / "p.db", clock=lambda: NOW)
+    await store.open()
+    history = History(lambda job, conn: None, blocks_memory=5)
+    now = [NOW]
+    desk = StatsDesk(history, lambda: now[0], store)
+    try:
+        for n in range(1, 4):
+            history.observe(_block(n), NOW + 300 * n)
+            await store.commit(history.take())
+        first = await desk.farmers()
+        assert first["farmers"]
+        for n in range(4, 8):
+            history.observe(_block(n), NOW + 300 * n)
+            await store.commit(history.take())
+        moved = await StatsDesk(history, lambda: now[0], store).farmers()  # a desk with no copy
+        assert moved != first  # the later harvests moved the store's totals
+        now[0] += FARMERS_FRESH_S / 2
+        assert await desk.farmers() == first  # served again, no read
+        now[0] += FARMERS_FRESH_S
+        assert await desk.farmers() == moved  # read again
     finally:
         await store.close()
