@@ -304,17 +304,7 @@ def test_a_late_plant_into_a_block_never_seen_is_recorded_and_alerted() -> None:
 
 def test_a_restart_during_a_work_reconciliation_harvests_the_block() -> None:
     """M1: the trace that /work was sent survives; the restored Pooler harvests what landed."""
-    rig = _rig()
-    planted_block(rig)
-    unknown(rig, worked_call(rig), "work: no answer", at=WORK_AT + 0.1)
-    snap = rig.core.snapshot()
-    later = CoreSnapshot(
-        blocks=(*snap.blocks, type(snap.blocks[0])(2, snap.blocks[0].entropy, T0 + 20)),
-        statuses=snap.statuses,
-    )
-    fresh = Rig(now=ENDS + 1)
-    effects = fresh.core.restore(later, ENDS + 1)
-    harvest = one_call(effects, "harvest")
+    fresh, harvest = _restarted_after_unknown_work(rejoin=())
     assert harvest.block == 1
     # a results-less answer harvests the farmers whose work went out: none is left "planted"
     effects = fresh.answer(harvest, response={"successfulHarvests": 2, "totalRewards": "9"}, at=ENDS + 2)
