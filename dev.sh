@@ -32,11 +32,6 @@ setup() {
   fi
 }
 
-# The suite drives real programs, not mocks: Debian's redis-server (scale-out tests), chromium (the
-# dashboard's browser tests, through playwright, whose own browser download does not work here) and
-# make + g++ (the kale-miner bridge tests build the real binary).
-# Installed with apt-get when missing and we may (root, or sudo without a password); otherwise one line
-# says what to install and the tests do not start.
 # Debian packages: installed with apt-get when missing and we may (root, or sudo without a password);
 # otherwise one line says what to install and nothing starts. $1: what needs them; the rest: packages.
 apt_install() {
