@@ -297,7 +297,12 @@ async def test_no_hello_in_time_is_answered_and_closed() -> None:
 async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -> None:
     async with (
         running_system(
-            block_interval=6, profile=ops_options, ws_ping_interval_ms=200, idle_timeout_ms=500
+            block_interval=6,
+            profile=ops_options,
+            ws_ping_interval_ms=200,
+            idle_timeout_ms=500,
+            # the deaf peer never echoes our close either: it is dropped this long after it
+            tuning={"slow_client_grace": 1.0},
         ) as system,
         aiohttp.ClientSession() as http,
     ):
@@ -313,7 +318,8 @@ async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -
             sent_hello = False
             close_code = None
             while True:
-                data = await asyncio.wait_for(reader.read(65536), 5)
+                # bounded well above the 0.5 s ping timeout plus the 1 s close grace
+                data = await asyncio.wait_for(reader.read(65536), 10)
                 if not data:
                     break
                 proto.receive_data(data)
