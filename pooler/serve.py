@@ -17,7 +17,9 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from pooler.app.options import TUNING, Endpoints, cluster_options, core_config, pooler_options
@@ -39,6 +41,17 @@ pooler serve: {missing} not set, so there is no chain or Backend to talk to.
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-file", default=".env", help="read settings from this file too (default .env)")
+    # PROCESSES > 1: how the supervisor (pooler/supervisor.py) starts each of its processes; not for people
+    parser.add_argument("--member", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--link", type=int, default=None, help=argparse.SUPPRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """This process is process ``index`` of a supervisor's group (PROCESSES > 1)."""
+
+    index: int
+    link: socket.socket  # to the supervisor: "ready" once listening; its EOF means the supervisor is gone
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,9 +88,14 @@ def run(args: argparse.Namespace) -> int:
         runner: Any = uvloop.run
     except ImportError:  # optional: the stock loop works, only slower
         runner = asyncio.run
+    member = None if args.member is None else Member(args.member, socket.socket(fileno=args.link))
     try:
-        return int(runner(_serve(settings)))
-    except StoreError as exc:
+        if settings.processes > 1 and member is None:
+            from pooler.supervisor import supervise
+
+            return int(runner(supervise(settings, args.env_file)))
+        return int(runner(_serve(settings, member)))
+    except (StoreError, ConfigError) as exc:
         print(f"pooler serve: {exc}", file=sys.stderr)
         return 1
 
@@ -86,7 +104,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _EXIT_SLACK = 5.0  # seconds beyond the Pooler's shutdown_timeout for the devnet and the store
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, member: Member | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -101,14 +119,14 @@ async def _serve(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
     try:
-        return await _run_until(stop, settings)
+        return await _run_until(stop, settings, member)
     finally:
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError):
                 loop.remove_signal_handler(sig)
 
 
-async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
+async def _run_until(stop: asyncio.Event, settings: Settings, member: Member | None) -> int:
     stack = contextlib.AsyncExitStack()
     bound = _EXIT_SLACK
     try:
@@ -123,10 +141,13 @@ async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
         options = pooler_options(settings, endpoints, tuning=TUNING, gc_freeze=True)
         bound += options.shutdown_timeout
         pooler = await stack.enter_async_context(Pooler(options))
-        print(
-            f"pooler {settings.pooler_id} listening on {pooler.url} (miners: /ws/miner, dashboard: /)",
-            flush=True,
-        )
+        if member is None:
+            print(
+                f"pooler {settings.pooler_id} listening on {pooler.url} (miners: /ws/miner, dashboard: /)",
+                flush=True,
+            )
+        else:
+            _report_to_supervisor(member, stop)
         await stop.wait()
         log.info("stopping: closing miner sockets (1012), flushing the store")
     except BaseException:
@@ -140,3 +161,26 @@ async def _run_until(stop: asyncio.Event, settings: Settings) -> int:
         return 1
     log.info("stopped")
     return 0
+
+
+def _report_to_supervisor(member: Member, stop: asyncio.Event) -> None:
+    """Tell the supervisor this process listens; stop when its end of the link closes (it is gone)."""
+    link = member.link
+    link.setblocking(False)
+    link.send(b"ready\n")
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = link.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the supervisor exited (or was killed): no orphan keeps serving
+            loop.remove_reader(link)
+            if not stop.is_set():
+                log.warning("process %d: the supervisor is gone: stopping", member.index)
+                stop.set()
+
+    loop.add_reader(link, readable)

@@ -142,6 +142,9 @@ class PoolerOptions:
     pooler_name: str  # the display name: the dashboard page and /health show it
     host: str
     port: int
+    # PROCESSES > 1: this process is one of several on ``port`` (pooler/supervisor.py); it makes its
+    # own listening socket with SO_REUSEPORT, so the kernel spreads connections over the processes
+    reuse_port: bool
     backend_timeout: float  # seconds, one Backend request
     retry_attempts: int
     poll_interval: float  # seconds between block monitor reads
@@ -272,6 +275,7 @@ def pooler_options(
         pooler_name=settings.pooler_name,
         host=settings.host,
         port=settings.port,
+        reuse_port=settings.processes > 1,
         backend_timeout=settings.backend_timeout_ms / 1000,
         retry_attempts=settings.retry_attempts,
         poll_interval=settings.block_poll_interval_ms / 1000,

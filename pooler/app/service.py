@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 
 from pooler.app.descriptors import connection_budget, raise_open_files_limit
+from pooler.app.listen import bind
 from pooler.app.options import PoolerOptions
 from pooler.app.wiring import build, joined
 from pooler.core.effects import Effect
@@ -129,8 +130,10 @@ class Pooler:
             access_log=False,
             timeout_graceful_shutdown=max(1, round(self.options.shutdown_timeout)),
         )
+        # PROCESSES > 1: our own sockets with SO_REUSEPORT, beside the other processes' (pooler/app/listen.py)
+        sockets = bind(self.options.host, self.options.port, listen=True) if self.options.reuse_port else None
         self._server = _Server(config)
-        self._serve_task = serving = asyncio.create_task(self._server.serve(), name="uvicorn")
+        self._serve_task = serving = asyncio.create_task(self._server.serve(sockets), name="uvicorn")
         while not self._server.started:
             if serving.done():
                 serving.result()  # raises the bind error

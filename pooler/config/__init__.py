@@ -81,6 +81,9 @@ CONTRACT_BLOCK_INTERVAL_SECONDS: Final = 300
 # Variables that must be set for ``pooler serve`` against a real network.
 REQUIRED_FOR_SERVE: Final = ("BACKEND_API_URL", "STELLAR_RPC_URL")
 
+# PROCESSES: at most this many; a process's instance id is POOLER_INSTANCE_ID plus "-<n>".
+MAX_PROCESSES: Final = 64
+
 _URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*):[^\s@/]+@")
 
 
@@ -110,6 +113,15 @@ class Settings(LimitSettings):
         "127.0.0.1", "HOST", _host, ID, "Address to listen on (the Docker image sets 0.0.0.0)."
     )
     port: int = setting(3001, "PORT", _int(0, 65535), ID, "HTTP/WebSocket port (0 = any free port).")
+    processes: int = setting(
+        1,
+        "PROCESSES",
+        _int(1, MAX_PROCESSES),
+        ID,
+        "Pooler processes on this machine, all on PORT (SO_REUSEPORT: the kernel spreads connections):"
+        " more than 1 runs them as a group (needs STORE=redis) under one supervisor that restarts a"
+        " process that dies (docs/scale-out.md, One machine).",
+    )
     cors_origins: tuple[str, ...] = setting(
         (),
         "CORS_ORIGINS",
@@ -490,6 +502,17 @@ def _check_together(self: Settings) -> None:
         )
     if self.store == "redis" and not self.redis_url:
         raise ConfigError("REDIS_URL is not set: expected a redis:// URL because STORE=redis")
+    if self.processes > 1 and self.store != "redis":
+        raise ConfigError(
+            f"PROCESSES={self.processes} is not valid with STORE={self.store}: expected PROCESSES=1, or"
+            " STORE=redis with REDIS_URL (the processes are a group that shares its state through Redis)"
+        )
+    suffix = len(f"-{self.processes}")
+    if self.processes > 1 and self.pooler_instance_id and len(self.pooler_instance_id) + suffix > 64:
+        raise ConfigError(
+            f"POOLER_INSTANCE_ID={self.pooler_instance_id!r} is not valid with PROCESSES={self.processes}:"
+            f" expected at most {64 - suffix} characters (each process is named <id>-<n>)"
+        )
 
 
 # ---------------------------------------------------------------- helpers
@@ -547,6 +570,7 @@ def _horizon_check(raw: Mapping[str, tuple[str, Source]], have_rpc: bool) -> tup
 __all__ = [
     "CONTRACT_BLOCK_INTERVAL_SECONDS",
     "DEFAULT_CONTRACT_IDS",
+    "MAX_PROCESSES",
     "REQUIRED_FOR_SERVE",
     "ConfigError",
     "Parser",

@@ -90,6 +90,7 @@ class Ack:
     at: float  # unix seconds it was received
     work_at: float  # the job's workAt (unix seconds)
     instance: str
+    job: str = ""  # its job id: "<instance>.<...>", the process that issued it
 
 
 @dataclass
@@ -155,6 +156,7 @@ class WsMiner:
                                 time.time(),
                                 job.work_at / 1000,
                                 url,
+                                msg.job,
                             )
                         )
                     elif isinstance(msg, Rejected):

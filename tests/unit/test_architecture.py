@@ -43,7 +43,8 @@ LAYERS: dict[int, tuple[str, ...]] = {
     5: ("pooler.cluster",),  # a group on Redis
     6: ("pooler.web",),  # Starlette app, routes, miner socket and lane, the handlers' ports
     7: ("pooler.app",),  # options, wiring, service, observer
-    8: ("pooler.cli", "pooler.serve", "pooler.demo", "pooler.config_cli"),  # entry points
+    # entry points (and the supervisor of PROCESSES > 1)
+    8: ("pooler.cli", "pooler.serve", "pooler.supervisor", "pooler.demo", "pooler.config_cli"),
 }
 LAYER_OF = {unit: layer for layer, units in LAYERS.items() for unit in units}
 
