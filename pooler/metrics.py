@@ -278,9 +278,15 @@ class Metrics:
 
     # ------------------------------------------------------------ small helpers
 
-    def describe(self, *, version: str, pooler_id: str, network: str, contract: str) -> None:
-        """Fill ``pooler_info`` (call once at start-up)."""
-        self.info.info({"version": version, "pooler_id": pooler_id, "network": network, "contract": contract})
+    def describe(
+        self, *, version: str, pooler_id: str, network: str, contract: str, instance: str = ""
+    ) -> None:
+        """Fill ``pooler_info`` (call once at start-up); ``instance``: a group member's name (its label
+        tells the processes of one machine apart, PROCESSES > 1), absent on a single Pooler."""
+        labels = {"version": version, "pooler_id": pooler_id, "network": network, "contract": contract}
+        if instance:
+            labels["instance"] = instance
+        self.info.info(labels)
 
     def share(self, reason: str) -> None:
         """Count one share: ``reason`` is ``ok`` (accepted) or a protocol rejection reason."""

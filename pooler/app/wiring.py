@@ -124,6 +124,7 @@ def build(options: PoolerOptions, *, clock: Callable[[], float]) -> Wiring:
         pooler_id=options.pooler_id,
         network=options.network,
         contract=options.contract_id,
+        instance=options.cluster.instance_id if options.cluster is not None else "",
     )
     limits = LimitCounter(metrics)
     sockets = LiveSockets()

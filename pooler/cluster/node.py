@@ -195,6 +195,7 @@ class ClusterNode:
 
     def status(self) -> dict[str, Any]:
         fenced = self.fenced
+        group = self.hub.group_summary(self.hub.own)  # the instances' shared summaries, summed
         return {
             "instance": self.instance,
             "role": "leader" if self.leadership.leading else "follower",
@@ -206,6 +207,10 @@ class ClusterNode:
             "duplicatesRefused": self.store.duplicates,
             "nonceChunks": self.allocator.chunks,
             "instances": 1 + len(self.hub.others),
+            # the group's miners and workers online (a miner on two instances counts on each), as of
+            # the instances' last shared summaries; /health's own figures are this instance's
+            "groupMinersOnline": group.get("miners", 0),
+            "groupWorkers": group.get("workers", 0),
         }
 
     # ------------------------------------------------------------ lifecycle

@@ -4,10 +4,12 @@ Real processes on loopback: a redis-server, ``pooler devnet``, and ``pooler serv
 supervisor starts two children (pooler/supervisor.py). WebSocket miners all connect to the one
 port; the kernel spreads them over the two processes, which a job id shows (it starts with the
 issuing instance's name). What is checked: connections and plain HTTP requests land on both
-processes; every ``accepted`` is in the durable tally of the process that sent it and its nonce
-is in the shared duplicate set, and no nonce was accepted twice; a child killed with SIGKILL is
-restarted (new pid, same instance name) and serves again; SIGTERM to the supervisor stops
-everything with status 0 and leaves none of its children.
+processes (/health's instance, /metrics' ``pooler_info`` label); every ``accepted`` is in the
+durable tally of the process that sent it and its nonce is in the shared duplicate set, and no
+nonce was accepted twice; SIGTERM to the supervisor stops everything with status 0 and leaves none
+of its children. With MINER_SOCKET=asgi only (the supervisor does not depend on it): either
+process's /health has the group's workers; a child killed with SIGKILL is restarted (new pid, same
+instance name) and serves again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import re
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -51,17 +54,23 @@ def children(output: str) -> list[int]:
     return [int(p) for p in found.group(1).split(", ")]
 
 
-async def instances_answering(url: str, want: set[str], tries: int = 60) -> set[str]:
-    """``cluster.instance`` of /health over fresh connections, until each of ``want`` answered."""
-    seen: set[str] = set()
-    connector = aiohttp.TCPConnector(force_close=True)  # a new connection (a new kernel pick) each time
+async def instances_answering(url: str, want: set[str], tries: int = 60) -> dict[str, dict[str, Any]]:
+    """Each process's /health ``cluster`` section and /metrics text, over fresh connections (a new
+    kernel pick each time) until each instance of ``want`` answered both (or ``tries`` requests)."""
+    health: dict[str, dict[str, Any]] = {}
+    metrics: set[str] = set()
+    connector = aiohttp.TCPConnector(force_close=True)
     async with aiohttp.ClientSession(connector=connector) as http:
         for _ in range(tries):
             async with http.get(url + "/health") as resp:
-                seen.add((await resp.json())["cluster"]["instance"])
-            if want <= seen:
+                cluster = (await resp.json())["cluster"]
+                health[cluster["instance"]] = cluster
+            async with http.get(url + "/metrics") as resp:
+                metrics |= set(re.findall(r'pooler_info\{[^}]*instance="([^"]+)"', await resp.text()))
+            if want <= health.keys() and want <= metrics:
                 break
-    return seen
+    assert metrics == health.keys(), (metrics, health.keys())  # /metrics: its process, by its label
+    return health
 
 
 @pytest.mark.parametrize("miner_socket", ["asgi", "picows"])
@@ -83,7 +92,7 @@ async def test_two_processes_share_one_port_and_credit_each_share_once(
             pids = children(pooler.output())
             assert len(pids) == 2 and all(alive(p) for p in pids)
             # plain HTTP (a dashboard, a health check) lands on either process
-            assert await instances_answering(pooler.url, INSTANCES) == INSTANCES
+            assert (await instances_answering(pooler.url, INSTANCES)).keys() == INSTANCES
 
             async with aiohttp.ClientSession() as http:
                 regs = [await register_miner(pooler.url, n, stake_percentage=0.5, http=http) for n in "ab"]
@@ -105,9 +114,17 @@ async def test_two_processes_share_one_port_and_credit_each_share_once(
                         break
             await wait_until(lambda: issuers() == INSTANCES, "shares accepted by both processes", within=20)
 
-            # a child that dies is restarted: a new pid with the same name, serving again (once: the
-            # supervisor does not depend on the miner socket)
+            # once (neither depends on the miner socket): either process's /health has the group's
+            # workers; a child that dies is restarted, a new pid with the same name, serving again
             if miner_socket == "asgi":
+
+                async def group_counts() -> bool:
+                    health = await instances_answering(pooler.url, INSTANCES)
+                    return health.keys() == INSTANCES and all(
+                        h["groupWorkers"] == len(miners) and h["instances"] == 2 for h in health.values()
+                    )
+
+                await wait_until(group_counts, "the group's workers on both processes' /health", within=10)
                 pids = await killed_and_restarted(pooler, pids)
 
             for miner in miners:
@@ -158,5 +175,5 @@ async def killed_and_restarted(pooler: PoolerProcess, pids: list[int]) -> list[i
     again = rf"process 1 \(pid (?!{pids[0]}\b)(\d+), instance {NAME}-1\) listening"
     restarted = await wait_until(lambda: re.search(again, pooler.err.read_text()), again, within=30)
     assert int(restarted.group(1)) != pids[0] and not alive(pids[0])
-    assert await instances_answering(pooler.url, INSTANCES) == INSTANCES
+    assert (await instances_answering(pooler.url, INSTANCES)).keys() == INSTANCES
     return [int(restarted.group(1)), pids[1]]
