@@ -7,6 +7,11 @@ SIGTERM or SIGINT stops it gracefully (see ``Pooler.aclose``: stop accepting, an
 was received, close miner sockets with 1012, flush the store) and it exits 0; if that takes
 longer than the shutdown bound it exits 1. A second signal exits at once (status 1): every
 acknowledged share is durable already, so even that loses nothing acknowledged.
+
+``PROCESSES`` > 1 (with ``STORE=redis``): this process becomes the supervisor of that many
+group members on the same port (pooler/supervisor.py); each of them is this command again with
+``--member <n> --link <fd>``, which reports to the supervisor instead of printing the
+``listening on`` line, and stops when the supervisor is gone.
 """
 
 from __future__ import annotations
