@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from typing import Any
 
 import orjson
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from examples.minerkit import BlockTally
+from examples.ws_miner import CpuEngine, WsMiner
 from protocol.codec import decode_server, encode
 from protocol.errors import Code
 from protocol.messages import (
@@ -111,3 +114,35 @@ async def test_a_v1_client_and_slot_clients_on_one_block() -> None:
         again = await _answer(fast, jobs[0], jobs[0].nonce_start)
         assert isinstance(again, Rejected) and again.code == Code.DUPLICATE
         assert jobs[0].job == f"{slots[fast].slot}.{v1_job.block}"
+
+
+class _Recording(WsMiner):
+    """The example miner, noting the job id of every share result it counts."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.results: list[Accepted | Rejected] = []
+
+    def _count(self, result: Accepted | Rejected, tally: BlockTally | None) -> None:
+        self.results.append(result)
+        super()._count(result, tally)
+
+
+async def test_the_example_miner_asks_for_it_and_mines_its_slot() -> None:
+    async with running_system(block_interval=3, share_zeros=4) as system:
+        reg = await register_miner(system.url, "example")
+        lines: list[str] = []
+        miner = _Recording(
+            url=system.ws_url,
+            token=reg.token,
+            worker="cpu",
+            engine=CpuEngine(1),
+            max_blocks=2,
+            out=lines.append,
+        )
+        assert await asyncio.wait_for(miner.run(), FAILSAFE) == 0
+        assert miner.welcome is not None and miner.welcome.features == (BLOCK_BROADCAST,)
+        slot = miner._slot
+        assert slot is not None
+        on_slot = [r for r in miner.results if r.job is not None and r.job.startswith(f"{slot.slot}.")]
+        assert on_slot and all(isinstance(r, Accepted) for r in on_slot), "\n".join(lines)
