@@ -94,6 +94,10 @@ class Coordinator:
         also leaves as a ``Persist(NonceCredited)``, for a group's shared duplicate set.
         ``block_broadcast``: grant the feature of that name (standing slots, one ``block`` frame
         per new block; :mod:`pooler.core.slots`); single instance only."""
+        if block_broadcast and not (nonces is None or isinstance(nonces, LocalNonces)):
+            # slots are reserved below each counter's opening: a shared space (a group's chunks)
+            # would need them reserved for every instance, which nothing does (pooler.core.slots)
+            raise PoolerError("block_broadcast needs the single instance's nonce space, not a shared one")
         self._config = config
         st = self._state = RoundState(config, report_credits=report_credits)
         self._sessions = st.sessions  # the hot path's one lookup (the very dict the roster fills)

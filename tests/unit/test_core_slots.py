@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,8 +20,9 @@ from pooler.core.events import (
     WorkerConnected,
     WorkerDisconnected,
 )
-from pooler.core.nonces import FarmerSlots
+from pooler.core.nonces import FarmerSlots, NonceCounter
 from pooler.core.records import NoncesIssued
+from pooler.errors import PoolerError
 from protocol.errors import Code
 from protocol.messages import (
     BLOCK_BROADCAST,
@@ -323,3 +325,13 @@ def test_farmer_slots_refuse_past_the_top_of_u64() -> None:
     slots.top = MAX_NONCE - 5
     assert slots.take(10) is None
     assert slots.take(5) == (MAX_NONCE - 5, MAX_NONCE)
+
+
+def test_the_feature_cannot_be_granted_over_a_shared_nonce_space() -> None:
+    class Shared:
+        def counter(self, block: int, farmer_id: str, floor: int) -> NonceCounter:
+            return NonceCounter(0)
+
+    with pytest.raises(PoolerError, match="single instance"):
+        Coordinator(CONFIG, nonces=Shared(), block_broadcast=True)
+    Coordinator(CONFIG, nonces=Shared())  # without it, as a group's coordinators are built
