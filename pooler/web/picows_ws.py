@@ -21,7 +21,10 @@ What uvicorn did for an upgraded socket and this module does instead: pings (one
 sockets, :class:`MinerPath`; no pong within the timeout closes with 1011, like uvicorn's
 keepalive), the close handshake (answer the peer's close; after ours, wait ``close_timeout``
 for the peer's, then drop the TCP connection), fragmented messages (reassembled, bounded),
-invalid UTF-8 (1007), and closing the sockets at shutdown (1012). It relies on one picows
+invalid UTF-8 (1007), and closing the sockets at shutdown (1012; :meth:`MinerPath.aclose` owns
+every handler task, also one that outlives its connection, and starts none once it began). The
+socket's client address is the one the ASGI path's scope has (pooler/web/httpproto.py applies
+uvicorn's proxy-headers rule at the hand-off). It relies on one picows
 internal, the ``WSProtocol`` constructor ``ws_create_server`` uses (picows is pinned; the
 component tests run every ``/ws/miner`` test on both paths).
 """
