@@ -1,17 +1,37 @@
 """The coordinator's own alerts from a real in-process Pooler on the devnet, received by a real
 HTTP receiver on 127.0.0.1: a planted farmer nobody mines for raises ``stake-at-risk`` before
-workAt; a worker that sent a share and went quiet raises ``worker-silent`` after
-ALERT_WORKER_SILENT_MINUTES (one minute: the shortest the setting allows)."""
+workAt; a worker that sent a share and went quiet raises ``worker-silent`` after the silence
+threshold. ALERT_WORKER_SILENT_MINUTES counts whole minutes (one at least); this test sets the core's
+threshold to a few seconds in the built options instead, so the alert's path from the core to the
+webhook is the real one without a minute of waiting (the setting's conversion has a unit test)."""
 
 from __future__ import annotations
 
-import aiohttp
+import dataclasses
+from typing import Any
 
-from tests.support.system import MinerSocket, find_nonce, register_miner, running_system
+import aiohttp
+import pytest
+
+from pooler.app.options import PoolerOptions
+from pooler.devnet import Devnet
+from tests.support.system import (
+    MinerSocket,
+    component_options,
+    find_nonce,
+    register_miner,
+    running_system,
+)
 from tests.support.wait import wait_until
 from tests.support.webhook_receiver import WebhookReceiver
 
 BLOCK_INTERVAL = 6
+SILENT_AFTER = 4.0  # seconds of silence before worker-silent
+
+
+def quick_silence(net: Devnet, interval: int, **overrides: Any) -> PoolerOptions:
+    opts = component_options(net, interval, **overrides)
+    return dataclasses.replace(opts, core=dataclasses.replace(opts.core, worker_silent_after=SILENT_AFTER))
 
 
 async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
@@ -20,8 +40,8 @@ async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
         running_system(
             block_interval=BLOCK_INTERVAL,
             alert_webhook_url=receiver.url,
+            profile=quick_silence,
             alert_stake_lead_ms=2500,
-            alert_worker_silent_minutes=1,
         ) as system,
         aiohttp.ClientSession() as http,
     ):
@@ -50,10 +70,10 @@ async def test_stake_at_risk_and_worker_silent_reach_the_webhook() -> None:
             def silent(body: dict[str, object]) -> bool:
                 return body["kind"] == "worker-silent"
 
-            await wait_until(lambda: any(map(silent, receiver.delivered())), "worker-silent", within=90)
+            await wait_until(lambda: any(map(silent, receiver.delivered())), "worker-silent", within=30)
             quiet = next(filter(silent, receiver.delivered()))
             assert quiet["data"]["minerId"] == busy.miner_id and quiet["data"]["worker"] == "rig-1"
-            assert quiet["data"]["minutes"] == 1
+            assert quiet["data"]["minutes"] == pytest.approx(SILENT_AFTER / 60)
         sample = system.pooler.metrics.registry.get_sample_value
         assert (sample("pooler_alerts_total", {"kind": "stake-at-risk"}) or 0) >= 1
         assert sample("pooler_alerts_total", {"kind": "worker-silent"}) == 1

@@ -496,6 +496,11 @@ def test_the_derived_options_take_the_tables_values_converted_once() -> None:
     assert Endpoints.configured(Settings(stellar_network="devnet")) is None  # pooler serve starts a devnet
 
 
+def test_alert_worker_silent_minutes_become_the_cores_seconds() -> None:
+    assert core_config(load({"ALERT_WORKER_SILENT_MINUTES": "3"}), TUNING).worker_silent_after == 180.0
+    assert core_config(load({}), TUNING).worker_silent_after == 0.0  # off unless set
+
+
 def test_work_timeout_minutes_is_how_long_a_silent_rest_workers_jobs_are_honoured() -> None:
     assert core_config(load({"WORK_TIMEOUT_MINUTES": "7"}), TUNING).rest_worker_idle == 7 * 60
     minute = Settings(
