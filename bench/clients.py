@@ -15,6 +15,10 @@ Runs on uvloop and answers JSON-line commands on stdin (see :mod:`bench.common`)
   evenly over its sockets. Answers counts and the ack latencies (send -> ``accepted``) in seconds.
 - ``{"cmd": "quit"}`` or end of input: close the sockets and exit.
 
+With ``--broadcast`` every ``hello`` asks for the ``block-broadcast`` feature: a new block then
+arrives as the one ``block`` frame the server encodes once for all sockets, and means the job
+``"<slot>.<block>"`` of the socket's last ``slot`` (its receipt time is the block's, as a ``job``'s is).
+
 Each process binds its own loopback source address (``--ip``), so ten thousand sockets a run
 never run out of ephemeral ports, and its sockets use tokens round-robin.
 """
@@ -58,6 +62,7 @@ class Miner(asyncio.Protocol):
         self.job = ""  # id of the newest job: shares go to it
         self.next_nonce = 0  # next nonce to send: each share is a distinct nonce of the job's range
         self.nonce_end = 0
+        self.slot: tuple[str, int, int] | None = None  # (id, start, end) of the last slot (--broadcast)
         self.inflight: dict[int, float] = {}  # nonce -> perf_counter at send, until its answer
         self.waker: asyncio.Event | None = None  # set by answers during a window-bounded run
         self.done = False  # the socket closed
@@ -112,8 +117,11 @@ class Miner(asyncio.Protocol):
 
 
 class Load:
-    def __init__(self, url: str, tokens: list[str], ip: str, worker_prefix: str) -> None:
+    def __init__(
+        self, url: str, tokens: list[str], ip: str, worker_prefix: str, broadcast: bool = False
+    ) -> None:
         self.uri = parse_uri(url)
+        self.broadcast = broadcast  # hellos ask for block-broadcast
         self.tokens = tokens
         self.ip = ip
         self.prefix = worker_prefix  # worker names unique across processes
@@ -139,11 +147,15 @@ class Load:
             await asyncio.wait_for(miner.opened, 60)
             got_job = self._first_job[miner] = loop.create_future()
             token = self.tokens[i % len(self.tokens)]
-            miner.send(
-                orjson.dumps(
-                    {"type": "hello", "token": token, "worker": f"{self.prefix}{i}", "protocol": 1}
-                ).decode()
-            )
+            hello: dict[str, Any] = {
+                "type": "hello",
+                "token": token,
+                "worker": f"{self.prefix}{i}",
+                "protocol": 1,
+            }
+            if self.broadcast:
+                hello["features"] = ["block-broadcast"]
+            miner.send(orjson.dumps(hello).decode())
             await asyncio.wait_for(got_job, 60)  # welcome, then a job once a block is open
             self.miners.append(miner)
 
@@ -176,6 +188,16 @@ class Load:
             first = self._first_job.pop(miner, None)
             if first is not None and not first.done():
                 first.set_result(None)
+        elif kind == "block":
+            block = msg["block"]
+            if block not in miner.blocks:
+                miner.blocks[block] = at
+                self._got_block.set()
+            if miner.slot is not None:
+                slot, miner.next_nonce, miner.nonce_end = miner.slot
+                miner.job = f"{slot}.{block}"
+        elif kind == "slot":
+            miner.slot = (msg["slot"], int(msg["nonceStart"]), int(msg["nonceEnd"]))
         elif kind == "error":
             self.errors += 1
             first = self._first_job.pop(miner, None)
@@ -279,7 +301,7 @@ class Load:
 
 async def _main(args: argparse.Namespace) -> None:
     stdin = await Stdin.open()
-    load = Load(args.url, args.tokens.split(","), args.ip, args.prefix)
+    load = Load(args.url, args.tokens.split(","), args.ip, args.prefix, args.broadcast)
     try:
         while True:
             cmd = await stdin.command()
@@ -311,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", required=True, help="comma-separated miner tokens")
     parser.add_argument("--ip", default="127.0.0.1", help="loopback source address to bind")
     parser.add_argument("--prefix", default="w", help="worker name prefix")
+    parser.add_argument("--broadcast", action="store_true", help="ask for block-broadcast in every hello")
     args = parser.parse_args(argv)
     if not args.ip.startswith("127."):
         parser.error("load generators bind loopback addresses only")

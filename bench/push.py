@@ -11,6 +11,11 @@ rounds they give p50/p99/max. The ratio column is Pooler p99 / baseline p99 of t
 
 The same run measures memory: the server's RSS before any socket and with N idle sockets open
 (after the pushes of the previous level, before this level's), divided by N.
+
+``pooler-bc`` and ``picows-bc`` are the same two Poolers with clients that ask for the
+``block-broadcast`` feature: a new block is then ONE ``block`` frame, encoded once and queued on
+every socket, instead of a ``job`` built, recorded and encoded per socket; their CPU per push
+beside the per-worker push's is what the feature saves (``broadcast_cpu_ratio``).
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ from typing import Any
 
 from bench.common import Child, Profiler, close_all, cpu_seconds, placement, rss_kb, split, summarize_ms
 
-SERVERS = ("pooler", "picows", "baseline")  # "pooler": MINER_SOCKET=asgi; "picows": MINER_SOCKET=picows
-_ARGS = {"pooler": ["pooler"], "picows": ["pooler", "--miner-socket", "picows"], "baseline": ["baseline"]}
+# "pooler": MINER_SOCKET=asgi; "picows": MINER_SOCKET=picows; "-bc": their clients ask for block-broadcast
+SERVERS = ("pooler", "picows", "pooler-bc", "picows-bc", "baseline")
+_ARGS = {
+    "pooler": ["pooler"],
+    "picows": ["pooler", "--miner-socket", "picows"],
+    "pooler-bc": ["pooler"],
+    "picows-bc": ["pooler", "--miner-socket", "picows"],
+    "baseline": ["baseline"],
+}
 
 
 def gc_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +87,7 @@ async def run(
                     f"127.0.{s + 1}.{p + 1}",
                     "--prefix",
                     f"p{p}w",
+                    *(["--broadcast"] if kind.endswith("-bc") else []),
                     name=f"{kind} clients {p}",
                     cpus=client_cpus,
                 )
@@ -133,6 +146,11 @@ async def run(
             row["p99_ratio"] = round(row["pooler"]["p99_ms"] / row["baseline"]["p99_ms"], 2)
             row["max_ratio"] = round(row["pooler"]["max_ms"] / row["baseline"]["max_ms"], 2)
             row["picows_p99_ratio"] = round(row["picows"]["p99_ms"] / row["baseline"]["p99_ms"], 2)
+            for kind in ("pooler", "picows"):
+                bc = row[f"{kind}-bc"]
+                bc["p99_ratio"] = round(bc["p99_ms"] / row["baseline"]["p99_ms"], 2)
+                bc["cpu_ratio"] = round(bc["cpu_ms_per_push"] / max(row[kind]["cpu_ms_per_push"], 0.1), 2)
+            row["broadcast_cpu_ratio"] = row["pooler-bc"]["cpu_ratio"]
             results.append(row)
             print(
                 f"  push N={n}: pooler p50/p99/max {row['pooler']['p50_ms']}/{row['pooler']['p99_ms']}/"
@@ -150,6 +168,14 @@ async def run(
                 f"{row['picows']['cpu_ms_per_push']} ms; {row['picows']['kb_per_socket']} KB/socket",
                 flush=True,
             )
+            for kind in ("pooler", "picows"):
+                bc = row[f"{kind}-bc"]
+                print(
+                    f"  push N={n}: {kind} block-broadcast p50/p99/max {bc['p50_ms']}/{bc['p99_ms']}/"
+                    f"{bc['max_ms']} ms, p99 ratio {bc['p99_ratio']}x; CPU/push {bc['cpu_ms_per_push']} ms"
+                    f" ({bc['cpu_ratio']}x the per-worker push's)",
+                    flush=True,
+                )
         stats = {kind: await servers[kind].ask({"cmd": "stats"}, 30) for kind in SERVERS}
         return {"levels": results, "rss0_kb": rss0, "server_stats": stats, "client_procs": procs}
     finally:

@@ -73,6 +73,19 @@ def _push(p: dict[str, Any]) -> list[str]:
         if "picows" in row:
             mine = row["picows"]["cpu_ms_per_push"]
             out.append(_row(f"... MINER_SOCKET=picows, N={row['n']:,} (ms)", mine, base, "", "", ""))
+        for kind, label in (("pooler-bc", ""), ("picows-bc", ", MINER_SOCKET=picows")):
+            if kind in row:
+                bc = row[kind]
+                out.append(
+                    _row(
+                        f"... block-broadcast{label}, N={row['n']:,} (ms; ratio: to the per-worker push)",
+                        bc["cpu_ms_per_push"],
+                        base,
+                        f"{bc['cpu_ratio']:.2f}x",
+                        "",
+                        "",
+                    )
+                )
     top = p["levels"][-1]
     for kind, label in (("pooler", ""), ("picows", ", MINER_SOCKET=picows")):
         if kind not in top:

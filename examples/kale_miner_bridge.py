@@ -27,6 +27,8 @@ prints a ``Mining batch`` line as each batch begins, so line ``k`` of a run says
 batches before it are hashed: exact progress. The line after the last batch means the range is
 exhausted: the bridge kills the binary (the few milliseconds it hashed past the end are wasted, and
 never sent) and takes the next range, or asks ``more``. A ``clean`` job kills every binary at once.
+The connection is :class:`examples.ws_miner.WsMiner`'s, so the bridge asks for ``block-broadcast``
+too: a granted slot's ``block`` frame reaches this engine as the clean job it means.
 
 **Threads: one single-threaded binary per thread.** ``--threads N`` runs N binaries with
 ``--max-threads 1``, each on its own slice of the range (``minerkit.split_range``), not one binary

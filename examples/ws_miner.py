@@ -7,6 +7,9 @@ stream back every nonce whose hash has at least ``shareZeros`` leading zero nibb
 runs out of range the miner asks for ``more``; a ``job`` with ``clean: true`` (a new block) pre-empts
 all current ranges at once; ``difficulty`` changes the share target. A lost connection is retried with
 exponential backoff and jitter; a refused token (error 24) ends the miner. One line is printed per block.
+It asks for the ``block-broadcast`` feature: when the pool grants it, a ``slot`` frame gives the worker a
+standing range and each new block arrives as one ``block`` frame meaning the job ``"<slot>.<block>"``
+(``protocol.messages.slot_job``); a pool that does not grant it keeps sending a ``job`` per block.
 
 The connection half (:class:`WsMiner`) is reused by ``kale_miner_bridge.py`` with another
 :class:`Engine`; the pure mining loop is ``minerkit.mine_range``.
@@ -50,7 +53,9 @@ from examples.minerkit import (
 from protocol import Code, ProtocolError, address_bytes
 from protocol.codec import decode_server, encode
 from protocol.messages import (
+    BLOCK_BROADCAST,
     Accepted,
+    Block,
     Bye,
     ClientMessage,
     Difficulty,
@@ -61,8 +66,10 @@ from protocol.messages import (
     Rejected,
     Report,
     Share,
+    Slot,
     Stats,
     Welcome,
+    slot_job,
 )
 
 __all__ = ["CpuEngine", "Engine", "WsMiner", "main", "mine_range"]
@@ -185,6 +192,11 @@ class WsMiner(MinerBase):
         # 'report' every report_interval seconds: the pool shows it beside its effective figure
         self.report_interval = 30.0
         self.measured: float | None = None  # the last rate measured (None: none yet)
+        # block-broadcast: the last slot the pool sent (the range every later block frame means);
+        # None until one comes (and after a reconnect: a new session gets a new slot)
+        self._slot: Slot | None = None
+        # the share target the last job, slot or difficulty frame said: what a block frame's job is mined at
+        self._share_zeros = 0
 
     async def run(self) -> int:
         """Mine until stopped; 0 on a normal end, 2 when the pool refused the token."""
@@ -217,7 +229,13 @@ class WsMiner(MinerBase):
 
     async def _session(self) -> None:
         async with connect(self.url, proxy=None, open_timeout=10, close_timeout=2) as ws:
-            hello = Hello(token=self.token, worker=self.worker, agent=self.agent, hashrate=self.measured)
+            hello = Hello(
+                token=self.token,
+                worker=self.worker,
+                agent=self.agent,
+                hashrate=self.measured,
+                features=(BLOCK_BROADCAST,),
+            )
             await ws.send(encode(hello).decode())
             try:
                 first = decode_server(await asyncio.wait_for(ws.recv(), 10))
@@ -229,6 +247,7 @@ class WsMiner(MinerBase):
             if not isinstance(first, Welcome):
                 raise _Lost(f"expected welcome, got {type(first).__name__}")
             self.welcome = first
+            self._slot = None
             self._backoff.reset()
             self._out(f"connected as miner {first.miner_id} worker {first.worker!r}, farmer {first.farmer}")
             outbox: asyncio.Queue[ClientMessage] = asyncio.Queue(maxsize=4096)
@@ -288,7 +307,15 @@ class WsMiner(MinerBase):
     def _handle(self, msg: object) -> None:
         match msg:
             case Job():
+                self._share_zeros = msg.share_zeros
                 self._on_job(msg)
+            case Slot():  # holds from the next block frame on; the current jobs stay as they are
+                self._slot = msg
+                self._share_zeros = msg.share_zeros
+                self.engine.on_difficulty(msg.share_zeros)
+            case Block():
+                if self._slot is not None:
+                    self._on_job(slot_job(self._slot, msg, self._share_zeros))
             case Accepted():
                 self._count(msg, self._tally_for(msg.job))
                 if self.verbose:
@@ -296,6 +323,7 @@ class WsMiner(MinerBase):
             case Rejected():
                 self._count(msg, self._tally_for(msg.job))
             case Difficulty():
+                self._share_zeros = msg.share_zeros
                 self.engine.on_difficulty(msg.share_zeros)
                 if self.verbose:
                     self._out(f"share target now {msg.share_zeros} zeros")

@@ -18,6 +18,7 @@ import orjson
 from protocol.errors import Code, ProtocolError
 from protocol.messages import (
     Accepted,
+    Block,
     Bye,
     ClientMessage,
     Difficulty,
@@ -29,6 +30,7 @@ from protocol.messages import (
     Report,
     ServerMessage,
     Share,
+    Slot,
     Stats,
     StatsRequest,
     Welcome,
@@ -45,6 +47,9 @@ _MAX_TEXT_LEN: Final = 512
 _MAX_NONCE_TEXT: Final = 64  # bounds int() work on hostile input; 20 digits suffice
 _MAX_U32: Final = MAX_INDEX
 _MAX_MS: Final = 2**53 - 1  # unix ms must stay exact in a JavaScript number
+_MAX_FEATURES: Final = 16  # names in one features list; a client asks for a few
+_MAX_FEATURE_LEN: Final = 64
+_MAX_SLOT_LEN: Final = _MAX_ID_LEN - 11  # "<slot>.<block>" must fit a job id (a u32 is 10 digits)
 MAX_HASHRATE: Final = 1e21
 """Largest reported hashrate accepted, hashes/s (a zetta-hash: far above any rig)."""
 
@@ -170,6 +175,27 @@ def _hashrate(obj: Obj, key: str, kind: str) -> float:
     return float(value)
 
 
+def _features(obj: Obj, kind: str) -> tuple[str, ...]:
+    """An optional list of feature names (missing or null: none)."""
+    value = obj.get("features")
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise _fail(f"'{kind}'.features must be a list of strings, got {type(value).__name__}")
+    if len(value) > _MAX_FEATURES:
+        raise _fail(f"'{kind}'.features lists {len(value)} names; at most {_MAX_FEATURES} are allowed")
+    names: list[str] = []
+    for name in value:
+        if not isinstance(name, str) or not 1 <= len(name) <= _MAX_FEATURE_LEN or not name.isprintable():
+            shown = repr(name)[:80]
+            raise _fail(
+                f"'{kind}'.features must hold names of 1 to {_MAX_FEATURE_LEN} printable characters,"
+                f" got {shown}"
+            )
+        names.append(name)
+    return tuple(dict.fromkeys(names))  # each once, in the order asked
+
+
 def _code(obj: Obj, kind: str) -> Code:
     raw = _get(obj, "code", kind)
     try:
@@ -209,6 +235,7 @@ def _hello(o: Obj) -> Hello:
         agent=_text(o, "agent", "hello", _MAX_TEXT_LEN, required=False),
         protocol=protocol,
         hashrate=None if o.get("hashrate") is None else _hashrate(o, "hashrate", "hello"),
+        features=_features(o, "hello"),
     )
 
 
@@ -252,6 +279,8 @@ def client_to_dict(msg: ClientMessage) -> Obj:
                 d["agent"] = msg.agent
             if msg.hashrate is not None:
                 d["hashrate"] = msg.hashrate
+            if msg.features:
+                d["features"] = list(msg.features)
             return d
         case Share():
             d = {"type": "share", "job": msg.job, "nonce": str(msg.nonce)}
@@ -306,13 +335,33 @@ def server_to_dict(msg: ServerMessage) -> Obj:
                 "message": msg.message,
             }
         case Welcome():
-            return {
+            d = {
                 "type": "welcome",
                 "minerId": msg.miner_id,
                 "worker": msg.worker,
                 "farmerId": msg.farmer_id,
                 "farmer": msg.farmer,
                 "protocol": msg.protocol,
+            }
+            if msg.features:  # a v1 client that asked for none gets the same bytes as before
+                d["features"] = list(msg.features)
+            return d
+        case Slot():
+            return {
+                "type": "slot",
+                "slot": msg.slot,
+                "farmer": msg.farmer,
+                "nonceStart": str(msg.nonce_start),
+                "nonceEnd": str(msg.nonce_end),
+                "shareZeros": msg.share_zeros,
+            }
+        case Block():
+            return {
+                "type": "block",
+                "block": msg.block,
+                "entropy": msg.entropy.hex(),
+                "workAt": msg.work_at,
+                "blockEndsAt": msg.block_ends_at,
             }
         case Difficulty():
             return {"type": "difficulty", "shareZeros": msg.share_zeros}
@@ -362,6 +411,40 @@ def _job(o: Obj) -> Job:
     )
 
 
+def _slot(o: Obj) -> Slot:
+    start = parse_nonce(_get(o, "nonceStart", "slot"), "'slot'.nonceStart")
+    end = parse_nonce(_get(o, "nonceEnd", "slot"), "'slot'.nonceEnd")
+    if end <= start:
+        raise _fail(f"'slot' range is empty: nonceEnd {end} <= nonceStart {start}")
+    return Slot(
+        slot=_text(o, "slot", "slot", _MAX_SLOT_LEN),
+        farmer=_text(o, "farmer", "slot", 56),
+        nonce_start=start,
+        nonce_end=end,
+        share_zeros=_int(o, "shareZeros", "slot", 0, 64),
+    )
+
+
+def _block(o: Obj) -> Block:
+    return Block(
+        block=_int(o, "block", "block", 0, _MAX_U32),
+        entropy=parse_hex32(_get(o, "entropy", "block"), "'block'.entropy"),
+        work_at=_int(o, "workAt", "block", 0, _MAX_MS),
+        block_ends_at=_int(o, "blockEndsAt", "block", 0, _MAX_MS),
+    )
+
+
+def _welcome(o: Obj) -> Welcome:
+    return Welcome(
+        miner_id=_text(o, "minerId", "welcome", _MAX_ID_LEN),
+        worker=_text(o, "worker", "welcome", MAX_WORKER_LEN),
+        farmer_id=_text(o, "farmerId", "welcome", _MAX_ID_LEN),
+        farmer=_text(o, "farmer", "welcome", 56),
+        protocol=_int(o, "protocol", "welcome", 1, 1),
+        features=_features(o, "welcome"),
+    )
+
+
 def _stats(o: Obj) -> Stats:
     rewards = _get(o, "rewards", "stats")
     if not isinstance(rewards, str) or not _DECIMAL.fullmatch(rewards) or len(rewards) > 40:
@@ -395,14 +478,10 @@ def _rejected(o: Obj) -> Rejected:
 
 
 _SERVER: Final[dict[str, Callable[[Obj], ServerMessage]]] = {
-    "welcome": lambda o: Welcome(
-        miner_id=_text(o, "minerId", "welcome", _MAX_ID_LEN),
-        worker=_text(o, "worker", "welcome", MAX_WORKER_LEN),
-        farmer_id=_text(o, "farmerId", "welcome", _MAX_ID_LEN),
-        farmer=_text(o, "farmer", "welcome", 56),
-        protocol=_int(o, "protocol", "welcome", 1, 1),
-    ),
+    "welcome": _welcome,
     "job": _job,
+    "slot": _slot,
+    "block": _block,
     "difficulty": lambda o: Difficulty(share_zeros=_int(o, "shareZeros", "difficulty", 0, 64)),
     "accepted": lambda o: Accepted(
         job=_text(o, "job", "accepted", _MAX_ID_LEN),

@@ -12,8 +12,13 @@ are in ``docs/protocol.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from protocol.errors import Code
+
+BLOCK_BROADCAST: Final = "block-broadcast"
+"""The feature a ``hello`` may ask for (``features``): a standing ``slot`` per worker and one
+``block`` frame per new block, the same bytes for every socket (docs/protocol.md)."""
 
 # ---------------------------------------------------------------- client -> server
 
@@ -29,6 +34,9 @@ class Hello:
     hashrate: float | None = None
     """Hashes/s the miner says it computes (optional): shown beside the Pooler's effective
     figure as the "reported" hashrate, never used for anything else."""
+    features: tuple[str, ...] = ()
+    """Optional protocol features the miner asks for (e.g. :data:`BLOCK_BROADCAST`); the
+    ``welcome`` lists those granted. Names the server does not know are ignored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,8 @@ class Welcome:
     farmer_id: str
     farmer: str
     protocol: int = 1
+    features: tuple[str, ...] = ()
+    """The features of the ``hello`` this server granted (none: plain protocol v1)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +107,55 @@ class Job:
     clean: bool
     work_at: int
     block_ends_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A worker's standing range (feature :data:`BLOCK_BROADCAST`): for every ``block`` frame
+    after it, until another ``slot`` replaces it, hash ``[nonce_start, nonce_end)`` of that
+    block for ``farmer``; the job id is ``"<slot>.<block>"`` (:func:`slot_job_id`).
+
+    ``share_zeros`` is the difficulty when it was sent; as with a job's, a later
+    ``difficulty`` frame replaces it (the last value any frame carried is the one in force).
+    """
+
+    slot: str
+    farmer: str
+    nonce_start: int
+    nonce_end: int
+    share_zeros: int
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A new block for every worker with a slot: a ``job`` with ``clean: true`` for its slot.
+    The same frame goes to every such socket (encoded once)."""
+
+    block: int
+    entropy: bytes
+    work_at: int
+    block_ends_at: int
+
+
+def slot_job_id(slot: str, block: int) -> str:
+    """The id of the job a slot stands for in ``block``: ``"s7.123"``."""
+    return f"{slot}.{block}"
+
+
+def slot_job(slot: Slot, block: Block, share_zeros: int) -> Job:
+    """The job ``block`` means for a worker holding ``slot``, mined at ``share_zeros``."""
+    return Job(
+        slot_job_id(slot.slot, block.block),
+        block.block,
+        block.entropy,
+        slot.farmer,
+        slot.nonce_start,
+        slot.nonce_end,
+        share_zeros,
+        True,
+        block.work_at,
+        block.block_ends_at,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,4 +215,4 @@ class Error:
         return self.code.reason
 
 
-ServerMessage = Welcome | Job | Difficulty | Accepted | Rejected | Stats | Error
+ServerMessage = Welcome | Job | Slot | Block | Difficulty | Accepted | Rejected | Stats | Error

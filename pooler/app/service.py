@@ -36,7 +36,7 @@ from pooler.web.httpproto import gated_http
 from pooler.web.lane import AVAILABLE as LANE_AVAILABLE
 from pooler.web.lane import LaneProtocol
 from pooler.web.picows_ws import MinerPath
-from pooler.web.wsproto import AbortableWebSocketProtocol
+from pooler.web.wsproto import AbortableWebSocketProtocol, with_close_grace
 
 log = logging.getLogger("pooler")
 
@@ -118,8 +118,11 @@ class Pooler:
             # httptools with the connection gate and the request read timeout (pooler/web/httpproto.py)
             http=gated_http(self.gate, self.options.http_read_timeout, self.miner_path),
             # websockets-sansio that can drop a peer that stopped reading, plus the miner socket's direct
-            # lane (pooler/web/lane.py) where this uvicorn has what the lane builds on
-            ws=LaneProtocol if LANE_AVAILABLE else AbortableWebSocketProtocol,
+            # lane (pooler/web/lane.py) where this uvicorn has what the lane builds on; a peer whose
+            # ping went unanswered gets SLOW_CLIENT_GRACE to take the close, then it is dropped
+            ws=with_close_grace(
+                LaneProtocol if LANE_AVAILABLE else AbortableWebSocketProtocol, self.options.slow_client_grace
+            ),
             ws_max_size=2 * 1024 * 1024,  # our own limit answers with error 29; this only stops abuse
             ws_ping_interval=self.options.ws_ping_interval,
             ws_ping_timeout=self.options.ws_ping_timeout,

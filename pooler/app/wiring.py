@@ -299,7 +299,9 @@ def _single(options: PoolerOptions, core_config: CoreConfig, clock: Callable[[],
     # the block window of the file: every block a harvest may still need, and a few more
     keep = options.core.harvest_retention_blocks + STORE_SPARE_BLOCKS
     store = SqliteStore(options.db_path, clock=clock, keep_blocks=keep) if options.db_path else None
-    return _Shape(EventHub(clock), store, Coordinator(core_config), None, None, None)
+    # block-broadcast (standing slots, one frame per new block) is granted by a single instance only
+    core = Coordinator(core_config, block_broadcast=True)
+    return _Shape(EventHub(clock), store, core, None, None, None)
 
 
 def _member(

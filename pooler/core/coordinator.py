@@ -6,6 +6,7 @@ and the parts that act on it, each in its own module:
 ============================  ==========================================================
 :mod:`pooler.core.roster`     miners joining/leaving, workers connecting, stats
 :mod:`pooler.core.jobs`       nonce ranges, jobs, REST workers, refills
+:mod:`pooler.core.slots`      standing slots: one ``block`` frame per new block
 :mod:`pooler.core.checks`     the share check (the hot path)
 :mod:`pooler.core.guard`      the share-quality guard (warn, close, refuse)
 :mod:`pooler.core.cycle`      new blocks, the pause, block timers, Backend answers
@@ -66,6 +67,7 @@ from pooler.core.persistence import restore, snapshot
 from pooler.core.plant import Plant
 from pooler.core.projection import Projection
 from pooler.core.roster import Roster
+from pooler.core.slots import Slots
 from pooler.core.snapshot import CoreSnapshot
 from pooler.core.state import RoundState
 from pooler.core.views import CoreView
@@ -80,16 +82,27 @@ class Coordinator:
     """The Pooler's round state machine. Not thread-safe: one owner calls :meth:`handle`."""
 
     def __init__(
-        self, config: CoreConfig, *, nonces: NonceSpace | None = None, report_credits: bool = False
+        self,
+        config: CoreConfig,
+        *,
+        nonces: NonceSpace | None = None,
+        report_credits: bool = False,
+        block_broadcast: bool = False,
     ) -> None:
         """``nonces``: where each (block, farmer)'s nonce counter comes from (the whole u64 space
         per farmer by default; a group's shared chunks). ``report_credits``: every credited nonce
-        also leaves as a ``Persist(NonceCredited)``, for a group's shared duplicate set."""
+        also leaves as a ``Persist(NonceCredited)``, for a group's shared duplicate set.
+        ``block_broadcast``: grant the feature of that name (standing slots, one ``block`` frame
+        per new block; :mod:`pooler.core.slots`); single instance only."""
+        if block_broadcast and not (nonces is None or isinstance(nonces, LocalNonces)):
+            # slots are reserved below each counter's opening: a shared space (a group's chunks)
+            # would need them reserved for every instance, which nothing does (pooler.core.slots)
+            raise PoolerError("block_broadcast needs the single instance's nonce space, not a shared one")
         self._config = config
         st = self._state = RoundState(config, report_credits=report_credits)
         self._sessions = st.sessions  # the hot path's one lookup (the very dict the roster fills)
         guard = ShareGuard(st)
-        jobs = Jobs(st, LocalNonces() if nonces is None else nonces, guard)
+        jobs = Jobs(st, LocalNonces() if nonces is None else nonces, guard, Slots(st, block_broadcast))
         roster = self._roster = Roster(st, jobs, guard)
         forecast = Forecast(st)
         work = Work(st, jobs, forecast)

@@ -5,7 +5,8 @@ module drives it:
 
 - NewBlock(N): the previous block is closed (its jobs become stale, its tallies flushed,
   planted-but-unworked farmers fail). Jobs with ``clean=True`` go to every connected worker
-  and ``/plant`` N is called in the same effects list (plant runs while miners hash).
+  (one ``block`` frame for all workers holding a slot, :mod:`pooler.core.slots`) and
+  ``/plant`` N is called in the same effects list (plant runs while miners hash).
   Timers: ``search:N`` (workAt - lead), ``work:N`` (workAt), ``end:N`` (T+I),
   ``late-plant:N`` (T+I+grace). Every worked, unharvested older block is harvested now
   (``index < FarmIndex`` holds for all of them).
@@ -116,8 +117,7 @@ class Cycle:
         if plant:
             blk.plant = "pending"
             blk.plant_call = self.plant.call(blk.index, effects, blk.ends_at - st.config.safety_margin, now)
-        for conn, sess in st.sessions.items():
-            self._jobs.send_job(sess, conn, blk, True, effects, now)
+        self._jobs.open_block(blk, effects, now)  # one block frame for the slots, a job for each other
         n = blk.index
         effects.append(SetTimer(f"search:{n}", blk.search_at))
         effects.append(SetTimer(f"work:{n}", blk.work_at))

@@ -30,6 +30,16 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Deliver ``msg`` to every socket of ``conns``: encoded ONCE, the same frame queued on each
+    (a new block's ``block`` frame for the workers with a slot, docs/protocol.md). Held behind
+    the batch's ``Persist`` effects like a ``Send``."""
+
+    conns: tuple[int, ...]
+    msg: ServerMessage
+
+
+@dataclass(frozen=True, slots=True)
 class Close:
     """Close a socket (after its queued messages) with a WebSocket close code."""
 
@@ -142,6 +152,7 @@ class RaiseAlert:
 
 Effect = (
     Send
+    | Broadcast
     | Close
     | CallBackend
     | SetTimer

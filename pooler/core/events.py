@@ -91,6 +91,7 @@ class WorkerConnected:
     worker: str
     agent: str | None = None
     hashrate: float | None = None  # what the miner says it hashes (hello), display only
+    features: tuple[str, ...] = ()  # what its hello asked for; the welcome lists those granted
 
 
 @dataclass(frozen=True, slots=True)

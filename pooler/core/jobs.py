@@ -9,26 +9,28 @@ mark is persisted before the job is sent, so a restart never hands the same rang
 from __future__ import annotations
 
 from pooler.core.block import BlockState, ms
-from pooler.core.effects import Effect, Persist, Send
+from pooler.core.effects import Broadcast, Effect, Persist, Send
 from pooler.core.events import IssuedJob, MoreRequested, NonceRefillDone, RestWorkRequested
 from pooler.core.guard import ShareGuard
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
 from pooler.core.nonces import NonceSpace, range_size
 from pooler.core.records import NoncesIssued, RestJobIssued
 from pooler.core.shares import FarmerBlock, Tally
+from pooler.core.slots import Slots
 from pooler.core.state import RoundState
 from protocol.errors import Code
-from protocol.messages import Difficulty, Error, Job
+from protocol.messages import Block, Difficulty, Error, Job, slot_job_id
 
 
 class Jobs:
     """Hands out ranges and jobs; answers ``more``, REST work requests and nonce refills."""
 
-    def __init__(self, state: RoundState, nonces: NonceSpace, guard: ShareGuard) -> None:
+    def __init__(self, state: RoundState, nonces: NonceSpace, guard: ShareGuard, slots: Slots) -> None:
         self._st = state
         self._config = state.config
         self._nonces = nonces  # where each (block, farmer)'s counter comes from
         self._guard = guard  # a miner in its cool-down gets no REST work
+        self.slots = slots  # the standing slots of block-broadcast sockets (the roster's too)
 
     # ------------------------------------------------------------ events
 
@@ -49,6 +51,8 @@ class Jobs:
                 sess.more_rate = size / (now - old.issued_at)
         effects: list[Effect] = []
         self.send_job(sess, ev.conn, blk, False, effects, now)
+        if self.slots.outgrown(sess, now):  # a bigger slot, from the next block on
+            self.slots.assign(sess, effects, now)
         return effects
 
     def on_rest_work(self, ev: RestWorkRequested, now: float) -> list[Effect]:
@@ -82,6 +86,36 @@ class Jobs:
         return effects
 
     # ------------------------------------------------------------ issuing
+
+    def open_block(self, blk: BlockState, effects: list[Effect], now: float) -> None:
+        """Work of ``blk`` for every connected worker: ONE ``block`` frame for all that hold a
+        slot (each one's job is its slot's range, recorded here, no frame of its own), a
+        ``job`` each for the others. Each slot farmer's counter opening is recorded first, so a
+        restart within the block resumes above every slot (pooler.core.slots)."""
+        conns: list[int] = []
+        opened: dict[str, FarmerBlock] = {}
+        for conn, sess in self._st.sessions.items():
+            slot = sess.slot
+            if slot is None or slot.farmer is not sess.miner.farmer:
+                self.send_job(sess, conn, blk, True, effects, now)
+                continue
+            fid = slot.farmer.farmer_id
+            fb = opened.get(fid)
+            if fb is None:
+                fb = opened[fid] = self.farmer_block(blk, slot.farmer)
+                if fb.counter.next < slot.farmer.slots.top:  # opened before a slot grew the region
+                    fb.counter.next = slot.farmer.slots.top
+            job_id = slot_job_id(slot.id, blk.index)
+            rec = JobRecord(
+                job_id, sess.miner, sess, fb, slot.nonce_start, slot.nonce_end, sess.vd.zeros, now
+            )
+            self.hold_job(sess, rec, blk, now)
+            conns.append(conn)
+        if conns:
+            for fb in opened.values():
+                effects.append(Persist(NoncesIssued(fb.block, fb.farmer_id, fb.counter.next)))
+            frame = Block(blk.index, blk.entropy, ms(blk.work_at), ms(blk.ends_at))
+            effects.append(Broadcast(tuple(conns), frame))
 
     def send_job(
         self, sess: Session, conn: int, blk: BlockState, clean: bool, effects: list[Effect], now: float
@@ -189,7 +223,9 @@ class Jobs:
         fb = blk.shares.get(farmer.farmer_id)
         if fb is None:
             fid = farmer.farmer_id
-            counter = self._nonces.counter(blk.index, fid, blk.nonce_floor.get(fid, 0))
+            # above the restart floor and above every standing slot of the farmer (slots.py)
+            floor = max(blk.nonce_floor.get(fid, 0), farmer.slots.top)
+            counter = self._nonces.counter(blk.index, fid, floor)
             fb = FarmerBlock(blk.index, blk.entropy, fid, farmer.address, counter)
             best = blk.bests.get(farmer.farmer_id)
             if best is not None:

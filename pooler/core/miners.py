@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from pooler.core.hashrate import HashrateConfig, WorkerHashrate
+from pooler.core.nonces import FarmerSlots
 from pooler.core.records import MinerCounts
 from pooler.core.shares import FarmerBlock, Tally
 from pooler.core.vardiff import VarDiff
@@ -22,12 +23,14 @@ from pooler.core.vardiff import VarDiff
 class FarmerState:
     """A farmer the Backend holds keys for; known for the life of the process once seen."""
 
-    __slots__ = ("address", "farmer_id", "miners")
+    __slots__ = ("address", "farmer_id", "miners", "slots")
 
     def __init__(self, farmer_id: str, address: str) -> None:
         self.farmer_id = farmer_id
         self.address = address  # G... address: jobs and local searches need it
         self.miners: set[str] = set()  # miner ids mining for it now (for views)
+        # its workers' standing slots (block-broadcast): its block counters open above them
+        self.slots = FarmerSlots()
 
 
 class MinerState:
@@ -126,6 +129,7 @@ class Session:
         "more_rate",
         "name",
         "rejected",
+        "slot",
         "tally",
         "vd",
     )
@@ -158,6 +162,9 @@ class Session:
         self.more_rate = 0.0
         self.accepted = 0  # for views
         self.rejected = 0
+        # its standing range (a socket that asked for block-broadcast): the job of every block
+        # frame sent after the slot frame; None: it gets a job of its own at each block
+        self.slot: SlotRecord | None = None
 
     def hashrate(self, now: float) -> float:
         """Effective hashrate of its worker name (exact ranges and shares; see pooler.core.hashrate)."""
@@ -166,6 +173,18 @@ class Session:
     def sizing_rate(self, now: float) -> float:
         """What ranges are sized from: the larger of the share and the ``more`` measurements."""
         return max(self.vd.estimate(now), self.more_rate)
+
+
+class SlotRecord:
+    """A standing slot: a range of ``farmer``'s nonce space its worker hashes in every block."""
+
+    __slots__ = ("farmer", "id", "nonce_end", "nonce_start")
+
+    def __init__(self, slot_id: str, farmer: FarmerState, nonce_start: int, nonce_end: int) -> None:
+        self.id = slot_id  # the job of block N is "<id>.<N>" (protocol.messages.slot_job_id)
+        self.farmer = farmer  # the range is of its space: given back there
+        self.nonce_start = nonce_start
+        self.nonce_end = nonce_end  # exclusive
 
 
 class JobRecord:

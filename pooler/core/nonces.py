@@ -67,3 +67,44 @@ def range_size(hashrate: float, seconds_left: float, config: CoreConfig) -> int:
         return config.range_default
     size = int(hashrate * max(seconds_left, config.range_seconds))
     return min(max(size, config.range_min), config.range_max)
+
+
+class FarmerSlots:
+    """One farmer's standing slots (feature ``block-broadcast``, :mod:`pooler.core.slots`):
+    disjoint ranges, all below :attr:`top`; each block's counter of the farmer opens at or above
+    ``top``, so no job range ever overlaps a slot."""
+
+    __slots__ = ("free", "held", "top")
+
+    def __init__(self) -> None:
+        # every slot ever handed out lies below it (it only grows): counters open above it
+        self.top = 0
+        # ranges of slots given up, handed out again (best fit, the rest kept): a slot is used from
+        # the next block on only, so a range given up now may go to a new slot now (see slots.py)
+        self.free: list[tuple[int, int]] = []
+        self.held = 0  # slots standing now (for views and tests)
+
+    def take(self, size: int) -> tuple[int, int] | None:
+        """A range of ``size`` nonces for a new slot, or None when the space has no room left."""
+        size = max(size, 1)
+        best = -1
+        for i, (start, end) in enumerate(self.free):
+            if end - start >= size and (best < 0 or end - start < self.free[best][1] - self.free[best][0]):
+                best = i
+        if best >= 0:
+            start, end = self.free.pop(best)
+            if end - start > size:
+                self.free.append((start + size, end))
+            self.held += 1
+            return start, start + size
+        start = self.top
+        if start + size > MAX_NONCE:
+            return None
+        self.top = start + size
+        self.held += 1
+        return start, self.top
+
+    def give_back(self, start: int, end: int) -> None:
+        """The range of a slot no worker holds any more."""
+        self.free.append((start, end))
+        self.held -= 1

@@ -53,7 +53,12 @@ class Roster:
             old.farmer = farmer
             old.name = ev.name
             farmer.miners.add(ev.miner_id)
-            return []
+            effects: list[Effect] = []
+            for conn in sorted(old.sessions):  # ... and so do its slots, from the next block on
+                sess = st.sessions.get(conn)
+                if sess is not None and sess.slot is not None:
+                    self._jobs.slots.assign(sess, effects, now)
+            return effects
         miner = st.miners[ev.miner_id] = MinerState(ev.miner_id, farmer, ev.name)
         loaded = st.loaded_counts.pop(ev.miner_id, None)
         if loaded is not None:  # /miner/stats goes on from what the store kept (#18)
@@ -73,6 +78,7 @@ class Roster:
             sess = st.sessions.pop(conn, None)
             if sess is not None:
                 sess.alive = False
+                self._jobs.slots.release(sess)
             effects.append(Close(conn, 1000, "miner left"))
         for sess in miner.rest.values():
             sess.alive = False
@@ -116,7 +122,12 @@ class Roster:
         miner.sessions.add(ev.conn)
         farmer = miner.farmer
         effects.append(Persist(WorkerSeen(miner.miner_id, ev.worker, ev.agent)))
-        effects.append(Send(ev.conn, Welcome(miner.miner_id, ev.worker, farmer.farmer_id, farmer.address)))
+        slots = self._jobs.slots
+        granted = slots.grant(ev.features)
+        welcome = Welcome(miner.miner_id, ev.worker, farmer.farmer_id, farmer.address, features=granted)
+        effects.append(Send(ev.conn, welcome))
+        if granted:  # its slot holds from the next block; this block's work is a job of its own
+            slots.assign(sess, effects, now)
         blk = st.live_block()
         if blk is not None:
             self._jobs.send_job(sess, ev.conn, blk, True, effects, now)
@@ -129,6 +140,7 @@ class Roster:
         if sess is None:
             return []
         sess.alive = False  # its jobs stay valid for its miner: a reconnect may still submit on them
+        self._jobs.slots.release(sess)  # its range may go to a new slot (used from the next block on)
         miner = sess.miner
         miner.sessions.discard(ev.conn)
         st.last_zeros[(miner.miner_id, sess.name)] = sess.vd.zeros

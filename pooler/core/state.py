@@ -37,6 +37,7 @@ class RoundState:
         # rebound (the share check holds this very dict)
         self.jobs: dict[str, JobRecord] = {}
         self.job_seq = 0  # job issue: job ids are prefix + hex counter, unique for the process's life
+        self.slot_seq = 0  # slots: slot ids are prefix + "s" + hex counter (never a job id: "s" is no hex)
         # job issue: (miner id, worker name) -> durable share counts of the current block
         self.tallies: dict[tuple[str, str], Tally] = {}
         self.block: BlockState | None = None  # cycle: the newest block seen (current FarmIndex)

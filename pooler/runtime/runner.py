@@ -8,7 +8,8 @@ The loop takes everything waiting (a batch), hands each event to the pure core w
 current time, and performs the effects in order:
 
 - ``Send``/``Close`` go to the connection's :class:`Outbox` (never awaited here) or
-  complete a REST request's future;
+  complete a REST request's future; a ``Broadcast`` (a new block's one ``block`` frame) is
+  encoded once and the same frame queued on each of its sockets' outboxes;
 - ``CallBackend``, ``LocalSearch`` and timers become tasks/handles owned by the runner
   that post their outcome back into the inbox as events;
 - ``Persist`` records of the batch are committed to the store in ONE transaction before
@@ -49,6 +50,7 @@ from pooler.core.alerts import Alert
 from pooler.core.coordinator import Coordinator
 from pooler.core.dashboard_events import DashboardEvent
 from pooler.core.effects import (
+    Broadcast,
     CallBackend,
     CancelTimer,
     Close,
@@ -378,7 +380,7 @@ class Runner:
                     records.append(effect)
                     if held is None:
                         held = []
-            elif held is not None and isinstance(effect, Send | Close):
+            elif held is not None and isinstance(effect, Send | Broadcast | Close):
                 held.append(effect)
             else:
                 self._do(effect)
@@ -450,6 +452,13 @@ class Runner:
                         fut.set_result(msg)
                 if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
                     self.observer.share_answered(conn, msg)
+            case Broadcast(conns, msg):
+                frame = encode(msg).decode()  # once for every socket: the same str on each outbox
+                boxes = self.conns
+                for conn in conns:
+                    box = boxes.get(conn)
+                    if box is not None:
+                        box.put(frame)
             case Close(conn, code, reason):
                 box = self.conns.get(conn)
                 if box is not None:

@@ -17,13 +17,23 @@ It also offers ``abort`` (drop the TCP connection now) under :data:`~pooler.web.
 for a stream whose reader stopped reading (``/events``), and a bound on what the kernel and the
 transport queue for it under :data:`~pooler.web.wsproto.SEND_BUFFER`. :func:`gated_http` makes the class
 uvicorn's ``http=`` takes, bound to one gate.
+
+A ``/ws/miner`` upgrade handed to picows (``MINER_SOCKET=picows``) never runs the ASGI app, so
+uvicorn's ``ProxyHeadersMiddleware`` does not see it: :func:`forwarded_client` runs that same
+middleware over the request's client and headers, so the socket's client address (per-address
+limits, the wrong-token back-off, logs) is the one the ASGI path gets behind a trusted proxy
+(``FORWARDED_ALLOW_IPS``, uvicorn's own setting; default ``127.0.0.1,::1``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from uvicorn.config import Config
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pooler.web.gate import CONNECTION, ConnectionGate, Ticket
@@ -55,6 +65,49 @@ _REFUSED = {
         "503 Service Unavailable", "the server is at its connection limit; retry later\n"
     ),
 }
+
+
+_SHUTTING_DOWN = _response("503 Service Unavailable", "the server is shutting down; retry later\n")
+
+
+async def _scope_only(scope: Any, receive: Any, send: Any) -> None:
+    """The app under :func:`forwarded_client`'s middleware: the scope is all it was run for."""
+
+
+async def _never(*_: Any) -> Any:
+    raise RuntimeError("forwarded_client's middleware must not receive or send")
+
+
+# a server's config -> its proxy-headers middleware (None: off), built at its first hand-off
+_PROXIES: weakref.WeakKeyDictionary[Config, ProxyHeadersMiddleware | None] = weakref.WeakKeyDictionary()
+
+
+def proxy_middleware(config: Config) -> ProxyHeadersMiddleware | None:
+    """uvicorn's proxy-headers middleware as ``config`` sets it up for the app (None: proxy headers off)."""
+    if config not in _PROXIES:
+        trusted = config.forwarded_allow_ips
+        _PROXIES[config] = ProxyHeadersMiddleware(_scope_only, trusted) if config.proxy_headers else None
+    return _PROXIES[config]
+
+
+def forwarded_client(
+    middleware: ProxyHeadersMiddleware | None,
+    client: tuple[str, int] | None,
+    headers: Iterable[tuple[bytes, bytes]],
+) -> tuple[str, int] | None:
+    """The client address the ASGI app would see for a request from TCP peer ``client`` with
+    ``headers``: ``X-Forwarded-For`` honoured from a trusted proxy, by uvicorn's own middleware."""
+    if middleware is None:
+        return client
+    scope: Any = {"type": "websocket", "client": client, "headers": list(headers)}  # only what it reads
+    step = middleware(scope, _never, _never)
+    try:
+        step.send(None)  # the middleware only reads headers and rewrites the scope: it never suspends
+    except StopIteration:
+        found = scope.get("client")
+        return (str(found[0]), int(found[1])) if found else None
+    step.close()
+    raise RuntimeError("uvicorn's ProxyHeadersMiddleware suspended: this uvicorn is not supported")
 
 
 class GatedHttpProtocol(HttpToolsProtocol):
@@ -122,14 +175,20 @@ class GatedHttpProtocol(HttpToolsProtocol):
 
     def _hand_to_picows(self, path: MinerPath) -> None:
         """The connection becomes a picows socket (pooler/web/picows_ws.py), with its ticket."""
+        transport = self.transport
+        if path.closing:  # shutting down: no new socket (connection_lost gives the ticket back)
+            transport.write(_SHUTTING_DOWN)
+            transport.close()
+            return
         self.connections.discard(self)  # uvicorn stops tracking it, as on any upgrade
+        headers = self.scope["headers"]
         head = [self.scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
-        for name, value in self.scope["headers"]:
+        for name, value in headers:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"\r\n")
+        client = forwarded_client(proxy_middleware(self.config), self.client, headers)
         ticket, self.ticket = self.ticket, None
-        transport = self.transport
-        path.take_over(transport, b"".join(head), ticket)
+        path.take_over(transport, b"".join(head), ticket, client)
         # this protocol is done: drop what would keep it (and its parser's cycle back to it) alive
         self.parser = None  # type: ignore[assignment]
         self.transport = None  # type: ignore[assignment]

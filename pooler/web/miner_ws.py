@@ -269,7 +269,9 @@ class MinerSocket:
             box.on_wake = start_sender  # with a lane, only backpressure or the close needs the task
         reader = _Reader(conn, miner_id, box, inbox, opts, self._limits, lane)
         try:
-            await inbox.submit(WorkerConnected(conn, miner_id, hello.worker, hello.agent, hello.hashrate))
+            await inbox.submit(
+                WorkerConnected(conn, miner_id, hello.worker, hello.agent, hello.hashrate, hello.features)
+            )
             if lane is not None:
                 # From here on text frames skip ASGI both ways; binary frames and the close still come here.
                 box.attach(lane.write)

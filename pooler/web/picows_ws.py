@@ -21,7 +21,10 @@ What uvicorn did for an upgraded socket and this module does instead: pings (one
 sockets, :class:`MinerPath`; no pong within the timeout closes with 1011, like uvicorn's
 keepalive), the close handshake (answer the peer's close; after ours, wait ``close_timeout``
 for the peer's, then drop the TCP connection), fragmented messages (reassembled, bounded),
-invalid UTF-8 (1007), and closing the sockets at shutdown (1012). It relies on one picows
+invalid UTF-8 (1007), and closing the sockets at shutdown (1012; :meth:`MinerPath.aclose` owns
+every handler task, also one that outlives its connection, and starts none once it began). The
+socket's client address is the one the ASGI path's scope has (pooler/web/httpproto.py applies
+uvicorn's proxy-headers rule at the hand-off). It relies on one picows
 internal, the ``WSProtocol`` constructor ``ws_create_server`` uses (picows is pinned; the
 component tests run every ``/ws/miner`` test on both paths).
 """
@@ -223,6 +226,14 @@ class PicowsWire(WSListener):
         self.application_state = WebSocketState.DISCONNECTED
         self._fail(WSCloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
+    def shut(self) -> None:
+        """Shutdown's close: 1012 and the connection closed once it is flushed (see :meth:`abort`)."""
+        transport = self.transport
+        if transport is not None and not self.closing:
+            self.application_state = WebSocketState.DISCONNECTED
+            transport.send_close(WSCloseCode.SERVICE_RESTART, b"server restart")
+            transport.disconnect()
+
     def abort(self) -> None:
         """Shutdown's last word: the connection ends now, flushed or not."""
         transport = self.transport
@@ -361,7 +372,11 @@ class MinerPath:
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout  # no pong this long after a ping: closed with 1011
         self.close_timeout = close_timeout  # after our close frame, how long the peer has to answer
-        self._wires: set[PicowsWire] = set()  # open sockets (their handlers' tasks are owned here)
+        self._wires: set[PicowsWire] = set()  # open sockets (handshake done, not yet disconnected)
+        # every handler still running, owned here: a socket's handler may outlive its connection
+        # (it settles its events after the disconnect), and aclose() must still wait for it
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False  # aclose() began: no new socket, no new handler
         self._timer: asyncio.TimerHandle | None = None  # the ping sweep, while sockets are open
 
     @property
@@ -369,20 +384,42 @@ class MinerPath:
         """picows sockets open now (handshake done, not yet disconnected)."""
         return len(self._wires)
 
-    def take_over(self, transport: asyncio.Transport, request: bytes, ticket: Ticket | None) -> None:
-        """Hand ``transport`` (an HTTP connection whose ``request`` asks for the upgrade) to picows."""
+    @property
+    def handlers(self) -> int:
+        """Handlers still running (a socket's may outlive its connection by its settling)."""
+        return len(self._tasks)
+
+    @property
+    def closing(self) -> bool:
+        """:meth:`aclose` began: an upgrade now is refused (the HTTP protocol answers 503)."""
+        return self._closing
+
+    def take_over(
+        self,
+        transport: asyncio.Transport,
+        request: bytes,
+        ticket: Ticket | None,
+        client: tuple[str, int] | None,
+    ) -> None:
+        """Hand ``transport`` (an HTTP connection whose ``request`` asks for the upgrade) to picows;
+        ``client`` is the peer as the ASGI path would see it (pooler/web/httpproto.py: behind a
+        trusted proxy, the address it forwarded)."""
         try:
-            self._take_over(transport, request, ticket)
+            self._take_over(transport, request, ticket, client)
         except BaseException:  # the connection's gate place is given back, whatever failed
             if ticket is not None:
                 ticket.close()
             transport.abort()
             raise
 
-    def _take_over(self, transport: asyncio.Transport, request: bytes, ticket: Ticket | None) -> None:
-        client = transport.get_extra_info("peername")
-        peer = (str(client[0]), int(client[1])) if isinstance(client, tuple) else None
-        wire = PicowsWire(self, ticket, peer)
+    def _take_over(
+        self,
+        transport: asyncio.Transport,
+        request: bytes,
+        ticket: Ticket | None,
+        client: tuple[str, int] | None,
+    ) -> None:
+        wire = PicowsWire(self, ticket, client)
         proto = WSProtocol(
             None,  # host_port: server side
             None,  # ws_path
@@ -419,8 +456,13 @@ class MinerPath:
                 transport.close()
 
     def opened(self, wire: PicowsWire) -> None:
+        if self._closing:  # the handshake finished as shutdown began: closed, no handler started
+            wire.shut()
+            return
         self._wires.add(wire)
-        wire.task = asyncio.create_task(self._serve(wire), name="miner-socket")
+        wire.task = task = asyncio.create_task(self._serve(wire), name="miner-socket")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         if self._timer is None:
             self._arm()
 
@@ -460,20 +502,21 @@ class MinerPath:
         self._arm()
 
     async def aclose(self, within: float) -> None:
-        """At shutdown: close the sockets still open (1012) and wait for their handlers."""
+        """At shutdown: no new socket from now on; close the sockets still open (1012), wait up
+        to ``within`` seconds for every handler (also those whose connection already ended),
+        cancel the rest, and drop the connections whose peer never took the close."""
+        self._closing = True
         wires = list(self._wires)
         for wire in wires:
-            if wire.transport is not None and not wire.closing:
-                wire.application_state = WebSocketState.DISCONNECTED
-                wire.transport.send_close(WSCloseCode.SERVICE_RESTART, b"server restart")
-                wire.transport.disconnect()
-        tasks = [w.task for w in wires if w.task is not None and not w.task.done()]
+            wire.shut()
+        tasks = set(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=within)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        self._tasks -= tasks  # done: their callbacks have run, this only says so
         for wire in wires:  # a peer that never took our close frame: its connection ends here
             wire.abort()
         if self._timer is not None:

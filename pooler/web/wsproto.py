@@ -10,14 +10,21 @@ its close frame within a grace period.
 It also carries the connection's :class:`~pooler.web.gate.Ticket` over from the HTTP protocol
 that upgraded it (:meth:`adopt`, called by pooler/web/httpproto.py), gives it back when the
 connection ends and offers it to the app under :data:`~pooler.web.gate.CONNECTION` (``/ws/miner``
-settles it at a good ``hello``). Everything else is uvicorn's own protocol.
+settles it at a good ``hello``).
+
+And it drops a peer whose keepalive ping went unanswered if that peer does not take the close
+frame within :attr:`~AbortableWebSocketProtocol.close_grace` seconds (``SLOW_CLIENT_GRACE``; set
+per server by :func:`with_close_grace`): uvicorn sends 1011 and closes the transport gracefully,
+which for a peer that stopped reading (a zero TCP window) waits for a flush that never comes, so
+the connection, its gate place and its miner slot stayed. Everything else is uvicorn's own protocol.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -41,9 +48,13 @@ def limit_send_buffer(transport: Any, size: int) -> None:
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
     """``ws=`` protocol class for uvicorn.Config: websockets-sansio plus the ``pooler.abort`` extension."""
 
+    close_grace: ClassVar[float] = 5.0  # seconds a peer gets to take the keepalive close before the drop
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ticket: Ticket | None = None  # the connection's place in the gate, from the HTTP protocol
+        # armed when the keepalive ping timed out: drops the connection if its close never flushed
+        self._drop_timer: asyncio.TimerHandle | None = None
 
     def adopt(self, ticket: Ticket) -> None:
         """The connection's ticket (called right after the upgrade, before the app task runs)."""
@@ -59,7 +70,20 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][ABORT] = self._abort
             scope["extensions"][SEND_BUFFER] = lambda size: limit_send_buffer(self.transport, size)
 
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()  # 1011, then a graceful close: it ends once the buffer is flushed
+        if self._drop_timer is None and not self.disconnected:
+            self._drop_timer = self.loop.call_later(self.close_grace, self._drop)
+
+    def _drop(self) -> None:
+        self._drop_timer = None
+        if not self.disconnected:  # the peer did not take our close frame in time
+            self._abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._drop_timer is not None:
+            self._drop_timer.cancel()
+            self._drop_timer = None
         if self.ticket is not None:
             self.ticket.close()
         super().connection_lost(exc)
@@ -68,3 +92,12 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
         # Also when already closing: a graceful close waits to flush to a peer that does not read.
         if self.transport is not None:
             self.transport.abort()
+
+
+P = TypeVar("P", bound=AbortableWebSocketProtocol)
+
+
+def with_close_grace(protocol: type[P], grace: float) -> type[P]:
+    """``protocol`` for one server: a peer whose ping went unanswered has ``grace`` seconds to take
+    the close frame, then its connection is dropped (``SLOW_CLIENT_GRACE``, as on the picows path)."""
+    return type(protocol.__name__, (protocol,), {"close_grace": grace})

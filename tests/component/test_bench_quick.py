@@ -41,7 +41,8 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
     results = record["results"]
     assert set(results) == {"verify", "detect", "push", "shares", "rest"}
     [level] = results["push"]["levels"]
-    for side in ("pooler", "picows", "baseline"):  # both MINER_SOCKET paths and the bare library
+    # both MINER_SOCKET paths, each with per-worker jobs and with block-broadcast, and the bare library
+    for side in ("pooler", "picows", "pooler-bc", "picows-bc", "baseline"):
         assert level[side]["missing"] == 0  # every socket got the new block's job
         assert level[side]["n"] == level["n"] * level["rounds"]
     [shares] = results["shares"]["levels"]
@@ -54,6 +55,7 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
     for row in (
         "new-block push",
         "MINER_SOCKET=picows",
+        "block-broadcast",
         "RSS per idle miner socket",
         "verified shares/s",
         "REST GET",

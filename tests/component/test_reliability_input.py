@@ -4,6 +4,8 @@ connection kept or closed as docs/protocol.md says; other miners notice nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +31,10 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.usefixtures("miner_socket")  # each test on both /ws/miner paths
 
 HEX = "ab" * 32
+
+# stats requests whose answers (~5 MB) the zero-window peer never reads: more than the kernel's
+# send buffer takes (tcp_wmem allows 4 MB), so the close frame waits in the transport behind them
+STATS_FLOOD = 20_000
 
 FAILSAFE_S = 15.0  # a lost frame fails the test instead of hanging the run (no timing is asserted)
 
@@ -340,6 +346,65 @@ async def test_a_peer_that_never_answers_pings_is_closed_by_the_idle_timeout() -
         await wait_until(
             lambda: pooler.connections.open == 0, "the deaf peer's slot to be released", within=5
         )
+
+
+async def test_a_peer_that_stops_reading_is_dropped_within_the_ping_timeout_and_grace() -> None:
+    # A zero-window peer: it stops reading entirely, so our pings and then our close frame sit
+    # in the send buffers; the close handshake can never finish and the connection must be
+    # dropped, not closed gracefully (a graceful close waits for a flush that never comes).
+    ping_interval, idle_timeout, grace = 0.2, 0.5, 1.0
+    async with running_system(
+        block_interval=6,
+        profile=ops_options,
+        ws_ping_interval_ms=round(ping_interval * 1000),
+        idle_timeout_ms=round(idle_timeout * 1000),
+        messages_per_second=100_000.0,
+        messages_burst=100_000,
+        outbox_size=100_000,  # the answers wait in the outbox: no 1013 for a slow reader first
+        tuning={"slow_client_grace": grace},
+    ) as system:
+        pooler = system.pooler
+        reg = await register_miner(pooler.url)
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # set before connecting, so the window it offers stays a few KB
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, ("127.0.0.1", pooler.port))
+            proto = ClientProtocol(parse_uri(ws_url(pooler)))
+            proto.send_request(proto.connect())
+            await loop.sock_sendall(sock, b"".join(proto.data_to_send()))
+            while proto.state is not State.OPEN:  # the handshake is read; nothing after it
+                data = await asyncio.wait_for(loop.sock_recv(sock, 1), FAILSAFE_S)
+                assert data, "closed during the handshake"
+                proto.receive_data(data)
+            hello = {"type": "hello", "token": reg.token, "worker": "zero", "protocol": 1}
+            proto.send_text(orjson.dumps(hello))
+            # their answers fill our window, the kernel's send buffer and then the transport's
+            for _ in range(STATS_FLOOD):
+                proto.send_text(b'{"type":"stats"}')
+            await loop.sock_sendall(sock, b"".join(proto.data_to_send()))
+            await wait_until(lambda: pooler.connections.open == 1, "the zero-window peer to be admitted")
+            await wait_until(
+                lambda: pooler.connections.open == 0 and pooler.gate.open == 0,
+                "the zero-window peer to be dropped and its slots released",
+                # the ping timeout and the close grace (about 1.7 s here), plus slack for a busy
+                # machine; before the fix the ASGI path never dropped it (uvicorn's graceful close
+                # waited for a flush)
+                within=idle_timeout + grace + 4.0,
+            )
+            # what did reach us: some answers, never the close frame (it sat behind them, unsent)
+            received = bytearray()
+            with contextlib.suppress(ConnectionError):
+                while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), FAILSAFE_S):
+                    received += chunk
+            proto.receive_data(bytes(received))
+            frames = [e for e in proto.events_received() if isinstance(e, Frame)]
+            assert not any(f.opcode is Opcode.CLOSE for f in frames)
+            assert sum(1 for f in frames if f.opcode is Opcode.TEXT) < STATS_FLOOD
+        finally:
+            sock.close()
 
 
 async def test_mostly_invalid_shares_warn_then_close_then_refuse() -> None:

@@ -28,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from pooler.app.service import Pooler
 from protocol.codec import decode_server
 from protocol.errors import Code
-from protocol.messages import Error, Job
+from protocol.messages import Error, Job, Welcome
 from tests.component.reliability_support import Miner, ws_url
 from tests.support.processes import start_pooler
 from tests.support.system import bearer, ops_options, register_miner, running_system
@@ -164,7 +164,7 @@ async def test_sockets_that_never_say_hello_do_not_count_against_the_miners_cap(
         profile=ops_options,
         max_concurrent_miners=20,
         max_pending_connections=100,
-        hello_timeout_ms=20_000,
+        hello_timeout_ms=6_000,  # room for 60 connects and one miner's job; the wait is the test's cost
     ) as system:
         pooler = system.pooler
         reg = await register_miner(pooler.url, "honest")
@@ -339,6 +339,54 @@ async def test_wrong_tokens_back_the_address_off_over_rest_and_websocket() -> No
         assert hits(pooler, "auth-backoff") == 195 + 1 + 5
 
 
+async def _hello_answer(pooler: Pooler, token: str, *, forwarded_for: str, local: str = "127.0.0.1") -> Any:
+    """A socket from ``local`` whose upgrade says ``X-Forwarded-For: forwarded_for`` sends ``hello``
+    with ``token``: the first answer, and the close code if the Pooler then closed it (else None)."""
+    headers = {"X-Forwarded-For": forwarded_for}
+    async with connect(ws_url(pooler), local_addr=(local, 0), additional_headers=headers) as ws:
+        await ws.send(orjson.dumps({"type": "hello", "token": token, "protocol": 1}).decode())
+        answer = decode_server(await asyncio.wait_for(ws.recv(), FAILSAFE))
+        if not isinstance(answer, Error):
+            return answer, None
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.wait_for(ws.recv(), FAILSAFE)
+        return int(answer.code), ws.close_code
+
+
+@pytest.mark.usefixtures("miner_socket")  # on both /ws/miner paths
+async def test_behind_a_trusted_proxy_both_paths_count_the_forwarded_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # uvicorn trusts X-Forwarded-For from FORWARDED_ALLOW_IPS (default 127.0.0.1,::1). Before the
+    # fix the picows hand-off counted the proxy (127.0.0.1) instead: the address REST backs off
+    # was not the one the socket was backed off as, and every client behind the proxy shared one.
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    async with running_system(
+        block_interval=6, profile=ops_options, auth_failures_allowed=2, auth_backoff_ms=60_000
+    ) as system:
+        pooler = system.pooler
+        reg = await register_miner(pooler.url, "behind-proxy")
+        guesser, neighbour = "203.0.113.7", "203.0.113.8"
+        wrong = [await _hello_answer(pooler, f"guess-{i}", forwarded_for=guesser) for i in range(3)]
+        unauthorized, limited = (int(Code.UNAUTHORIZED), 1008), (int(Code.RATE_LIMITED), 1013)
+        assert wrong == [unauthorized, unauthorized, limited]
+        # REST (always the ASGI app) sees the same forwarded address backed off, the proxy itself not
+        stats = f"{pooler.url}/miner/stats"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(stats, headers={**bearer(reg.token), "X-Forwarded-For": guesser}) as resp:
+                assert resp.status == 429
+            async with http.get(stats, headers=bearer(reg.token)) as resp:
+                assert resp.status == 200
+        # another client behind the same proxy is served
+        welcome, closed = await _hello_answer(pooler, reg.token, forwarded_for=neighbour)
+        assert isinstance(welcome, Welcome) and closed is None
+        # from an untrusted peer the header is not believed: it is counted as itself, and served
+        welcome, closed = await _hello_answer(pooler, reg.token, forwarded_for=guesser, local=other(0))
+        assert isinstance(welcome, Welcome) and closed is None
+        assert hits(pooler, "auth-backoff") == 2
+
+
 async def test_a_keep_alive_rest_connection_settles_at_its_first_good_token() -> None:
     async with running_system(block_interval=6, profile=ops_options) as system:
         pooler = system.pooler
@@ -355,8 +403,11 @@ async def test_a_keep_alive_rest_connection_settles_at_its_first_good_token() ->
         await wait_until(lambda: pooler.gate.open == 0, "the connection to be closed")
 
 
+# On the default path only, like the slowloris test: the 700 connections that use up the budget are
+# slow HTTP requests that never reach the /ws/miner hand-off, and the one miner that must still get in
+# is served by both paths in the tests around this one (the picows variant cost 33 s of CI for it).
 async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_work(
-    tmp_path: Path, miner_socket: str
+    tmp_path: Path,
 ) -> None:
     # A `pooler serve` whose open-files limit is 600, soft and hard (a systemd unit's is 1,024 soft),
     # against 700 slow connections: before the fix the connections took every descriptor, new miners
@@ -373,7 +424,6 @@ async def test_at_the_open_files_limit_the_pooler_keeps_descriptors_for_its_own_
         "MAX_PENDING_CONNECTIONS": "100000",  # only the descriptor budget binds
         "MAX_CONNECTIONS_PER_IP": "100000",
         "HTTP_READ_TIMEOUT_MS": "120000",
-        "MINER_SOCKET": miner_socket,  # the fixture: on both /ws/miner paths
     }
     pooler = await start_pooler(tmp_path, settings, within=30, open_files=600)
     port = int(pooler.url.rsplit(":", 1)[1])

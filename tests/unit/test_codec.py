@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from protocol import Code, ProtocolError
 from protocol.codec import MAX_FRAME, decode_client, decode_server, encode, parse_nonce
 from protocol.messages import (
+    BLOCK_BROADCAST,
     Accepted,
+    Block,
     Bye,
     ClientMessage,
     Difficulty,
@@ -24,9 +26,11 @@ from protocol.messages import (
     Report,
     ServerMessage,
     Share,
+    Slot,
     Stats,
     StatsRequest,
     Welcome,
+    slot_job,
 )
 from protocol.work import MAX_NONCE
 
@@ -41,6 +45,9 @@ hashes = st.binary(min_size=32, max_size=32)
 zeros = st.integers(0, 64)
 ms = st.integers(0, 2**53 - 1)
 codes = st.sampled_from(list(Code))
+features = st.lists(
+    st.sampled_from([BLOCK_BROADCAST, "x-later", "future-feature"]) | text, max_size=4, unique=True
+).map(tuple)
 messages_text = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "Zs")), max_size=200).filter(
     str.isprintable
 )
@@ -53,6 +60,7 @@ client_messages: st.SearchStrategy[ClientMessage] = st.one_of(
         agent=st.none() | text,
         protocol=st.just(1),
         hashrate=st.none() | st.floats(0, 1e21),
+        features=features,
     ),
     st.builds(Report, hashrate=st.floats(0, 1e21)),
     st.builds(Share, job=ids, nonce=nonces, hash=st.none() | hashes),
@@ -79,11 +87,31 @@ def jobs(draw: st.DrawFn) -> Job:
     )
 
 
+@st.composite
+def slots(draw: st.DrawFn) -> Slot:
+    start = draw(st.integers(0, MAX_NONCE - 1))
+    return Slot(
+        slot=draw(st.text("abcdef0123456789.s", min_size=1, max_size=53)),
+        farmer=ADDRESS,
+        nonce_start=start,
+        nonce_end=draw(st.integers(start + 1, MAX_NONCE)),
+        share_zeros=draw(zeros),
+    )
+
+
 server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
     st.builds(
-        Welcome, miner_id=ids, worker=text, farmer_id=ids, farmer=st.just(ADDRESS), protocol=st.just(1)
+        Welcome,
+        miner_id=ids,
+        worker=text,
+        farmer_id=ids,
+        farmer=st.just(ADDRESS),
+        protocol=st.just(1),
+        features=features,
     ),
     jobs(),
+    slots(),
+    st.builds(Block, block=st.integers(0, 2**32 - 1), entropy=hashes, work_at=ms, block_ends_at=ms),
     st.builds(Difficulty, share_zeros=zeros),
     st.builds(Accepted, job=ids, nonce=nonces, zeros=zeros, best=st.booleans()),
     st.builds(Rejected, job=st.none() | ids, nonce=st.none() | nonces, code=codes, message=messages_text),
@@ -179,6 +207,8 @@ types = st.sampled_from(
         "bye",
         "welcome",
         "job",
+        "slot",
+        "block",
         "difficulty",
         "accepted",
         "rejected",
@@ -247,6 +277,18 @@ def test_arbitrary_json_objects_raise_only_protocol_error(kind: str, fields: dic
         (b'{"type": "report", "hashrate": 1e400}', Code.MALFORMED, "infinity"),
         (b'{"type": "report", "hashrate": 1e22}', Code.MALFORMED, "finite number from 0"),
         (b'{"type": "report", "hashrate": null}', Code.MALFORMED, "hashes per"),
+        (
+            b'{"type": "hello", "token": "t", "protocol": 1, "features": "block-broadcast"}',
+            Code.MALFORMED,
+            "list",
+        ),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "features": [7]}', Code.MALFORMED, "printable"),
+        (b'{"type": "hello", "token": "t", "protocol": 1, "features": [""]}', Code.MALFORMED, "1 to 64"),
+        (
+            b'{"type": "hello", "token": "t", "protocol": 1, "features": [' + b'"a",' * 16 + b'"b"]}',
+            Code.MALFORMED,
+            "at most 16",
+        ),
     ],
 )
 def test_client_rejections(frame: bytes, code: Code, words: str) -> None:
@@ -254,6 +296,86 @@ def test_client_rejections(frame: bytes, code: Code, words: str) -> None:
         decode_client(frame)
     assert info.value.code == code
     assert words in info.value.message
+
+
+_SLOT = b'"type": "slot", "slot": "s1", "farmer": "G", "shareZeros": 5'
+_BLOCK = b'"type": "block", "block": 7, "entropy": "' + b"0" * 64 + b'"'
+
+
+@pytest.mark.parametrize(
+    ("frame", "words"),
+    [
+        (b"{" + _SLOT + b', "nonceStart": "5", "nonceEnd": "5"}', "range is empty"),
+        (b"{" + _SLOT + b', "nonceStart": "5"}', "'nonceEnd'"),
+        (b"{" + _SLOT + b', "nonceStart": "0", "nonceEnd": "-1"}', "not a decimal"),
+        (
+            b'{"type": "slot", "slot": "'
+            + b"s" * 54
+            + b'", "farmer": "G", "nonceStart": "0", "nonceEnd": "9",'
+            b' "shareZeros": 1}',
+            "1 to 53",
+        ),
+        (
+            b'{"type": "slot", "slot": "s", "farmer": "G", "nonceStart": "0", "nonceEnd": "9",'
+            b' "shareZeros": 65}',
+            "between 0 and 64",
+        ),
+        (b"{" + _BLOCK + b', "workAt": 1}', "'blockEndsAt'"),
+        (b"{" + _BLOCK + b', "workAt": -1, "blockEndsAt": 2}', "between 0"),
+        (b'{"type": "block", "block": 7, "entropy": "00", "workAt": 1, "blockEndsAt": 2}', "64 hexadecimal"),
+        (
+            b'{"type": "block", "block": 4294967296, "entropy": "'
+            + b"0" * 64
+            + b'", "workAt": 1, "blockEndsAt": 2}',
+            "between 0 and 4294967295",
+        ),
+        (
+            b'{"type": "welcome", "minerId": "m", "worker": "w", "farmerId": "f", "farmer": "G",'
+            b' "protocol": 1, "features": {"block-broadcast": true}}',
+            "list of strings",
+        ),
+    ],
+)
+def test_server_rejections(frame: bytes, words: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_server(frame)
+    assert info.value.code == Code.MALFORMED
+    assert words in info.value.message
+
+
+def test_features_are_left_out_when_none_so_v1_bytes_stay_as_they_were() -> None:
+    assert "features" not in orjson.loads(encode(Hello(token="t")))
+    wire = orjson.loads(encode(Welcome("m", "w", "f", ADDRESS)))
+    assert wire == {
+        "type": "welcome",
+        "minerId": "m",
+        "worker": "w",
+        "farmerId": "f",
+        "farmer": ADDRESS,
+        "protocol": 1,
+    }
+    asked = decode_client(
+        b'{"type":"hello","token":"t","protocol":1,"features":["block-broadcast","block-broadcast"]}'
+    )
+    assert isinstance(asked, Hello) and asked.features == (BLOCK_BROADCAST,)  # each name once
+    assert orjson.loads(encode(Welcome("m", "w", "f", ADDRESS, features=(BLOCK_BROADCAST,))))["features"] == [
+        BLOCK_BROADCAST
+    ]
+
+
+def test_a_block_frame_means_the_slots_job() -> None:
+    slot = Slot("ab.s7", ADDRESS, 10, 20, 6)
+    block = Block(123, b"\x01" * 32, 1_000, 2_000)
+    assert orjson.loads(encode(block)) == {
+        "type": "block",
+        "block": 123,
+        "entropy": "01" * 32,
+        "workAt": 1_000,
+        "blockEndsAt": 2_000,
+    }
+    assert slot_job(slot, block, 7) == Job(
+        "ab.s7.123", 123, b"\x01" * 32, ADDRESS, 10, 20, 7, True, 1_000, 2_000
+    )
 
 
 def test_oversized_frame_is_too_large() -> None:
