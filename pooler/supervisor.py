@@ -162,8 +162,10 @@ class Supervisor:
                 return
             try:
                 await self.spawn(child)
-            except RuntimeError as exc:
-                log.error("%s", exc)  # and around again, with a longer delay
+            except RuntimeError as exc:  # it exited before it listened: around again, a longer delay
+                log.error("%s", exc)
+            except OSError as exc:  # no process at all (fork failed, out of descriptors): the same
+                log.error("%s could not be started again: %s", child.describe(), exc)
 
     def _close_link(self, child: Child) -> None:
         if child.link is not None:
