@@ -142,10 +142,11 @@ def demo_hashrates(text: str) -> dict[str, tuple[float, float, int]]:
 
 
 async def test_pooler_demo_shows_hashrates_within_20_percent_of_what_its_miners_computed() -> None:
-    """`pooler demo` (#15): a full block cycle, and per worker and for the pool the Pooler's effective
+    """`pooler demo` (#15): a full block cycle (one block planted, worked and harvested: two blocks of
+    chain time), and per worker and for the pool the Pooler's effective
     hashrate within +-20% of the hashes its miners really computed, from at least 150 shares each."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pooler.cli", "demo", "--blocks", "2", "--port", "0", "--block-interval", "20",
+        sys.executable, "-m", "pooler.cli", "demo", "--blocks", "1", "--port", "0", "--block-interval", "20",
         "--miners", "3", "--quiet",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
