@@ -147,12 +147,13 @@ class ShareCheck:
         if tally is None or tally.block != fb.block:
             tally = sess.tally = self._tally(fb.block, sess)
         tally.accepted += 1
+        # their records go out once per batch (RoundState.write_counts at BatchEnd), before the
+        # commit this ack waits for
+        st = self._st
+        st.unwritten_tallies[id(tally)] = tally
+        st.unwritten_miners[miner.miner_id] = miner
         if zeros <= fb.best_zeros:  # the common case: an ordinary share
-            effects: list[Effect] = [
-                Persist(tally.record()),
-                Persist(miner.counts()),
-                Send(conn, Accepted(share.job, nonce, zeros, False)),
-            ]
+            effects: list[Effect] = [Send(conn, Accepted(share.job, nonce, zeros, False))]
             if self._credits:
                 effects.insert(0, Persist(NonceCredited(fb.block, fb.farmer_id, nonce, share.job)))
             # a REST job below vardiff's difficulty: the worker cannot have learned the raise
@@ -166,13 +167,11 @@ class ShareCheck:
         best = Best(nonce, digest, zeros, now, miner.miner_id, sess.name)
         fb.best = best
         fb.best_zeros = zeros
-        blk = self._st.block
+        blk = st.block
         assert blk is not None and blk.index == fb.block  # jobs exist for the current block only
         blk.bests[fb.farmer_id] = best
         effects = [
             Persist(BestFound(fb.block, fb.farmer_id, best)),
-            Persist(tally.record()),
-            Persist(miner.counts()),
             Send(conn, Accepted(share.job, nonce, zeros, True)),
         ]
         if self._credits:

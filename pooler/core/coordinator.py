@@ -36,6 +36,7 @@ from pooler.core.dashboard_events import SummaryEvent
 from pooler.core.effects import Effect, Publish, Send, SetTimer
 from pooler.core.events import (
     BackendResult,
+    BatchEnd,
     BlockUpdated,
     ChainHealth,
     Event,
@@ -174,6 +175,10 @@ class Coordinator:
             if sess is None:
                 return [Send(event.conn, Error(Code.NO_HELLO, "send 'hello' before any 'share'"))]
             return self._share(sess.miner, sess, event.conn, event.share, now)
+        if type(event) is BatchEnd:
+            counts: list[Effect] = []
+            self._state.write_counts(counts)
+            return counts
         effects = [] if self._started else self.start(now)
         handler = self._handlers.get(type(event))
         if handler is None:

@@ -131,6 +131,7 @@ class Cycle:
         blk.advance(Trigger.NEWER_BLOCK)
         n = blk.index
         effects.extend(CancelTimer(f"{kind}:{n}") for kind in _BLOCK_TIMERS)
+        st.write_counts(effects)  # what the shares of N wrote so far, before its tallies go
         for tally in st.tallies.values():
             if tally.rejected != tally.persisted_rejected:
                 effects.append(Persist(tally.record()))

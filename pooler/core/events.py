@@ -253,6 +253,15 @@ class GroupBest:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchEnd:
+    """The runner handed the core every event of its batch and is about to commit it: the share
+    counts the batch's accepted shares changed, as one record each (``RoundState.write_counts``)."""
+
+
+BATCH_END = BatchEnd()  # the one value the runner sends (it carries nothing)
+
+
+@dataclass(frozen=True, slots=True)
 class LocalSearchDone:
     """Result of a ``LocalSearch`` effect: the best nonce found, or None if none in time."""
 
@@ -285,4 +294,5 @@ Event = (
     | LocalSearchDone
     | GroupBest
     | NonceRefillDone
+    | BatchEnd
 )

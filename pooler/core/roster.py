@@ -74,6 +74,7 @@ class Roster:
         if miner is None:
             return []
         effects: list[Effect] = []
+        st.write_counts(effects)  # its counts as they stood, before what its leaving writes
         for conn in sorted(miner.sessions):
             sess = st.sessions.pop(conn, None)
             if sess is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pooler.core.block import BlockState, CallRecord, LatePlant, Reconciling, ms
 from pooler.core.config import CoreConfig
 from pooler.core.dashboard_events import Phase, PhaseEvent
-from pooler.core.effects import Effect, Publish
+from pooler.core.effects import Effect, Persist, Publish
 from pooler.core.hashrate import HashrateConfig
 from pooler.core.miners import FarmerState, JobRecord, MinerState, Session
 from pooler.core.shares import Tally
@@ -40,6 +40,12 @@ class RoundState:
         self.slot_seq = 0  # slots: slot ids are prefix + "s" + hex counter (never a job id: "s" is no hex)
         # job issue: (miner id, worker name) -> durable share counts of the current block
         self.tallies: dict[tuple[str, str], Tally] = {}
+        # share check -> the runner's BatchEnd: tallies (by identity) and miners (by id) an accepted
+        # share changed since their records were last emitted. Their ShareCounts/MinerCounts carry
+        # absolute counts, so one record each per batch says what one a share said (the batch's acks
+        # wait for its commit either way), without two records, two Persists and their store work a share
+        self.unwritten_tallies: dict[int, Tally] = {}
+        self.unwritten_miners: dict[str, MinerState] = {}
         self.block: BlockState | None = None  # cycle: the newest block seen (current FarmIndex)
         # cycle: recent blocks by index: the current one, those awaiting harvest, history for views
         self.blocks: dict[int, BlockState] = {}
@@ -102,6 +108,17 @@ class RoundState:
         if self.block is None:
             return "idle"
         return self.block.dashboard_phase(now)
+
+    def write_counts(self, effects: list[Effect]) -> None:
+        """The records of the tallies and miner counters accepted shares changed since the last
+        call (the runner's ``BatchEnd``; a block close and a miner leaving call it first, so the
+        records keep their order against what follows)."""
+        if self.unwritten_tallies:
+            effects.extend([Persist(t.record()) for t in self.unwritten_tallies.values()])
+            self.unwritten_tallies.clear()
+        if self.unwritten_miners:
+            effects.extend([Persist(m.counts()) for m in self.unwritten_miners.values()])
+            self.unwritten_miners.clear()
 
     def publish_phase(self, effects: list[Effect], now: float) -> None:
         """A ``phase`` event if the dashboard's phase changed since the last one."""

@@ -65,7 +65,15 @@ from pooler.core.effects import (
     SetTimer,
     WatchPails,
 )
-from pooler.core.events import BackendResult, Event, LocalSearchDone, NewBlock, PailsRead, TimerFired
+from pooler.core.events import (
+    BATCH_END,
+    BackendResult,
+    Event,
+    LocalSearchDone,
+    NewBlock,
+    PailsRead,
+    TimerFired,
+)
 from pooler.core.records import RestJobIssued
 from pooler.core.rewards import Pail
 from pooler.errors import (
@@ -354,6 +362,7 @@ class Runner:
                     except Exception:
                         self.failures += 1
                         log.exception("coordinator failed on %s", type(event).__name__)
+                effects.extend(core.handle(BATCH_END, now))  # the batch's share counts, once each
                 self.handled += len(batch)
                 await self._perform(effects)
             finally:
@@ -380,7 +389,14 @@ class Runner:
                     records.append(effect)
                     if held is None:
                         held = []
-            elif held is not None and isinstance(effect, Send | Broadcast | Close):
+            elif isinstance(effect, Send | Broadcast | Close) and (
+                held is not None
+                or (self._store is not None and type(effect) is Send and type(effect.msg) is Accepted)
+            ):
+                # after the batch's first record, or an ``accepted`` before it: its counts are
+                # written at the batch's end (BatchEnd), and it never goes out before they commit
+                if held is None:
+                    held = []
                 held.append(effect)
             else:
                 self._do(effect)

@@ -10,6 +10,7 @@ from pooler.core.config import CoreConfig
 from pooler.core.coordinator import Coordinator
 from pooler.core.effects import CallBackend, Effect, LocalSearch, Persist, Publish, Send, SetTimer
 from pooler.core.events import (
+    BATCH_END,
     BackendResult,
     Event,
     LocalSearchDone,
@@ -95,7 +96,8 @@ class Rig:
         if at is not None:
             assert at >= self.now, "time never goes back in these tests"
             self.now = at
-        effects = self.core.handle(event, self.now)
+        # one event a batch, as the runner ends each batch: with its share counts (BatchEnd)
+        effects = self.core.handle(event, self.now) + self.core.handle(BATCH_END, self.now)
         for e in effects:
             if isinstance(e, Send) and isinstance(e.msg, Job):
                 self.jobs[e.conn] = e.msg

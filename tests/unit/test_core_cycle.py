@@ -12,6 +12,7 @@ from pooler.core.events import (
     StatsRequested,
     WorkerDisconnected,
 )
+from pooler.core.records import BestFound, MinerCounts, ShareCounts
 from protocol.messages import Accepted, Job, Stats
 from protocol.work import WorkTemplate, address_bytes
 from tests.unit.core_support import (
@@ -102,11 +103,17 @@ def test_full_cycle_plant_work_harvest_rewards() -> None:
     }
     assert publishes(effects, "phase")[-1]["phase"] == "mining"
 
-    # shares: a best per farmer, persisted before the accepted goes out
+    # shares: a best per farmer, persisted in the batch whose commit the accepted waits for (the
+    # runner holds an accepted until then); the counts come once a batch, at its BatchEnd
     effects = rig.good_share(1, 1, 1, at=T0 + 2)
     [accepted] = sends(effects, Accepted, conn=1)
     assert accepted == Accepted(jobs[1].job, accepted.nonce, 1, True)
-    assert [type(e) for e in effects] == [Persist, Persist, Persist, Send]  # best, tally, miner counts
+    assert [type(e) for e in effects] == [Persist, Send, Persist, Persist]  # best; tally, miner counts
+    assert [type(e.record) for e in effects if isinstance(e, Persist)] == [
+        BestFound,
+        ShareCounts,
+        MinerCounts,
+    ]
     assert persists(effects, "best")[0]["zeros"] == 1
     effects = rig.good_share(2, 2, 2, at=T0 + 3)  # a better one from the farmer's other worker
     assert sends(effects, Accepted)[0].best

@@ -77,7 +77,9 @@ def test_accepted_share_is_persisted_before_it_is_acknowledged() -> None:
     job = rig.jobs[1]
     nonce, digest, zeros = find_nonce(job, 1)
     effects = rig.share(1, job, nonce, digest, at=T0 + 1)
-    assert [type(e) for e in effects] == [Persist, Persist, Persist, Send]
+    # the best before the ack; the counts at the batch's end (BatchEnd): the runner holds every
+    # accepted until the batch committed (tests/component/test_store_failures.py)
+    assert [type(e) for e in effects] == [Persist, Send, Persist, Persist]
     assert persists(effects, "miner_counts") == [{"minerId": "a", "accepted": 1, "rejected": 0, "stale": 0}]
     assert persists(effects, "best") == [
         {
