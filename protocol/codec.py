@@ -392,6 +392,16 @@ def encode(msg: ServerMessage | ClientMessage) -> bytes:
     return orjson.dumps(server_to_dict(msg))
 
 
+def encode_text(msg: ServerMessage) -> str:
+    """A server message's frame as text (what a socket's outbox queues): :func:`encode`'s JSON,
+    with the frame sent once per share, ``accepted``, formatted without a dict (the share path)."""
+    if type(msg) is Accepted:
+        job = orjson.dumps(msg.job).decode()  # a client's string: escaped as JSON
+        best = "true" if msg.best else "false"
+        return f'{{"type":"accepted","job":{job},"nonce":"{msg.nonce}","zeros":{msg.zeros},"best":{best}}}'
+    return orjson.dumps(server_to_dict(msg)).decode()
+
+
 def _job(o: Obj) -> Job:
     start = parse_nonce(_get(o, "nonceStart", "job"), "'job'.nonceStart")
     end = parse_nonce(_get(o, "nonceEnd", "job"), "'job'.nonceEnd")

@@ -89,7 +89,7 @@ from pooler.runtime.inbox import Inbox
 from pooler.runtime.outbox import Flusher, Outbox
 from pooler.runtime.tasks import TaskSet
 from pooler.store import coalesce
-from protocol.codec import encode
+from protocol.codec import encode_text
 from protocol.errors import Code
 from protocol.messages import Accepted, Error, Job, Rejected, ServerMessage
 
@@ -461,7 +461,7 @@ class Runner:
             case Send(conn, msg):
                 box = self.conns.get(conn)
                 if box is not None:
-                    box.put(encode(msg).decode())
+                    box.put(encode_text(msg))
                 else:
                     fut = self._replies.get(conn)
                     if fut is not None and not fut.done():
@@ -469,7 +469,7 @@ class Runner:
                 if self.observer is not None and (type(msg) is Accepted or type(msg) is Rejected):
                     self.observer.share_answered(conn, msg)
             case Broadcast(conns, msg):
-                frame = encode(msg).decode()  # once for every socket: the same str on each outbox
+                frame = encode_text(msg)  # once for every socket: the same str on each outbox
                 boxes = self.conns
                 for conn in conns:
                     box = boxes.get(conn)

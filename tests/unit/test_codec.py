@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import Code, ProtocolError
-from protocol.codec import MAX_FRAME, decode_client, decode_server, encode, parse_nonce
+from protocol.codec import MAX_FRAME, decode_client, decode_server, encode, encode_text, parse_nonce
 from protocol.messages import (
     BLOCK_BROADCAST,
     Accepted,
@@ -414,3 +414,33 @@ def test_reported_hashrate_in_hello_and_report() -> None:
 
 def test_hello_defaults() -> None:
     assert decode_client(b'{"type":"hello","token":"t","protocol":1}') == Hello(token="t")
+
+
+@settings(max_examples=300)
+@given(
+    job=st.text(max_size=80),
+    nonce=st.integers(0, MAX_NONCE),
+    zeros=st.integers(0, 64),
+    best=st.booleans(),
+)
+def test_the_accepted_frame_without_a_dict_is_the_same_json(
+    job: str, nonce: int, zeros: int, best: bool
+) -> None:
+    # the share path formats `accepted` itself: the same object as encode() makes, any job string
+    msg = Accepted(job, nonce, zeros, best)
+    text = encode_text(msg)
+    assert orjson.loads(text) == orjson.loads(encode(msg))
+
+
+def test_the_accepted_frame_round_trips_with_quotes_and_backslashes_in_the_job() -> None:
+    for job in ('j"1', "a\\b", "ünï", "p.s7.12"):
+        msg = Accepted(job, 2**64 - 1, 9, True)
+        assert decode_server(encode_text(msg)) == msg
+
+
+def test_encode_text_is_encode_for_every_other_message() -> None:
+    for msg in (
+        Rejected("j", 5, Code.DUPLICATE, "this nonce was already accepted"),
+        Error(Code.NO_HELLO, "x"),
+    ):
+        assert encode_text(msg) == encode(msg).decode()
