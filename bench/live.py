@@ -32,7 +32,7 @@ def _core(miners: int, workers: int) -> Coordinator:
         core.handle(MinerJoined(f"m{m}", f"f{m}", address), T0)
     for conn in range(workers):
         core.handle(WorkerConnected(conn, f"m{conn % miners}", f"w{conn}"), T0)
-    core.handle(NewBlock(1, bytes(range(32)), T0, 4), T0)
+    core.handle(NewBlock(1, bytes(range(32)), int(T0), 4), T0)
     return core
 
 

@@ -16,6 +16,10 @@ The same run measures memory: the server's RSS before any socket and with N idle
 ``block-broadcast`` feature: a new block is then ONE ``block`` frame, encoded once and queued on
 every socket, instead of a ``job`` built, recorded and encoded per socket; their CPU per push
 beside the per-worker push's is what the feature saves (``broadcast_cpu_ratio``).
+
+``raw`` is the floor: a websockets server for the handshake whose push frames the job once and
+writes the same bytes to every socket's transport (no library work per socket); every kind's p99
+over the floor's is its ``floor_ratio``.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ from typing import Any
 from bench.common import Child, Profiler, close_all, cpu_seconds, placement, rss_kb, split, summarize_ms
 
 # "pooler": MINER_SOCKET=asgi; "picows": MINER_SOCKET=picows; "-bc": their clients ask for block-broadcast
-SERVERS = ("pooler", "picows", "pooler-bc", "picows-bc", "baseline")
+# "raw": the floor (bench.server raw: one pre-framed frame written to every transport)
+SERVERS = ("pooler", "picows", "pooler-bc", "picows-bc", "baseline", "raw")
 _ARGS = {
     "pooler": ["pooler"],
     "picows": ["pooler", "--miner-socket", "picows"],
     "pooler-bc": ["pooler"],
     "picows-bc": ["pooler", "--miner-socket", "picows"],
     "baseline": ["baseline"],
+    "raw": ["raw"],
 }
 
 
@@ -151,6 +157,8 @@ async def run(
                 bc["p99_ratio"] = round(bc["p99_ms"] / row["baseline"]["p99_ms"], 2)
                 bc["cpu_ratio"] = round(bc["cpu_ms_per_push"] / max(row[kind]["cpu_ms_per_push"], 0.1), 2)
             row["broadcast_cpu_ratio"] = row["pooler-bc"]["cpu_ratio"]
+            for kind in ("pooler", "picows", "pooler-bc", "picows-bc", "baseline"):
+                row[kind]["floor_ratio"] = round(row[kind]["p99_ms"] / row["raw"]["p99_ms"], 2)
             results.append(row)
             print(
                 f"  push N={n}: pooler p50/p99/max {row['pooler']['p50_ms']}/{row['pooler']['p99_ms']}/"
