@@ -102,7 +102,7 @@ suite() {
   LANE2_LOG=$(mktemp)
   "$py" -m pytest -o cache_dir=.pytest_cache/lane2 "${LANE2[@]}" >"$LANE2_LOG" 2>&1 &
   LANE2_PID=$!
-  trap 'kill "$LANE2_PID" 2>/dev/null; rm -f "$LANE2_LOG"' EXIT
+  trap 'kill "$LANE2_PID" 2>/dev/null || true; rm -f "$LANE2_LOG"' EXIT
   echo "lane 2 (${LANE2[*]}) runs beside this one; its report follows this one's" >&2
   "$py" -m pytest -o cache_dir=.pytest_cache/lane1 "${ignore[@]}" || rc1=$?
   wait "$LANE2_PID" || rc2=$?
