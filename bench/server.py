@@ -247,11 +247,29 @@ def _baseline_job(block: int) -> str:
     ).decode()
 
 
-async def _baseline(args: argparse.Namespace) -> None:
-    """The bare-library baseline: websockets' own server, one set of sockets, ``broadcast``."""
+def _frame(text: str) -> bytes:
+    """An unmasked server text frame (RFC 6455 5.2) holding ``text``: the floor writes it itself."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, n))
+    elif n < 1 << 16:
+        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+async def _baseline(args: argparse.Namespace, raw: bool = False) -> None:
+    """The bare-library baseline: websockets' own server, one set of sockets, ``broadcast``.
+
+    ``raw`` (``bench.server raw``) is the floor instead: the same server for the handshake and
+    the ``hello``, but a block's job frame is framed once here and written with
+    ``transport.write`` to every socket: no library work per socket, only the send.
+    """
     from websockets.asyncio.server import ServerConnection, broadcast, serve
 
-    conns: set[ServerConnection] = set()  # sockets that said hello: the broadcast's audience
+    conns: set[ServerConnection] = set()  # sockets that said hello: the push's audience
     block = [1]
     welcome = orjson.dumps({"type": "welcome", "minerId": "m", "worker": "w", "farmerId": "f"}).decode()
 
@@ -269,79 +287,24 @@ async def _baseline(args: argparse.Namespace) -> None:
             conns.discard(ws)
 
     stdin = await Stdin.open()
+    pings = None if raw else 20  # the floor writes behind the library's back: no pings of its own
     async with serve(
-        handler, "127.0.0.1", 0, compression=None, ping_interval=20, ping_timeout=20, backlog=4096
+        handler, "127.0.0.1", 0, compression=None, ping_interval=pings, ping_timeout=pings, backlog=4096
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        reply({"ready": True, "port": port, "tokens": ["baseline"]})
+        reply({"ready": True, "port": port, "tokens": ["raw" if raw else "baseline"]})
         while True:
             cmd = await stdin.command()
             match cmd.get("cmd"):
                 case "block":
                     block[0] += 1
                     t0 = time.time()
-                    broadcast(conns, _baseline_job(block[0]))
-                    reply({"t0": t0, "block": block[0]})
-                case "stats":
-                    reply({"sockets": len(conns), "gc": GC.report()})
-                case "quit":
-                    server.close()
-                    return
-                case other:
-                    reply({"error": f"unknown command {other!r}"})
-
-
-def _frame(text: str) -> bytes:
-    """An unmasked server text frame (RFC 6455 5.2) holding ``text``: the floor writes it itself."""
-    payload = text.encode()
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x81, n))
-    elif n < 1 << 16:
-        head = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return head + payload
-
-
-async def _raw(args: argparse.Namespace) -> None:
-    """The raw-send floor: websockets' server for the handshake and the ``hello``, then at a block
-    the job frame framed ONCE by this function and written with ``transport.write`` to every
-    socket: no library work per socket at all, only the send (what no server can go below)."""
-    from websockets.asyncio.server import ServerConnection, serve
-
-    conns: set[ServerConnection] = set()  # sockets that said hello: written to directly
-    block = [1]
-    welcome = orjson.dumps({"type": "welcome", "minerId": "m", "worker": "w", "farmerId": "f"}).decode()
-
-    async def handler(ws: ServerConnection) -> None:
-        hello = orjson.loads(await ws.recv())
-        if hello.get("type") != "hello":
-            return
-        await ws.send(welcome)
-        await ws.send(_baseline_job(block[0]))
-        conns.add(ws)
-        try:
-            async for _ in ws:
-                pass
-        finally:
-            conns.discard(ws)
-
-    stdin = await Stdin.open()
-    async with serve(
-        handler, "127.0.0.1", 0, compression=None, ping_interval=None, ping_timeout=None, backlog=4096
-    ) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        reply({"ready": True, "port": port, "tokens": ["raw"]})
-        while True:
-            cmd = await stdin.command()
-            match cmd.get("cmd"):
-                case "block":
-                    block[0] += 1
-                    t0 = time.time()
-                    frame = _frame(_baseline_job(block[0]))
-                    for ws in conns:
-                        ws.transport.write(frame)
+                    if raw:
+                        frame = _frame(_baseline_job(block[0]))
+                        for ws in conns:
+                            ws.transport.write(frame)
+                    else:
+                        broadcast(conns, _baseline_job(block[0]))
                     reply({"t0": t0, "block": block[0]})
                 case "stats":
                     reply({"sockets": len(conns), "gc": GC.report()})
@@ -373,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # Blocks opened by the benchmark are never worked, so every farmer "fails" each block: expected here.
     logging.getLogger("pooler.events").setLevel(logging.ERROR)
-    body: Any = {"pooler": _pooler, "baseline": _baseline, "raw": _raw}[args.kind](args)
+    body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args, raw=args.kind == "raw")
     return run_child(body)
 
 
