@@ -22,6 +22,10 @@ Each round runs with the other servers stopped (SIGSTOP, continued after the rou
 next round): idle Poolers with thousands of sockets are not idle (pings, views, block polls), and
 all servers share the server core.
 
+``ws-send`` is bare websockets sending each socket a job of its own with ``await ws.send()`` (the
+"bare websockets" row of the issue's stack table; ``baseline`` broadcasts one frame); every kind's
+p99 over its p99 is its ``send_ratio``, the ratio issue #17's 0.7x target is stated in.
+
 ``raw`` is the floor: a websockets server for the handshake whose push frames the job once and
 writes the same bytes to every socket's transport (no library work per socket); every kind's p99
 over the floor's is its ``floor_ratio``.
@@ -42,13 +46,15 @@ from bench.common import Child, Profiler, close_all, cpu_seconds, placement, rss
 
 # "pooler": MINER_SOCKET=asgi; "picows": MINER_SOCKET=picows; "-bc": their clients ask for block-broadcast
 # "raw": the floor (bench.server raw: one pre-framed frame written to every transport)
-SERVERS = ("pooler", "picows", "pooler-bc", "picows-bc", "baseline", "raw")
+# "ws-send": bare websockets with a distinct job and ``await ws.send()`` per socket (the issue's stack table)
+SERVERS = ("pooler", "picows", "pooler-bc", "picows-bc", "baseline", "ws-send", "raw")
 _ARGS = {
     "pooler": ["pooler"],
     "picows": ["pooler", "--miner-socket", "picows"],
     "pooler-bc": ["pooler"],
     "picows-bc": ["pooler", "--miner-socket", "picows"],
     "baseline": ["baseline"],
+    "ws-send": ["ws-send"],
     "raw": ["raw"],
 }
 
@@ -187,8 +193,9 @@ async def run(
                 bc["p99_ratio"] = round(bc["p99_ms"] / row["baseline"]["p99_ms"], 2)
                 bc["cpu_ratio"] = round(bc["cpu_ms_per_push"] / max(row[kind]["cpu_ms_per_push"], 0.1), 2)
             row["broadcast_cpu_ratio"] = row["pooler-bc"]["cpu_ratio"]
-            for kind in ("pooler", "picows", "pooler-bc", "picows-bc", "baseline"):
+            for kind in ("pooler", "picows", "pooler-bc", "picows-bc", "baseline", "ws-send"):
                 row[kind]["floor_ratio"] = round(row[kind]["p99_ms"] / row["raw"]["p99_ms"], 2)
+                row[kind]["send_ratio"] = round(row[kind]["p99_ms"] / row["ws-send"]["p99_ms"], 2)
             results.append(row)
             print(
                 f"  push N={n}: pooler p50/p99/max {row['pooler']['p50_ms']}/{row['pooler']['p99_ms']}/"

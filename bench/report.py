@@ -8,7 +8,7 @@ from typing import Any
 # issue #17's targets (earlier ones, issue 7: 20,000 shares/s, ack p99 10 ms, push 1.3x, 20 KB)
 SHARES_TARGET = 60_000  # verified shares/s, durability on, 100 and 1,000 connections
 ACK_P99_TARGET_MS = 5.0  # at half that rate
-PUSH_RATIO_TARGET = 0.7  # Pooler p99 / bare-websockets p99, same run
+PUSH_RATIO_TARGET = 0.7  # Pooler p99 / bare-websockets p99 (a send() per socket: ws-send), same run
 FLOOR_RATIO_TARGET = 1.5  # Pooler p99 / raw-send floor p99, same run
 KB_PER_SOCKET_TARGET = 8.0
 
@@ -49,15 +49,34 @@ def _push(p: dict[str, Any]) -> list[str]:
             ratio = row[kind]["p99_ms"] / max(row["baseline"]["p99_ms"], 0.001)
             what = label or "new-block push"
             floor = row[kind].get("floor_ratio")
+            # the 0.7x target is against bare websockets sending a job per socket (the issue's
+            # stack table); runs from before that baseline existed have only the broadcast one
+            send = row[kind].get("send_ratio")
+            versus = ratio if send is None else send
             out.append(
                 _row(
                     f"{what}, N={row['n']:,} sockets, p50 / p99 / max (ms)",
                     _ms3(row[kind]),
                     _ms3(row["baseline"]),
-                    f"{ratio:.2f}x (p99)" + ("" if floor is None else f"; {floor:.2f}x the floor"),
+                    f"{ratio:.2f}x (p99)"
+                    + ("" if send is None else f"; {send:.2f}x ws-send")
+                    + ("" if floor is None else f"; {floor:.2f}x the floor"),
                     f"p99 <= {PUSH_RATIO_TARGET}x"
+                    + ("" if send is None else " ws-send")
                     + ("" if floor is None else f", <= {FLOOR_RATIO_TARGET}x floor"),
-                    _met(ratio <= PUSH_RATIO_TARGET and (floor is None or floor <= FLOOR_RATIO_TARGET)),
+                    _met(versus <= PUSH_RATIO_TARGET and (floor is None or floor <= FLOOR_RATIO_TARGET)),
+                )
+            )
+        if "ws-send" in row:
+            out.append(
+                _row(
+                    f"bare websockets, a job per socket with send() (ws-send), N={row['n']:,}, "
+                    "p50 / p99 / max (ms)",
+                    _ms3(row["ws-send"]),
+                    "",
+                    "",
+                    "",
+                    "",
                 )
             )
         if "raw" in row:

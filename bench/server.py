@@ -2,7 +2,7 @@
 
     python -m bench.server pooler [--db PATH] [--miners K]
     python -m bench.server pooler --redis URL --instance ID [--join CHAIN_JSON --expect-miners K]
-    python -m bench.server baseline
+    python -m bench.server baseline | ws-send | raw
 
 Both run on uvloop (as ``pooler serve`` does) on 127.0.0.1, print one ``ready`` line and then
 answer JSON-line commands on stdin (see :mod:`bench.common`):
@@ -11,6 +11,10 @@ answer JSON-line commands on stdin (see :mod:`bench.common`):
   jumps one block interval) and ``NewBlock`` goes straight into ``pooler.runner.post`` with the
   block's real entropy and timestamp (the monitor, polling later, sees an index it already has).
   The baseline: one job frame, encoded once, goes to every socket with ``websockets.broadcast``.
+  ``ws-send``: the same library with a distinct job per socket (a copy of the job's dict with
+  that socket's nonce range, orjson-encoded) and ``await ws.send()`` per socket, the stack the
+  issue's table calls bare websockets (``../shared/perf/stacks``: ``push_distinct``).
+  ``raw``: the floor, the baseline's frame framed once and written to every transport.
   The answer carries ``t0``, ``time.time()`` just before the hand-off: clients time receipt on
   the same clock (one host).
 - ``{"cmd": "stats"}``: counters (events handled, store commits and records, sockets open).
@@ -228,23 +232,26 @@ async def _pooler(args: argparse.Namespace) -> None:
                     reply({"error": f"unknown command {other!r}"})
 
 
+def _job_dict(block: int) -> dict[str, Any]:
+    """A job of the Pooler's shape and size (what every baseline kind sends)."""
+    return {
+        "type": "job",
+        "job": f"b.{block:x}",
+        "block": block,
+        "entropy": "00" * 32,
+        "farmer": FARMER,
+        "nonceStart": "0",
+        "nonceEnd": str(1 << 40),
+        "shareZeros": 0,
+        "clean": True,
+        "workAt": int(time.time() * 1000),
+        "blockEndsAt": int(time.time() * 1000) + 300_000,
+    }
+
+
 def _baseline_job(block: int) -> str:
-    """A job frame of the Pooler's shape and size; the baseline sends this one frame to everyone."""
-    return orjson.dumps(
-        {
-            "type": "job",
-            "job": f"b.{block:x}",
-            "block": block,
-            "entropy": "00" * 32,
-            "farmer": FARMER,
-            "nonceStart": "0",
-            "nonceEnd": str(1 << 40),
-            "shareZeros": 0,
-            "clean": True,
-            "workAt": int(time.time() * 1000),
-            "blockEndsAt": int(time.time() * 1000) + 300_000,
-        }
-    ).decode()
+    """The one job frame the broadcast baseline and the floor send to everyone."""
+    return orjson.dumps(_job_dict(block)).decode()
 
 
 def _frame(text: str) -> bytes:
@@ -260,14 +267,18 @@ def _frame(text: str) -> bytes:
     return head + payload
 
 
-async def _baseline(args: argparse.Namespace, raw: bool = False) -> None:
+async def _baseline(args: argparse.Namespace, mode: str = "baseline") -> None:
     """The bare-library baseline: websockets' own server, one set of sockets, ``broadcast``.
 
-    ``raw`` (``bench.server raw``) is the floor instead: the same server for the handshake and
-    the ``hello``, but a block's job frame is framed once here and written with
-    ``transport.write`` to every socket: no library work per socket, only the send.
+    ``mode`` ``ws-send`` sends each socket a job of its own with ``await ws.send()`` (the issue's
+    "bare websockets": per-socket encoding and framing by the library). ``raw`` (``bench.server
+    raw``) is the floor: the same server for the handshake and the ``hello``, but a block's job
+    frame is framed once here and written with ``transport.write`` to every socket: no library
+    work per socket, only the send.
     """
+    raw = mode == "raw"
     from websockets.asyncio.server import ServerConnection, broadcast, serve
+    from websockets.exceptions import ConnectionClosed
 
     conns: set[ServerConnection] = set()  # sockets that said hello: the push's audience
     block = [1]
@@ -292,7 +303,7 @@ async def _baseline(args: argparse.Namespace, raw: bool = False) -> None:
         handler, "127.0.0.1", 0, compression=None, ping_interval=pings, ping_timeout=pings, backlog=4096
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        reply({"ready": True, "port": port, "tokens": ["raw" if raw else "baseline"]})
+        reply({"ready": True, "port": port, "tokens": [mode]})
         while True:
             cmd = await stdin.command()
             match cmd.get("cmd"):
@@ -303,6 +314,14 @@ async def _baseline(args: argparse.Namespace, raw: bool = False) -> None:
                         frame = _frame(_baseline_job(block[0]))
                         for ws in conns:
                             ws.transport.write(frame)
+                    elif mode == "ws-send":
+                        job = _job_dict(block[0])
+                        for i, ws in enumerate(list(conns)):
+                            mine = job.copy()  # this socket's own nonce range, encoded for it alone
+                            mine["nonceStart"] = str(i << 40)
+                            mine["nonceEnd"] = str((i + 1) << 40)
+                            with contextlib.suppress(ConnectionClosed):
+                                await ws.send(orjson.dumps(mine).decode())
                     else:
                         broadcast(conns, _baseline_job(block[0]))
                     reply({"t0": t0, "block": block[0]})
@@ -319,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("kind", choices=["pooler", "baseline", "raw"])
+    parser.add_argument("kind", choices=["pooler", "baseline", "ws-send", "raw"])
     parser.add_argument("--db", default="", help="SQLite path; default a temporary file; 'none' for no store")
     parser.add_argument("--miners", type=int, default=8, help="miners registered (tokens handed out)")
     parser.add_argument("--poll", type=float, default=1.0, help="block monitor poll interval, seconds")
@@ -336,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # Blocks opened by the benchmark are never worked, so every farmer "fails" each block: expected here.
     logging.getLogger("pooler.events").setLevel(logging.ERROR)
-    body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args, raw=args.kind == "raw")
+    body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args, args.kind)
     return run_child(body)
 
 

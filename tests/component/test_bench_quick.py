@@ -42,7 +42,7 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
     assert set(results) == {"verify", "detect", "push", "shares", "rest"}
     [level] = results["push"]["levels"]
     # both MINER_SOCKET paths, each with per-worker jobs and with block-broadcast, and the bare library
-    for side in ("pooler", "picows", "pooler-bc", "picows-bc", "baseline"):
+    for side in ("pooler", "picows", "pooler-bc", "picows-bc", "baseline", "ws-send", "raw"):
         assert level[side]["missing"] == 0  # every socket got the new block's job
         assert level[side]["n"] == level["n"] * level["rounds"]
     [shares] = results["shares"]["levels"]
@@ -56,6 +56,7 @@ def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -
         "new-block push",
         "MINER_SOCKET=picows",
         "block-broadcast",
+        "ws-send",
         "RSS per idle miner socket",
         "verified shares/s",
         "REST GET",
