@@ -439,7 +439,9 @@ class WorkerHashrate:
         head = self._head
         n = cfg.buckets
         k = int(now // cfg.bucket)
-        if k > head:  # buckets too old at ``now`` but not rolled out yet
+        if k - head >= n:  # every bucket written is older than the window (or none was)
+            free_w = free_sq = cov_w = cov_sq = ranged = expect = 0.0  # idle workers: no scan
+        elif k > head:  # buckets too old at ``now`` but not rolled out yet
             cells = self._cells
             for b in range(head + 1, min(k, head + n) + 1):
                 base = (b % n) * _FIELDS

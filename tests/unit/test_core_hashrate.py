@@ -462,6 +462,23 @@ def test_the_window_drops_old_buckets_and_history_restarts_after_a_window_of_sil
     assert est.rate(BASE + 2010) == pytest.approx(16**4 / 10)
 
 
+def test_a_bucket_counts_until_it_is_a_whole_window_old() -> None:
+    """The read without rolling: the last bucket still kept and the first one gone (the idle
+    worker's fast path, no scan of its window, must agree with the scan at the boundary)."""
+    est = WorkerHashrate(CONFIG)
+    est.connect(BASE)
+    est.job(BASE, "a")
+    est.job(BASE + 0.5, "b")  # "a" is no longer the newest job: its share is not held back
+    est.share(BASE + 1, 8, "a")
+    head = int((BASE + 1) // CONFIG.bucket)
+    last_kept = (head + CONFIG.buckets - 1) * CONFIG.bucket  # the bucket's final window position
+    assert est.rate(last_kept + CONFIG.bucket - 0.001) > 0
+    assert est.error(last_kept + CONFIG.bucket - 0.001) < math.inf
+    assert est.rate(last_kept + CONFIG.bucket) == 0.0
+    assert est.error(last_kept + CONFIG.bucket) == math.inf
+    assert est.rate_confident(last_kept + 5 * CONFIG.window) == (0.0, False)
+
+
 def test_reported_hashrate_is_display_only() -> None:
     est = WorkerHashrate(CONFIG)
     est.report(BASE, 5e6)
