@@ -32,12 +32,12 @@ component tests run every ``/ws/miner`` test on both paths).
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from picows.picows import WSAutoPingStrategy, WSProtocol  # type: ignore[attr-defined]
 from starlette.datastructures import Address
@@ -48,7 +48,13 @@ from pooler.web.lane import LANE, Receiver
 from pooler.web.wsproto import ABORT, SEND_BUFFER, limit_send_buffer
 
 log = logging.getLogger("pooler.web.picows")
-_PICOWS_LOG = logging.getLogger("pooler.web.picows.protocol")
+# An adapter, not the Logger: picows makes a child Logger per connection from a Logger (~0.5 KB a
+# socket, kept for its life) but uses any other logging object as it is, shared by every socket.
+_PICOWS_LOG = logging.LoggerAdapter(logging.getLogger("pooler.web.picows.protocol"))
+# The upgrade's request and response stay on picows' transport for the socket's life; their
+# header maps (~1 KB a socket) are read by nobody after the handshake, so they are swapped for
+# this shared empty, read-only one.
+_NO_HEADERS = CIMultiDictProxy(CIMultiDict[str]())
 
 PATH = b"/ws/miner"
 MAX_MESSAGE = 2 * 1024 * 1024  # as uvicorn's ws_max_size; MAX_FRAME_BYTES answers with error 29
@@ -101,7 +107,9 @@ class PicowsWire(WSListener):
         self.scope: MutableMapping[str, Any] = {"type": "websocket", "path": PATH.decode(), "extensions": {}}
         self.transport: WSTransport | None = None  # set when picows completed the handshake
         self._loop = asyncio.get_running_loop()  # for futures and timers, without a lookup per frame
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()  # messages for receive()
+        # messages for receive(): a list, not a deque (a deque's first block is ~0.6 KB a socket);
+        # it holds a few messages at most (reading pauses at _QUEUE_PAUSE), so pop(0) is cheap
+        self._queue: list[dict[str, Any]] = []
         self._waiter: asyncio.Future[None] | None = None  # receive() waiting for a message
         self._fragments: bytearray | None = None  # a fragmented message being reassembled
         self._fragments_text = False  # ... and whether it is text
@@ -120,6 +128,9 @@ class PicowsWire(WSListener):
     # picows' side
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        for done in (transport.request, transport.response):  # the handshake is over: see _NO_HEADERS
+            if done is not None:
+                done.headers = _NO_HEADERS  # type: ignore[assignment]  # read-only on purpose
         underlying = transport.underlying_transport
         ext = self.scope["extensions"]
         ext[ABORT] = underlying.abort
@@ -299,7 +310,7 @@ class PicowsWire(WSListener):
                 await waiter
             finally:
                 self._waiter = None
-        message = self._queue.popleft()
+        message = self._queue.pop(0)
         if self._queue_paused and len(self._queue) < _QUEUE_PAUSE // 2:
             self._queue_paused = False
             self._set_reading()
