@@ -117,3 +117,23 @@ def test_the_block_soak_runs_a_few_blocks_with_churn_and_reports_its_figures() -
     assert 0 < record["planted_max"] <= 4  # never the farmers of miners that left
     assert {"heap_mb_per_100_blocks", "rss_mb_per_100_blocks", "sqlite_kib_per_100_blocks"} <= set(record)
     assert all(s["rss_mb"] > 0 and s["db_kib"] > 0 for s in record["samples"])
+
+
+def test_socket_memory_attributes_an_idle_sockets_heap_to_lines_and_types() -> None:
+    """``python -m bench.socket_memory`` at a small size, on the picows path: every figure is there
+    and the per-socket objects include the socket's own (its wire, its core session)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.socket_memory", "--sockets", "200", "--path", "picows", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record: dict[str, Any] = orjson.loads(result.stdout.strip().splitlines()[-1])
+    assert record["path"] == "picows" and record["sockets"] == 200
+    assert record["traced_kb_per_socket"] > 0 and record["top_lines"]
+    assert all(line["bytes_per_socket"] >= 1 and ":" in line["where"] for line in record["top_lines"])
+    for kind in ("PicowsWire", "Session", "WorkerHashrate"):
+        assert record["objects_per_socket"].get(kind, 0) >= 0.9, (kind, record["objects_per_socket"])
