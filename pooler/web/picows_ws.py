@@ -45,7 +45,7 @@ from starlette.websockets import WebSocketState
 
 from pooler.web.gate import CONNECTION, Ticket
 from pooler.web.lane import LANE, Receiver
-from pooler.web.wsproto import ABORT, SEND_BUFFER, limit_send_buffer
+from pooler.web.wsproto import ABORT, SEND_BUFFER, limit_send_buffer, reset_when_stuck
 
 log = logging.getLogger("pooler.web.picows")
 # An adapter, not the Logger: picows makes a child Logger per connection from a Logger (~0.5 KB a
@@ -235,6 +235,8 @@ class PicowsWire(WSListener):
         does not answer the close within ``close_timeout`` (a peer that stopped reading keeps
         neither its descriptor nor its gate place)."""
         self.application_state = WebSocketState.DISCONNECTED
+        if self.transport is not None:  # bytes the peer never took: its close is a reset
+            reset_when_stuck(self.transport.underlying_transport)
         self._fail(WSCloseCode.INTERNAL_ERROR, "keepalive ping timeout")
 
     def shut(self) -> None:

@@ -16,14 +16,20 @@ And it drops a peer whose keepalive ping went unanswered if that peer does not t
 frame within :attr:`~AbortableWebSocketProtocol.close_grace` seconds (``SLOW_CLIENT_GRACE``; set
 per server by :func:`with_close_grace`): uvicorn sends 1011 and closes the transport gracefully,
 which for a peer that stopped reading (a zero TCP window) waits for a flush that never comes, so
-the connection, its gate place and its miner slot stayed. Everything else is uvicorn's own protocol.
+the connection, its gate place and its miner slot stayed. When the kernel still holds bytes that
+peer never took, the close is made a reset (:func:`reset_when_stuck`): a graceful close would
+only move them into an orphaned kernel socket that trickles them into the zero window for
+minutes. Everything else is uvicorn's own protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import socket
+import struct
+import termios
 from typing import Any, ClassVar, TypeVar
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -43,6 +49,27 @@ def limit_send_buffer(transport: Any, size: int) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
     transport.set_write_buffer_limits(high=size)
+
+
+def reset_when_stuck(transport: Any) -> bool:
+    """At a keepalive timeout: if the kernel still holds bytes this peer never took (TIOCOUTQ),
+    make the connection's close a reset (SO_LINGER 0) instead of a FIN queued behind them.
+
+    The peer answered no ping and is not reading, so the close frame behind those bytes cannot
+    reach it; a graceful close would only hand them to the kernel, which keeps the orphaned
+    socket and its buffer (up to ``tcp_wmem``, 4 MB here) trickling into a zero window for
+    minutes. A peer whose bytes are all taken keeps the graceful close. True when set."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        unsent = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+        if unsent <= 0:
+            return False
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:  # not a TCP socket, or already closed: nothing to reset
+        return False
+    return True
 
 
 class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -71,6 +98,8 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"][SEND_BUFFER] = lambda size: limit_send_buffer(self.transport, size)
 
     def keepalive_timeout(self) -> None:
+        if self.transport is not None:
+            reset_when_stuck(self.transport)  # bytes the peer never took: its close is a reset
         super().keepalive_timeout()  # 1011, then a graceful close: it ends once the buffer is flushed
         if self._drop_timer is None and not self.disconnected:
             self._drop_timer = self.loop.call_later(self.close_grace, self._drop)
