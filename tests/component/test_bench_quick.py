@@ -34,6 +34,21 @@ def quick_run(out: Path, *args: str, timeout: float) -> tuple[dict[str, Any], Pa
     return record, md_path, result.stdout
 
 
+def bench_json(module: str, *args: str) -> dict[str, Any]:
+    """``python -m <module> <args>`` (a ``--json`` benchmark script): its last output line, parsed."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    record: dict[str, Any] = orjson.loads(result.stdout.strip().splitlines()[-1])
+    return record
+
+
 def test_quick_run_measures_everything_and_writes_both_reports(tmp_path: Path) -> None:
     record, md_path, stdout = quick_run(tmp_path, timeout=240)
     assert record["mode"] == "quick"
@@ -96,22 +111,11 @@ def test_cluster_section_measures_one_and_two_instances_on_redis(tmp_path: Path)
 def test_the_block_soak_runs_a_few_blocks_with_churn_and_reports_its_figures() -> None:
     """``python -m bench.soak_blocks`` end to end on a few 2 s blocks: it stops by itself, samples
     the Pooler child, and under churn the planted farmers stay those of the live miners."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.soak_blocks",
-            *["--blocks", "6", "--every", "2", "--farmers", "4", "--window", "2"],
-            *["--churn", "1", "--json"],
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    record = bench_json(
+        "bench.soak_blocks",
+        *["--blocks", "6", "--every", "2", "--farmers", "4", "--window", "2"],
+        *["--churn", "1", "--json"],
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    record: dict[str, Any] = orjson.loads(result.stdout)
     assert record["blocks"] >= 6 and record["failures"] == 0
     assert record["registered"] >= 4 + 5  # one new miner a block after the first
     assert 0 < record["planted_max"] <= 4  # never the farmers of miners that left
@@ -122,16 +126,7 @@ def test_the_block_soak_runs_a_few_blocks_with_churn_and_reports_its_figures() -
 def test_socket_memory_attributes_an_idle_sockets_heap_to_lines_and_types() -> None:
     """``python -m bench.socket_memory`` at a small size, on the picows path: every figure is there
     and the per-socket objects include the socket's own (its wire, its core session)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.socket_memory", "--sockets", "200", "--path", "picows", "--json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    record: dict[str, Any] = orjson.loads(result.stdout.strip().splitlines()[-1])
+    record = bench_json("bench.socket_memory", "--sockets", "200", "--path", "picows", "--json")
     assert record["path"] == "picows" and record["sockets"] == 200
     assert record["traced_kb_per_socket"] > 0 and record["top_lines"]
     assert all(line["bytes_per_socket"] >= 1 and ":" in line["where"] for line in record["top_lines"])
