@@ -35,7 +35,7 @@ def quick_run(out: Path, *args: str, timeout: float) -> tuple[dict[str, Any], Pa
 
 
 def bench_json(module: str, *args: str) -> dict[str, Any]:
-    """``python -m <module> <args>`` (a ``--json`` benchmark script): its last output line, parsed."""
+    """``python -m <module> <args>`` (a ``--json`` benchmark script printing one JSON document)."""
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=ROOT,
@@ -45,7 +45,7 @@ def bench_json(module: str, *args: str) -> dict[str, Any]:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    record: dict[str, Any] = orjson.loads(result.stdout.strip().splitlines()[-1])
+    record: dict[str, Any] = orjson.loads(result.stdout)
     return record
 
 
