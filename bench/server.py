@@ -48,7 +48,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -267,7 +267,10 @@ def _frame(text: str) -> bytes:
     return head + payload
 
 
-async def _baseline(args: argparse.Namespace, mode: str = "baseline") -> None:
+BaselineMode = Literal["baseline", "ws-send", "raw"]
+
+
+async def _baseline(args: argparse.Namespace, mode: BaselineMode = "baseline") -> None:
     """The bare-library baseline: websockets' own server, one set of sockets, ``broadcast``.
 
     ``mode`` ``ws-send`` sends each socket a job of its own with ``await ws.send()`` (the issue's
@@ -355,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     # Blocks opened by the benchmark are never worked, so every farmer "fails" each block: expected here.
     logging.getLogger("pooler.events").setLevel(logging.ERROR)
-    body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args, args.kind)
+    body: Any = _pooler(args) if args.kind == "pooler" else _baseline(args, cast(BaselineMode, args.kind))
     return run_child(body)
 
 

@@ -51,6 +51,12 @@ def limit_send_buffer(transport: Any, size: int) -> None:
     transport.set_write_buffer_limits(high=size)
 
 
+def unsent_bytes(sock: Any) -> int:
+    """Bytes the kernel still holds for the peer of ``sock`` (not sent, or sent and not yet
+    acknowledged: Linux's TIOCOUTQ); raises OSError for a closed or non-TCP socket."""
+    return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+
+
 def reset_when_stuck(transport: Any) -> bool:
     """At a keepalive timeout: if the kernel still holds bytes this peer never took (TIOCOUTQ),
     make the connection's close a reset (SO_LINGER 0) instead of a FIN queued behind them.
@@ -63,8 +69,7 @@ def reset_when_stuck(transport: Any) -> bool:
     if sock is None:
         return False
     try:
-        unsent = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-        if unsent <= 0:
+        if unsent_bytes(sock) <= 0:
             return False
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     except OSError:  # not a TCP socket, or already closed: nothing to reset

@@ -7,16 +7,13 @@ reads (``get_extra_info("socket")``), as uvloop's and asyncio's transports do.
 
 from __future__ import annotations
 
-import fcntl
 import socket
-import struct
-import termios
 import time
 from typing import Any
 
 import pytest
 
-from pooler.web.wsproto import reset_when_stuck
+from pooler.web.wsproto import reset_when_stuck, unsent_bytes
 
 
 class _Transport:
@@ -25,11 +22,6 @@ class _Transport:
 
     def get_extra_info(self, name: str) -> Any:
         return self._sock if name == "socket" else None
-
-
-def _unsent(sock: socket.socket) -> int:
-    """Bytes our kernel still holds for the peer (sent and not acknowledged, or not sent yet)."""
-    return int(struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0])
 
 
 def _pair(rcvbuf: int | None = None) -> tuple[socket.socket, socket.socket, socket.socket]:
@@ -69,9 +61,9 @@ def test_a_peer_that_took_everything_keeps_the_graceful_close() -> None:
         peer.settimeout(15)
         assert peer.recv(16) == b"bye"
         deadline = time.monotonic() + 5  # its ACK may be a delayed one: until our queue is empty
-        while _unsent(ours) and time.monotonic() < deadline:
+        while unsent_bytes(ours) and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert _unsent(ours) == 0
+        assert unsent_bytes(ours) == 0
         assert reset_when_stuck(_Transport(ours)) is False  # nothing unsent: no reset
         ours.close()
         assert peer.recv(16) == b""  # a FIN, not a reset
