@@ -164,10 +164,13 @@ async def test_every_page_loads_and_shows_what_the_api_says() -> None:
             ids = sorted(r.miner_id for r in regs)
             for order in ("asc", "desc"):
                 await board.page.click('th[data-sort="minerId"]')
+                # the rows in that order AND the header marked: the rows may already be in that
+                # order before the click (random ids), and the mark comes with the API's answer
                 await board.page.wait_for_function(
-                    "(ids) => [...document.querySelectorAll('#miner-rows tr')].map(r => r.dataset.miner)"
-                    ".join() === ids.join()",
-                    arg=ids if order == "asc" else ids[::-1],
+                    "([ids, mark]) => [...document.querySelectorAll('#miner-rows tr')]"
+                    ".map(r => r.dataset.miner).join() === ids.join()"
+                    " && document.querySelector(mark) !== null",
+                    arg=[ids if order == "asc" else ids[::-1], f'th[data-sort="minerId"].sorted-{order}'],
                     timeout=30_000,
                 )
                 assert await board.page.locator(f'th[data-sort="minerId"].sorted-{order}').count() == 1
@@ -185,6 +188,8 @@ async def test_every_page_loads_and_shows_what_the_api_says() -> None:
                 in_api_order,
                 "workers order",
             )
+            # the rows may match the API's order before the answer that also marks the header
+            await board.page.wait_for_selector('th[data-sort="workers"].sorted-desc', timeout=30_000)
             assert await board.page.locator('th[data-sort="workers"].sorted-desc').count() == 1
             # one miner's page: its workers and hashrate chart
             await row.click()
